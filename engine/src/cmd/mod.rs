@@ -1,0 +1,3 @@
+//! Subcommands of the `tickwire` binary.
+
+pub mod decode;

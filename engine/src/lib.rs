@@ -1,0 +1,8 @@
+//! # tickwire-engine
+//!
+//! The engine layer of tickwire: the commands of the `tickwire` binary, and (as the pipeline
+//! lands) sources, rings, the columnarizer, the publisher and the cache. It builds on
+//! `tickwire-codecs`; see ARCHITECTURE.md for how a tick travels through it.
+
+pub mod clock;
+pub mod cmd;

@@ -1,0 +1,35 @@
+//! The `tickwire` binary: a thin shell over `tickwire_engine`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// tickwire: low-latency, zero-copy market-data ingest.
+#[derive(Debug, Parser)]
+#[command(name = "tickwire", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Decode Binance frames (one per line) into decode JSON, one output line per input line.
+    Decode(tickwire_engine::cmd::decode::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Decode(a) => tickwire_engine::cmd::decode::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tickwire: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
