@@ -71,65 +71,55 @@ pub struct Parsed<T> {
     pub dp: u8,
 }
 
-/// Splits and validates the text once; returns (negative, digits as u64 or None when more than
-/// 19 significant digits, the integer/fraction byte ranges, dp).
+/// One pass over the text: the mantissa as u64 while it has at most 19 significant digits,
+/// the fractional digit count, and the sign. `Ok(None)` means valid but too long for u64.
 #[inline(always)]
-fn lex(s: &[u8]) -> Result<(bool, &[u8], &[u8]), DecimalError> {
+fn scan(s: &[u8]) -> Result<(bool, Option<u64>, usize), DecimalError> {
     if s.is_empty() {
         return Err(DecimalError::Empty);
     }
-    let (neg, body) = match s[0] {
-        b'-' => (true, &s[1..]),
-        _ => (false, s),
-    };
-    // Find the point; validate digits in the same pass.
-    let mut point = body.len();
-    for (i, &c) in body.iter().enumerate() {
-        if c == b'.' {
-            if point != body.len() {
-                return Err(DecimalError::Malformed);
+    let neg = s[0] == b'-';
+    let body = if neg { &s[1..] } else { s };
+    let mut m: u64 = 0;
+    let mut sig = 0usize; // significant digits (after leading zeros)
+    let mut int_digits = 0usize;
+    let mut frac_digits = 0usize;
+    let mut point = false;
+    for &c in body {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            if point {
+                frac_digits += 1;
+            } else {
+                int_digits += 1;
             }
-            point = i;
-        } else if !c.is_ascii_digit() {
+            if sig > 0 || d != 0 {
+                sig += 1;
+            }
+            if sig <= 19 {
+                m = m * 10 + u64::from(d);
+            }
+        } else if c == b'.' && !point && int_digits > 0 {
+            point = true;
+        } else {
             return Err(DecimalError::Malformed);
         }
     }
-    let int = &body[..point];
-    let frac = if point < body.len() {
-        &body[point + 1..]
-    } else {
-        &body[body.len()..]
-    };
-    if int.is_empty() || (point < body.len() && frac.is_empty()) {
+    if int_digits == 0 || (point && frac_digits == 0) {
         return Err(DecimalError::Malformed);
     }
-    if frac.len() > SCALE as usize {
+    if frac_digits > SCALE as usize {
         return Err(DecimalError::TooPrecise);
     }
-    Ok((neg, int, frac))
-}
-
-#[inline(always)]
-fn digits_u64(d: &[u8], mut acc: u64) -> u64 {
-    for &c in d {
-        acc = acc * 10 + u64::from(c - b'0');
-    }
-    acc
+    Ok((neg, (sig <= 19).then_some(m), frac_digits))
 }
 
 /// Parses decimal text into an `i64` at scale 1e-8 (prices, rates).
 #[inline]
 pub fn parse_i64(s: &[u8]) -> Result<Parsed<i64>, DecimalError> {
-    let (neg, int, frac) = lex(s)?;
-    let dp = frac.len();
-    // Skip leading zeros so "0000.1" does not count as many digits.
-    let int = trim_leading_zeros(int);
-    if int.len() + dp > 19 {
-        return Err(DecimalError::OutOfRange);
-    }
-    let mantissa = digits_u64(frac, digits_u64(int, 0));
-    let raw = mantissa
-        .checked_mul(POW10[SCALE as usize - dp])
+    let (neg, m, dp) = scan(s)?;
+    let raw = m
+        .and_then(|m| m.checked_mul(POW10[SCALE as usize - dp]))
         .ok_or(DecimalError::OutOfRange)?;
     let raw = if neg {
         0i64.checked_sub_unsigned(raw)
@@ -143,21 +133,22 @@ pub fn parse_i64(s: &[u8]) -> Result<Parsed<i64>, DecimalError> {
 /// Parses decimal text into an `i128` at scale 1e-8 (quantities, volumes).
 #[inline]
 pub fn parse_i128(s: &[u8]) -> Result<Parsed<i128>, DecimalError> {
-    let (neg, int, frac) = lex(s)?;
-    let dp = frac.len();
-    let int = trim_leading_zeros(int);
-    let raw: u128 = if int.len() + dp <= 19 {
-        u128::from(digits_u64(frac, digits_u64(int, 0))) * u128::from(POW10[SCALE as usize - dp])
-    } else {
-        // 38 digits always fit u128 (max ~3.4e38); beyond that the value is out of range.
-        if int.len() + SCALE as usize > 38 {
-            return Err(DecimalError::OutOfRange);
+    let (neg, m, dp) = scan(s)?;
+    let raw: u128 = match m {
+        Some(m) => u128::from(m) * u128::from(POW10[SCALE as usize - dp]),
+        None => {
+            // More than 19 significant digits: accumulate in u128 (38 digits fit).
+            let body = if neg { &s[1..] } else { s };
+            let int = trim_leading_zeros(body.split(|&c| c == b'.').next().unwrap_or(b""));
+            if int.len() + SCALE as usize > 38 {
+                return Err(DecimalError::OutOfRange);
+            }
+            let mut acc: u128 = 0;
+            for &c in body.iter().filter(|c| c.is_ascii_digit()) {
+                acc = acc * 10 + u128::from(c - b'0');
+            }
+            acc * u128::from(POW10[SCALE as usize - dp])
         }
-        let mut acc: u128 = 0;
-        for &c in int.iter().chain(frac) {
-            acc = acc * 10 + u128::from(c - b'0');
-        }
-        acc * u128::from(POW10[SCALE as usize - dp])
     };
     let raw = if neg {
         0i128

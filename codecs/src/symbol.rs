@@ -127,14 +127,15 @@ impl SymbolCache {
         if name.is_empty() || name.len() > MAX_SYMBOL_LEN {
             return Err(SymbolError::Invalid);
         }
-        let mut key = [0u8; MAX_SYMBOL_LEN];
-        key[..name.len()].copy_from_slice(name);
-        let len = name.len() as u8;
+        // Streams repeat one symbol for long runs: check the last one before hashing.
         if let Some((k, l, id)) = &self.last {
-            if *l == len && *k == key {
+            if usize::from(*l) == name.len() && k.get(..name.len()) == Some(name) {
                 return Ok(*id);
             }
         }
+        let mut key = [0u8; MAX_SYMBOL_LEN];
+        key[..name.len()].copy_from_slice(name);
+        let len = name.len() as u8;
         let id = match self.local.get(&(key, len)) {
             Some(&id) => id,
             None => {

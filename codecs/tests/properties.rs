@@ -14,7 +14,7 @@ fn decimal_text(max_int_digits: usize) -> impl Strategy<Value = String> {
     )
         .prop_map(|(neg, int, dp, frac)| {
             let mut s = String::new();
-            if neg && !(int == "0") {
+            if neg && int != "0" {
                 s.push('-');
             }
             s.push_str(&int);

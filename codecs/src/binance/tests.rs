@@ -1,7 +1,9 @@
 use super::*;
 use crate::decimal::to_string;
 
-fn dec(market: Market, frame: &str) -> (Result<Vec<(Record, Vec<Level>)>>, Decoder) {
+type Decoded = Vec<(Record, Vec<Level>)>;
+
+fn dec(market: Market, frame: &str) -> (Result<Decoded>, Decoder) {
     let mut d = Decoder::new(market, SymbolTable::new());
     let mut out = Vec::new();
     let r = d

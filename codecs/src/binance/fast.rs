@@ -1,0 +1,629 @@
+//! Fused one-pass decoders for the high-volume kinds (trade, aggTrade, bookTicker, depth diffs).
+//!
+//! The general decoder ([`super::scan`]) records where every known key's value lies and then
+//! converts the fields it needs: robust to any key order, but it touches each value twice and
+//! moves a large `Result<Record>` through several calls. Here each value is converted the
+//! moment its key is read, into the record being built, with the very same conversion
+//! functions (`parse_i64`, `parse_i128`, `parse_int`, the symbol cache).
+//!
+//! A fast decoder never reports an error: anything it does not expect (a missing required
+//! field, an escaped string, an unknown value shape, broken syntax) makes it return `None`,
+//! and the caller decodes the frame again with the general path, which produces the precise
+//! error or the record. So the fast path changes speed, never results; a test holds the two
+//! paths equal on every fixture and on mutated frames.
+
+use super::scan::Scanner;
+use crate::decimal::{DpSet, Wide};
+
+const POW10: [i64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+use crate::record::*;
+use crate::symbol::SymbolCache;
+
+/// The value of eight ASCII digits loaded little-endian (first digit in the low byte), or
+/// `None` if any byte is not a digit. The SWAR method of simdjson's
+/// `parse_eight_digits_unrolled`: three multiplies instead of eight dependent multiply-adds.
+#[inline(always)]
+fn eight_digits(x: u64) -> Option<u64> {
+    // All digits: every byte's high nibble is 3, and adding 6 keeps it 3 (so the byte is <= '9').
+    let all = (x & 0xF0F0_F0F0_F0F0_F0F0)
+        | ((x.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4);
+    if all != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    const MASK: u64 = 0x0000_00FF_0000_00FF;
+    const MUL1: u64 = 100 + (1_000_000 << 32);
+    const MUL2: u64 = 1 + (10_000 << 32);
+    let v = x - 0x3030_3030_3030_3030;
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    Some(
+        (((v & MASK).wrapping_mul(MUL1)).wrapping_add(((v >> 16) & MASK).wrapping_mul(MUL2))) >> 32,
+    )
+}
+
+/// A cursor that parses values in place. Every method returns `None` on anything unexpected.
+pub(super) struct Cur<'a> {
+    pub b: &'a [u8],
+    pub i: usize,
+}
+
+impl<'a> Cur<'a> {
+    /// Reads `"k":` and returns the key (one byte for the common case).
+    #[inline(always)]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let b = self.b;
+        let i = self.i;
+        if i + 3 < b.len() && b[i] == b'"' && b[i + 2] == b'"' && b[i + 3] == b':' {
+            self.i = i + 4;
+            return Some(&b[i + 1..i + 2]);
+        }
+        let s = self.string()?;
+        if self.b.get(self.i) != Some(&b':') {
+            return None;
+        }
+        self.i += 1;
+        Some(s)
+    }
+
+    /// A string without escapes; `None` for anything else.
+    #[inline(always)]
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        while j < b.len() {
+            match b[j] {
+                b'"' => {
+                    self.i = j + 1;
+                    return Some(&b[start..j]);
+                }
+                b'\\' => return None,
+                _ => j += 1,
+            }
+        }
+        None
+    }
+
+    /// Digits at the cursor, accumulated in one pass; returns (value, count). Eight digits at
+    /// a time where it can (see [`eight_digits`]): a byte loop's multiply-add chain waits ~4
+    /// cycles per digit, and a trade frame has ~60 digits. Values past 18 digits wrap and are
+    /// refused by the callers.
+    #[inline(always)]
+    fn digits(&mut self, mut v: u64) -> (u64, usize) {
+        let b = self.b;
+        let start = self.i;
+        let mut j = start;
+        while let Some(chunk) = b.get(j..j + 8) {
+            let x = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+            match eight_digits(x) {
+                Some(d) => {
+                    v = v.wrapping_mul(100_000_000).wrapping_add(d);
+                    j += 8;
+                }
+                None => break,
+            }
+        }
+        while j < b.len() {
+            let d = b[j].wrapping_sub(b'0');
+            if d >= 10 {
+                break;
+            }
+            v = v.wrapping_mul(10).wrapping_add(u64::from(d));
+            j += 1;
+        }
+        self.i = j;
+        (v, j - start)
+    }
+
+    /// A plain JSON integer (`-?[0-9]{1,18}`), in one pass. Longer or other number shapes go
+    /// to the general path, which parses and reports them exactly.
+    #[inline(always)]
+    fn int(&mut self) -> Option<i64> {
+        let neg = self.b.get(self.i) == Some(&b'-');
+        self.i += usize::from(neg);
+        let (v, n) = self.digits(0);
+        if n == 0 || n > 18 || matches!(self.b.get(self.i), Some(b'.' | b'e' | b'E' | b'+' | b'-'))
+        {
+            return None;
+        }
+        let v = v as i64; // < 10^18: no overflow
+        Some(if neg { -v } else { v })
+    }
+
+    #[inline(always)]
+    fn time_us(&mut self) -> Option<i64> {
+        self.int()?.checked_mul(1000)
+    }
+
+    /// A quoted plain decimal `"-?[0-9]+(.[0-9]{1,8})?"` with at most 18 digits, in one pass:
+    /// (negative, mantissa, fractional digits). The same value `parse_i64`/`parse_i128` give.
+    #[inline(always)]
+    fn decimal(&mut self) -> Option<(bool, u64, usize)> {
+        if self.b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        self.i += 1;
+        let neg = self.b.get(self.i) == Some(&b'-');
+        self.i += usize::from(neg);
+        let (m, ni) = self.digits(0);
+        let (m, nf) = if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            let (m, nf) = self.digits(m);
+            if nf == 0 {
+                return None;
+            }
+            (m, nf)
+        } else {
+            (m, 0)
+        };
+        if ni == 0 || nf > 8 || ni + nf > 18 || self.b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        self.i += 1;
+        Some((neg, m, nf))
+    }
+
+    #[inline(always)]
+    fn price(&mut self, dp: &mut DpSet, k: usize) -> Option<i64> {
+        let (neg, m, nf) = self.decimal()?;
+        let raw = i64::try_from(m).ok()?.checked_mul(POW10[8 - nf])?;
+        dp.set(k, nf as u8);
+        Some(if neg { -raw } else { raw })
+    }
+
+    #[inline(always)]
+    fn qty(&mut self, dp: &mut DpSet, k: usize) -> Option<Wide> {
+        let (neg, m, nf) = self.decimal()?;
+        let raw = i128::from(m) * i128::from(POW10[8 - nf]); // < 10^26: fits
+        dp.set(k, nf as u8);
+        Some(Wide::new(if neg { -raw } else { raw }))
+    }
+
+    #[inline(always)]
+    fn boolean(&mut self) -> Option<u8> {
+        let r = &self.b[self.i.min(self.b.len())..];
+        if r.starts_with(b"true") {
+            self.i += 4;
+            Some(1)
+        } else if r.starts_with(b"false") {
+            self.i += 5;
+            Some(0)
+        } else {
+            None
+        }
+    }
+
+    /// Consumes the literal `l` if it comes next (a fixed-size compare, no call).
+    #[inline(always)]
+    fn lit<const N: usize>(&mut self, l: &[u8; N]) -> Option<()> {
+        let s: &[u8; N] = self.b.get(self.i..self.i + N)?.try_into().ok()?;
+        if s == l {
+            self.i += N;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// Skips a value we do not read, with the general scanner's validation.
+    #[inline]
+    fn skip(&mut self) -> Option<()> {
+        let mut sc = Scanner {
+            b: self.b,
+            i: self.i,
+        };
+        sc.value().ok()?;
+        self.i = sc.i;
+        Some(())
+    }
+
+    /// After a value: `Some(true)` at `,`, `Some(false)` at the closing `}`.
+    #[inline(always)]
+    fn next(&mut self) -> Option<bool> {
+        match self.b.get(self.i) {
+            Some(b',') => {
+                self.i += 1;
+                Some(true)
+            }
+            Some(b'}') => {
+                self.i += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// `[["p","q"],...]` into the arena.
+    fn levels(&mut self, arena: &mut Vec<Level>) -> Option<u32> {
+        let b = self.b;
+        if b.get(self.i) != Some(&b'[') {
+            return None;
+        }
+        self.i += 1;
+        let mut n = 0u32;
+        if b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Some(0);
+        }
+        loop {
+            if b.get(self.i) != Some(&b'[') {
+                return None;
+            }
+            self.i += 1;
+            let mut dp = DpSet::ALL_NULL;
+            let price = self.price(&mut dp, 0)?;
+            if b.get(self.i) != Some(&b',') {
+                return None;
+            }
+            self.i += 1;
+            let qty = self.qty(&mut dp, 1)?;
+            if b.get(self.i) != Some(&b']') {
+                return None;
+            }
+            self.i += 1;
+            let (price_dp, qty_dp) = (dp.get(0).unwrap_or(0), dp.get(1).unwrap_or(0));
+            arena.push(Level {
+                price,
+                qty,
+                price_dp,
+                qty_dp,
+                pad: [0; 6],
+            });
+            n += 1;
+            match b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Some(n);
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Skips a key no fast decoder reads. Keys that steer the general path (`data`, `result`,
+/// `lastUpdateId`, ...) end the fast attempt, so both paths always agree on what a frame is.
+#[inline(always)]
+fn skip_unknown(c: &mut Cur<'_>, k: &[u8]) -> Option<()> {
+    if k.len() > 1 && super::scan::slot_of(k).is_some() {
+        return None;
+    }
+    c.skip()
+}
+
+/// Which fast decoder fits an object, judged from its first key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fast {
+    Trade,
+    AggTrade,
+    BookTicker,
+    DepthUpdate,
+}
+
+/// Picks a fast decoder for the object at `i`, or `None` for the general path.
+#[inline(always)]
+pub(super) fn pick(b: &[u8], i: usize) -> Option<Fast> {
+    let r = b.get(i..)?;
+    if r.starts_with(b"{\"e\":\"trade\",") {
+        Some(Fast::Trade)
+    } else if r.starts_with(b"{\"e\":\"aggTrade\",") {
+        Some(Fast::AggTrade)
+    } else if r.starts_with(b"{\"e\":\"depthUpdate\",") {
+        Some(Fast::DepthUpdate)
+    } else if r.starts_with(b"{\"e\":\"bookTicker\",") || r.starts_with(b"{\"u\":") {
+        Some(Fast::BookTicker)
+    } else {
+        None
+    }
+}
+
+/// Inputs shared by the fast decoders.
+pub(super) struct In<'s> {
+    pub market: Market,
+    pub millis: bool,
+    pub recv: i64,
+    pub symbols: &'s mut SymbolCache,
+    pub levels: &'s mut Vec<Level>,
+}
+
+/// Decodes the object at `cur.i` with `which` into `out`; on success `cur.i` is just past
+/// its `}`. Filling the caller's record in place avoids moving it through return values.
+#[inline]
+pub(super) fn decode(
+    which: Fast,
+    cur: &mut Cur<'_>,
+    mut inp: In<'_>,
+    out: &mut Record,
+) -> Option<()> {
+    if !inp.millis {
+        return None; // the general path handles µs frames
+    }
+    cur.i += 1; // '{'
+    match which {
+        Fast::Trade => {
+            *out = Record::Trade(Trade::default());
+            let Record::Trade(t) = out else { return None };
+            let at = cur.i;
+            if trade_straight(cur, &mut inp, t).is_some() {
+                return Some(());
+            }
+            cur.i = at;
+            trade(cur, inp, t)
+        }
+        Fast::AggTrade => {
+            *out = Record::AggTrade(AggTrade::default());
+            let Record::AggTrade(t) = out else {
+                return None;
+            };
+            agg_trade(cur, inp, t)
+        }
+        Fast::BookTicker => {
+            *out = Record::BookTicker(BookTicker::default());
+            let Record::BookTicker(t) = out else {
+                return None;
+            };
+            book_ticker(cur, inp, t)
+        }
+        Fast::DepthUpdate => {
+            *out = Record::DepthUpdate(DepthUpdate::default());
+            let Record::DepthUpdate(t) = out else {
+                return None;
+            };
+            depth_update(cur, inp, t)
+        }
+    }
+}
+
+/// Sets bit `n` of the seen-mask when a required field is read.
+macro_rules! req {
+    ($seen:ident, $n:expr, $e:expr) => {{
+        $seen |= 1u32 << $n;
+        $e
+    }};
+}
+
+/// Trades in the key order Binance writes today, straight through with literal key checks:
+/// spot `e,E,s,t,p,q,T,m[,M]`, USD-M `e,E,T,s,t,p,q,X,m`. The key loop below costs an
+/// unpredictable indirect jump per key (measured: ~16% of a trade's decode time); on any
+/// deviation from these layouts, the loop takes over. Same fields, same conversions.
+fn trade_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut Trade) -> Option<()> {
+    t.header = Header::new(Kind::Trade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.dp = DpSet::ALL_NULL;
+    c.lit(b"\"e\":\"trade\",\"E\":")?;
+    t.header.event_time = c.time_us()?;
+    let usdm = c.lit(b",\"T\":").is_some();
+    if usdm {
+        t.trade_time = c.time_us()?;
+    }
+    c.lit(b",\"s\":")?;
+    let sym = c.string()?;
+    c.lit(b",\"t\":")?;
+    t.trade_id = c.int()?;
+    c.lit(b",\"p\":")?;
+    t.price = c.price(&mut t.dp, 0)?;
+    c.lit(b",\"q\":")?;
+    t.qty = c.qty(&mut t.dp, 1)?;
+    if usdm {
+        c.lit(b",\"X\":")?;
+        c.string()?;
+    } else {
+        c.lit(b",\"T\":")?;
+        t.trade_time = c.time_us()?;
+    }
+    c.lit(b",\"m\":")?;
+    t.is_buyer_maker = c.boolean()?;
+    if !usdm && c.lit(b",\"M\":").is_some() {
+        c.boolean()?;
+    }
+    c.lit(b"}")?;
+    // Interned last, once the layout is known to match (interning is the one side effect).
+    t.header.symbol = inp.symbols.intern(sym).ok()?;
+    Some(())
+}
+
+fn trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut Trade) -> Option<()> {
+    const EVENT: &[u8] = b"trade";
+    t.header = Header::new(Kind::Trade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => {
+                if c.string()? != EVENT {
+                    return None;
+                }
+            }
+            b"E" => t.header.event_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"t" => req!(seen, 1, t.trade_id = c.int()?),
+            b"p" => req!(seen, 2, t.price = c.price(&mut t.dp, 0)?),
+            b"q" => req!(seen, 3, t.qty = c.qty(&mut t.dp, 1)?),
+            b"T" => req!(seen, 4, t.trade_time = c.time_us()?),
+            b"m" => req!(seen, 5, t.is_buyer_maker = c.boolean()?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b11_1111).then_some(())
+}
+
+fn agg_trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut AggTrade) -> Option<()> {
+    const EVENT: &[u8] = b"aggTrade";
+    t.header = Header::new(Kind::AggTrade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => {
+                if c.string()? != EVENT {
+                    return None;
+                }
+            }
+            b"E" => t.header.event_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"a" => req!(seen, 1, t.agg_trade_id = c.int()?),
+            b"f" => req!(seen, 2, t.first_trade_id = c.int()?),
+            b"l" => req!(seen, 3, t.last_trade_id = c.int()?),
+            b"p" => req!(seen, 4, t.price = c.price(&mut t.dp, 0)?),
+            b"q" => req!(seen, 5, t.qty = c.qty(&mut t.dp, 1)?),
+            b"T" => req!(seen, 6, t.trade_time = c.time_us()?),
+            b"m" => req!(seen, 7, t.is_buyer_maker = c.boolean()?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b1111_1111).then_some(())
+}
+
+fn book_ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut BookTicker) -> Option<()> {
+    const EVENT: &[u8] = b"bookTicker";
+    t.header = Header::new(
+        Kind::BookTicker,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.transaction_time = NULL_I64;
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => {
+                if c.string()? != EVENT {
+                    return None;
+                }
+            }
+            b"E" => t.header.event_time = c.time_us()?,
+            b"T" => t.transaction_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"u" => req!(seen, 1, t.update_id = c.int()?),
+            b"b" => req!(seen, 2, t.bid_price = c.price(&mut t.dp, 0)?),
+            b"B" => req!(seen, 3, t.bid_qty = c.qty(&mut t.dp, 1)?),
+            b"a" => req!(seen, 4, t.ask_price = c.price(&mut t.dp, 2)?),
+            b"A" => req!(seen, 5, t.ask_qty = c.qty(&mut t.dp, 3)?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b11_1111).then_some(())
+}
+
+fn depth_update(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthUpdate) -> Option<()> {
+    const EVENT: &[u8] = b"depthUpdate";
+    t.header = Header::new(
+        Kind::DepthUpdate,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.prev_final_update_id = NULL_I64;
+    t.transaction_time = NULL_I64;
+    let mut seen = 0u32;
+    // Levels are parsed as they come; bids and asks must each appear once, bids first, for
+    // the arena layout (bids then asks). Anything else goes to the general path.
+    let start = inp.levels.len() as u32;
+    t.levels.start = start;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => {
+                if c.string()? != EVENT {
+                    return None;
+                }
+            }
+            b"E" => t.header.event_time = c.time_us()?,
+            b"T" => t.transaction_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"U" => req!(seen, 1, t.first_update_id = c.int()?),
+            b"u" => req!(seen, 2, t.final_update_id = c.int()?),
+            b"pu" => t.prev_final_update_id = c.int()?,
+            b"b" if seen & (1 << 3 | 1 << 4) == 0 => {
+                req!(seen, 3, t.levels.bids = c.levels(inp.levels)?)
+            }
+            b"a" if seen & (1 << 3) != 0 && seen & (1 << 4) == 0 => {
+                req!(seen, 4, t.levels.asks = c.levels(inp.levels)?)
+            }
+            b"b" | b"a" => return None,
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b1_1111).then_some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eight_digits_matches_the_byte_loop() {
+        for s in ["00000000", "12345678", "99999999", "10000001", "07654321"] {
+            let x = u64::from_le_bytes(s.as_bytes().try_into().expect("8 bytes"));
+            assert_eq!(eight_digits(x), s.parse::<u64>().ok(), "{s}");
+        }
+        for s in [
+            "1234567a", "/2345678", ":2345678", "1234 678", "-1234567", "1234567.",
+        ] {
+            let x = u64::from_le_bytes(s.as_bytes().try_into().expect("8 bytes"));
+            assert_eq!(eight_digits(x), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn digits_reads_long_and_short_runs() {
+        for (s, v, n) in [
+            ("1700000000123,", 1_700_000_000_123u64, 13),
+            ("7,", 7, 1),
+            ("123456789012345678}", 123_456_789_012_345_678, 18),
+            (",", 0, 0),
+        ] {
+            let mut c = Cur {
+                b: s.as_bytes(),
+                i: 0,
+            };
+            assert_eq!(c.digits(0), (v, n), "{s}");
+        }
+    }
+}

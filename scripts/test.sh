@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# tickwire's test command: on a fresh machine, installs and starts everything the tests need,
+# then runs every test of the workspace. Idempotent: a second run skips what is already there.
+#
+#   bash scripts/test.sh            # everything
+#   TICKWIRE_SKIP_SETUP=1 bash scripts/test.sh   # tests only (services already up)
+#
+# What it sets up (each only when missing or down):
+#   - ClickHouse server and client from Debian's packages (18.16), started as its own user,
+#     HTTP on 127.0.0.1:8123
+#   - PostgreSQL 15 on 127.0.0.1:5432, Redis on 6379, NATS with JetStream on 4222
+#   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), pytest
+# Then: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace, the Python tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+export DEBIAN_FRONTEND=noninteractive
+# Builds are shared between clones on one machine; a fresh machine starts cold.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tickwire/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export TICKWIRE_CLICKHOUSE_URL="${TICKWIRE_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
+export TICKWIRE_POSTGRES_URL="${TICKWIRE_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2; shift 2
+  for _ in $(seq 1 "$((secs * 5))"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  echo "timed out after ${secs}s waiting for $what" >&2
+  return 1
+}
+
+apt_updated=0
+apt_install() { # apt_install PACKAGE... (only those not installed)
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+  apt-get install -y -qq "${missing[@]}"
+}
+
+setup_clickhouse() {
+  log "ClickHouse"
+  apt_install clickhouse-server clickhouse-client
+  if ! curl -sf "$TICKWIRE_CLICKHOUSE_URL/ping" >/dev/null; then
+    mkdir -p /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
+    chown -R clickhouse:clickhouse /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
+    su -s /bin/sh clickhouse -c 'clickhouse-server --config-file=/etc/clickhouse-server/config.xml --daemon \
+      --pid-file=/var/run/clickhouse-server/clickhouse-server.pid'
+    wait_for 60 "ClickHouse on 8123" curl -sf "$TICKWIRE_CLICKHOUSE_URL/ping"
+  fi
+  echo "ClickHouse $(curl -sf "$TICKWIRE_CLICKHOUSE_URL/?query=SELECT%20version()") up"
+}
+
+setup_postgres() {
+  log "PostgreSQL"
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    apt_install postgresql
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start
+    wait_for 60 "PostgreSQL on 5432" pg_isready -q -h 127.0.0.1 -p 5432
+  fi
+  psql -h 127.0.0.1 -U postgres -Atc 'select version()' | cut -c1-40
+}
+
+setup_redis() {
+  log "Redis"
+  if ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1; then
+    apt_install redis-server
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for 30 "Redis on 6379" redis-cli -h 127.0.0.1 ping
+  fi
+  echo "Redis up"
+}
+
+setup_nats() {
+  log "NATS"
+  if ! (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+    apt_install nats-server
+    mkdir -p /var/lib/nats-server
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+      -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+    wait_for 30 "NATS on 4222" bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222'
+  fi
+  echo "NATS up"
+}
+
+setup_python() {
+  log "Python test clients"
+  if ! python3 -c 'import zmq, pyarrow, chdb, pytest' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest
+  fi
+  python3 -c 'import zmq, pyarrow, chdb; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__)'
+}
+
+if [ "${TICKWIRE_SKIP_SETUP:-0}" != 1 ]; then
+  command -v curl >/dev/null || apt_install curl
+  setup_clickhouse
+  setup_postgres
+  setup_redis
+  setup_nats
+  setup_python
+fi
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "cargo test --workspace"
+cargo test --workspace --quiet 2>&1 | tee "${TMPDIR:-/tmp}/tickwire-cargo-test.log"
+
+if compgen -G "tests/python/test_*.py" >/dev/null; then
+  log "Python tests"
+  cargo build --quiet -p tickwire-engine --bin tickwire
+  TICKWIRE_BIN="$CARGO_TARGET_DIR/debug/tickwire" python3 -m pytest -q tests/python
+fi
+
+log "all tests passed"
