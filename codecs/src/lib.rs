@@ -21,6 +21,8 @@
 //! assert!(line.contains(r#""event_time":1562305380000000"#));
 //! ```
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 pub mod binance;
 pub mod decimal;
 pub mod json;

@@ -6,3 +6,8 @@
 
 pub mod clock;
 pub mod cmd;
+pub mod pipeline;
+pub mod publish;
+pub mod queue;
+pub mod sim;
+pub mod source;

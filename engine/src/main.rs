@@ -18,12 +18,16 @@ struct Cli {
 enum Cmd {
     /// Decode Binance frames (one per line) into decode JSON, one output line per input line.
     Decode(tickwire_engine::cmd::decode::Args),
+    /// Run the local Binance simulator and the engine together: Parquet + ZMQ PUB, stats on
+    /// stderr, a JSON summary as the last stdout line.
+    Demo(tickwire_engine::cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Decode(a) => tickwire_engine::cmd::decode::run(a),
+        Cmd::Demo(a) => tickwire_engine::cmd::demo::run(a),
     };
     match r {
         Ok(code) => code,

@@ -1,3 +1,4 @@
 //! Subcommands of the `tickwire` binary.
 
 pub mod decode;
+pub mod demo;

@@ -1,0 +1,647 @@
+//! Arrow schemas and columnar builders for every record kind, defined once.
+//!
+//! [`columns`] lists each kind's columns (names as in `tickwire decode`) with how to read them
+//! from a [`Record`]; [`schema`] and [`BatchBuilder`] are both derived from that table, so the
+//! schema and the data cannot disagree. Types:
+//!
+//! | values | Arrow type |
+//! |---|---|
+//! | prices, rates | `Decimal128(18, 8)` (the `i64` raw value, exact) |
+//! | quantities, volumes | `Decimal128(38, 8)` (the `i128` raw value, exact) |
+//! | exchange times | `Timestamp(Microsecond, "UTC")`, `recv_time` `Timestamp(Nanosecond, "UTC")` |
+//! | ids, counts | `Int64` |
+//! | symbol | `Dictionary(Int32, Utf8)`; exchange, market `Dictionary(Int8, Utf8)` |
+//! | enum texts (interval, side, ...) | `Utf8` |
+//! | bids, asks | `List<Struct<price: Decimal128(18,8), qty: Decimal128(38,8)>>` |
+//!
+//! Absent values (null time or id, null decimal) are Arrow nulls. The number of decimal places
+//! Binance wrote is not stored: the value is exact, its text form canonical at scale 8.
+
+use crate::record::*;
+use arrow_array::builder::{
+    BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
+    TimestampMicrosecondBuilder, TimestampNanosecondBuilder,
+};
+use arrow_array::types::{Int32Type, Int8Type};
+use arrow_array::{ArrayRef, Decimal128Array, ListArray, RecordBatch, StructArray};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use std::sync::{Arc, OnceLock};
+
+/// Type of price columns.
+pub const PRICE_TYPE: DataType = DataType::Decimal128(18, 8);
+/// Type of quantity columns.
+pub const QTY_TYPE: DataType = DataType::Decimal128(38, 8);
+
+/// How a column reads a record. Functions return the kind's value, or a null for any other
+/// kind (never reached: a builder only takes its own kind).
+#[derive(Clone, Copy)]
+pub enum Col {
+    /// `Int64`, [`NULL_I64`] is null.
+    Int(fn(&Record) -> i64),
+    /// Exchange time in µs, [`NULL_I64`] is null.
+    Time(fn(&Record) -> i64),
+    /// Price raw value and its decimal places (`None`: null).
+    Price(fn(&Record) -> (i64, Option<u8>)),
+    /// Quantity raw value and its decimal places (`None`: null).
+    Qty(fn(&Record) -> (i128, Option<u8>)),
+    /// Boolean.
+    Bool(fn(&Record) -> bool),
+    /// Enumeration text.
+    Text(fn(&Record) -> Option<&'static str>),
+    /// The bid levels of a depth record.
+    Bids,
+    /// The ask levels of a depth record.
+    Asks,
+}
+
+impl std::fmt::Debug for Col {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Col::Int(_) => "Int",
+            Col::Time(_) => "Time",
+            Col::Price(_) => "Price",
+            Col::Qty(_) => "Qty",
+            Col::Bool(_) => "Bool",
+            Col::Text(_) => "Text",
+            Col::Bids => "Bids",
+            Col::Asks => "Asks",
+        })
+    }
+}
+
+/// One column of a kind.
+#[derive(Debug, Clone, Copy)]
+pub struct ColumnDef {
+    /// Column name.
+    pub name: &'static str,
+    /// How to read it.
+    pub col: Col,
+}
+
+/// The columns every table starts with.
+pub const COMMON_COLUMNS: [&str; 5] = ["exchange", "market", "symbol", "event_time", "recv_time"];
+
+macro_rules! c {
+    ($name:literal, int, $v:ident . $f:ident) => {
+        ColumnDef {
+            name: $name,
+            col: Col::Int(|r| {
+                if let Record::$v(x) = r {
+                    x.$f
+                } else {
+                    NULL_I64
+                }
+            }),
+        }
+    };
+    ($name:literal, time, $v:ident . $f:ident) => {
+        ColumnDef {
+            name: $name,
+            col: Col::Time(|r| {
+                if let Record::$v(x) = r {
+                    x.$f
+                } else {
+                    NULL_I64
+                }
+            }),
+        }
+    };
+    ($name:literal, px, $v:ident . $f:ident, $i:literal) => {
+        ColumnDef {
+            name: $name,
+            col: Col::Price(|r| {
+                if let Record::$v(x) = r {
+                    (x.$f, x.dp.get($i))
+                } else {
+                    (0, None)
+                }
+            }),
+        }
+    };
+    ($name:literal, qty, $v:ident . $f:ident, $i:literal) => {
+        ColumnDef {
+            name: $name,
+            col: Col::Qty(|r| {
+                if let Record::$v(x) = r {
+                    (x.$f.get(), x.dp.get($i))
+                } else {
+                    (0, None)
+                }
+            }),
+        }
+    };
+    ($name:literal, bool, $v:ident . $f:ident) => {
+        ColumnDef {
+            name: $name,
+            col: Col::Bool(|r| {
+                if let Record::$v(x) = r {
+                    x.$f != 0
+                } else {
+                    false
+                }
+            }),
+        }
+    };
+    ($name:literal, text, $v:ident . $f:ident, $e:ident) => {
+        ColumnDef {
+            name: $name,
+            col: Col::Text(|r| {
+                if let Record::$v(x) = r {
+                    $e::from_code(x.$f).map($e::as_str)
+                } else {
+                    None
+                }
+            }),
+        }
+    };
+}
+
+static TRADE: [ColumnDef; 5] = [
+    c!("trade_id", int, Trade.trade_id),
+    c!("price", px, Trade.price, 0),
+    c!("qty", qty, Trade.qty, 1),
+    c!("is_buyer_maker", bool, Trade.is_buyer_maker),
+    c!("trade_time", time, Trade.trade_time),
+];
+
+static AGG_TRADE: [ColumnDef; 7] = [
+    c!("agg_trade_id", int, AggTrade.agg_trade_id),
+    c!("first_trade_id", int, AggTrade.first_trade_id),
+    c!("last_trade_id", int, AggTrade.last_trade_id),
+    c!("price", px, AggTrade.price, 0),
+    c!("qty", qty, AggTrade.qty, 1),
+    c!("is_buyer_maker", bool, AggTrade.is_buyer_maker),
+    c!("trade_time", time, AggTrade.trade_time),
+];
+
+static BOOK_TICKER: [ColumnDef; 6] = [
+    c!("update_id", int, BookTicker.update_id),
+    c!("bid_price", px, BookTicker.bid_price, 0),
+    c!("bid_qty", qty, BookTicker.bid_qty, 1),
+    c!("ask_price", px, BookTicker.ask_price, 2),
+    c!("ask_qty", qty, BookTicker.ask_qty, 3),
+    c!("transaction_time", time, BookTicker.transaction_time),
+];
+
+static DEPTH_UPDATE: [ColumnDef; 6] = [
+    c!("first_update_id", int, DepthUpdate.first_update_id),
+    c!("final_update_id", int, DepthUpdate.final_update_id),
+    c!(
+        "prev_final_update_id",
+        int,
+        DepthUpdate.prev_final_update_id
+    ),
+    c!("transaction_time", time, DepthUpdate.transaction_time),
+    ColumnDef {
+        name: "bids",
+        col: Col::Bids,
+    },
+    ColumnDef {
+        name: "asks",
+        col: Col::Asks,
+    },
+];
+
+static DEPTH_SNAPSHOT: [ColumnDef; 3] = [
+    c!("last_update_id", int, DepthSnapshot.last_update_id),
+    ColumnDef {
+        name: "bids",
+        col: Col::Bids,
+    },
+    ColumnDef {
+        name: "asks",
+        col: Col::Asks,
+    },
+];
+
+static KLINE: [ColumnDef; 15] = [
+    c!("interval", text, Kline.interval, Interval),
+    c!("open_time", time, Kline.open_time),
+    c!("close_time", time, Kline.close_time),
+    c!("first_trade_id", int, Kline.first_trade_id),
+    c!("last_trade_id", int, Kline.last_trade_id),
+    c!("open", px, Kline.open, 0),
+    c!("high", px, Kline.high, 1),
+    c!("low", px, Kline.low, 2),
+    c!("close", px, Kline.close, 3),
+    c!("volume", qty, Kline.volume, 4),
+    c!("quote_volume", qty, Kline.quote_volume, 5),
+    c!("trade_count", int, Kline.trade_count),
+    c!("taker_buy_base_volume", qty, Kline.taker_buy_base_volume, 6),
+    c!(
+        "taker_buy_quote_volume",
+        qty,
+        Kline.taker_buy_quote_volume,
+        7
+    ),
+    c!("is_closed", bool, Kline.is_closed),
+];
+
+static MARK_PRICE: [ColumnDef; 5] = [
+    c!("mark_price", px, MarkPrice.mark_price, 0),
+    c!("index_price", px, MarkPrice.index_price, 1),
+    c!(
+        "estimated_settle_price",
+        px,
+        MarkPrice.estimated_settle_price,
+        2
+    ),
+    c!("funding_rate", px, MarkPrice.funding_rate, 3),
+    c!("next_funding_time", time, MarkPrice.next_funding_time),
+];
+
+static LIQUIDATION: [ColumnDef; 10] = [
+    c!("side", text, Liquidation.side, Side),
+    c!("order_type", text, Liquidation.order_type, OrderType),
+    c!(
+        "time_in_force",
+        text,
+        Liquidation.time_in_force,
+        TimeInForce
+    ),
+    c!("orig_qty", qty, Liquidation.orig_qty, 0),
+    c!("price", px, Liquidation.price, 1),
+    c!("avg_price", px, Liquidation.avg_price, 2),
+    c!("order_status", text, Liquidation.order_status, OrderStatus),
+    c!("last_filled_qty", qty, Liquidation.last_filled_qty, 3),
+    c!("filled_qty", qty, Liquidation.filled_qty, 4),
+    c!("trade_time", time, Liquidation.trade_time),
+];
+
+static TICKER: [ColumnDef; 19] = [
+    c!("price_change", px, Ticker.price_change, 0),
+    c!("price_change_percent", px, Ticker.price_change_percent, 1),
+    c!("weighted_avg_price", px, Ticker.weighted_avg_price, 2),
+    c!("last_price", px, Ticker.last_price, 3),
+    c!("last_qty", qty, Ticker.last_qty, 4),
+    c!("best_bid_price", px, Ticker.best_bid_price, 5),
+    c!("best_bid_qty", qty, Ticker.best_bid_qty, 6),
+    c!("best_ask_price", px, Ticker.best_ask_price, 7),
+    c!("best_ask_qty", qty, Ticker.best_ask_qty, 8),
+    c!("open_price", px, Ticker.open_price, 9),
+    c!("high_price", px, Ticker.high_price, 10),
+    c!("low_price", px, Ticker.low_price, 11),
+    c!("volume", qty, Ticker.volume, 12),
+    c!("quote_volume", qty, Ticker.quote_volume, 13),
+    c!("open_time", time, Ticker.open_time),
+    c!("close_time", time, Ticker.close_time),
+    c!("first_trade_id", int, Ticker.first_trade_id),
+    c!("last_trade_id", int, Ticker.last_trade_id),
+    c!("trade_count", int, Ticker.trade_count),
+];
+
+static GAP: [ColumnDef; 4] = [
+    c!("stream", text, Gap.stream, Kind),
+    c!("reason", text, Gap.reason, GapReason),
+    c!("expected", int, Gap.expected),
+    c!("got", int, Gap.got),
+];
+
+/// The columns of `kind` after [`COMMON_COLUMNS`].
+pub fn columns(kind: Kind) -> &'static [ColumnDef] {
+    match kind {
+        Kind::Trade => &TRADE,
+        Kind::AggTrade => &AGG_TRADE,
+        Kind::BookTicker => &BOOK_TICKER,
+        Kind::DepthUpdate => &DEPTH_UPDATE,
+        Kind::DepthSnapshot => &DEPTH_SNAPSHOT,
+        Kind::Kline => &KLINE,
+        Kind::MarkPrice => &MARK_PRICE,
+        Kind::Liquidation => &LIQUIDATION,
+        Kind::Ticker => &TICKER,
+        Kind::Gap => &GAP,
+    }
+}
+
+fn level_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("price", PRICE_TYPE, false),
+        Field::new("qty", QTY_TYPE, false),
+    ])
+}
+
+fn level_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(level_fields()), false))
+}
+
+fn utc(unit: TimeUnit) -> DataType {
+    DataType::Timestamp(unit, Some("UTC".into()))
+}
+
+fn build_schema(kind: Kind) -> Schema {
+    let dict8 = DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8));
+    let mut fields = vec![
+        Field::new("exchange", dict8.clone(), false),
+        Field::new("market", dict8, false),
+        Field::new(
+            "symbol",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            false,
+        ),
+        Field::new("event_time", utc(TimeUnit::Microsecond), true),
+        Field::new("recv_time", utc(TimeUnit::Nanosecond), false),
+    ];
+    for c in columns(kind) {
+        fields.push(match c.col {
+            Col::Int(_) => Field::new(c.name, DataType::Int64, true),
+            Col::Time(_) => Field::new(c.name, utc(TimeUnit::Microsecond), true),
+            Col::Price(_) => Field::new(c.name, PRICE_TYPE, true),
+            Col::Qty(_) => Field::new(c.name, QTY_TYPE, true),
+            Col::Bool(_) => Field::new(c.name, DataType::Boolean, false),
+            Col::Text(_) => Field::new(c.name, DataType::Utf8, true),
+            Col::Bids | Col::Asks => Field::new(c.name, DataType::List(level_item()), false),
+        });
+    }
+    Schema::new(fields).with_metadata(std::collections::HashMap::from([(
+        "tickwire.kind".to_string(),
+        kind.as_str().to_string(),
+    )]))
+}
+
+/// The Arrow schema of `kind` (built once, shared).
+pub fn schema(kind: Kind) -> SchemaRef {
+    static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        Kind::ALL
+            .iter()
+            .map(|&k| Arc::new(build_schema(k)))
+            .collect()
+    })[kind.index()]
+    .clone()
+}
+
+enum ColB {
+    Int(Int64Builder),
+    Time(TimestampMicrosecondBuilder),
+    Dec(Decimal128Builder),
+    Bool(BooleanBuilder),
+    Text(StringBuilder),
+    Levels {
+        price: Vec<i128>,
+        qty: Vec<i128>,
+        offsets: Vec<i32>,
+    },
+}
+
+/// Appends records of one kind and finishes them into a [`RecordBatch`] of [`schema`].
+pub struct BatchBuilder {
+    kind: Kind,
+    exchange: StringDictionaryBuilder<Int8Type>,
+    market: StringDictionaryBuilder<Int8Type>,
+    symbol: StringDictionaryBuilder<Int32Type>,
+    event_time: TimestampMicrosecondBuilder,
+    recv_time: TimestampNanosecondBuilder,
+    cols: Vec<ColB>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for BatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchBuilder")
+            .field("kind", &self.kind)
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty builder for `kind` with room for `capacity` rows.
+    pub fn new(kind: Kind, capacity: usize) -> Self {
+        let cols = columns(kind)
+            .iter()
+            .map(|c| match c.col {
+                Col::Int(_) => ColB::Int(Int64Builder::with_capacity(capacity)),
+                Col::Time(_) => ColB::Time(TimestampMicrosecondBuilder::with_capacity(capacity)),
+                Col::Price(_) => ColB::Dec(Decimal128Builder::with_capacity(capacity)),
+                Col::Qty(_) => ColB::Dec(Decimal128Builder::with_capacity(capacity)),
+                Col::Bool(_) => ColB::Bool(BooleanBuilder::with_capacity(capacity)),
+                Col::Text(_) => ColB::Text(StringBuilder::with_capacity(capacity, capacity * 4)),
+                Col::Bids | Col::Asks => ColB::Levels {
+                    price: Vec::new(),
+                    qty: Vec::new(),
+                    offsets: vec![0],
+                },
+            })
+            .collect();
+        BatchBuilder {
+            kind,
+            exchange: StringDictionaryBuilder::new(),
+            market: StringDictionaryBuilder::new(),
+            symbol: StringDictionaryBuilder::new(),
+            event_time: TimestampMicrosecondBuilder::with_capacity(capacity),
+            recv_time: TimestampNanosecondBuilder::with_capacity(capacity),
+            cols,
+            rows: 0,
+        }
+    }
+
+    /// The kind this builder takes.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Rows appended since the last finish.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends one record of this builder's kind; `levels` is the arena its level range
+    /// indexes and `symbol` its symbol's name. A record of another kind is refused.
+    pub fn append(
+        &mut self,
+        rec: &Record,
+        levels: &[Level],
+        symbol: &str,
+    ) -> Result<(), ArrowError> {
+        if rec.kind() != self.kind {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a {} record given to the {} builder",
+                rec.kind().as_str(),
+                self.kind.as_str()
+            )));
+        }
+        let h = rec.header();
+        self.exchange
+            .append(Exchange::from_code(h.exchange).map_or("", Exchange::as_str))?;
+        self.market
+            .append(Market::from_code(h.market).map_or("", Market::as_str))?;
+        self.symbol.append(symbol)?;
+        opt_i64(&mut self.event_time, h.event_time);
+        self.recv_time.append_value(h.recv_time);
+        let range = rec.levels().unwrap_or_default();
+        for (b, def) in self.cols.iter_mut().zip(columns(self.kind)) {
+            match (b, def.col) {
+                (ColB::Int(b), Col::Int(f)) => opt_i64(b, f(rec)),
+                (ColB::Time(b), Col::Time(f)) => opt_i64(b, f(rec)),
+                (ColB::Dec(b), Col::Price(f)) => match f(rec) {
+                    (v, Some(_)) => b.append_value(i128::from(v)),
+                    (_, None) => b.append_null(),
+                },
+                (ColB::Dec(b), Col::Qty(f)) => match f(rec) {
+                    (v, Some(_)) => b.append_value(v),
+                    (_, None) => b.append_null(),
+                },
+                (ColB::Bool(b), Col::Bool(f)) => b.append_value(f(rec)),
+                (ColB::Text(b), Col::Text(f)) => b.append_option(f(rec)),
+                (
+                    ColB::Levels {
+                        price,
+                        qty,
+                        offsets,
+                    },
+                    c @ (Col::Bids | Col::Asks),
+                ) => {
+                    let ls = if matches!(c, Col::Bids) {
+                        range.bids(levels)
+                    } else {
+                        range.asks(levels)
+                    };
+                    for l in ls {
+                        price.push(i128::from(l.price));
+                        qty.push(l.qty.get());
+                    }
+                    offsets.push(
+                        i32::try_from(price.len())
+                            .map_err(|_| ArrowError::ComputeError("too many levels".into()))?,
+                    );
+                }
+                _ => {
+                    return Err(ArrowError::SchemaError(
+                        "column builder out of step with its table".into(),
+                    ))
+                }
+            }
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Finishes the pending rows into a batch and starts over empty.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.exchange.finish()),
+            Arc::new(self.market.finish()),
+            Arc::new(self.symbol.finish()),
+            Arc::new(self.event_time.finish().with_timezone("UTC")),
+            Arc::new(self.recv_time.finish().with_timezone("UTC")),
+        ];
+        for (b, def) in self.cols.iter_mut().zip(columns(self.kind)) {
+            arrays.push(match b {
+                ColB::Int(b) => Arc::new(b.finish()),
+                ColB::Time(b) => Arc::new(b.finish().with_timezone("UTC")),
+                ColB::Dec(b) => {
+                    let (p, s) = match def.col {
+                        Col::Price(_) => (18, 8),
+                        _ => (38, 8),
+                    };
+                    Arc::new(b.finish().with_precision_and_scale(p, s)?)
+                }
+                ColB::Bool(b) => Arc::new(b.finish()),
+                ColB::Text(b) => Arc::new(b.finish()),
+                ColB::Levels {
+                    price,
+                    qty,
+                    offsets,
+                } => {
+                    let p = Decimal128Array::from(std::mem::take(price))
+                        .with_precision_and_scale(18, 8)?;
+                    let q = Decimal128Array::from(std::mem::take(qty))
+                        .with_precision_and_scale(38, 8)?;
+                    let items =
+                        StructArray::try_new(level_fields(), vec![Arc::new(p), Arc::new(q)], None)?;
+                    let offs = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
+                    Arc::new(ListArray::try_new(
+                        level_item(),
+                        offs,
+                        Arc::new(items),
+                        None,
+                    )?)
+                }
+            });
+        }
+        self.rows = 0;
+        RecordBatch::try_new(schema(self.kind), arrays)
+    }
+}
+
+fn opt_i64<T: arrow_array::types::ArrowPrimitiveType<Native = i64>>(
+    b: &mut arrow_array::builder::PrimitiveBuilder<T>,
+    v: i64,
+) {
+    if v == NULL_I64 {
+        b.append_null()
+    } else {
+        b.append_value(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binance::Decoder;
+    use crate::symbol::SymbolTable;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Decimal128Type;
+    use arrow_array::Array;
+
+    #[test]
+    fn schemas_have_the_decode_columns() {
+        for &k in Kind::ALL {
+            let s = schema(k);
+            let names: Vec<&str> = s.fields().iter().map(|f| f.name().as_str()).collect();
+            assert_eq!(&names[..5], COMMON_COLUMNS);
+            assert_eq!(names.len(), 5 + columns(k).len(), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn batches_carry_exact_values_and_nulls() {
+        let t = SymbolTable::new();
+        let mut d = Decoder::new(Market::Usdm, t.clone());
+        let mut b = BatchBuilder::new(Kind::DepthUpdate, 4);
+        let mut m = BatchBuilder::new(Kind::MarkPrice, 4);
+        let frames: [&[u8]; 3] = [
+            br#"{"e":"depthUpdate","E":1,"T":2,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[["1.5","2"],["1.4","0"]],"a":[]}"#,
+            br#"{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":3,"u":4,"b":[],"a":[["1.6","3000000000000.12345678"]]}"#,
+            br#"{"e":"markPriceUpdate","E":1,"s":"BTCUSDT","p":"-0.5","r":""}"#,
+        ];
+        for f in frames {
+            d.decode(f, 9, &mut |r: &Record, lv: &[Level]| {
+                let name = t.name(r.header().symbol).unwrap_or_default();
+                let res = match r.kind() {
+                    Kind::DepthUpdate => b.append(r, lv, &name),
+                    _ => m.append(r, lv, &name),
+                };
+                assert!(res.is_ok());
+            })
+            .expect("decodes");
+        }
+        assert!(
+            b.append(&Record::Gap(Gap::default()), &[], "X").is_err(),
+            "wrong kind refused"
+        );
+        let batch = b.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 2);
+        let asks = batch.column_by_name("asks").expect("asks").as_list::<i32>();
+        let row1 = asks.value(1);
+        let qty = row1.as_struct().column(1).as_primitive::<Decimal128Type>();
+        assert_eq!(qty.value(0), 300_000_000_000_012_345_678);
+        let pu = batch.column_by_name("prev_final_update_id").expect("pu");
+        assert!(pu.is_valid(0) && pu.is_null(1));
+        let mb = m.finish().expect("batch");
+        let fr = mb.column_by_name("funding_rate").expect("r");
+        assert!(fr.is_null(0));
+        let mp = mb
+            .column_by_name("mark_price")
+            .expect("p")
+            .as_primitive::<Decimal128Type>();
+        assert_eq!(mp.value(0), -50_000_000);
+        assert_eq!(b.len(), 0);
+    }
+}

@@ -1,0 +1,276 @@
+//! ZMQ PUB republish of every record, as it is decoded.
+//!
+//! Multipart messages `[topic, payload]`, topic `<kind>.<market>.<SYMBOL>` (prefix subscriptions:
+//! `trade.` gets every trade). Payload encodings:
+//!
+//! - `binary` (default), little-endian, version 1:
+//!
+//!   | offset | size | field |
+//!   |---|---|---|
+//!   | 0 | 1 | version = 1 |
+//!   | 1 | 1 | kind code (1 trade .. 10 gap) |
+//!   | 2 | 1 | market code (0 spot, 1 usdm) |
+//!   | 3 | 1 | reserved, 0 |
+//!   | 4 | 4 | record size in bytes (u32) |
+//!   | 8 | 8 | sequence number of this topic (u64, from 1) |
+//!   | 16 | size | the record's `repr(C)` bytes (layout in the README) |
+//!   | 16+size | 32 × n | depth kinds: the n = bids + asks levels, bids first |
+//!
+//! - `json`: the decode JSON object of the record.
+//!
+//! Slow subscribers never slow the engine: the socket is an XPUB with `ZMQ_XPUB_NODROP` and a
+//! send high-water mark, and every send is non-blocking. When a subscriber's queue is full,
+//! libzmq refuses the message (`EAGAIN`) instead of dropping it silently, and the publisher
+//! counts it in [`PubCounters::dropped`]. Subscribers see such a drop as a hole in the topic's
+//! sequence numbers.
+
+use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tickwire_codecs::json::write_record;
+use tickwire_codecs::record::{Kind, Level, Market, Record, SymbolId};
+
+/// Payload encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// Fixed little-endian layout (see the module docs).
+    Binary,
+    /// The decode JSON.
+    Json,
+}
+
+/// Publisher settings.
+#[derive(Debug, Clone)]
+pub struct PubConfig {
+    /// Bind address, e.g. `tcp://127.0.0.1:5556`.
+    pub bind: String,
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Messages a subscriber may have queued before further ones are refused and counted.
+    pub sndhwm: i32,
+}
+
+impl PubConfig {
+    /// Defaults: `tcp://127.0.0.1:5556`, binary, HWM 100,000.
+    pub fn new(bind: impl Into<String>) -> Self {
+        PubConfig {
+            bind: bind.into(),
+            encoding: Encoding::Binary,
+            sndhwm: 100_000,
+        }
+    }
+}
+
+/// Publisher counters.
+#[derive(Debug, Default)]
+pub struct PubCounters {
+    /// Messages sent.
+    pub sent: AtomicU64,
+    /// Messages refused by a full subscriber queue (counted, never silent).
+    pub dropped: AtomicU64,
+    /// Send errors other than a full queue.
+    pub errors: AtomicU64,
+}
+
+/// Why the publisher could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("zmq {what} {addr}: {source}")]
+pub struct PubError {
+    what: &'static str,
+    addr: String,
+    #[source]
+    source: zmq::Error,
+}
+
+/// The version byte of the binary layout.
+pub const BINARY_VERSION: u8 = 1;
+
+/// Owns the PUB socket; lives on the pipeline thread.
+pub struct Publisher {
+    sock: zmq::Socket,
+    _ctx: zmq::Context,
+    encoding: Encoding,
+    topics: FxHashMap<(u8, u8, SymbolId), (Vec<u8>, u64)>,
+    buf: Vec<u8>,
+    counters: std::sync::Arc<PubCounters>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("encoding", &self.encoding)
+            .field("topics", &self.topics.len())
+            .finish()
+    }
+}
+
+/// Sets `ZMQ_XPUB_NODROP`, which the `zmq` crate has no setter for.
+#[allow(unsafe_code)]
+fn set_xpub_nodrop(sock: &mut zmq::Socket) -> Result<(), zmq::Error> {
+    let on: std::os::raw::c_int = 1;
+    // SAFETY: `sock.as_mut_ptr()` is the live libzmq socket owned by `sock` (borrowed mutably
+    // for the call, so no other thread uses it); the option value points to a c_int on our
+    // stack that outlives the call, and the length passed is exactly its size, as
+    // zmq_setsockopt(3) requires for the integer option ZMQ_XPUB_NODROP.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            sock.as_mut_ptr(),
+            zmq_sys::ZMQ_XPUB_NODROP as std::os::raw::c_int,
+            (&on as *const std::os::raw::c_int).cast(),
+            std::mem::size_of::<std::os::raw::c_int>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(zmq::Error::from_raw(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    }
+}
+
+impl Publisher {
+    /// Binds the socket.
+    pub fn bind(
+        cfg: &PubConfig,
+        counters: std::sync::Arc<PubCounters>,
+    ) -> Result<Publisher, PubError> {
+        let err = |what, source| PubError {
+            what,
+            addr: cfg.bind.clone(),
+            source,
+        };
+        let ctx = zmq::Context::new();
+        let mut sock = ctx.socket(zmq::XPUB).map_err(|e| err("socket", e))?;
+        sock.set_sndhwm(cfg.sndhwm).map_err(|e| err("sndhwm", e))?;
+        sock.set_linger(1000).map_err(|e| err("linger", e))?;
+        set_xpub_nodrop(&mut sock).map_err(|e| err("xpub_nodrop", e))?;
+        sock.bind(&cfg.bind).map_err(|e| err("bind", e))?;
+        Ok(Publisher {
+            sock,
+            _ctx: ctx,
+            encoding: cfg.encoding,
+            topics: FxHashMap::default(),
+            buf: Vec::with_capacity(4096),
+            counters,
+        })
+    }
+
+    /// Reads pending subscription messages (an XPUB delivers them to the application).
+    pub fn poll_subscriptions(&mut self) {
+        while self.sock.recv_bytes(zmq::DONTWAIT).is_ok() {}
+    }
+
+    /// Publishes one record; never blocks.
+    pub fn publish(&mut self, rec: &Record, levels: &[Level], symbol: &str) {
+        let h = rec.header();
+        let key = (h.kind, h.market, h.symbol);
+        let (topic, seq) = self.topics.entry(key).or_insert_with(|| {
+            let kind = Kind::from_code(h.kind).map_or("unknown", Kind::as_str);
+            let market = Market::from_code(h.market).map_or("unknown", Market::as_str);
+            (format!("{kind}.{market}.{symbol}").into_bytes(), 0)
+        });
+        *seq += 1;
+        self.buf.clear();
+        match self.encoding {
+            Encoding::Binary => encode_binary(&mut self.buf, rec, levels, *seq),
+            Encoding::Json => write_record(&mut self.buf, rec, symbol, levels),
+        }
+        let r = self
+            .sock
+            .send(&topic[..], zmq::DONTWAIT | zmq::SNDMORE)
+            .and_then(|()| self.sock.send(&self.buf[..], zmq::DONTWAIT));
+        match r {
+            Ok(()) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(zmq::Error::EAGAIN) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Appends the binary payload of `rec` (see the module docs).
+pub fn encode_binary(out: &mut Vec<u8>, rec: &Record, levels: &[Level], seq: u64) {
+    let body = rec.as_bytes();
+    let h = rec.header();
+    out.extend_from_slice(&[BINARY_VERSION, h.kind, h.market, 0]);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(body);
+    if let Some(r) = rec.levels() {
+        out.extend_from_slice(bytemuck::cast_slice(r.bids(levels)));
+        out.extend_from_slice(bytemuck::cast_slice(r.asks(levels)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tickwire_codecs::record::{Header, Trade};
+
+    fn trade(i: i64) -> Record {
+        Record::Trade(Trade {
+            header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), 1, 2),
+            trade_id: i,
+            ..Trade::default()
+        })
+    }
+
+    #[test]
+    fn binary_layout() {
+        let mut v = Vec::new();
+        encode_binary(&mut v, &trade(7), &[], 3);
+        assert_eq!(v.len(), 16 + 80);
+        assert_eq!(&v[..4], &[1, 1, 0, 0]);
+        assert_eq!(u32::from_le_bytes(v[4..8].try_into().expect("4")), 80);
+        assert_eq!(u64::from_le_bytes(v[8..16].try_into().expect("8")), 3);
+        // trade_id at record offset 24
+        assert_eq!(
+            i64::from_le_bytes(v[16 + 24..16 + 32].try_into().expect("8")),
+            7
+        );
+    }
+
+    /// A subscriber that never reads: the publisher keeps going and counts every refused message.
+    #[test]
+    fn a_stalled_subscriber_is_counted_not_blocking() {
+        let counters = Arc::new(PubCounters::default());
+        let mut cfg = PubConfig::new("tcp://127.0.0.1:*");
+        cfg.sndhwm = 10;
+        let mut p = Publisher::bind(&cfg, counters.clone()).expect("bind");
+        let ep = p.sock.get_last_endpoint().expect("endpoint").expect("utf8");
+        let ctx = zmq::Context::new();
+        let sub = ctx.socket(zmq::SUB).expect("sub");
+        sub.set_rcvhwm(10).expect("rcvhwm");
+        sub.connect(&ep).expect("connect");
+        sub.set_subscribe(b"trade.").expect("subscribe");
+        // Wait (bounded) until the subscription has reached the publisher.
+        let mut subscribed = false;
+        for _ in 0..500 {
+            if p.sock.recv_bytes(zmq::DONTWAIT).is_ok() {
+                subscribed = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(subscribed, "subscription never arrived");
+        let n = 200_000u64;
+        for i in 0..n {
+            p.publish(&trade(i as i64), &[], "BTCUSDT");
+        }
+        let sent = counters.sent.load(Ordering::Relaxed);
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        assert_eq!(sent + dropped, n, "every message is sent or counted");
+        assert!(dropped > 0, "a stalled subscriber must cause counted drops");
+        // The subscriber gets an unbroken prefix of the sequence.
+        let topic = sub.recv_bytes(0).expect("topic");
+        assert_eq!(topic, b"trade.spot.BTCUSDT");
+        let payload = sub.recv_bytes(0).expect("payload");
+        assert_eq!(u64::from_le_bytes(payload[8..16].try_into().expect("8")), 1);
+    }
+}

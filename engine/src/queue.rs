@@ -1,0 +1,97 @@
+//! The bounded queue from the connection tasks to the pipeline thread, and its counters.
+//!
+//! A `crossbeam-channel` bounded (array) channel of [`Msg`]. Every producer states what it does
+//! when the queue is full ([`FullPolicy`]); every record not taken is counted in
+//! [`QueueCounters::dropped`]. There is no unbounded queue on the data path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tickwire_codecs::binance::DecodeStats;
+use tickwire_codecs::record::{Kind, Level, Record};
+
+/// What a producer does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Wait up to `max_wait` for room, then drop the record and count it.
+    Block {
+        /// The bound on the wait.
+        max_wait: Duration,
+    },
+    /// Drop the record at once and count it.
+    DropNewest,
+}
+
+impl Default for FullPolicy {
+    fn default() -> Self {
+        FullPolicy::Block {
+            max_wait: Duration::from_millis(250),
+        }
+    }
+}
+
+/// One record on its way to the pipeline. Depth records carry their levels, re-based to
+/// start at 0.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    /// The record.
+    pub rec: Record,
+    /// Its levels (depth kinds only).
+    pub levels: Option<Box<[Level]>>,
+}
+
+impl Msg {
+    /// Copies `rec` and the levels it indexes in `arena`.
+    pub fn new(rec: Record, arena: &[Level]) -> Msg {
+        let mut rec = rec;
+        let levels = rec.levels().map(|r| {
+            let mut v = Vec::with_capacity((r.bids + r.asks) as usize);
+            v.extend_from_slice(r.bids(arena));
+            v.extend_from_slice(r.asks(arena));
+            let rebased = tickwire_codecs::record::LevelRange { start: 0, ..r };
+            match &mut rec {
+                Record::DepthUpdate(d) => d.levels = rebased,
+                Record::DepthSnapshot(d) => d.levels = rebased,
+                _ => {}
+            }
+            v.into_boxed_slice()
+        });
+        Msg { rec, levels }
+    }
+
+    /// The levels (empty for kinds without).
+    pub fn levels(&self) -> &[Level] {
+        self.levels.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Counters of the sources and the queue.
+#[derive(Debug, Default)]
+pub struct QueueCounters {
+    /// Frames received from the sockets.
+    pub frames: AtomicU64,
+    /// Frames the decoder refused.
+    pub decode_errors: AtomicU64,
+    /// Frames of unknown event types.
+    pub unknown: AtomicU64,
+    /// Control frames.
+    pub controls: AtomicU64,
+    /// Records decoded, by kind.
+    pub decoded: [AtomicU64; Kind::COUNT],
+    /// Records put on the queue.
+    pub pushed: AtomicU64,
+    /// Records dropped because the queue stayed full.
+    pub dropped: AtomicU64,
+}
+
+impl QueueCounters {
+    /// Adds what a decoder counted between `before` and `now`.
+    pub fn publish_decode(&self, before: &DecodeStats, now: &DecodeStats) {
+        for i in 0..Kind::COUNT {
+            self.decoded[i].fetch_add(now.records[i] - before.records[i], Ordering::Relaxed);
+        }
+        self.unknown
+            .fetch_add(now.unknown - before.unknown, Ordering::Relaxed);
+        self.controls
+            .fetch_add(now.controls - before.controls, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,126 @@
+//! # tickwire-sinks
+//!
+//! Where flushed batches go. Every sink implements [`Sink`]: Arrow batches in (shared, never
+//! copied), acknowledgements out (its [`SinkCounters`]), typed errors, and retries and
+//! back-pressure owned by the sink itself. The engine runs each sink on a thread of its own
+//! behind a bounded queue.
+//!
+//! - [`parquet`]: Parquet files, the embedded default that needs no server.
+
+pub mod parquet;
+
+use arrow_array::RecordBatch;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tickwire_codecs::record::{Kind, Market};
+
+/// Where a batch belongs: one kind, one market, one UTC day (of `recv_time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BatchKey {
+    /// Record kind (one table per kind).
+    pub kind: Kind,
+    /// Market.
+    pub market: Market,
+    /// Days since 1970-01-01 (UTC).
+    pub day: i32,
+}
+
+/// A flushed batch, shared by every sink and the cache.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// Its partition.
+    pub key: BatchKey,
+    /// Sequence number of the batch in this process, for ordering and identity.
+    pub seq: u64,
+    /// The rows.
+    pub data: Arc<RecordBatch>,
+}
+
+/// What a sink has done; read by the engine for stats and the summary.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    /// Rows durably written (acknowledged).
+    pub rows: AtomicU64,
+    /// Batches durably written.
+    pub batches: AtomicU64,
+    /// Bytes written (files closed, or payload sent).
+    pub bytes: AtomicU64,
+    /// Write errors (each retried or dead-lettered, never silently lost).
+    pub errors: AtomicU64,
+}
+
+impl SinkCounters {
+    /// Rows acknowledged so far.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a sink failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SinkError {
+    /// File system error, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Parquet encoder refused the data.
+    #[error("parquet: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+    /// Arrow refused the data.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+/// A destination for batches.
+pub trait Sink: Send {
+    /// Name in stats, metrics and the summary (`parquet`, `clickhouse`, `postgres`).
+    fn name(&self) -> &'static str;
+    /// Takes a batch. `Ok` means the sink owns it now: it is written or will be, retried as
+    /// the sink's policy says; an error means this batch was not taken.
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError>;
+    /// Called about once a second with nothing to write: time-based work (rolling files).
+    fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Writes out everything taken and releases resources. Nothing taken is pending after `Ok`.
+    fn close(&mut self) -> Result<(), SinkError>;
+    /// The sink's counters.
+    fn counters(&self) -> Arc<SinkCounters>;
+}
+
+/// `YYYY-MM-DD` of a day number (days since 1970-01-01), proleptic Gregorian.
+pub fn date_string(day: i32) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = i64::from(day) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        for (day, s) in [
+            (0, "1970-01-01"),
+            (19_722, "2023-12-31"),
+            (20_781, "2026-11-24"),
+            (-1, "1969-12-31"),
+            (11_016, "2000-02-29"),
+        ] {
+            assert_eq!(super::date_string(day), s);
+        }
+    }
+}

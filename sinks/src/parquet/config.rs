@@ -1,0 +1,33 @@
+//! Parquet sink configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parquet sink settings.
+#[derive(Debug, Clone)]
+pub struct ParquetConfig {
+    /// Root directory of the dataset.
+    pub dir: PathBuf,
+    /// Roll a file once it holds this many bytes (encoded, before the footer).
+    pub max_file_bytes: u64,
+    /// Roll a file once it has been open this long.
+    pub max_file_age: Duration,
+    /// Rows per row group.
+    pub row_group_rows: usize,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl ParquetConfig {
+    /// Defaults for `dir`: 128 MiB files, rolled at the latest every 5 minutes, row groups of
+    /// 128k rows, zstd level 3.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ParquetConfig {
+            dir: dir.into(),
+            max_file_bytes: 128 << 20,
+            max_file_age: Duration::from_secs(300),
+            row_group_rows: 128 * 1024,
+            zstd_level: 3,
+        }
+    }
+}

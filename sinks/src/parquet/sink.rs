@@ -1,0 +1,182 @@
+//! The Parquet sink.
+
+use super::ParquetConfig;
+use crate::{date_string, Batch, BatchKey, Sink, SinkCounters, SinkError};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct OpenFile {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    opened: Instant,
+    rows: u64,
+}
+
+/// Writes batches into a hive-partitioned Parquet dataset (see the module docs).
+pub struct ParquetSink {
+    cfg: ParquetConfig,
+    props: WriterProperties,
+    open: HashMap<BatchKey, OpenFile>,
+    counters: Arc<SinkCounters>,
+}
+
+impl std::fmt::Debug for ParquetSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSink")
+            .field("dir", &self.cfg.dir)
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
+    move |source| SinkError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The batch without the `market` column, which lives in the path.
+fn project(batch: &RecordBatch) -> Result<RecordBatch, SinkError> {
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).name() != "market")
+        .collect();
+    Ok(batch.project(&keep)?)
+}
+
+impl ParquetSink {
+    /// A sink writing under `cfg.dir` (created if missing).
+    pub fn new(cfg: ParquetConfig) -> Result<Self, SinkError> {
+        std::fs::create_dir_all(&cfg.dir).map_err(io(&cfg.dir))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level)?))
+            .set_dictionary_enabled(true)
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            .set_created_by("tickwire".into())
+            .build();
+        Ok(ParquetSink {
+            cfg,
+            props,
+            open: HashMap::new(),
+            counters: Arc::default(),
+        })
+    }
+
+    /// The directory of a partition.
+    pub fn partition_dir(&self, key: &BatchKey) -> PathBuf {
+        self.cfg
+            .dir
+            .join(key.kind.as_str())
+            .join(format!("market={}", key.market.as_str()))
+            .join(format!("date={}", date_string(key.day)))
+    }
+
+    /// The first free part number in `dir` (files of earlier runs are never overwritten).
+    fn next_part(dir: &Path) -> Result<u64, SinkError> {
+        let mut next = 0;
+        for e in std::fs::read_dir(dir).map_err(io(dir))? {
+            let name = e.map_err(io(dir))?.file_name();
+            let name = name.to_string_lossy();
+            let stem = name.trim_start_matches('.').trim_start_matches("part-");
+            if let Some(n) = stem.split('.').next().and_then(|n| n.parse::<u64>().ok()) {
+                next = next.max(n + 1);
+            }
+        }
+        Ok(next)
+    }
+
+    fn open_file(&self, key: &BatchKey, schema: SchemaRef) -> Result<OpenFile, SinkError> {
+        let dir = self.partition_dir(key);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let n = Self::next_part(&dir)?;
+        let path = dir.join(format!("part-{n:05}.parquet"));
+        let tmp = dir.join(format!(".part-{n:05}.parquet.tmp"));
+        let file = File::create(&tmp).map_err(io(&tmp))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(self.props.clone()))?;
+        Ok(OpenFile {
+            writer,
+            tmp,
+            path,
+            opened: Instant::now(),
+            rows: 0,
+        })
+    }
+
+    fn finish(&self, f: OpenFile) -> Result<(), SinkError> {
+        let OpenFile {
+            writer,
+            tmp,
+            path,
+            rows,
+            ..
+        } = f;
+        writer.close()?;
+        let bytes = std::fs::metadata(&tmp).map_err(io(&tmp))?.len();
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.counters.rows.fetch_add(rows, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn roll_due(&mut self, all: bool) -> Result<(), SinkError> {
+        let due: Vec<BatchKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| {
+                all || f.opened.elapsed() >= self.cfg.max_file_age
+                    || f.writer.bytes_written() as u64 + f.writer.in_progress_size() as u64
+                        >= self.cfg.max_file_bytes
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            if let Some(f) = self.open.remove(&k) {
+                self.finish(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for ParquetSink {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        let data = project(&batch.data)?;
+        if !self.open.contains_key(&batch.key) {
+            let f = self.open_file(&batch.key, data.schema())?;
+            self.open.insert(batch.key, f);
+        }
+        if let Some(f) = self.open.get_mut(&batch.key) {
+            f.writer.write(&data)?;
+            f.rows += data.num_rows() as u64;
+        }
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.roll_due(false)
+    }
+
+    fn tick(&mut self) -> Result<(), SinkError> {
+        self.roll_due(false)
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.roll_due(true)
+    }
+
+    fn counters(&self) -> Arc<SinkCounters> {
+        self.counters.clone()
+    }
+}
