@@ -155,9 +155,26 @@ impl Publisher {
         })
     }
 
-    /// Reads pending subscription messages (an XPUB delivers them to the application).
-    pub fn poll_subscriptions(&mut self) {
-        while self.sock.recv_bytes(zmq::DONTWAIT).is_ok() {}
+    /// Reads pending subscription messages (an XPUB delivers them to the application);
+    /// returns how many subscribe messages there were.
+    pub fn poll_subscriptions(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(m) = self.sock.recv_bytes(zmq::DONTWAIT) {
+            n += usize::from(m.first() == Some(&1));
+        }
+        n
+    }
+
+    /// Waits until `n` subscriptions have arrived or `timeout` passed; returns how many came.
+    /// Lets a test or a recorder attach before the first record is published.
+    pub fn wait_subscribers(&mut self, n: usize, timeout: std::time::Duration) -> usize {
+        let start = std::time::Instant::now();
+        let mut seen = 0;
+        while seen < n && start.elapsed() < timeout {
+            seen += self.poll_subscriptions();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        seen
     }
 
     /// Publishes one record; never blocks.
@@ -207,6 +224,64 @@ pub fn encode_binary(out: &mut Vec<u8>, rec: &Record, levels: &[Level], seq: u64
     }
 }
 
+/// Why a binary payload could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// Shorter than its header says.
+    #[error("payload truncated")]
+    Truncated,
+    /// A layout version this build does not know.
+    #[error("unknown payload version {0}")]
+    Version(u8),
+    /// An unknown kind code, or a size that is not the kind's.
+    #[error("unknown kind {0} or wrong record size")]
+    Kind(u8),
+}
+
+fn read<T: bytemuck::AnyBitPattern>(b: &[u8]) -> T {
+    bytemuck::pod_read_unaligned(b)
+}
+
+/// Reads a binary payload back: the record, its levels (depth kinds) and the sequence number.
+pub fn decode_binary(p: &[u8]) -> Result<(Record, Vec<Level>, u64), PayloadError> {
+    use tickwire_codecs::record::*;
+    if p.len() < 16 {
+        return Err(PayloadError::Truncated);
+    }
+    if p[0] != BINARY_VERSION {
+        return Err(PayloadError::Version(p[0]));
+    }
+    let kind = Kind::from_code(p[1]).ok_or(PayloadError::Kind(p[1]))?;
+    let size = u32::from_le_bytes([p[4], p[5], p[6], p[7]]) as usize;
+    let seq = u64::from_le_bytes(p[8..16].try_into().map_err(|_| PayloadError::Truncated)?);
+    if size != RECORD_SIZES[kind.index()] {
+        return Err(PayloadError::Kind(p[1]));
+    }
+    let body = p.get(16..16 + size).ok_or(PayloadError::Truncated)?;
+    let rec = match kind {
+        Kind::Trade => Record::Trade(read(body)),
+        Kind::AggTrade => Record::AggTrade(read(body)),
+        Kind::BookTicker => Record::BookTicker(read(body)),
+        Kind::DepthUpdate => Record::DepthUpdate(read(body)),
+        Kind::DepthSnapshot => Record::DepthSnapshot(read(body)),
+        Kind::Kline => Record::Kline(read(body)),
+        Kind::MarkPrice => Record::MarkPrice(read(body)),
+        Kind::Liquidation => Record::Liquidation(read(body)),
+        Kind::Ticker => Record::Ticker(read(body)),
+        Kind::Gap => Record::Gap(read(body)),
+    };
+    let mut levels = Vec::new();
+    if let Some(r) = rec.levels() {
+        let n = (r.bids + r.asks) as usize;
+        let lv = p
+            .get(16 + size..16 + size + n * 32)
+            .ok_or(PayloadError::Truncated)?;
+        levels.extend(lv.chunks_exact(32).map(read::<Level>));
+    }
+    Ok((rec, levels, seq))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +309,35 @@ mod tests {
             i64::from_le_bytes(v[16 + 24..16 + 32].try_into().expect("8")),
             7
         );
+    }
+
+    #[test]
+    fn binary_round_trips_with_levels() {
+        use tickwire_codecs::binance::Decoder;
+        use tickwire_codecs::symbol::SymbolTable;
+        let mut d = Decoder::new(Market::Usdm, SymbolTable::new());
+        let mut v = Vec::new();
+        let mut got = None;
+        d.decode(
+            br#"{"e":"depthUpdate","E":1,"T":2,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[["1.5","2"],["1.4","0"]],"a":[["1.6","3"]]}"#,
+            9,
+            &mut |r: &Record, lv: &[Level]| {
+                encode_binary(&mut v, r, lv, 5);
+                got = Some((*r, lv.to_vec()));
+            },
+        )
+        .expect("decodes");
+        let (rec, levels, seq) = decode_binary(&v).expect("reads back");
+        let (want, wl) = got.expect("record");
+        assert_eq!((rec, seq), (want, 5));
+        assert_eq!(levels, wl);
+        assert_eq!(
+            decode_binary(&v[..v.len() - 1]),
+            Err(PayloadError::Truncated)
+        );
+        let mut bad = v.clone();
+        bad[0] = 9;
+        assert_eq!(decode_binary(&bad), Err(PayloadError::Version(9)));
     }
 
     /// A subscriber that never reads: the publisher keeps going and counts every refused message.

@@ -53,6 +53,10 @@ pub struct Args {
     /// Flush a batch when its oldest row is this many ms old.
     #[arg(long, default_value_t = FlushConfig::default().max_age.as_millis() as u64)]
     pub max_age_ms: u64,
+    /// Before starting, wait (up to 30 s) for this many ZMQ subscriptions, so that subscribers
+    /// see every record from the first.
+    #[arg(long, default_value_t = 0)]
+    pub wait_subscribers: usize,
     /// Capacity of the queue from the sources to the pipeline, in records.
     #[arg(long, default_value_t = 65_536)]
     pub queue: usize,
@@ -81,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parquet = ParquetSink::new(ParquetConfig::new(&args.out)).context("parquet sink")?;
     let sinks = vec![SinkRunner::start(Box::new(parquet), 64)];
     let pub_counters = Arc::new(PubCounters::default());
-    let publisher = Publisher::bind(
+    let mut publisher = Publisher::bind(
         &PubConfig {
             bind: args.zmq.clone(),
             encoding: args.encoding,
@@ -90,6 +94,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         pub_counters.clone(),
     )
     .context("zmq publisher")?;
+    if args.wait_subscribers > 0 {
+        let n = publisher.wait_subscribers(args.wait_subscribers, Duration::from_secs(30));
+        if n < args.wait_subscribers {
+            anyhow::bail!(
+                "only {n} of {} ZMQ subscribers arrived within 30 s",
+                args.wait_subscribers
+            );
+        }
+    }
     let (tx, rx) = crossbeam_channel::bounded(args.queue);
     let qc = Arc::new(QueueCounters::default());
     let pc = Arc::new(PipelineCounters::default());
