@@ -144,6 +144,10 @@ impl Publisher {
         sock.set_sndhwm(cfg.sndhwm).map_err(|e| err("sndhwm", e))?;
         sock.set_linger(1000).map_err(|e| err("linger", e))?;
         set_xpub_nodrop(&mut sock).map_err(|e| err("xpub_nodrop", e))?;
+        // Every subscription reaches the application, also a second one to the same prefix,
+        // so `wait_subscribers` can count subscribers.
+        sock.set_xpub_verbose(true)
+            .map_err(|e| err("xpub_verbose", e))?;
         sock.bind(&cfg.bind).map_err(|e| err("bind", e))?;
         Ok(Publisher {
             sock,
