@@ -77,6 +77,15 @@ pub struct ColumnDef {
     pub name: &'static str,
     /// How to read it.
     pub col: Col,
+    /// Whether the stream may lack it (a null). Columns every frame of the kind carries are
+    /// not nullable; a decoder refuses a frame without them.
+    pub nullable: bool,
+}
+
+/// Marks a column nullable.
+const fn null(mut c: ColumnDef) -> ColumnDef {
+    c.nullable = true;
+    c
 }
 
 /// The columns every table starts with.
@@ -85,6 +94,7 @@ pub const COMMON_COLUMNS: [&str; 5] = ["exchange", "market", "symbol", "event_ti
 macro_rules! c {
     ($name:literal, int, $v:ident . $f:ident) => {
         ColumnDef {
+            nullable: false,
             name: $name,
             col: Col::Int(|r| {
                 if let Record::$v(x) = r {
@@ -97,6 +107,7 @@ macro_rules! c {
     };
     ($name:literal, time, $v:ident . $f:ident) => {
         ColumnDef {
+            nullable: false,
             name: $name,
             col: Col::Time(|r| {
                 if let Record::$v(x) = r {
@@ -109,6 +120,7 @@ macro_rules! c {
     };
     ($name:literal, px, $v:ident . $f:ident, $i:literal) => {
         ColumnDef {
+            nullable: false,
             name: $name,
             col: Col::Price(|r| {
                 if let Record::$v(x) = r {
@@ -121,6 +133,7 @@ macro_rules! c {
     };
     ($name:literal, qty, $v:ident . $f:ident, $i:literal) => {
         ColumnDef {
+            nullable: false,
             name: $name,
             col: Col::Qty(|r| {
                 if let Record::$v(x) = r {
@@ -133,6 +146,7 @@ macro_rules! c {
     };
     ($name:literal, bool, $v:ident . $f:ident) => {
         ColumnDef {
+            nullable: false,
             name: $name,
             col: Col::Bool(|r| {
                 if let Record::$v(x) = r {
@@ -145,6 +159,7 @@ macro_rules! c {
     };
     ($name:literal, text, $v:ident . $f:ident, $e:ident) => {
         ColumnDef {
+            nullable: false,
             name: $name,
             col: Col::Text(|r| {
                 if let Record::$v(x) = r {
@@ -181,25 +196,27 @@ static BOOK_TICKER: [ColumnDef; 6] = [
     c!("bid_qty", qty, BookTicker.bid_qty, 1),
     c!("ask_price", px, BookTicker.ask_price, 2),
     c!("ask_qty", qty, BookTicker.ask_qty, 3),
-    c!("transaction_time", time, BookTicker.transaction_time),
+    null(c!("transaction_time", time, BookTicker.transaction_time)),
 ];
 
 static DEPTH_UPDATE: [ColumnDef; 6] = [
     c!("first_update_id", int, DepthUpdate.first_update_id),
     c!("final_update_id", int, DepthUpdate.final_update_id),
-    c!(
+    null(c!(
         "prev_final_update_id",
         int,
         DepthUpdate.prev_final_update_id
-    ),
-    c!("transaction_time", time, DepthUpdate.transaction_time),
+    )),
+    null(c!("transaction_time", time, DepthUpdate.transaction_time)),
     ColumnDef {
         name: "bids",
         col: Col::Bids,
+        nullable: false,
     },
     ColumnDef {
         name: "asks",
         col: Col::Asks,
+        nullable: false,
     },
 ];
 
@@ -208,10 +225,12 @@ static DEPTH_SNAPSHOT: [ColumnDef; 3] = [
     ColumnDef {
         name: "bids",
         col: Col::Bids,
+        nullable: false,
     },
     ColumnDef {
         name: "asks",
         col: Col::Asks,
+        nullable: false,
     },
 ];
 
@@ -240,15 +259,15 @@ static KLINE: [ColumnDef; 15] = [
 
 static MARK_PRICE: [ColumnDef; 5] = [
     c!("mark_price", px, MarkPrice.mark_price, 0),
-    c!("index_price", px, MarkPrice.index_price, 1),
-    c!(
+    null(c!("index_price", px, MarkPrice.index_price, 1)),
+    null(c!(
         "estimated_settle_price",
         px,
         MarkPrice.estimated_settle_price,
         2
-    ),
-    c!("funding_rate", px, MarkPrice.funding_rate, 3),
-    c!("next_funding_time", time, MarkPrice.next_funding_time),
+    )),
+    null(c!("funding_rate", px, MarkPrice.funding_rate, 3)),
+    null(c!("next_funding_time", time, MarkPrice.next_funding_time)),
 ];
 
 static LIQUIDATION: [ColumnDef; 10] = [
@@ -262,10 +281,10 @@ static LIQUIDATION: [ColumnDef; 10] = [
     ),
     c!("orig_qty", qty, Liquidation.orig_qty, 0),
     c!("price", px, Liquidation.price, 1),
-    c!("avg_price", px, Liquidation.avg_price, 2),
+    null(c!("avg_price", px, Liquidation.avg_price, 2)),
     c!("order_status", text, Liquidation.order_status, OrderStatus),
-    c!("last_filled_qty", qty, Liquidation.last_filled_qty, 3),
-    c!("filled_qty", qty, Liquidation.filled_qty, 4),
+    null(c!("last_filled_qty", qty, Liquidation.last_filled_qty, 3)),
+    null(c!("filled_qty", qty, Liquidation.filled_qty, 4)),
     c!("trade_time", time, Liquidation.trade_time),
 ];
 
@@ -275,10 +294,10 @@ static TICKER: [ColumnDef; 19] = [
     c!("weighted_avg_price", px, Ticker.weighted_avg_price, 2),
     c!("last_price", px, Ticker.last_price, 3),
     c!("last_qty", qty, Ticker.last_qty, 4),
-    c!("best_bid_price", px, Ticker.best_bid_price, 5),
-    c!("best_bid_qty", qty, Ticker.best_bid_qty, 6),
-    c!("best_ask_price", px, Ticker.best_ask_price, 7),
-    c!("best_ask_qty", qty, Ticker.best_ask_qty, 8),
+    null(c!("best_bid_price", px, Ticker.best_bid_price, 5)),
+    null(c!("best_bid_qty", qty, Ticker.best_bid_qty, 6)),
+    null(c!("best_ask_price", px, Ticker.best_ask_price, 7)),
+    null(c!("best_ask_qty", qty, Ticker.best_ask_qty, 8)),
     c!("open_price", px, Ticker.open_price, 9),
     c!("high_price", px, Ticker.high_price, 10),
     c!("low_price", px, Ticker.low_price, 11),
@@ -294,8 +313,8 @@ static TICKER: [ColumnDef; 19] = [
 static GAP: [ColumnDef; 4] = [
     c!("stream", text, Gap.stream, Kind),
     c!("reason", text, Gap.reason, GapReason),
-    c!("expected", int, Gap.expected),
-    c!("got", int, Gap.got),
+    null(c!("expected", int, Gap.expected)),
+    null(c!("got", int, Gap.got)),
 ];
 
 /// The columns of `kind` after [`COMMON_COLUMNS`].
@@ -344,13 +363,13 @@ fn build_schema(kind: Kind) -> Schema {
     ];
     for c in columns(kind) {
         fields.push(match c.col {
-            Col::Int(_) => Field::new(c.name, DataType::Int64, true),
-            Col::Time(_) => Field::new(c.name, utc(TimeUnit::Microsecond), true),
-            Col::Price(_) => Field::new(c.name, PRICE_TYPE, true),
-            Col::Qty(_) => Field::new(c.name, QTY_TYPE, true),
-            Col::Bool(_) => Field::new(c.name, DataType::Boolean, false),
-            Col::Text(_) => Field::new(c.name, DataType::Utf8, true),
-            Col::Bids | Col::Asks => Field::new(c.name, DataType::List(level_item()), false),
+            Col::Int(_) => Field::new(c.name, DataType::Int64, c.nullable),
+            Col::Time(_) => Field::new(c.name, utc(TimeUnit::Microsecond), c.nullable),
+            Col::Price(_) => Field::new(c.name, PRICE_TYPE, c.nullable),
+            Col::Qty(_) => Field::new(c.name, QTY_TYPE, c.nullable),
+            Col::Bool(_) => Field::new(c.name, DataType::Boolean, c.nullable),
+            Col::Text(_) => Field::new(c.name, DataType::Utf8, c.nullable),
+            Col::Bids | Col::Asks => Field::new(c.name, DataType::List(level_item()), c.nullable),
         });
     }
     Schema::new(fields).with_metadata(std::collections::HashMap::from([(
@@ -472,23 +491,28 @@ impl BatchBuilder {
         self.market
             .append(Market::from_code(h.market).map_or("", Market::as_str))?;
         self.symbol.append(symbol)?;
-        opt_i64(&mut self.event_time, h.event_time);
+        opt_i64(&mut self.event_time, h.event_time, true);
         self.recv_time.append_value(h.recv_time);
         let range = rec.levels().unwrap_or_default();
         for (b, def) in self.cols.iter_mut().zip(columns(self.kind)) {
             match (b, def.col) {
-                (ColB::Int(b), Col::Int(f)) => opt_i64(b, f(rec)),
-                (ColB::Time(b), Col::Time(f)) => opt_i64(b, f(rec)),
+                (ColB::Int(b), Col::Int(f)) => opt_i64(b, f(rec), def.nullable),
+                (ColB::Time(b), Col::Time(f)) => opt_i64(b, f(rec), def.nullable),
                 (ColB::Dec(b), Col::Price(f)) => match f(rec) {
-                    (v, Some(_)) => b.append_value(i128::from(v)),
-                    (_, None) => b.append_null(),
+                    // A null only where the column may hold one; elsewhere the raw value is
+                    // kept (a decoder never leaves it out), so a batch is never refused.
+                    (_, None) if def.nullable => b.append_null(),
+                    (v, _) => b.append_value(i128::from(v)),
                 },
                 (ColB::Dec(b), Col::Qty(f)) => match f(rec) {
-                    (v, Some(_)) => b.append_value(v),
-                    (_, None) => b.append_null(),
+                    (_, None) if def.nullable => b.append_null(),
+                    (v, _) => b.append_value(v),
                 },
                 (ColB::Bool(b), Col::Bool(f)) => b.append_value(f(rec)),
-                (ColB::Text(b), Col::Text(f)) => b.append_option(f(rec)),
+                (ColB::Text(b), Col::Text(f)) => match f(rec) {
+                    None if def.nullable => b.append_null(),
+                    v => b.append_value(v.unwrap_or("")),
+                },
                 (
                     ColB::Levels {
                         price,
@@ -573,8 +597,9 @@ impl BatchBuilder {
 fn opt_i64<T: arrow_array::types::ArrowPrimitiveType<Native = i64>>(
     b: &mut arrow_array::builder::PrimitiveBuilder<T>,
     v: i64,
+    nullable: bool,
 ) {
-    if v == NULL_I64 {
+    if nullable && v == NULL_I64 {
         b.append_null()
     } else {
         b.append_value(v)
@@ -598,6 +623,48 @@ mod tests {
             assert_eq!(&names[..5], COMMON_COLUMNS);
             assert_eq!(names.len(), 5 + columns(k).len(), "{k:?}");
         }
+    }
+
+    #[test]
+    fn only_columns_a_stream_may_lack_are_nullable() {
+        let nullable = |k: Kind| -> Vec<String> {
+            schema(k)
+                .fields()
+                .iter()
+                .filter(|f| f.is_nullable())
+                .map(|f| f.name().clone())
+                .collect()
+        };
+        assert_eq!(nullable(Kind::Trade), ["event_time"]);
+        assert_eq!(
+            nullable(Kind::BookTicker),
+            ["event_time", "transaction_time"]
+        );
+        assert_eq!(
+            nullable(Kind::DepthUpdate),
+            ["event_time", "prev_final_update_id", "transaction_time"]
+        );
+        assert_eq!(
+            nullable(Kind::MarkPrice),
+            [
+                "event_time",
+                "index_price",
+                "estimated_settle_price",
+                "funding_rate",
+                "next_funding_time"
+            ]
+        );
+        assert_eq!(
+            nullable(Kind::Ticker),
+            [
+                "event_time",
+                "best_bid_price",
+                "best_bid_qty",
+                "best_ask_price",
+                "best_ask_qty"
+            ]
+        );
+        assert_eq!(nullable(Kind::Gap), ["event_time", "expected", "got"]);
     }
 
     #[test]

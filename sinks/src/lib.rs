@@ -6,7 +6,9 @@
 //! behind a bounded queue.
 //!
 //! - [`parquet`]: Parquet files, the embedded default that needs no server.
+//! - [`clickhouse`]: the ClickHouse schema (the sink itself is issue #5).
 
+pub mod clickhouse;
 pub mod parquet;
 
 use arrow_array::RecordBatch;

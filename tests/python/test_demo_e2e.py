@@ -11,72 +11,15 @@ values published for the same records.
 import collections
 import decimal
 import json
-import os
-import socket
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pytest
-import zmq
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 import zmq_subscriber  # noqa: E402
-
-BIN = os.environ.get("TICKWIRE_BIN") or str(ROOT / "target" / "debug" / "tickwire")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PySub(threading.Thread):
-    """A pyzmq SUB collecting every message until the publisher has been quiet for a while."""
-
-    def __init__(self, addr):
-        super().__init__(daemon=True)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.SUB)
-        self.sock.setsockopt(zmq.RCVHWM, 5_000_000)
-        self.sock.setsockopt(zmq.RCVTIMEO, 4000)
-        self.sock.connect(addr)
-        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
-        self.msgs = []
-
-    def run(self):
-        while True:
-            try:
-                self.msgs.append(self.sock.recv_multipart())
-            except zmq.Again:
-                if self.msgs:
-                    return
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    assert Path(BIN).exists(), f"build tickwire first: {BIN}"
-    out = tmp_path_factory.mktemp("demo")
-    addr = f"tcp://127.0.0.1:{free_port()}"
-    pysub = PySub(addr)
-    pysub.start()
-    tw_sub = subprocess.Popen([BIN, "subscribe", "--connect", addr, "--idle-ms", "4000"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    demo = subprocess.run(
-        [BIN, "demo", "--duration", "4", "--out", str(out), "--zmq", addr, "--rate", "30000",
-         "--wait-subscribers", "2", "--stats-secs", "1"],
-        capture_output=True, text=True, timeout=120)
-    assert demo.returncode == 0, demo.stderr
-    summary = json.loads(demo.stdout.strip().splitlines()[-1])
-    pysub.join(timeout=30)
-    sub_out, sub_err = tw_sub.communicate(timeout=30)
-    return {"summary": summary, "out": out, "pysub": pysub.msgs, "stats": demo.stderr,
-            "sub_lines": sub_out.decode().splitlines(), "sub_summary": json.loads(sub_err.decode().strip().splitlines()[-1])}
 
 
 KINDS = ["trade", "agg_trade", "book_ticker", "depth_update", "depth_snapshot", "kline", "mark_price",

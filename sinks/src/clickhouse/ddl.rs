@@ -1,0 +1,198 @@
+//! ClickHouse DDL generated from the Arrow schemas.
+//!
+//! Levels (`bids`, `asks`) are `Array(Tuple(price, qty))` on modern servers and
+//! `Nested(price, qty)` on 18.16, where they appear as the array columns `bids.price` and
+//! `bids.qty` (18.16 cannot address an `Array(Tuple)` column by name).
+
+use arrow_schema::{DataType, Field, TimeUnit};
+use tickwire_codecs::arrow::schema;
+use tickwire_codecs::record::Kind;
+
+/// Which server generation the DDL is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// ClickHouse 21.x and later: `DateTime64`, `LowCardinality`, `Bool`, codecs, TTL.
+    Modern,
+    /// ClickHouse 18.16: none of those; times as integer µs (`recv_time` ns).
+    Legacy,
+}
+
+impl Dialect {
+    /// The dialect for a server version string such as `18.16.1` or `24.8.4.13`.
+    pub fn for_version(v: &str) -> Dialect {
+        let major: u32 = v
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        if major >= 21 {
+            Dialect::Modern
+        } else {
+            Dialect::Legacy
+        }
+    }
+}
+
+/// The table of a kind.
+pub fn table_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Trade => "trades",
+        Kind::AggTrade => "agg_trades",
+        Kind::BookTicker => "book_tickers",
+        Kind::DepthUpdate => "depth_updates",
+        Kind::DepthSnapshot => "depth_snapshots",
+        Kind::Kline => "klines",
+        Kind::MarkPrice => "mark_prices",
+        Kind::Liquidation => "liquidations",
+        Kind::Ticker => "tickers",
+        Kind::Gap => "gaps",
+    }
+}
+
+fn decimal(t: &DataType) -> Option<String> {
+    match t {
+        DataType::Decimal128(p, s) => Some(format!("Decimal({p}, {s})")),
+        _ => None,
+    }
+}
+
+/// The ClickHouse type of an Arrow field (with its codec on modern servers).
+pub fn column_type(f: &Field, d: Dialect) -> String {
+    let modern = d == Dialect::Modern;
+    let base = match f.data_type() {
+        DataType::Dictionary(_, _) | DataType::Utf8 if modern => {
+            return if f.is_nullable() {
+                "LowCardinality(Nullable(String))".into()
+            } else {
+                "LowCardinality(String)".into()
+            };
+        }
+        DataType::Dictionary(_, _) | DataType::Utf8 => "String".to_string(),
+        DataType::Timestamp(TimeUnit::Microsecond, _) if modern => "DateTime64(6, 'UTC')".into(),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) if modern => "DateTime64(9, 'UTC')".into(),
+        DataType::Timestamp(_, _) | DataType::Int64 => "Int64".into(),
+        DataType::Boolean if modern => "Bool".into(),
+        DataType::Boolean => "UInt8".into(),
+        DataType::List(item) => match item.data_type() {
+            DataType::Struct(fs) if fs.len() == 2 => {
+                let (p, q) = (
+                    decimal(fs[0].data_type()).unwrap_or_default(),
+                    decimal(fs[1].data_type()).unwrap_or_default(),
+                );
+                if modern {
+                    format!("Array(Tuple(price {p}, qty {q}))")
+                } else {
+                    // 18.16 flattens Array(Tuple) into unaddressable `x.1`/`x.2` columns;
+                    // Nested gives the same storage with names: `bids.price`, `bids.qty`.
+                    return format!("Nested(price {p}, qty {q})");
+                }
+            }
+            other => format!("/* unsupported {other} */"),
+        },
+        t => decimal(t).unwrap_or_else(|| format!("/* unsupported {t} */")),
+    };
+    let mut ty = if f.is_nullable() {
+        format!("Nullable({base})")
+    } else {
+        base
+    };
+    if modern && !f.is_nullable() {
+        // Times and ids grow within a symbol's sort order: delta-encode them; everything else
+        // compresses with ZSTD.
+        match f.data_type() {
+            DataType::Timestamp(_, _) | DataType::Int64 => ty.push_str(" CODEC(Delta, ZSTD(1))"),
+            DataType::Decimal128(_, _) => ty.push_str(" CODEC(ZSTD(1))"),
+            _ => {}
+        }
+    }
+    ty
+}
+
+/// `CREATE TABLE IF NOT EXISTS <db>.<table>` for `kind`.
+pub fn create_table(kind: Kind, d: Dialect, db: &str) -> String {
+    let s = schema(kind);
+    let cols: Vec<String> = s
+        .fields()
+        .iter()
+        .map(|f| format!("    {} {}", f.name(), column_type(f, d)))
+        .collect();
+    let partition = match d {
+        Dialect::Modern => "toYYYYMMDD(recv_time)",
+        Dialect::Legacy => "toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))",
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {db}.{} (\n{}\n) ENGINE = MergeTree\nPARTITION BY {partition}\nORDER BY (market, symbol, recv_time)",
+        table_name(kind),
+        cols.join(",\n")
+    )
+}
+
+/// The schema's statements, in order: the database, then one table per kind.
+pub fn statements(d: Dialect, db: &str) -> Vec<String> {
+    let mut v = vec![format!("CREATE DATABASE IF NOT EXISTS {db}")];
+    v.extend(Kind::ALL.iter().map(|&k| create_table(k, d, db)));
+    v
+}
+
+/// The whole schema as a SQL file: [`statements`], each ending in `;`.
+pub fn schema_sql(d: Dialect, db: &str) -> String {
+    let mut out = format!(
+        "-- tickwire ClickHouse schema for {}, generated from the Arrow schemas by\n-- tickwire_sinks::clickhouse::ddl::schema_sql (a test keeps this file equal to it)\n",
+        match d {
+            Dialect::Modern => "ClickHouse 21 and later",
+            Dialect::Legacy => "ClickHouse 18.16",
+        }
+    );
+    for st in statements(d, db) {
+        out.push('\n');
+        out.push_str(&st);
+        out.push_str(";\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// The committed files are the generator's output. `TICKWIRE_BLESS=1` rewrites them.
+    #[test]
+    fn committed_ddl_matches_the_arrow_schemas() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/clickhouse");
+        for (d, rel) in [
+            (Dialect::Modern, "001_tables.sql"),
+            (Dialect::Legacy, "legacy-18.16/001_tables.sql"),
+        ] {
+            let want = schema_sql(d, "tickwire");
+            let path = root.join(rel);
+            if std::env::var_os("TICKWIRE_BLESS").is_some() {
+                std::fs::write(&path, &want).expect("write ddl");
+            }
+            let got = std::fs::read_to_string(&path).expect("ddl file");
+            assert_eq!(
+                got,
+                want,
+                "{} drifted from the Arrow schemas; run with TICKWIRE_BLESS=1",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn every_column_has_a_type() {
+        for d in [Dialect::Modern, Dialect::Legacy] {
+            for &k in Kind::ALL {
+                let sql = create_table(k, d, "db");
+                assert!(!sql.contains("unsupported"), "{sql}");
+                assert_eq!(
+                    sql.matches('\n').count(),
+                    schema(k).fields().len() + 3,
+                    "{sql}"
+                );
+            }
+        }
+        assert_eq!(Dialect::for_version("18.16.1"), Dialect::Legacy);
+        assert_eq!(Dialect::for_version("26.9.1.1"), Dialect::Modern);
+    }
+}

@@ -1,0 +1,184 @@
+-- tickwire ClickHouse schema for ClickHouse 21 and later, generated from the Arrow schemas by
+-- tickwire_sinks::clickhouse::ddl::schema_sql (a test keeps this file equal to it)
+
+CREATE DATABASE IF NOT EXISTS tickwire;
+
+CREATE TABLE IF NOT EXISTS tickwire.trades (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    trade_id Int64 CODEC(Delta, ZSTD(1)),
+    price Decimal(18, 8) CODEC(ZSTD(1)),
+    qty Decimal(38, 8) CODEC(ZSTD(1)),
+    is_buyer_maker Bool,
+    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.agg_trades (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    agg_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    first_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    last_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    price Decimal(18, 8) CODEC(ZSTD(1)),
+    qty Decimal(38, 8) CODEC(ZSTD(1)),
+    is_buyer_maker Bool,
+    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.book_tickers (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    update_id Int64 CODEC(Delta, ZSTD(1)),
+    bid_price Decimal(18, 8) CODEC(ZSTD(1)),
+    bid_qty Decimal(38, 8) CODEC(ZSTD(1)),
+    ask_price Decimal(18, 8) CODEC(ZSTD(1)),
+    ask_qty Decimal(38, 8) CODEC(ZSTD(1)),
+    transaction_time Nullable(DateTime64(6, 'UTC'))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.depth_updates (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    first_update_id Int64 CODEC(Delta, ZSTD(1)),
+    final_update_id Int64 CODEC(Delta, ZSTD(1)),
+    prev_final_update_id Nullable(Int64),
+    transaction_time Nullable(DateTime64(6, 'UTC')),
+    bids Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
+    asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8)))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.depth_snapshots (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    last_update_id Int64 CODEC(Delta, ZSTD(1)),
+    bids Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
+    asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8)))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.klines (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    interval LowCardinality(String),
+    open_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    close_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    first_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    last_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    open Decimal(18, 8) CODEC(ZSTD(1)),
+    high Decimal(18, 8) CODEC(ZSTD(1)),
+    low Decimal(18, 8) CODEC(ZSTD(1)),
+    close Decimal(18, 8) CODEC(ZSTD(1)),
+    volume Decimal(38, 8) CODEC(ZSTD(1)),
+    quote_volume Decimal(38, 8) CODEC(ZSTD(1)),
+    trade_count Int64 CODEC(Delta, ZSTD(1)),
+    taker_buy_base_volume Decimal(38, 8) CODEC(ZSTD(1)),
+    taker_buy_quote_volume Decimal(38, 8) CODEC(ZSTD(1)),
+    is_closed Bool
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.mark_prices (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    mark_price Decimal(18, 8) CODEC(ZSTD(1)),
+    index_price Nullable(Decimal(18, 8)),
+    estimated_settle_price Nullable(Decimal(18, 8)),
+    funding_rate Nullable(Decimal(18, 8)),
+    next_funding_time Nullable(DateTime64(6, 'UTC'))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.liquidations (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    side LowCardinality(String),
+    order_type LowCardinality(String),
+    time_in_force LowCardinality(String),
+    orig_qty Decimal(38, 8) CODEC(ZSTD(1)),
+    price Decimal(18, 8) CODEC(ZSTD(1)),
+    avg_price Nullable(Decimal(18, 8)),
+    order_status LowCardinality(String),
+    last_filled_qty Nullable(Decimal(38, 8)),
+    filled_qty Nullable(Decimal(38, 8)),
+    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.tickers (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    price_change Decimal(18, 8) CODEC(ZSTD(1)),
+    price_change_percent Decimal(18, 8) CODEC(ZSTD(1)),
+    weighted_avg_price Decimal(18, 8) CODEC(ZSTD(1)),
+    last_price Decimal(18, 8) CODEC(ZSTD(1)),
+    last_qty Decimal(38, 8) CODEC(ZSTD(1)),
+    best_bid_price Nullable(Decimal(18, 8)),
+    best_bid_qty Nullable(Decimal(38, 8)),
+    best_ask_price Nullable(Decimal(18, 8)),
+    best_ask_qty Nullable(Decimal(38, 8)),
+    open_price Decimal(18, 8) CODEC(ZSTD(1)),
+    high_price Decimal(18, 8) CODEC(ZSTD(1)),
+    low_price Decimal(18, 8) CODEC(ZSTD(1)),
+    volume Decimal(38, 8) CODEC(ZSTD(1)),
+    quote_volume Decimal(38, 8) CODEC(ZSTD(1)),
+    open_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    close_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    first_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    last_trade_id Int64 CODEC(Delta, ZSTD(1)),
+    trade_count Int64 CODEC(Delta, ZSTD(1))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.gaps (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    stream LowCardinality(String),
+    reason LowCardinality(String),
+    expected Nullable(Int64),
+    got Nullable(Int64)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);

@@ -1,0 +1,184 @@
+-- tickwire ClickHouse schema for ClickHouse 18.16, generated from the Arrow schemas by
+-- tickwire_sinks::clickhouse::ddl::schema_sql (a test keeps this file equal to it)
+
+CREATE DATABASE IF NOT EXISTS tickwire;
+
+CREATE TABLE IF NOT EXISTS tickwire.trades (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    trade_id Int64,
+    price Decimal(18, 8),
+    qty Decimal(38, 8),
+    is_buyer_maker UInt8,
+    trade_time Int64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.agg_trades (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    agg_trade_id Int64,
+    first_trade_id Int64,
+    last_trade_id Int64,
+    price Decimal(18, 8),
+    qty Decimal(38, 8),
+    is_buyer_maker UInt8,
+    trade_time Int64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.book_tickers (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    update_id Int64,
+    bid_price Decimal(18, 8),
+    bid_qty Decimal(38, 8),
+    ask_price Decimal(18, 8),
+    ask_qty Decimal(38, 8),
+    transaction_time Nullable(Int64)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.depth_updates (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    first_update_id Int64,
+    final_update_id Int64,
+    prev_final_update_id Nullable(Int64),
+    transaction_time Nullable(Int64),
+    bids Nested(price Decimal(18, 8), qty Decimal(38, 8)),
+    asks Nested(price Decimal(18, 8), qty Decimal(38, 8))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.depth_snapshots (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    last_update_id Int64,
+    bids Nested(price Decimal(18, 8), qty Decimal(38, 8)),
+    asks Nested(price Decimal(18, 8), qty Decimal(38, 8))
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.klines (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    interval String,
+    open_time Int64,
+    close_time Int64,
+    first_trade_id Int64,
+    last_trade_id Int64,
+    open Decimal(18, 8),
+    high Decimal(18, 8),
+    low Decimal(18, 8),
+    close Decimal(18, 8),
+    volume Decimal(38, 8),
+    quote_volume Decimal(38, 8),
+    trade_count Int64,
+    taker_buy_base_volume Decimal(38, 8),
+    taker_buy_quote_volume Decimal(38, 8),
+    is_closed UInt8
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.mark_prices (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    mark_price Decimal(18, 8),
+    index_price Nullable(Decimal(18, 8)),
+    estimated_settle_price Nullable(Decimal(18, 8)),
+    funding_rate Nullable(Decimal(18, 8)),
+    next_funding_time Nullable(Int64)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.liquidations (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    side String,
+    order_type String,
+    time_in_force String,
+    orig_qty Decimal(38, 8),
+    price Decimal(18, 8),
+    avg_price Nullable(Decimal(18, 8)),
+    order_status String,
+    last_filled_qty Nullable(Decimal(38, 8)),
+    filled_qty Nullable(Decimal(38, 8)),
+    trade_time Int64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.tickers (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    price_change Decimal(18, 8),
+    price_change_percent Decimal(18, 8),
+    weighted_avg_price Decimal(18, 8),
+    last_price Decimal(18, 8),
+    last_qty Decimal(38, 8),
+    best_bid_price Nullable(Decimal(18, 8)),
+    best_bid_qty Nullable(Decimal(38, 8)),
+    best_ask_price Nullable(Decimal(18, 8)),
+    best_ask_qty Nullable(Decimal(38, 8)),
+    open_price Decimal(18, 8),
+    high_price Decimal(18, 8),
+    low_price Decimal(18, 8),
+    volume Decimal(38, 8),
+    quote_volume Decimal(38, 8),
+    open_time Int64,
+    close_time Int64,
+    first_trade_id Int64,
+    last_trade_id Int64,
+    trade_count Int64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.gaps (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    stream String,
+    reason String,
+    expected Nullable(Int64),
+    got Nullable(Int64)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
