@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod cmd;
+pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod queue;

@@ -8,6 +8,7 @@
 //! full sink queue blocks this thread (back-pressure reaches the sources, whose full policy
 //! then applies and counts).
 
+use crate::metrics::{Histogram, Shared};
 use crate::publish::Publisher;
 use crate::queue::Msg;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -56,32 +57,12 @@ pub struct PipelineCounters {
     pub sink_drops: AtomicU64,
     /// Sum and count of flush latencies (oldest row's wait), µs, for the stats line.
     pub flush_wait_us_sum: AtomicU64,
-    /// Lag from exchange time to publish, in a histogram (µs buckets, powers of two).
-    pub lag_hist: [AtomicU64; 32],
-}
-
-impl PipelineCounters {
-    /// Approximate percentile (upper bucket bound, µs) of the exchange-to-publish lag.
-    pub fn lag_percentile(&self, q: f64) -> u64 {
-        let counts: Vec<u64> = self
-            .lag_hist
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let target = (total as f64 * q).ceil() as u64;
-        let mut acc = 0;
-        for (i, c) in counts.iter().enumerate() {
-            acc += c;
-            if acc >= target {
-                return 1u64 << i;
-            }
-        }
-        1u64 << 31
-    }
+    /// Receive (frame arrival) to ZMQ publish, µs, per record.
+    pub recv_to_publish: Shared,
+    /// Receive to batch flushed to the sinks, µs, per row.
+    pub recv_to_flush: Shared,
+    /// Exchange event time to publish, µs, per record with an event time.
+    pub exchange_lag: Shared,
 }
 
 /// A sink on its own thread behind a bounded queue.
@@ -141,6 +122,15 @@ impl SinkRunner {
 struct Open {
     builder: BatchBuilder,
     since: Instant,
+    /// `recv_time` of each pending row, for the receive-to-flush histogram.
+    recv: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Hists {
+    publish: Histogram,
+    flush: Histogram,
+    exchange: Histogram,
 }
 
 /// The pipeline thread's state.
@@ -154,6 +144,7 @@ pub struct Pipeline {
     open: FxHashMap<BatchKey, Open>,
     seq: u64,
     counters: Arc<PipelineCounters>,
+    hists: Hists,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -185,6 +176,7 @@ impl Pipeline {
             open: FxHashMap::default(),
             seq: 0,
             counters,
+            hists: Hists::default(),
         }
     }
 
@@ -205,10 +197,14 @@ impl Pipeline {
         let name = self.name(h.symbol);
         if let Some(p) = &mut self.publisher {
             p.publish(&msg.rec, msg.levels(), &name);
+            let now = crate::clock::now_ns();
+            self.hists
+                .publish
+                .record(((now - h.recv_time) / 1000).max(0) as u64);
             if h.event_time != tickwire_codecs::record::NULL_I64 {
-                let lag = (crate::clock::now_ns() / 1000 - h.event_time).max(1) as u64;
-                let b = (64 - lag.leading_zeros()).min(31) as usize;
-                self.counters.lag_hist[b].fetch_add(1, Ordering::Relaxed);
+                self.hists
+                    .exchange
+                    .record((now / 1000 - h.event_time).max(0) as u64);
             }
         }
         let key = BatchKey {
@@ -219,12 +215,15 @@ impl Pipeline {
         let open = self.open.entry(key).or_insert_with(|| Open {
             builder: BatchBuilder::new(kind, 1024),
             since: Instant::now(),
+            recv: Vec::new(),
         });
         if open.builder.is_empty() {
             open.since = Instant::now();
         }
         if open.builder.append(&msg.rec, msg.levels(), &name).is_err() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        } else {
+            open.recv.push(h.recv_time);
         }
         if open.builder.len() >= self.flush.max_rows {
             self.flush_key(key);
@@ -259,6 +258,10 @@ impl Pipeline {
                 self.counters
                     .flush_wait_us_sum
                     .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+                let now = crate::clock::now_ns();
+                for r in open.recv.drain(..) {
+                    self.hists.flush.record(((now - r) / 1000).max(0) as u64);
+                }
             }
             Err(e) => {
                 eprintln!("tickwire: columnarize {:?}: {e}", key.kind);
@@ -302,6 +305,7 @@ impl Pipeline {
             }
             if last_check.elapsed() >= tick {
                 self.flush_aged(false);
+                self.publish_hists();
                 if let Some(p) = &mut self.publisher {
                     p.poll_subscriptions();
                 }
@@ -309,5 +313,12 @@ impl Pipeline {
             }
         }
         self.flush_aged(true);
+        self.publish_hists();
+    }
+
+    fn publish_hists(&self) {
+        self.counters.recv_to_publish.publish(&self.hists.publish);
+        self.counters.recv_to_flush.publish(&self.hists.flush);
+        self.counters.exchange_lag.publish(&self.hists.exchange);
     }
 }

@@ -149,18 +149,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         let _ = write!(line, " {}={:.0}", k.as_str(), (n - last[k.index()]) as f64 / every.as_secs_f64());
                         last[k.index()] = n;
                     }
-                    let batches = pc.batches.load(Ordering::Relaxed).max(1);
+                                        let batches = pc.batches.load(Ordering::Relaxed).max(1);
+                    let (pub_lat, lag) = (pc.recv_to_publish.snapshot(), pc.exchange_lag.snapshot());
                     let _ = write!(
                         line,
-                        " | queue {}/{} | drops queue={} zmq={} | flushed rows={} avg_wait={:.0}ms | lag p50<={}us p99<={}us | decode_errors={}",
+                                                " | queue {}/{} | drops queue={} zmq={} | flushed rows={} avg_wait={:.0}ms | recv->pub p50={}us p99={}us | exch lag p50={}us p99={}us | decode_errors={}",
                         rx.len(),
                         rx.capacity().unwrap_or(0),
                         qc.dropped.load(Ordering::Relaxed),
                         pubc.dropped.load(Ordering::Relaxed),
                         pc.rows.load(Ordering::Relaxed),
                         pc.flush_wait_us_sum.load(Ordering::Relaxed) as f64 / batches as f64 / 1000.0,
-                        pc.lag_percentile(0.5),
-                        pc.lag_percentile(0.99),
+                                                pub_lat.quantile(0.5),
+                        pub_lat.quantile(0.99),
+                        lag.quantile(0.5),
+                        lag.quantile(0.99),
                         qc.decode_errors.load(Ordering::Relaxed),
                     );
                     eprintln!("{line}");
@@ -212,6 +215,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         + pc.errors.load(Ordering::Relaxed)
         + sink_errors
         + pub_counters.errors.load(Ordering::Relaxed);
+    let (pub_lat, flush_lat) = (pc.recv_to_publish.snapshot(), pc.recv_to_flush.snapshot());
     let mut s = String::from("{\"sent\":");
     kinds_json(&mut s, sent);
     s.push_str(",\"records\":");
@@ -225,13 +229,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{dropped},\"errors\":{errors},\"frames\":{},\"decode_errors\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"duration_s\":{:.3},\"out\":{:?},\"zmq\":{:?}}}",
+        "}},\"published\":{},\"dropped\":{dropped},\"errors\":{errors},\"frames\":{},\"decode_errors\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3},\"out\":{:?},\"zmq\":{:?}}}",
         pub_counters.sent.load(Ordering::Relaxed),
         qc.frames.load(Ordering::Relaxed),
         qc.decode_errors.load(Ordering::Relaxed),
         qc.dropped.load(Ordering::Relaxed),
         pub_counters.dropped.load(Ordering::Relaxed),
-        pc.batches.load(Ordering::Relaxed),
+                pc.batches.load(Ordering::Relaxed),
+        pub_lat.quantile(0.5),
+        pub_lat.quantile(0.99),
+        pub_lat.quantile(0.999),
+        flush_lat.quantile(0.5),
+        flush_lat.quantile(0.99),
         t0.elapsed().as_secs_f64(),
         args.out.display().to_string(),
         args.zmq,

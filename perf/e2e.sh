@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# End-to-end throughput and latency of `tickwire demo` (in-process simulator -> WebSocket ->
+# engine -> ZMQ PUB + Parquet) at a series of offered rates, release build, on this machine.
+#
+#   bash perf/e2e.sh [SECONDS] [RATE...]
+#
+# For each rate: what the simulator actually sent per second, whether everything arrived
+# (records == sent, nothing dropped), and the receive->publish latency percentiles.
+# The simulator runs in the same process and shares the machine's cores with the engine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-8}; shift || true
+rates=("$@"); [ ${#rates[@]} -gt 0 ] || rates=(50000 100000 200000 400000 800000 1600000)
+cargo build --release -q -p tickwire-engine --bin tickwire
+bin=${CARGO_TARGET_DIR:-target}/release/tickwire
+out=$(mktemp -d)
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  duration: ${secs}s"
+echo "| offered msg/s | sent msg/s | records == sent | dropped | recv->pub p50 us | p99 us | p99.9 us | recv->flush p50 ms |"
+echo "|---:|---:|:---:|---:|---:|---:|---:|---:|"
+port=5590
+for r in "${rates[@]}"; do
+  port=$((port + 1))
+  line=$("$bin" demo --duration "$secs" --rate "$r" --out "$out/$r" --zmq "tcp://127.0.0.1:$port" --stats-secs 0 | tail -1)
+  python3 - "$r" "$line" <<'PY'
+import json, sys
+r, s = int(sys.argv[1]), json.loads(sys.argv[2])
+sent = sum(s["sent"].values()); rec = sum(v for k, v in s["records"].items() if k != "gap")
+lat = s["latency_us"]
+ok = "yes" if rec == sent and s["dropped"] == 0 and s["errors"] == 0 else "NO"
+print(f"| {r:,} | {sent / s['duration_s']:,.0f} | {ok} | {s['dropped']} | {lat['recv_to_publish']['p50']} | "
+      f"{lat['recv_to_publish']['p99']} | {lat['recv_to_publish']['p999']} | {lat['recv_to_flush']['p50'] / 1000:.0f} |")
+PY
+  rm -rf "${out:?}/$r"
+done
+rm -rf "$out"
