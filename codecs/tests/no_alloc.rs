@@ -12,12 +12,23 @@ use tickwire_codecs::symbol::SymbolTable;
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// Only the test's own thread counts: the harness allocates on other threads meanwhile.
+    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn count() {
+    if COUNTING.try_with(|c| c.get()).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: forwards every call unchanged to `System`, which upholds the `GlobalAlloc` contract;
 // the counter has no effect on the memory handed out.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same layout contract as our caller's.
         unsafe { System.alloc(l) }
     }
@@ -26,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: `p` came from `System` with layout `l`.
         unsafe { System.realloc(p, l, n) }
     }
@@ -80,11 +91,13 @@ fn decoding_allocates_nothing_after_warm_up() {
         }
     };
     run(&mut spot, &mut usdm, &mut n);
+    COUNTING.with(|c| c.set(true));
     let before = ALLOCS.load(Ordering::SeqCst);
     for _ in 0..1000 {
         run(&mut spot, &mut usdm, &mut n);
     }
     let after = ALLOCS.load(Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     assert_eq!(
         after - before,
         0,
@@ -94,4 +107,16 @@ fn decoding_allocates_nothing_after_warm_up() {
     // The loop really decoded: 8 spot + 7 usdm records per round (the array frame holds two).
     assert_eq!(n, 1001 * 15);
     assert_eq!(spot.stats().total_errors(), 1001);
+}
+
+/// The counter sees allocations on the counting thread (so a zero above means something).
+#[test]
+fn the_counter_counts() {
+    COUNTING.with(|c| c.set(true));
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let v = std::hint::black_box(vec![1u8; 64]);
+    let after = ALLOCS.load(Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
+    drop(v);
+    assert!(after > before);
 }

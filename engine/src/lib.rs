@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod cmd;
 pub mod metrics;
+pub mod names;
 pub mod pipeline;
 pub mod publish;
 pub mod queue;

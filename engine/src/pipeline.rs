@@ -1,7 +1,8 @@
-//! The pipeline thread: publish, columnarize, flush to the sinks.
+//! The pipeline: publish, columnarize, flush to the sinks.
 //!
-//! One OS thread owns the ZMQ socket and the Arrow builders. For each record it takes from the
-//! queue it (1) publishes it over ZMQ at once, then (2) appends it to the builder of its
+//! Two OS threads. The publish stage ("pipeline") owns the ZMQ socket: for each record it takes
+//! from the queue it publishes it at once and passes it on. The columnarize stage
+//! ("columnarize") owns the Arrow builders and appends each record to the builder of its
 //! (kind, market, UTC day of `recv_time`). A builder is flushed when it holds `max_rows` rows
 //! or its oldest row is `max_age` old; the flushed `RecordBatch` goes, as one `Arc`, to every
 //! sink's queue. Each sink runs on its own thread ([`SinkRunner`]) behind a bounded queue; a
@@ -9,6 +10,7 @@
 //! then applies and counts).
 
 use crate::metrics::{Histogram, Shared};
+use crate::names::Names;
 use crate::publish::Publisher;
 use crate::queue::Msg;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::record::{Kind, Market, SymbolId};
+use tickwire_codecs::record::{Kind, Market};
 use tickwire_codecs::symbol::SymbolTable;
 use tickwire_sinks::{Batch, BatchKey, Sink, SinkCounters};
 
@@ -126,33 +128,28 @@ struct Open {
     recv: Vec<i64>,
 }
 
-#[derive(Default)]
-struct Hists {
-    publish: Histogram,
-    flush: Histogram,
-    exchange: Histogram,
-}
+/// Capacity of the queue between the publish and the columnarize stage, in records.
+const STAGE_QUEUE: usize = 65_536;
 
-/// The pipeline thread's state.
+/// The pipeline: a publish stage (this thread) and a columnarize stage (a thread it starts).
+///
+/// Publishing never waits behind Arrow work: finishing a batch (all kinds age out together)
+/// takes milliseconds, so it runs on its own thread, fed by a bounded queue that blocks the
+/// publish stage only when columnarizing falls a whole queue behind (back-pressure, no loss).
 pub struct Pipeline {
     rx: Receiver<Msg>,
-    symbols: Arc<SymbolTable>,
-    names: Vec<Arc<str>>,
+    names: Names,
     publisher: Option<Publisher>,
-    flush: FlushConfig,
-    sinks: Vec<Sender<Batch>>,
-    open: FxHashMap<BatchKey, Open>,
-    seq: u64,
     counters: Arc<PipelineCounters>,
-    hists: Hists,
+    columnarizer: Columnarizer,
+    col_tx: Sender<Msg>,
+    publish: Histogram,
+    exchange: Histogram,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline")
-            .field("open", &self.open.len())
-            .field("seq", &self.seq)
-            .finish()
+        f.debug_struct("Pipeline").finish_non_exhaustive()
     }
 }
 
@@ -166,52 +163,150 @@ impl Pipeline {
         sinks: &[SinkRunner],
         counters: Arc<PipelineCounters>,
     ) -> Self {
-        Pipeline {
-            rx,
-            symbols,
-            names: Vec::new(),
-            publisher,
+        let (col_tx, col_rx) = crossbeam_channel::bounded(STAGE_QUEUE);
+        let columnarizer = Columnarizer {
+            rx: col_rx,
+            names: Names::new(symbols.clone()),
             flush,
             sinks: sinks.iter().map(|s| s.tx.clone()).collect(),
             open: FxHashMap::default(),
             seq: 0,
+            counters: counters.clone(),
+            hist: Histogram::default(),
+        };
+        Pipeline {
+            rx,
+            names: Names::new(symbols),
+            publisher,
             counters,
-            hists: Hists::default(),
+            columnarizer,
+            col_tx,
+            publish: Histogram::default(),
+            exchange: Histogram::default(),
         }
     }
 
-    fn name(&mut self, id: SymbolId) -> Arc<str> {
-        let i = id.0 as usize;
-        while self.names.len() <= i {
-            let next = SymbolId(self.names.len() as u32);
-            self.names
-                .push(self.symbols.name(next).unwrap_or_else(|| Arc::from("")));
+    /// Runs until every producer has gone and the queue is empty; the columnarize stage then
+    /// flushes everything and this returns when it has.
+    pub fn run(self) {
+        let col = self.columnarizer;
+        let col_thread = std::thread::Builder::new()
+            .name("columnarize".into())
+            .spawn(move || col.run());
+        // `self.columnarizer` has moved; the rest of `self` stays here.
+        let Pipeline {
+            rx,
+            mut names,
+            mut publisher,
+            counters,
+            col_tx,
+            mut publish,
+            mut exchange,
+            ..
+        } = self;
+        let mut stage = Publish {
+            names: &mut names,
+            publisher: &mut publisher,
+            counters: &counters,
+            col_tx: &col_tx,
+            publish: &mut publish,
+            exchange: &mut exchange,
+        };
+        let tick = Duration::from_millis(50);
+        let mut last = Instant::now();
+        loop {
+            match rx.recv_timeout(tick) {
+                Ok(m) => {
+                    stage.take(m);
+                    for _ in 0..4096 {
+                        match rx.try_recv() {
+                            Ok(m) => stage.take(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last.elapsed() >= tick {
+                stage.housekeeping();
+                last = Instant::now();
+            }
         }
-        self.names[i].clone()
+        stage.housekeeping();
+        drop(col_tx);
+        match col_thread {
+            Ok(t) => {
+                if t.join().is_err() {
+                    eprintln!("tickwire: the columnarize thread panicked");
+                }
+            }
+            Err(e) => eprintln!("tickwire: cannot start the columnarize thread: {e}"),
+        }
     }
+}
 
+/// The publish stage's borrowed state while it runs.
+struct Publish<'a> {
+    names: &'a mut Names,
+    publisher: &'a mut Option<Publisher>,
+    counters: &'a Arc<PipelineCounters>,
+    col_tx: &'a Sender<Msg>,
+    publish: &'a mut Histogram,
+    exchange: &'a mut Histogram,
+}
+
+impl Publish<'_> {
     fn take(&mut self, msg: Msg) {
         let h = *msg.rec.header();
-        let kind = msg.rec.kind();
-        self.counters.records[kind.index()].fetch_add(1, Ordering::Relaxed);
-        let name = self.name(h.symbol);
-        if let Some(p) = &mut self.publisher {
-            p.publish(&msg.rec, msg.levels(), &name);
+        self.counters.records[msg.rec.kind().index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(p) = self.publisher.as_mut() {
+            p.publish(&msg.rec, msg.levels(), self.names.get(h.symbol));
             let now = crate::clock::now_ns();
-            self.hists
-                .publish
+            self.publish
                 .record(((now - h.recv_time) / 1000).max(0) as u64);
             if h.event_time != tickwire_codecs::record::NULL_I64 {
-                self.hists
-                    .exchange
+                self.exchange
                     .record((now / 1000 - h.event_time).max(0) as u64);
             }
         }
+        // Blocks only while the columnarize stage is a whole queue behind.
+        if self.col_tx.send(msg).is_err() {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        self.counters.recv_to_publish.publish(self.publish);
+        self.counters.exchange_lag.publish(self.exchange);
+        if let Some(p) = self.publisher.as_mut() {
+            p.poll_subscriptions();
+        }
+    }
+}
+
+/// The columnarize stage: Arrow builders per (kind, market, day), flushed to the sinks.
+struct Columnarizer {
+    rx: Receiver<Msg>,
+    names: Names,
+    flush: FlushConfig,
+    sinks: Vec<Sender<Batch>>,
+    open: FxHashMap<BatchKey, Open>,
+    seq: u64,
+    counters: Arc<PipelineCounters>,
+    hist: Histogram,
+}
+
+impl Columnarizer {
+    fn take(&mut self, msg: Msg) {
+        let h = *msg.rec.header();
+        let kind = msg.rec.kind();
         let key = BatchKey {
             kind,
             market: Market::from_code(h.market).unwrap_or(Market::Spot),
             day: h.recv_time.div_euclid(86_400_000_000_000) as i32,
         };
+        let name = self.names.get(h.symbol);
         let open = self.open.entry(key).or_insert_with(|| Open {
             builder: BatchBuilder::new(kind, 1024),
             since: Instant::now(),
@@ -220,7 +315,7 @@ impl Pipeline {
         if open.builder.is_empty() {
             open.since = Instant::now();
         }
-        if open.builder.append(&msg.rec, msg.levels(), &name).is_err() {
+        if open.builder.append(&msg.rec, msg.levels(), name).is_err() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         } else {
             open.recv.push(h.recv_time);
@@ -260,7 +355,7 @@ impl Pipeline {
                     .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
                 let now = crate::clock::now_ns();
                 for r in open.recv.drain(..) {
-                    self.hists.flush.record(((now - r) / 1000).max(0) as u64);
+                    self.hist.record(((now - r) / 1000).max(0) as u64);
                 }
             }
             Err(e) => {
@@ -284,15 +379,13 @@ impl Pipeline {
         }
     }
 
-    /// Runs until every producer has gone and the queue is empty, then flushes everything.
-    pub fn run(mut self) {
+    fn run(mut self) {
         let tick = (self.flush.max_age / 4).max(Duration::from_millis(1));
-        let mut last_check = Instant::now();
+        let mut last = Instant::now();
         loop {
             match self.rx.recv_timeout(tick) {
                 Ok(m) => {
                     self.take(m);
-                    // Drain what is there without waiting, in one go.
                     for _ in 0..4096 {
                         match self.rx.try_recv() {
                             Ok(m) => self.take(m),
@@ -303,22 +396,13 @@ impl Pipeline {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if last_check.elapsed() >= tick {
+            if last.elapsed() >= tick {
                 self.flush_aged(false);
-                self.publish_hists();
-                if let Some(p) = &mut self.publisher {
-                    p.poll_subscriptions();
-                }
-                last_check = Instant::now();
+                self.counters.recv_to_flush.publish(&self.hist);
+                last = Instant::now();
             }
         }
         self.flush_aged(true);
-        self.publish_hists();
-    }
-
-    fn publish_hists(&self) {
-        self.counters.recv_to_publish.publish(&self.hists.publish);
-        self.counters.recv_to_flush.publish(&self.hists.flush);
-        self.counters.exchange_lag.publish(&self.hists.exchange);
+        self.counters.recv_to_flush.publish(&self.hist);
     }
 }

@@ -10,10 +10,10 @@ use anyhow::Context;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+
 use tickwire_codecs::binance::{Control, DecodeStats, Decoder, ErrorClass, Frame, TimeUnit};
 use tickwire_codecs::json::{write_json_str, write_record};
-use tickwire_codecs::record::{Kind, Level, Market, Record, SymbolId};
+use tickwire_codecs::record::{Kind, Level, Market, Record};
 use tickwire_codecs::symbol::SymbolTable;
 
 /// Market argument.
@@ -50,24 +50,6 @@ pub struct Args {
     pub file: Option<PathBuf>,
 }
 
-/// Resolves symbol names without taking the shared table's lock per record.
-struct Names {
-    table: Arc<SymbolTable>,
-    cache: Vec<Arc<str>>,
-}
-
-impl Names {
-    fn get(&mut self, id: SymbolId) -> Arc<str> {
-        let i = id.0 as usize;
-        while self.cache.len() <= i {
-            let next = SymbolId(self.cache.len() as u32);
-            self.cache
-                .push(self.table.name(next).unwrap_or_else(|| Arc::from("")));
-        }
-        self.cache[i].clone()
-    }
-}
-
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let input: Box<dyn Read> = match &args.file {
@@ -83,10 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let table = SymbolTable::new();
     let mut dec = Decoder::new(args.market.into(), table.clone()).with_time_unit(unit);
-    let mut names = Names {
-        table,
-        cache: Vec::new(),
-    };
+    let mut names = crate::names::Names::new(table);
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -131,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match r {
             Ok(Frame::Data { .. }) if recs.len() == 1 => {
                 let (r, lv) = &recs[0];
-                write_record(&mut buf, r, &names.get(r.header().symbol), lv);
+                write_record(&mut buf, r, names.get(r.header().symbol), lv);
             }
             Ok(Frame::Data { .. }) => {
                 buf.extend_from_slice(b"{\"kind\":\"records\",\"records\":[");
@@ -139,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     if i > 0 {
                         buf.push(b',');
                     }
-                    write_record(&mut buf, r, &names.get(r.header().symbol), lv);
+                    write_record(&mut buf, r, names.get(r.header().symbol), lv);
                 }
                 buf.extend_from_slice(b"]}");
             }
