@@ -1,0 +1,250 @@
+//! The pipeline's stages, each against its baseline, in one run:
+//!
+//! - `handoff`: records from a producer thread to a consumer thread: the crossbeam bounded
+//!   channel tickwire uses (one `Msg` per send), the same channel carrying batches of 256, and
+//!   the `rtrb` SPSC ring (per record and in chunks).
+//! - `columnarize`: `BatchBuilder` append + finish of trades.
+//! - `parquet`: encoding those batches with zstd (tickwire's writer settings).
+//! - `zmq_publish`: tickwire's `Publisher` (topic lookup, sequence, binary encoding, XPUB
+//!   non-blocking send) against raw libzmq PUB sends of pre-encoded payloads of the same size.
+//!
+//! `cargo bench -p tickwire-benches --bench pipeline`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickwire_codecs::arrow::BatchBuilder;
+use tickwire_codecs::binance::Decoder;
+use tickwire_codecs::record::{Kind, Level, Market, Record};
+use tickwire_codecs::symbol::SymbolTable;
+use tickwire_engine::publish::{encode_binary, Encoding, PubConfig, PubCounters, Publisher};
+use tickwire_engine::queue::Msg;
+
+fn trades(n: usize) -> (Vec<Record>, Arc<SymbolTable>) {
+    let t = SymbolTable::new();
+    let mut d = Decoder::new(Market::Spot, t.clone());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let f = format!(
+            r#"{{"e":"trade","E":1700000000123,"s":"{}","t":{},"p":"3700{}.12000000","q":"0.00{}000","T":1700000000120,"m":{},"M":true}}"#,
+            ["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"][i % 4],
+            3_000_000_000u64 + i as u64,
+            i % 10,
+            100 + i % 900,
+            i % 2 == 0
+        );
+        d.decode(
+            f.as_bytes(),
+            1_700_000_000_125_000_000,
+            &mut |r: &Record, _: &[Level]| out.push(*r),
+        )
+        .expect("decodes");
+    }
+    (out, t)
+}
+
+fn handoff(c: &mut Criterion) {
+    let (recs, _) = trades(1024);
+    let mut g = c.benchmark_group("handoff");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("crossbeam_channel/per_record", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = crossbeam_channel::bounded::<Msg>(65_536);
+            let recs = recs.clone();
+            let t0 = Instant::now();
+            let p = std::thread::spawn(move || {
+                for i in 0..iters {
+                    let _ = tx.send(Msg::new(recs[i as usize % recs.len()], &[]));
+                }
+            });
+            for _ in 0..iters {
+                black_box(rx.recv().ok());
+            }
+            let _ = p.join();
+            t0.elapsed()
+        })
+    });
+    g.bench_function("crossbeam_channel/batches_of_256", |b| {
+        b.iter_custom(|iters| {
+            let (tx, rx) = crossbeam_channel::bounded::<Vec<Record>>(256);
+            let recs = recs.clone();
+            let t0 = Instant::now();
+            let p = std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while sent < iters {
+                    let n = (iters - sent).min(256) as usize;
+                    let batch: Vec<Record> = (0..n)
+                        .map(|j| recs[(sent as usize + j) % recs.len()])
+                        .collect();
+                    sent += n as u64;
+                    let _ = tx.send(batch);
+                }
+            });
+            let mut got = 0u64;
+            while got < iters {
+                match rx.recv() {
+                    Ok(v) => {
+                        got += v.len() as u64;
+                        black_box(&v);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = p.join();
+            t0.elapsed()
+        })
+    });
+    for chunk in [1usize, 256] {
+        g.bench_function(
+            BenchmarkId::new("rtrb", format!("chunks_of_{chunk}")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let (mut tx, mut rx) = rtrb::RingBuffer::<Record>::new(65_536);
+                    let recs = recs.clone();
+                    let t0 = Instant::now();
+                    let p = std::thread::spawn(move || {
+                        let mut i = 0u64;
+                        while i < iters {
+                            if chunk == 1 {
+                                if tx.push(recs[i as usize % recs.len()]).is_ok() {
+                                    i += 1;
+                                } else {
+                                    std::hint::spin_loop();
+                                }
+                            } else {
+                                let n = (iters - i).min(chunk as u64) as usize;
+                                match tx.write_chunk_uninit(n) {
+                                    Ok(w) => {
+                                        let base = i as usize;
+                                        w.fill_from_iter(
+                                            (0..n).map(|j| recs[(base + j) % recs.len()]),
+                                        );
+                                        i += n as u64;
+                                    }
+                                    Err(_) => std::hint::spin_loop(),
+                                }
+                            }
+                        }
+                    });
+                    let mut got = 0u64;
+                    while got < iters {
+                        let n = rx.slots();
+                        if n == 0 {
+                            std::hint::spin_loop();
+                            continue;
+                        }
+                        if let Ok(r) = rx.read_chunk(n.min(chunk.max(1) * 64)) {
+                            got += r.len() as u64;
+                            for x in r.into_iter() {
+                                black_box(x);
+                            }
+                        }
+                    }
+                    let _ = p.join();
+                    t0.elapsed()
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn columnarize_and_parquet(c: &mut Criterion) {
+    let (recs, table) = trades(16_384);
+    let names: Vec<Arc<str>> = (0..table.len() as u32)
+        .map(|i| {
+            table
+                .name(tickwire_codecs::record::SymbolId(i))
+                .unwrap_or_else(|| Arc::from(""))
+        })
+        .collect();
+    let mut g = c.benchmark_group("columnarize");
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    g.bench_function("trade/16384_rows", |b| {
+        let mut bb = BatchBuilder::new(Kind::Trade, recs.len());
+        b.iter(|| {
+            for r in &recs {
+                let _ = bb.append(r, &[], &names[r.header().symbol.0 as usize]);
+            }
+            black_box(bb.finish().ok())
+        })
+    });
+    g.finish();
+    let mut bb = BatchBuilder::new(Kind::Trade, recs.len());
+    for r in &recs {
+        let _ = bb.append(r, &[], &names[r.header().symbol.0 as usize]);
+    }
+    let batch = bb.finish().expect("batch");
+    let mut g = c.benchmark_group("parquet");
+    g.throughput(Throughput::Elements(batch.num_rows() as u64));
+    g.bench_function("trade/zstd3/16384_rows", |b| {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::try_new(3).expect("level"),
+            ))
+            .build();
+        b.iter(|| {
+            let mut buf = Vec::with_capacity(1 << 20);
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
+                    .expect("writer");
+            w.write(&batch).expect("write");
+            w.close().expect("close");
+            black_box(buf.len())
+        })
+    });
+    g.finish();
+}
+
+fn zmq_publish(c: &mut Criterion) {
+    let (recs, _) = trades(1024);
+    let mut g = c.benchmark_group("zmq_publish");
+    g.throughput(Throughput::Elements(1));
+    // No subscriber: measures the publisher's own cost per message, both sides equal.
+    let counters = Arc::new(PubCounters::default());
+    let mut p = Publisher::bind(
+        &PubConfig {
+            bind: "tcp://127.0.0.1:*".into(),
+            encoding: Encoding::Binary,
+            sndhwm: 100_000,
+        },
+        counters,
+    )
+    .expect("bind");
+    let mut i = 0usize;
+    g.bench_function("tickwire_publisher/binary", |b| {
+        b.iter(|| {
+            p.publish(&recs[i % recs.len()], &[], "BTCUSDT");
+            i += 1;
+        })
+    });
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::PUB).expect("socket");
+    raw.bind("tcp://127.0.0.1:*").expect("bind");
+    let payloads: Vec<Vec<u8>> = recs
+        .iter()
+        .map(|r| {
+            let mut v = Vec::new();
+            encode_binary(&mut v, r, &[], 1);
+            v
+        })
+        .collect();
+    let topic = b"trade.spot.BTCUSDT";
+    let mut j = 0usize;
+    g.bench_function("raw_libzmq_pub/pre_encoded", |b| {
+        b.iter(|| {
+            let _ = raw.send(&topic[..], zmq::DONTWAIT | zmq::SNDMORE);
+            let _ = raw.send(&payloads[j % payloads.len()][..], zmq::DONTWAIT);
+            j += 1;
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(20);
+    targets = handoff, columnarize_and_parquet, zmq_publish
+}
+criterion_main!(benches);
