@@ -6,10 +6,13 @@
 
 pub mod clock;
 pub mod cmd;
+pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod pipeline;
 pub mod publish;
 pub mod queue;
+pub mod runner;
 pub mod sim;
 pub mod source;

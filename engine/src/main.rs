@@ -21,6 +21,8 @@ enum Cmd {
     /// Run the local Binance simulator and the engine together: Parquet + ZMQ PUB, stats on
     /// stderr, a JSON summary as the last stdout line.
     Demo(tickwire_engine::cmd::demo::Args),
+    /// Run the engine as a TOML config file says (sources or the simulator, sinks, ZMQ, HTTP).
+    Run(tickwire_engine::cmd::run::Args),
     /// Subscribe to a tickwire ZMQ PUB and print records as JSON lines; reports sequence gaps.
     Subscribe(tickwire_engine::cmd::subscribe::Args),
 }
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Decode(a) => tickwire_engine::cmd::decode::run(a),
         Cmd::Demo(a) => tickwire_engine::cmd::demo::run(a),
+        Cmd::Run(a) => tickwire_engine::cmd::run::run(a),
         Cmd::Subscribe(a) => tickwire_engine::cmd::subscribe::run(a),
     };
     match r {

@@ -80,7 +80,7 @@ pub enum SinkError {
 }
 
 /// A destination for batches.
-pub trait Sink: Send {
+pub trait Sink: Send + std::fmt::Debug {
     /// Name in stats, metrics and the summary (`parquet`, `clickhouse`, `postgres`).
     fn name(&self) -> &'static str;
     /// Takes a batch. `Ok` means the sink owns it now: it is written or will be, retried as

@@ -2,4 +2,5 @@
 
 pub mod decode;
 pub mod demo;
+pub mod run;
 pub mod subscribe;

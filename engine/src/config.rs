@@ -1,0 +1,601 @@
+//! `tickwire run` configuration: a TOML file, every key overridable by the environment.
+//!
+//! Parse, override, validate, then build: [`load`] returns a [`Config`] or an error naming
+//! the key; [`Config::settings`] cannot fail for config reasons. Unknown keys are refused with
+//! their name (`deny_unknown_fields`), also when they come from the environment.
+//!
+//! Environment: `TICKWIRE_<SECTION>__<KEY>=value` overrides `[section] key` (two underscores
+//! between path segments; array elements by index: `TICKWIRE_SINKS__0__DIR=/data`). Values are
+//! read as TOML scalars (integers, floats, booleans), anything else as a string.
+
+use crate::pipeline::FlushConfig;
+use crate::publish::{Encoding, PubConfig};
+use crate::queue::FullPolicy;
+use crate::runner::{Input, Settings};
+use crate::sim::market::default_symbols;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use tickwire_codecs::record::Market;
+use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
+use tickwire_sinks::Sink;
+
+/// Binance's streams per connection limit.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The in-process simulator (demo mode: no internet needed).
+    #[serde(default)]
+    pub simulator: SimulatorConfig,
+    /// Exchange connections.
+    #[serde(default)]
+    pub sources: Vec<SourceEntry>,
+    /// Queue and batching.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// ZMQ republish.
+    #[serde(default)]
+    pub zmq: ZmqConfig,
+    /// Where batches go.
+    #[serde(default = "default_sinks")]
+    pub sinks: Vec<SinkConfig>,
+    /// /health and /metrics.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Seconds between stats lines on stderr (0: none).
+    #[serde(default = "default_stats_secs")]
+    pub stats_secs: u64,
+    /// Stop after this many seconds (absent: run until SIGINT/SIGTERM).
+    pub duration_secs: Option<u64>,
+}
+
+fn default_stats_secs() -> u64 {
+    5
+}
+
+fn default_sinks() -> Vec<SinkConfig> {
+    vec![SinkConfig::Parquet(ParquetSinkConfig::default())]
+}
+
+/// `[simulator]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatorConfig {
+    /// Start the local Binance simulator and read from it instead of `sources`.
+    pub enabled: bool,
+    /// Messages per second over both markets.
+    pub rate: u64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            enabled: false,
+            rate: 20_000,
+        }
+    }
+}
+
+/// Market names in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarketName {
+    /// Binance spot.
+    Spot,
+    /// Binance USD-M futures.
+    Usdm,
+}
+
+/// `[[sources]]`: streams of one market.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    /// `spot` or `usdm`.
+    pub market: MarketName,
+    /// Symbols, e.g. `["BTCUSDT", "ETHUSDT"]`.
+    pub symbols: Vec<String>,
+    /// Stream kinds after `<symbol>@`, e.g. `["trade", "depth@100ms", "kline_1m"]`.
+    pub streams: Vec<String>,
+    /// WebSocket base URL; default `wss://stream.binance.com:9443` (spot),
+    /// `wss://fstream.binance.com` (USD-M, `/public` and `/market` paths chosen per stream).
+    pub endpoint: Option<String>,
+}
+
+/// What a full queue does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait up to `max_wait_ms`, then drop and count.
+    Block,
+    /// Drop and count at once.
+    DropNewest,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Flush a batch at this many rows.
+    pub max_rows: usize,
+    /// Flush a batch when its oldest row is this old.
+    pub max_age_ms: u64,
+    /// Capacity of the queue from the sources, in records.
+    pub queue: usize,
+    /// What a full queue does.
+    pub when_full: WhenFull,
+    /// With `block`: the longest wait before a record is dropped and counted.
+    pub max_wait_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        let f = FlushConfig::default();
+        PipelineConfig {
+            max_rows: f.max_rows,
+            max_age_ms: f.max_age.as_millis() as u64,
+            queue: 65_536,
+            when_full: WhenFull::Block,
+            max_wait_ms: 250,
+        }
+    }
+}
+
+/// `[zmq]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZmqConfig {
+    /// Republish every record.
+    pub enabled: bool,
+    /// Bind address.
+    pub bind: String,
+    /// `binary` or `json`.
+    pub encoding: EncodingName,
+    /// Messages a subscriber may have queued before further ones are refused and counted.
+    pub sndhwm: i32,
+}
+
+impl Default for ZmqConfig {
+    fn default() -> Self {
+        ZmqConfig {
+            enabled: true,
+            bind: "tcp://127.0.0.1:5556".into(),
+            encoding: EncodingName::Binary,
+            sndhwm: 100_000,
+        }
+    }
+}
+
+/// Payload encodings in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingName {
+    /// Fixed little-endian layout.
+    Binary,
+    /// Decode JSON.
+    Json,
+}
+
+/// `[[sinks]]`, tagged by `type`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Parquet files.
+    Parquet(ParquetSinkConfig),
+}
+
+/// `[[sinks]] type = "parquet"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParquetSinkConfig {
+    /// Dataset root.
+    pub dir: PathBuf,
+    /// Roll files at this size.
+    pub max_file_mb: u64,
+    /// Roll files at this age.
+    pub max_file_age_secs: u64,
+    /// zstd level.
+    pub zstd_level: i32,
+}
+
+impl Default for ParquetSinkConfig {
+    fn default() -> Self {
+        let d = ParquetConfig::new("data");
+        ParquetSinkConfig {
+            dir: d.dir,
+            max_file_mb: d.max_file_bytes >> 20,
+            max_file_age_secs: d.max_file_age.as_secs(),
+            zstd_level: d.zstd_level,
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of /health and /metrics; empty: off.
+    pub bind: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a wrong type (the message names the key).
+    #[error("{0}")]
+    Parse(String),
+    /// A value that parses but makes no sense.
+    #[error("{key}: {why}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        why: why.into(),
+    }
+}
+
+/// Applies `TICKWIRE_A__B=v` overrides from `vars` to `doc`.
+pub fn apply_env(
+    doc: &mut toml::Value,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (k, v) in vars {
+        let Some(path) = k.strip_prefix("TICKWIRE_") else {
+            continue;
+        };
+        let segs: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if segs.iter().any(String::is_empty) {
+            return Err(invalid(&k, "empty path segment"));
+        }
+        let value = v
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| v.parse::<f64>().map(toml::Value::Float))
+            .or_else(|_| v.parse::<bool>().map(toml::Value::Boolean))
+            .unwrap_or_else(|_| toml::Value::String(v.clone()));
+        set_path(doc, &segs, value, &k)?;
+    }
+    Ok(())
+}
+
+fn set_path(
+    cur: &mut toml::Value,
+    segs: &[String],
+    value: toml::Value,
+    key: &str,
+) -> Result<(), ConfigError> {
+    let Some((first, rest)) = segs.split_first() else {
+        *cur = value;
+        return Ok(());
+    };
+    match cur {
+        toml::Value::Array(a) => {
+            let idx: usize = first
+                .parse()
+                .map_err(|_| invalid(key, format!("{first} is not an index")))?;
+            let el = a
+                .get_mut(idx)
+                .ok_or_else(|| invalid(key, format!("no element {idx}")))?;
+            set_path(el, rest, value, key)
+        }
+        toml::Value::Table(t) => {
+            let next = t
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            set_path(next, rest, value, key)
+        }
+        _ => Err(invalid(
+            key,
+            format!("{first}: the value above it is not a table"),
+        )),
+    }
+}
+
+/// Reads, overrides from the environment, parses and validates a config file.
+pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, std::env::vars())
+}
+
+/// [`load`] on text, with the given environment.
+pub fn parse(
+    text: &str,
+    env: impl Iterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+    let mut doc = toml::Value::Table(doc);
+    apply_env(&mut doc, env)?;
+    let cfg: Config = doc
+        .try_into()
+        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+const STREAM_KINDS: [&str; 10] = [
+    "trade",
+    "aggTrade",
+    "bookTicker",
+    "depth",
+    "kline_",
+    "markPrice",
+    "forceOrder",
+    "ticker",
+    "depth5",
+    "depth10",
+];
+
+fn valid_stream(s: &str) -> bool {
+    let base = s.split('@').next().unwrap_or("");
+    STREAM_KINDS
+        .iter()
+        .any(|k| base == *k || (k.ends_with('_') && base.starts_with(k)))
+        || matches!(base, "depth20" | "miniTicker")
+}
+
+/// USD-M streams served under `/public` since 2026-04-23 (the rest under `/market`).
+fn usdm_public(stream: &str) -> bool {
+    let base = stream.split('@').next().unwrap_or("");
+    base == "bookTicker" || base.starts_with("depth")
+}
+
+impl Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.simulator.enabled && self.sources.is_empty() {
+            return Err(invalid(
+                "sources",
+                "no input: add [[sources]] or set simulator.enabled = true",
+            ));
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if s.symbols.is_empty() || s.streams.is_empty() {
+                return Err(invalid(
+                    format!("sources[{i}]"),
+                    "needs symbols and streams",
+                ));
+            }
+            for sym in &s.symbols {
+                if sym.is_empty() || !sym.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(invalid(
+                        format!("sources[{i}].symbols"),
+                        format!("invalid symbol {sym:?}"),
+                    ));
+                }
+            }
+            for st in &s.streams {
+                if !valid_stream(st) {
+                    return Err(invalid(
+                        format!("sources[{i}].streams"),
+                        format!("unknown stream kind {st:?}"),
+                    ));
+                }
+            }
+        }
+        if self.pipeline.max_rows == 0 || self.pipeline.queue == 0 {
+            return Err(invalid("pipeline", "max_rows and queue must be positive"));
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            let SinkConfig::Parquet(p) = s;
+            if !(1..=22).contains(&p.zstd_level) {
+                return Err(invalid(format!("sinks[{i}].zstd_level"), "must be 1..=22"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection URLs of the configured sources: combined streams, at most
+    /// [`MAX_STREAMS_PER_CONNECTION`] per connection, USD-M split over `/public` and `/market`.
+    pub fn urls(&self) -> Vec<(Market, String)> {
+        let mut out = Vec::new();
+        for s in &self.sources {
+            let (market, default) = match s.market {
+                MarketName::Spot => (Market::Spot, "wss://stream.binance.com:9443"),
+                MarketName::Usdm => (Market::Usdm, "wss://fstream.binance.com"),
+            };
+            let base = s
+                .endpoint
+                .as_deref()
+                .unwrap_or(default)
+                .trim_end_matches('/');
+            let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+            for sym in &s.symbols {
+                for st in &s.streams {
+                    let path = match s.market {
+                        MarketName::Usdm if usdm_public(st) => "/public",
+                        MarketName::Usdm => "/market",
+                        MarketName::Spot => "",
+                    };
+                    let name = format!("{}@{st}", sym.to_lowercase());
+                    match groups.iter_mut().find(|(p, _)| *p == path) {
+                        Some((_, v)) => v.push(name),
+                        None => groups.push((path, vec![name])),
+                    }
+                }
+            }
+            for (path, names) in groups {
+                for chunk in names.chunks(MAX_STREAMS_PER_CONNECTION) {
+                    out.push((
+                        market,
+                        format!("{base}{path}/stream?streams={}", chunk.join("/")),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds the run's settings. Fails only on resources (a sink directory), never on config.
+    pub fn settings(&self) -> Result<Settings, tickwire_sinks::SinkError> {
+        let input = if self.simulator.enabled {
+            Input::Simulator {
+                symbols: default_symbols(),
+                rate: self.simulator.rate,
+            }
+        } else {
+            Input::Urls(self.urls())
+        };
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        for s in &self.sinks {
+            let SinkConfig::Parquet(p) = s;
+            let mut c = ParquetConfig::new(&p.dir);
+            c.max_file_bytes = p.max_file_mb << 20;
+            c.max_file_age = Duration::from_secs(p.max_file_age_secs);
+            c.zstd_level = p.zstd_level;
+            sinks.push(Box::new(ParquetSink::new(c)?));
+        }
+        let zmq = self.zmq.enabled.then(|| PubConfig {
+            bind: self.zmq.bind.clone(),
+            encoding: match self.zmq.encoding {
+                EncodingName::Binary => Encoding::Binary,
+                EncodingName::Json => Encoding::Json,
+            },
+            sndhwm: self.zmq.sndhwm,
+        });
+        Ok(Settings {
+            input,
+            zmq,
+            sinks,
+            flush: FlushConfig {
+                max_rows: self.pipeline.max_rows,
+                max_age: Duration::from_millis(self.pipeline.max_age_ms),
+            },
+            queue: self.pipeline.queue,
+            full: match self.pipeline.when_full {
+                WhenFull::Block => FullPolicy::Block {
+                    max_wait: Duration::from_millis(self.pipeline.max_wait_ms),
+                },
+                WhenFull::DropNewest => FullPolicy::DropNewest,
+            },
+            http: (!self.http.bind.is_empty()).then(|| self.http.bind.clone()),
+            stats_secs: self.stats_secs,
+            wait_subscribers: 0,
+            duration: self.duration_secs.map(Duration::from_secs),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../tickwire.example.toml");
+        let cfg = parse(text, env(&[])).expect("example parses");
+        let urls = cfg.urls();
+        assert!(urls.iter().any(|(m, u)| *m == Market::Usdm
+            && u.starts_with("wss://fstream.binance.com/public/stream?streams=")));
+        assert!(urls.iter().any(|(m, u)| *m == Market::Usdm
+            && u.contains("/market/stream?streams=")
+            && u.contains("@aggTrade")));
+        assert!(
+            urls.iter()
+                .all(|(_, u)| !u.contains("/public/") || !u.contains("markPrice")),
+            "markPrice is a /market stream"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = parse(
+            "[pipeline]\nmax_rowz = 5\n[simulator]\nenabled = true\n",
+            env(&[]),
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("max_rowz"), "{e}");
+        let e = parse(
+            "[simulator]\nenabled = true\n",
+            env(&[("TICKWIRE_ZMQ__BINDD", "x")]),
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("bindd"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let text = "[simulator]\nenabled = true\n[[sinks]]\ntype = \"parquet\"\ndir = \"a\"\n";
+        let cfg = parse(
+            text,
+            env(&[
+                ("TICKWIRE_PIPELINE__MAX_ROWS", "100"),
+                ("TICKWIRE_ZMQ__BIND", "tcp://127.0.0.1:7000"),
+                ("TICKWIRE_SINKS__0__DIR", "/tmp/b"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(cfg.pipeline.max_rows, 100);
+        assert_eq!(cfg.zmq.bind, "tcp://127.0.0.1:7000");
+        let SinkConfig::Parquet(p) = &cfg.sinks[0];
+        assert_eq!(p.dir, PathBuf::from("/tmp/b"));
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (text, key) in [
+            ("", "sources"),
+            (
+                "[[sources]]\nmarket = \"spot\"\nsymbols = [\"BTCUSDT\"]\nstreams = [\"trades\"]\n",
+                "sources[0].streams",
+            ),
+            (
+                "[[sources]]\nmarket = \"moon\"\nsymbols = [\"BTCUSDT\"]\nstreams = [\"trade\"]\n",
+                "moon",
+            ),
+            (
+                "[simulator]\nenabled = true\n[pipeline]\nmax_rows = 0\n",
+                "pipeline",
+            ),
+        ] {
+            let e = parse(text, env(&[])).expect_err(text);
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn many_streams_split_over_connections() {
+        let syms: Vec<String> = (0..600).map(|i| format!("\"S{i}USDT\"")).collect();
+        let text = format!("[[sources]]\nmarket = \"spot\"\nsymbols = [{}]\nstreams = [\"trade\", \"bookTicker\"]\n", syms.join(","));
+        let cfg = parse(&text, env(&[])).expect("valid");
+        let urls = cfg.urls();
+        assert_eq!(urls.len(), 2, "1200 streams -> 2 connections");
+        assert_eq!(urls[0].1.matches('@').count(), 1024);
+    }
+}

@@ -1,0 +1,220 @@
+//! `/health` and `/metrics` (Prometheus text format) on a loopback address.
+//!
+//! A deliberately small HTTP/1.1 server on the tokio runtime: GET only, one response per
+//! connection. Metric names are defined here, in one place.
+
+use crate::metrics::Histogram;
+use crate::runner::Counters;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tickwire_codecs::record::Kind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Health state.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Set once a stop has begun.
+    pub stopping: AtomicBool,
+}
+
+/// Latency bucket bounds exported to Prometheus, µs.
+const LE_US: [u64; 14] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000,
+];
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for le in LE_US {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {}",
+            le as f64 / 1e6,
+            h.count_le(le)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{name}_sum {}", h.sum() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", h.count());
+}
+
+fn counter(out: &mut String, name: &str, help: &str, rows: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in rows {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// The Prometheus text of `c`.
+pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
+    let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let mut o = String::with_capacity(8192);
+    let _ = writeln!(o, "# HELP tickwire_uptime_seconds Seconds since start.\n# TYPE tickwire_uptime_seconds gauge\ntickwire_uptime_seconds {uptime_s:.3}");
+    counter(
+        &mut o,
+        "tickwire_frames_total",
+        "WebSocket frames received.",
+        &[(String::new(), l(&c.queue.frames))],
+    );
+    counter(
+        &mut o,
+        "tickwire_decode_errors_total",
+        "Frames the decoder refused.",
+        &[(String::new(), l(&c.queue.decode_errors))],
+    );
+    counter(
+        &mut o,
+        "tickwire_unknown_events_total",
+        "Frames of unknown event types.",
+        &[(String::new(), l(&c.queue.unknown))],
+    );
+    let recs: Vec<(String, u64)> = Kind::ALL
+        .iter()
+        .map(|k| {
+            (
+                format!("kind=\"{}\"", k.as_str()),
+                l(&c.pipeline.records[k.index()]),
+            )
+        })
+        .collect();
+    counter(
+        &mut o,
+        "tickwire_records_total",
+        "Records taken in by the pipeline, by kind (gap = detected gaps).",
+        &recs,
+    );
+    counter(
+        &mut o,
+        "tickwire_dropped_total",
+        "Records dropped, by where: every drop is counted.",
+        &[
+            ("where=\"queue\"".into(), l(&c.queue.dropped)),
+            ("where=\"zmq\"".into(), l(&c.zmq.dropped)),
+            ("where=\"sink_queue\"".into(), l(&c.pipeline.sink_drops)),
+        ],
+    );
+    counter(
+        &mut o,
+        "tickwire_published_total",
+        "Messages published over ZMQ.",
+        &[(String::new(), l(&c.zmq.sent))],
+    );
+    counter(
+        &mut o,
+        "tickwire_flushed_rows_total",
+        "Rows flushed to the sinks in batches.",
+        &[(String::new(), l(&c.pipeline.rows))],
+    );
+    counter(
+        &mut o,
+        "tickwire_flushed_batches_total",
+        "Batches flushed to the sinks.",
+        &[(String::new(), l(&c.pipeline.batches))],
+    );
+    let sink = |f: fn(&tickwire_sinks::SinkCounters) -> u64| -> Vec<(String, u64)> {
+        c.sinks
+            .iter()
+            .map(|(n, s)| (format!("sink=\"{n}\""), f(s)))
+            .collect()
+    };
+    counter(
+        &mut o,
+        "tickwire_sink_rows_total",
+        "Rows a sink has durably written.",
+        &sink(|s| s.rows.load(Ordering::Relaxed)),
+    );
+    counter(
+        &mut o,
+        "tickwire_sink_bytes_total",
+        "Bytes a sink has written.",
+        &sink(|s| s.bytes.load(Ordering::Relaxed)),
+    );
+    counter(
+        &mut o,
+        "tickwire_sink_errors_total",
+        "Sink write errors.",
+        &sink(|s| s.errors.load(Ordering::Relaxed)),
+    );
+    histogram(
+        &mut o,
+        "tickwire_recv_to_publish_seconds",
+        "Frame receive to ZMQ publish.",
+        &c.pipeline.recv_to_publish.snapshot(),
+    );
+    histogram(
+        &mut o,
+        "tickwire_recv_to_flush_seconds",
+        "Frame receive to batch flushed to the sinks.",
+        &c.pipeline.recv_to_flush.snapshot(),
+    );
+    histogram(
+        &mut o,
+        "tickwire_exchange_lag_seconds",
+        "Exchange event time to ZMQ publish.",
+        &c.pipeline.exchange_lag.snapshot(),
+    );
+    o
+}
+
+/// Serves `/health` and `/metrics` on `addr` until the task is aborted.
+pub async fn serve(
+    addr: &str,
+    c: Arc<Counters>,
+    health: Arc<Health>,
+    t0: Instant,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (c, health) = (c.clone(), health.clone());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let n = match sock.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(_) => return,
+                };
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("");
+                let (status, ctype, body) = match path {
+                    "/health" => {
+                        let stopping = health.stopping.load(Ordering::Relaxed);
+                        let body = format!(
+                            "{{\"status\":\"{}\",\"uptime_s\":{:.3}}}",
+                            if stopping { "stopping" } else { "ok" },
+                            t0.elapsed().as_secs_f64()
+                        );
+                        (
+                            if stopping {
+                                "503 Service Unavailable"
+                            } else {
+                                "200 OK"
+                            },
+                            "application/json",
+                            body,
+                        )
+                    }
+                    "/metrics" => (
+                        "200 OK",
+                        "text/plain; version=0.0.4",
+                        metrics_text(&c, t0.elapsed().as_secs_f64()),
+                    ),
+                    _ => (
+                        "404 Not Found",
+                        "text/plain",
+                        "not found: try /health or /metrics\n".to_string(),
+                    ),
+                };
+                let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(body.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    }))
+}

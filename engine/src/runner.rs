@@ -1,0 +1,364 @@
+//! Runs the engine: sources (and optionally the simulator) -> queue -> pipeline -> sinks, with
+//! the stats line, the HTTP endpoints and a clean stop. `tickwire demo` and `tickwire run` are
+//! two ways to fill in [`Settings`].
+
+use crate::http::{self, Health};
+use crate::pipeline::{FlushConfig, Pipeline, PipelineCounters, SinkRunner};
+use crate::publish::{PubConfig, PubCounters, Publisher};
+use crate::queue::{FullPolicy, QueueCounters};
+use crate::sim::market::SymbolSpec;
+use crate::sim::{SimConfig, SimCounters, SimServer};
+use crate::source::{self, SourceConfig};
+use anyhow::Context;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickwire_codecs::record::{Kind, Market};
+use tickwire_codecs::symbol::SymbolTable;
+use tickwire_sinks::Sink;
+
+/// Where the frames come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// WebSocket URLs (real endpoints or a simulator elsewhere), with their markets.
+    Urls(Vec<(Market, String)>),
+    /// An in-process simulator per market, every stream kind of `symbols`, `rate` msg/s total.
+    Simulator {
+        /// Symbols.
+        symbols: Vec<SymbolSpec>,
+        /// Messages per second over both markets.
+        rate: u64,
+    },
+}
+
+/// Everything a run needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// Input.
+    pub input: Input,
+    /// ZMQ publisher (None: no republish).
+    pub zmq: Option<PubConfig>,
+    /// Sinks to start.
+    pub sinks: Vec<Box<dyn Sink>>,
+    /// Flush policy.
+    pub flush: FlushConfig,
+    /// Source queue capacity (records).
+    pub queue: usize,
+    /// Full policy of the source queue.
+    pub full: FullPolicy,
+    /// HTTP address for /health and /metrics.
+    pub http: Option<String>,
+    /// Seconds between stats lines (0: none).
+    pub stats_secs: u64,
+    /// Wait for this many ZMQ subscribers before starting.
+    pub wait_subscribers: usize,
+    /// Stop after this long (None: until SIGINT/SIGTERM).
+    pub duration: Option<Duration>,
+}
+
+/// All the counters of a run, shared with the stats line and /metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Sources and queue.
+    pub queue: Arc<QueueCounters>,
+    /// Pipeline.
+    pub pipeline: Arc<PipelineCounters>,
+    /// ZMQ publisher.
+    pub zmq: Arc<PubCounters>,
+    /// Sinks by name.
+    pub sinks: Vec<(&'static str, Arc<tickwire_sinks::SinkCounters>)>,
+    /// Simulators (when in-process).
+    pub sims: Vec<Arc<SimCounters>>,
+}
+
+impl Counters {
+    /// Records dropped anywhere.
+    pub fn dropped(&self) -> u64 {
+        self.queue.dropped.load(Ordering::Relaxed)
+            + self.zmq.dropped.load(Ordering::Relaxed)
+            + self.pipeline.sink_drops.load(Ordering::Relaxed)
+    }
+}
+
+fn kinds_json(out: &mut String, f: impl Fn(Kind) -> u64) {
+    out.push('{');
+    for (i, k) in Kind::ALL.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{}\":{}", k.as_str(), f(*k));
+    }
+    out.push('}');
+}
+
+fn stats_line(
+    c: &Counters,
+    t0: Instant,
+    last: &mut [u64; Kind::COUNT],
+    every: Duration,
+    queue_len: usize,
+    queue_cap: usize,
+) -> String {
+    let pc = &c.pipeline;
+    let mut line = format!("[{:>6.1}s] rec/s", t0.elapsed().as_secs_f64());
+    for k in Kind::ALL {
+        let n = pc.records[k.index()].load(Ordering::Relaxed);
+        let _ = write!(
+            line,
+            " {}={:.0}",
+            k.as_str(),
+            (n - last[k.index()]) as f64 / every.as_secs_f64()
+        );
+        last[k.index()] = n;
+    }
+    let batches = pc.batches.load(Ordering::Relaxed).max(1);
+    let (pub_lat, lag) = (pc.recv_to_publish.snapshot(), pc.exchange_lag.snapshot());
+    let _ = write!(
+        line,
+        " | queue {queue_len}/{queue_cap} | drops queue={} zmq={} | flushed rows={} avg_wait={:.0}ms | recv->pub p50={}us p99={}us | exch lag p50={}us p99={}us | decode_errors={}",
+        c.queue.dropped.load(Ordering::Relaxed),
+        c.zmq.dropped.load(Ordering::Relaxed),
+        pc.rows.load(Ordering::Relaxed),
+        pc.flush_wait_us_sum.load(Ordering::Relaxed) as f64 / batches as f64 / 1000.0,
+        pub_lat.quantile(0.5),
+        pub_lat.quantile(0.99),
+        lag.quantile(0.5),
+        lag.quantile(0.99),
+        c.queue.decode_errors.load(Ordering::Relaxed),
+    );
+    line
+}
+
+/// Runs until the duration passes or SIGINT/SIGTERM, stops cleanly, and returns the summary
+/// JSON line.
+pub fn run(s: Settings) -> anyhow::Result<String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let symbols = SymbolTable::new();
+    let sinks: Vec<SinkRunner> = s
+        .sinks
+        .into_iter()
+        .map(|k| SinkRunner::start(k, 64))
+        .collect();
+    let mut counters = Counters {
+        sinks: sinks.iter().map(|r| (r.name, r.counters.clone())).collect(),
+        ..Counters::default()
+    };
+    let publisher = match &s.zmq {
+        Some(cfg) => {
+            let mut p = Publisher::bind(cfg, counters.zmq.clone()).context("zmq publisher")?;
+            if s.wait_subscribers > 0 {
+                let n = p.wait_subscribers(s.wait_subscribers, Duration::from_secs(30));
+                if n < s.wait_subscribers {
+                    anyhow::bail!(
+                        "only {n} of {} ZMQ subscribers arrived within 30 s",
+                        s.wait_subscribers
+                    );
+                }
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let (tx, rx) = crossbeam_channel::bounded(s.queue);
+    let pipeline = Pipeline::new(
+        rx.clone(),
+        symbols.clone(),
+        publisher,
+        s.flush,
+        &sinks,
+        counters.pipeline.clone(),
+    );
+    let pipe = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || pipeline.run())?;
+
+    let t0 = Instant::now();
+    let health = Arc::new(Health::default());
+    let counters = rt.block_on(async {
+        // Inputs.
+        let mut sims = Vec::new();
+        let mut urls = Vec::new();
+        match &s.input {
+            Input::Urls(u) => urls.clone_from(u),
+            Input::Simulator {
+                symbols: specs,
+                rate,
+            } => {
+                for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
+                    let cfg = SimConfig {
+                        market,
+                        symbols: specs.clone(),
+                        rate: rate / 2,
+                        seed: 7 + i as u64,
+                    };
+                    let sim = SimServer::start(cfg, "127.0.0.1:0")
+                        .await
+                        .context("simulator")?;
+                    urls.push((market, sim.combined_url(market, specs)));
+                    counters.sims.push(sim.counters.clone());
+                    sims.push(sim);
+                }
+            }
+        }
+        let counters = Arc::new(counters);
+        let mut tasks = Vec::new();
+        for (market, url) in urls {
+            let cfg = SourceConfig {
+                url,
+                market,
+                full: s.full,
+            };
+            tasks.push(tokio::spawn(source::run(
+                cfg,
+                symbols.clone(),
+                tx.clone(),
+                counters.queue.clone(),
+            )));
+        }
+        drop(tx);
+        let http_task = match &s.http {
+            Some(addr) => Some(
+                http::serve(addr, counters.clone(), health.clone(), t0)
+                    .await
+                    .context("http")?,
+            ),
+            None => None,
+        };
+        let stats = (s.stats_secs > 0).then(|| {
+            let (c, rx) = (counters.clone(), rx.clone());
+            let every = Duration::from_secs(s.stats_secs);
+            tokio::spawn(async move {
+                let mut last = [0u64; Kind::COUNT];
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    eprintln!(
+                        "{}",
+                        stats_line(
+                            &c,
+                            t0,
+                            &mut last,
+                            every,
+                            rx.len(),
+                            rx.capacity().unwrap_or(0)
+                        )
+                    );
+                }
+            })
+        });
+        wait_for_stop(s.duration).await;
+        health.stopping.store(true, Ordering::Relaxed);
+        for sim in sims {
+            sim.stop().await;
+        }
+        if matches!(s.input, Input::Urls(_)) {
+            for t in &tasks {
+                t.abort();
+            }
+        }
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => eprintln!("tickwire: source task: {e}"),
+            }
+        }
+        if let Some(t) = stats {
+            t.abort();
+        }
+        if let Some(t) = http_task {
+            t.abort();
+        }
+        anyhow::Ok(counters)
+    })?;
+    drop(rx);
+    pipe.join()
+        .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
+    let mut sink_errors = 0;
+    for r in sinks {
+        let name = r.name;
+        if let Err(e) = r.finish() {
+            eprintln!("tickwire: sink {name}: {e}");
+            sink_errors += 1;
+        }
+    }
+    Ok(summary(&counters, sink_errors, t0))
+}
+
+fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
+    let (qc, pc, zc) = (&c.queue, &c.pipeline, &c.zmq);
+    let sink_errors = sink_errors
+        + c.sinks
+            .iter()
+            .map(|(_, s)| s.errors.load(Ordering::Relaxed))
+            .sum::<u64>();
+    let errors = qc.decode_errors.load(Ordering::Relaxed)
+        + pc.errors.load(Ordering::Relaxed)
+        + sink_errors
+        + zc.errors.load(Ordering::Relaxed);
+    let (pub_lat, flush_lat) = (pc.recv_to_publish.snapshot(), pc.recv_to_flush.snapshot());
+    let mut s = String::from("{\"sent\":");
+    kinds_json(&mut s, |k| {
+        c.sims
+            .iter()
+            .map(|x| x.sent[k.index()].load(Ordering::Relaxed))
+            .sum()
+    });
+    s.push_str(",\"records\":");
+    kinds_json(&mut s, |k| pc.records[k.index()].load(Ordering::Relaxed));
+    s.push_str(",\"rows\":{");
+    for (i, (name, n)) in c.sinks.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "\"{name}\":{}", n.rows());
+    }
+    let _ = write!(
+        s,
+        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"frames\":{},\"decode_errors\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
+        zc.sent.load(Ordering::Relaxed),
+        c.dropped(),
+        qc.frames.load(Ordering::Relaxed),
+        qc.decode_errors.load(Ordering::Relaxed),
+        qc.dropped.load(Ordering::Relaxed),
+        zc.dropped.load(Ordering::Relaxed),
+        pc.batches.load(Ordering::Relaxed),
+        pub_lat.quantile(0.5),
+        pub_lat.quantile(0.99),
+        pub_lat.quantile(0.999),
+        flush_lat.quantile(0.5),
+        flush_lat.quantile(0.99),
+        t0.elapsed().as_secs_f64(),
+    );
+    s
+}
+
+/// Returns after `d` (never, when None), or at SIGINT / SIGTERM.
+async fn wait_for_stop(d: Option<Duration>) {
+    let sleep = async {
+        match d {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = sleep => {}
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    tokio::select! { _ = sleep => {}, _ = tokio::signal::ctrl_c() => {} }
+}
