@@ -7,6 +7,9 @@
 //! Environment: `TICKWIRE_<SECTION>__<KEY>=value` overrides `[section] key` (two underscores
 //! between path segments; array elements by index: `TICKWIRE_SINKS__0__DIR=/data`). Values are
 //! read as TOML scalars (integers, floats, booleans), anything else as a string.
+//! `TICKWIRE_STATS_SECS` and `TICKWIRE_DURATION_SECS` set the top-level keys. A variable with
+//! `__` that names no key is refused; other `TICKWIRE_*` variables without `__` (such as
+//! `TICKWIRE_BIN`) are left alone.
 
 use crate::pipeline::FlushConfig;
 use crate::publish::{Encoding, PubConfig};
@@ -261,6 +264,9 @@ fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Top-level keys that `TICKWIRE_<KEY>` (no `__`) overrides.
+const TOP_LEVEL_SCALARS: [&str; 2] = ["stats_secs", "duration_secs"];
+
 /// Applies `TICKWIRE_A__B=v` overrides from `vars` to `doc`.
 pub fn apply_env(
     doc: &mut toml::Value,
@@ -271,6 +277,11 @@ pub fn apply_env(
             continue;
         };
         let segs: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        // `TICKWIRE_X` without `__` is config only when X is a top-level key: other tools'
+        // variables (TICKWIRE_BIN, TICKWIRE_CLICKHOUSE_URL) are not ours to refuse.
+        if segs.len() == 1 && !TOP_LEVEL_SCALARS.contains(&segs[0].as_str()) {
+            continue;
+        }
         if segs.iter().any(String::is_empty) {
             return Err(invalid(&k, "empty path segment"));
         }
@@ -557,11 +568,14 @@ mod tests {
                 ("TICKWIRE_PIPELINE__MAX_ROWS", "100"),
                 ("TICKWIRE_ZMQ__BIND", "tcp://127.0.0.1:7000"),
                 ("TICKWIRE_SINKS__0__DIR", "/tmp/b"),
+                ("TICKWIRE_DURATION_SECS", "9"),
+                ("TICKWIRE_BIN", "/usr/bin/tickwire"),
                 ("OTHER", "x"),
             ]),
         )
         .expect("valid");
         assert_eq!(cfg.pipeline.max_rows, 100);
+        assert_eq!(cfg.duration_secs, Some(9));
         assert_eq!(cfg.zmq.bind, "tcp://127.0.0.1:7000");
         let SinkConfig::Parquet(p) = &cfg.sinks[0];
         assert_eq!(p.dir, PathBuf::from("/tmp/b"));

@@ -1,0 +1,78 @@
+"""`tickwire run --config`: a config file in demo mode (in-process simulator), /health and
+/metrics read while it runs, environment overrides, and refusal of unknown keys by name."""
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from conftest import BIN, free_port
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name):
+    return {l.split(" ")[0]: float(l.split(" ")[1]) for l in text.splitlines() if l.startswith(name)}
+
+
+def test_run_serves_health_and_metrics_and_reconciles(tmp_path):
+    http, zmq = free_port(), free_port()
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+duration_secs = 4
+stats_secs = 1
+[simulator]
+enabled = true
+rate = 20000
+[zmq]
+bind = "tcp://127.0.0.1:{zmq}"
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'data'}"
+[http]
+bind = "127.0.0.1:9"
+""")
+    # The environment overrides the file's (unusable) HTTP port.
+    env = {"TICKWIRE_HTTP__BIND": f"127.0.0.1:{http}", "PATH": "/usr/bin:/bin"}
+    p = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 20
+    status = None
+    while time.time() < deadline and status != 200:
+        try:
+            status, body = get(f"http://127.0.0.1:{http}/health")
+        except OSError:
+            time.sleep(0.05)
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    time.sleep(1.0)
+    _, m1 = get(f"http://127.0.0.1:{http}/metrics")
+    time.sleep(1.0)
+    _, m2 = get(f"http://127.0.0.1:{http}/metrics")
+    t1 = metric(m1, "tickwire_records_total")['tickwire_records_total{kind="trade"}']
+    t2 = metric(m2, "tickwire_records_total")['tickwire_records_total{kind="trade"}']
+    assert t2 > t1 > 0
+    assert "# TYPE tickwire_recv_to_publish_seconds histogram" in m2
+    assert metric(m2, "tickwire_dropped_total") == {f'tickwire_dropped_total{{where="{w}"}}': 0.0 for w in ("queue", "zmq", "sink_queue")}
+    assert get(f"http://127.0.0.1:{http}/nope")[0] == 404
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err.decode()
+    s = json.loads(out.decode().strip().splitlines()[-1])
+    total = sum(s["sent"].values())
+    assert total > 0 and s["records"] == s["sent"] and s["rows"]["parquet"] == total and s["dropped"] == 0
+    assert "rec/s" in err.decode()
+
+
+def test_unknown_keys_are_refused_by_name(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[simulator]\nenabled = true\n[zmq]\nbindd = 'x'\n")
+    r = subprocess.run([BIN, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "bindd" in r.stderr
+    r = subprocess.run([BIN, "run", "--config", str(cfg), "--check"], capture_output=True, text=True, timeout=30,
+                       env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode != 0 and "bindd" in r.stderr
