@@ -4,23 +4,28 @@
 //! to warm up, then decodes them all again many times and requires zero allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use tickwire_codecs::binance::Decoder;
 use tickwire_codecs::record::{Level, Market, Record};
 use tickwire_codecs::symbol::SymbolTable;
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// Only the test's own thread counts: the harness allocates on other threads meanwhile.
-    static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether this thread counts, and its count. Both per thread: the harness and the other
+    /// test allocate on their own threads meanwhile, and must not show up here.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
 }
 
 fn count() {
     if COUNTING.try_with(|c| c.get()).unwrap_or(false) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
     }
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(|a| a.get())
 }
 
 // SAFETY: forwards every call unchanged to `System`, which upholds the `GlobalAlloc` contract;
@@ -92,11 +97,11 @@ fn decoding_allocates_nothing_after_warm_up() {
     };
     run(&mut spot, &mut usdm, &mut n);
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocs();
     for _ in 0..1000 {
         run(&mut spot, &mut usdm, &mut n);
     }
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     assert_eq!(
         after - before,
@@ -113,9 +118,9 @@ fn decoding_allocates_nothing_after_warm_up() {
 #[test]
 fn the_counter_counts() {
     COUNTING.with(|c| c.set(true));
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocs();
     let v = std::hint::black_box(vec![1u8; 64]);
-    let after = ALLOCS.load(Ordering::SeqCst);
+    let after = allocs();
     COUNTING.with(|c| c.set(false));
     drop(v);
     assert!(after > before);
