@@ -471,6 +471,7 @@ impl Config {
             Input::Simulator {
                 symbols: default_symbols(),
                 rate: self.simulator.rate,
+                faults: crate::sim::Faults::default(),
             }
         } else {
             Input::Urls(self.urls())

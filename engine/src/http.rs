@@ -99,6 +99,33 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
             ("where=\"sink_queue\"".into(), l(&c.pipeline.sink_drops)),
         ],
     );
+    let gaps: Vec<(String, u64)> = Kind::ALL
+        .iter()
+        .map(|k| {
+            (
+                format!("stream=\"{}\"", k.as_str()),
+                l(&c.queue.gaps[k.index()]),
+            )
+        })
+        .collect();
+    counter(
+        &mut o,
+        "tickwire_gaps_total",
+        "Sequence gaps detected, by the stream kind they are in.",
+        &gaps,
+    );
+    counter(
+        &mut o,
+        "tickwire_reconnects_total",
+        "Reconnects after a connection closed or failed.",
+        &[(String::new(), l(&c.queue.reconnects))],
+    );
+    counter(
+        &mut o,
+        "tickwire_connect_errors_total",
+        "Connection attempts that failed.",
+        &[(String::new(), l(&c.queue.connect_errors))],
+    );
     counter(
         &mut o,
         "tickwire_published_total",

@@ -81,6 +81,12 @@ pub struct QueueCounters {
     pub pushed: AtomicU64,
     /// Records dropped because the queue stayed full.
     pub dropped: AtomicU64,
+    /// Sequence gaps detected, by [`Kind::index`] of the stream they are in.
+    pub gaps: [AtomicU64; Kind::COUNT],
+    /// Reconnects after a connection closed or failed.
+    pub reconnects: AtomicU64,
+    /// Connection attempts that failed.
+    pub connect_errors: AtomicU64,
 }
 
 impl QueueCounters {

@@ -7,7 +7,7 @@ use crate::pipeline::{FlushConfig, Pipeline, PipelineCounters, SinkRunner};
 use crate::publish::{PubConfig, PubCounters, Publisher};
 use crate::queue::{FullPolicy, QueueCounters};
 use crate::sim::market::SymbolSpec;
-use crate::sim::{SimConfig, SimCounters, SimServer};
+use crate::sim::{Faults, SimConfig, SimCounters, SimServer};
 use crate::source::{self, SourceConfig};
 use anyhow::Context;
 use std::fmt::Write as _;
@@ -29,6 +29,8 @@ pub enum Input {
         symbols: Vec<SymbolSpec>,
         /// Messages per second over both markets.
         rate: u64,
+        /// Faults the simulator injects.
+        faults: Faults,
     },
 }
 
@@ -187,6 +189,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             Input::Simulator {
                 symbols: specs,
                 rate,
+                faults,
             } => {
                 for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
                     let cfg = SimConfig {
@@ -194,6 +197,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                         symbols: specs.clone(),
                         rate: rate / 2,
                         seed: 7 + i as u64,
+                        faults: *faults,
                     };
                     let sim = SimServer::start(cfg, "127.0.0.1:0")
                         .await
@@ -205,18 +209,22 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             }
         }
         let counters = Arc::new(counters);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let drain_on_stop = matches!(s.input, Input::Simulator { .. });
         let mut tasks = Vec::new();
         for (market, url) in urls {
             let cfg = SourceConfig {
                 url,
                 market,
                 full: s.full,
+                drain_on_stop,
             };
             tasks.push(tokio::spawn(source::run(
                 cfg,
                 symbols.clone(),
                 tx.clone(),
                 counters.queue.clone(),
+                stop_rx.clone(),
             )));
         }
         drop(tx);
@@ -253,13 +261,11 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         });
         wait_for_stop(s.duration).await;
         health.stopping.store(true, Ordering::Relaxed);
+        // Sources first: no reconnects from here on. Then the simulators stop and close after
+        // their last frame, which draining sources read to the end.
+        let _ = stop_tx.send(true);
         for sim in sims {
             sim.stop().await;
-        }
-        if matches!(s.input, Input::Urls(_)) {
-            for t in &tasks {
-                t.abort();
-            }
         }
         for t in tasks {
             match t.await {
@@ -303,6 +309,24 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
         + sink_errors
         + zc.errors.load(Ordering::Relaxed);
     let (pub_lat, flush_lat) = (pc.recv_to_publish.snapshot(), pc.recv_to_flush.snapshot());
+    let sims = |f: fn(&SimCounters) -> u64| c.sims.iter().map(|x| f(x)).sum::<u64>();
+    let mut injected = String::from("{\"gaps\":");
+    kinds_json(&mut injected, |k| {
+        c.sims
+            .iter()
+            .map(|x| x.gaps[k.index()].load(Ordering::Relaxed))
+            .sum()
+    });
+    let _ = write!(
+        injected,
+        ",\"malformed\":{},\"closes\":{}}}",
+        sims(|x| x.malformed.load(Ordering::Relaxed)),
+        sims(|x| x.closes.load(Ordering::Relaxed))
+    );
+    let mut detected = String::new();
+    kinds_json(&mut detected, |k| {
+        qc.gaps[k.index()].load(Ordering::Relaxed)
+    });
     let mut s = String::from("{\"sent\":");
     kinds_json(&mut s, |k| {
         c.sims
@@ -321,9 +345,10 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
     }
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"frames\":{},\"decode_errors\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
-        zc.sent.load(Ordering::Relaxed),
+        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
+                zc.sent.load(Ordering::Relaxed),
         c.dropped(),
+        qc.reconnects.load(Ordering::Relaxed),
         qc.frames.load(Ordering::Relaxed),
         qc.decode_errors.load(Ordering::Relaxed),
         qc.dropped.load(Ordering::Relaxed),

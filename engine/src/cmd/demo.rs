@@ -14,6 +14,7 @@ use crate::publish::{Encoding, PubConfig};
 use crate::queue::FullPolicy;
 use crate::runner::{self, Input, Settings};
 use crate::sim::market::default_symbols;
+use crate::sim::Faults;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,10 @@ pub struct Args {
     /// see every record from the first.
     #[arg(long, default_value_t = 0)]
     pub wait_subscribers: usize,
+    /// Turn on every simulator fault at a moderate rate: skipped ids (gaps), malformed frames,
+    /// connections closed every 2.5 s. The summary then has `injected` and `detected`.
+    #[arg(long)]
+    pub faults: bool,
     /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
@@ -66,6 +71,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         input: Input::Simulator {
             symbols: default_symbols(),
             rate: args.rate,
+            faults: if args.faults {
+                Faults::moderate()
+            } else {
+                Faults::default()
+            },
         },
         zmq: Some(PubConfig {
             bind: args.zmq.clone(),

@@ -33,6 +33,31 @@ pub struct SimConfig {
     pub rate: u64,
     /// Seed of the random market.
     pub seed: u64,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+/// Faults the simulator injects; each is off at zero / `None`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// About every this many frames, skip 1-3 ids of a sequenced stream (trade, aggTrade,
+    /// depth diff): a gap the client must detect.
+    pub gap_every: u64,
+    /// Every this many frames, send a malformed frame as well.
+    pub malformed_every: u64,
+    /// Close each connection after it has been open this long (the client must reconnect).
+    pub close_after: Option<Duration>,
+}
+
+impl Faults {
+    /// Every fault at a moderate rate (`tickwire demo --faults`).
+    pub fn moderate() -> Self {
+        Faults {
+            gap_every: 2_000,
+            malformed_every: 5_000,
+            close_after: Some(Duration::from_millis(2_500)),
+        }
+    }
 }
 
 /// What the simulator sent.
@@ -44,6 +69,12 @@ pub struct SimCounters {
     pub connections: AtomicU64,
     /// Connections whose streams were refused.
     pub refused: AtomicU64,
+    /// Gaps injected (ids skipped and the next frame of that stream sent), by record kind.
+    pub gaps: [AtomicU64; Kind::COUNT],
+    /// Malformed frames sent (not counted in `sent`).
+    pub malformed: AtomicU64,
+    /// Connections closed by the `close_after` fault.
+    pub closes: AtomicU64,
 }
 
 impl SimCounters {
@@ -124,6 +155,11 @@ fn tracing_warn(msg: &str) {
 
 /// Parses `/stream?streams=a/b` or `/ws/a` into (symbol, kind) pairs.
 fn parse_path(path: &str, symbols: &[SymbolSpec]) -> Result<Vec<(usize, StreamKind)>, String> {
+    // USD-M serves `/public/...` and `/market/...` since 2026-04; accept both prefixes.
+    let path = path
+        .strip_prefix("/public")
+        .or_else(|| path.strip_prefix("/market"))
+        .unwrap_or(path);
     let names: Vec<&str> = if let Some(q) = path.strip_prefix("/stream?streams=") {
         q.split('/').filter(|s| !s.is_empty()).collect()
     } else if let Some(s) = path.strip_prefix("/ws/") {
@@ -164,7 +200,7 @@ async fn serve(
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(sock, cb).await else {
         return;
     };
-    let combined = path.starts_with("/stream");
+    let combined = path.contains("/stream?");
     let streams = match parse_path(&path, &cfg.symbols) {
         Ok(s) if !s.is_empty() => s,
         Ok(_) | Err(_) => {
@@ -201,10 +237,18 @@ async fn serve(
     let mut budget = 0.0f64;
     let t0 = std::time::Instant::now();
     let mut sent_total = 0u64;
+    let faults = cfg.faults;
+    let mut frame_no = 0u64;
+    // Per stream: has it sent a frame (a skip is visible only after one).
+    let mut seen = vec![false; streams.len()];
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
+        }
+        if faults.close_after.is_some_and(|d| t0.elapsed() >= d) {
+            counters.closes.fetch_add(1, Ordering::Relaxed);
+            break;
         }
         // Catch up to the schedule (rate * elapsed), in bursts of at most 10 ms of traffic.
         let due = (t0.elapsed().as_secs_f64() * cfg.rate as f64) as u64;
@@ -215,7 +259,17 @@ async fn serve(
         }
         let now_ms = crate::clock::now_ns() / 1_000_000;
         let mut kinds = [0u64; Kind::COUNT];
+        let mut gaps = [0u64; Kind::COUNT];
+        let mut malformed = 0u64;
         for _ in 0..n {
+            frame_no += 1;
+            if faults.malformed_every > 0 && frame_no % faults.malformed_every == 0 {
+                let bad = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17000000"#;
+                if ws.feed(Message::text(bad)).await.is_err() {
+                    return;
+                }
+                malformed += 1;
+            }
             let mut r = rng.below(total);
             let mut pick = 0;
             for (i, &w) in weights.iter().enumerate() {
@@ -226,6 +280,16 @@ async fn serve(
                 r -= u64::from(w);
             }
             let (si, kind) = streams[pick];
+            let sequenced = matches!(
+                kind,
+                StreamKind::Trade | StreamKind::AggTrade | StreamKind::Depth
+            );
+            if sequenced && seen[pick] && faults.gap_every > 0 && rng.below(faults.gap_every) == 0 {
+                // Skipped right before this stream's next frame, which shows the jump.
+                markets[si].skip_ids(kind, 1 + rng.below(3) as i64);
+                gaps[kind.record_kind().index()] += 1;
+            }
+            seen[pick] = true;
             markets[si].frame(kind, now_ms, &mut rng, &mut frame);
             let text = if combined {
                 format!(r#"{{"stream":"{}","data":{}}}"#, names[pick], frame)
@@ -242,7 +306,9 @@ async fn serve(
         }
         for (i, k) in kinds.iter().enumerate() {
             counters.sent[i].fetch_add(*k, Ordering::Relaxed);
+            counters.gaps[i].fetch_add(gaps[i], Ordering::Relaxed);
         }
+        counters.malformed.fetch_add(malformed, Ordering::Relaxed);
         sent_total += n;
         budget -= n as f64;
     }
