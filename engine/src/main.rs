@@ -23,6 +23,9 @@ enum Cmd {
     Demo(tickwire_engine::cmd::demo::Args),
     /// Run the engine as a TOML config file says (sources or the simulator, sinks, ZMQ, HTTP).
     Run(tickwire_engine::cmd::run::Args),
+    /// Serve the Binance-compatible local simulator (spot and USD-M), with optional faults;
+    /// prints what it sent as JSON on exit.
+    Sim(tickwire_engine::cmd::sim::Args),
     /// Subscribe to a tickwire ZMQ PUB and print records as JSON lines; reports sequence gaps.
     Subscribe(tickwire_engine::cmd::subscribe::Args),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Cmd::Decode(a) => tickwire_engine::cmd::decode::run(a),
         Cmd::Demo(a) => tickwire_engine::cmd::demo::run(a),
         Cmd::Run(a) => tickwire_engine::cmd::run::run(a),
+        Cmd::Sim(a) => tickwire_engine::cmd::sim::run(a),
         Cmd::Subscribe(a) => tickwire_engine::cmd::subscribe::run(a),
     };
     match r {

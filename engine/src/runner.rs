@@ -365,7 +365,7 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
 }
 
 /// Returns after `d` (never, when None), or at SIGINT / SIGTERM.
-async fn wait_for_stop(d: Option<Duration>) {
+pub async fn wait_for_stop(d: Option<Duration>) {
     let sleep = async {
         match d {
             Some(d) => tokio::time::sleep(d).await,

@@ -3,4 +3,5 @@
 pub mod decode;
 pub mod demo;
 pub mod run;
+pub mod sim;
 pub mod subscribe;

@@ -5,8 +5,10 @@
 //! fed by a synthetic market per symbol ([`market`]) at a configured rate. It counts what it
 //! sends per record kind: the ground truth end-to-end tests reconcile against.
 //!
+//! Faults ([`Faults`]): skipped ids, malformed frames, forced closes; each counted.
+//!
 //! Not built yet (issue #3): SUBSCRIBE/UNSUBSCRIBE control messages, the REST depth snapshot,
-//! replay of a frames file, and fault injection.
+//! replay of a frames file, ping deadlines.
 
 pub mod market;
 

@@ -1,0 +1,86 @@
+"""`tickwire sim` and `tickwire run` as separate processes over real WebSockets.
+
+The engine's config points its sources at the simulator (`endpoint`), USD-M streams split over
+`/public` and `/market` as on Binance. The simulator is stopped first (it closes every
+connection after its last frame); once the engine has taken in everything the simulator says it
+sent, the engine is stopped and its counts must equal the simulator's, per record kind.
+"""
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+
+from conftest import BIN, free_port
+
+SYMS = '["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"]'
+KINDS = ["trade", "agg_trade", "book_ticker", "depth_update", "depth_snapshot", "kline", "mark_price",
+         "liquidation", "ticker"]
+
+
+def records(http):
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
+        text = r.read().decode()
+    return {l.split('"')[1]: int(float(l.split()[-1])) for l in text.splitlines() if l.startswith("tickwire_records_total{")}
+
+
+def wait(cond, secs, what):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sim_process_to_run_process(tmp_path):
+    spot, usdm, http, zmq = free_port(), free_port(), free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}", "--rate", "4000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[[sources]]
+market = "spot"
+symbols = {SYMS}
+streams = ["trade", "aggTrade", "bookTicker", "depth@100ms", "depth5@100ms", "kline_1m", "ticker"]
+endpoint = "ws://127.0.0.1:{spot}"
+[[sources]]
+market = "usdm"
+symbols = {SYMS}
+streams = ["trade", "aggTrade", "bookTicker", "depth@100ms", "depth20@100ms", "kline_1m", "markPrice@1s", "forceOrder", "ticker"]
+endpoint = "ws://127.0.0.1:{usdm}"
+[zmq]
+bind = "tcp://127.0.0.1:{zmq}"
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'data'}"
+[http]
+bind = "127.0.0.1:{http}"
+""")
+    run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Three connections (spot, usdm /public, usdm /market) deliver data.
+        wait(lambda: sum(records(http).values()) > 20_000, 60, "records to flow")
+        sim.send_signal(signal.SIGTERM)
+        sim_out, sim_err = sim.communicate(timeout=30)
+        truth = json.loads(sim_out.decode().strip().splitlines()[-1])
+        assert truth["spot"]["connections"] >= 1 and truth["usdm"]["connections"] >= 2, truth
+        assert truth["spot"]["refused"] == 0 and truth["usdm"]["refused"] == 0, sim_err.decode()
+        sent = {k: truth["spot"]["sent"][k] + truth["usdm"]["sent"][k] for k in KINDS}
+        wait(lambda: all(records(http).get(k, 0) >= sent[k] for k in KINDS), 30, "the engine to take in everything sent")
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+        if sim.poll() is None:
+            sim.kill()
+    assert run.returncode == 0, err.decode()
+    s = json.loads(out.decode().strip().splitlines()[-1])
+    for k in KINDS:
+        assert s["records"][k] == sent[k], k
+    assert s["dropped"] == 0 and s["errors"] == 0 and s["records"]["gap"] == 0
+    assert s["rows"]["parquet"] == sum(sent.values())
