@@ -4,6 +4,7 @@
 //! lands) sources, rings, the columnarizer, the publisher and the cache. It builds on
 //! `tickwire-codecs`; see ARCHITECTURE.md for how a tick travels through it.
 
+pub mod book;
 pub mod clock;
 pub mod cmd;
 pub mod config;

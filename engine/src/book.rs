@@ -1,0 +1,357 @@
+//! Local order books kept in sync with Binance's documented procedure.
+//!
+//! A [`BookSync`] per (market, symbol) takes depth diffs as they arrive and REST snapshots when
+//! it asks for one:
+//!
+//! - Until a snapshot is applied, diffs are buffered ([`SyncEvent::Buffered`]).
+//! - A snapshot older than the first buffered diff cannot be bridged: fetch another
+//!   ([`SyncEvent::NeedSnapshot`]).
+//! - Buffered diffs the snapshot already contains are dropped (spot: `u <= lastUpdateId`;
+//!   USD-M: `u < lastUpdateId`). The first diff kept must bridge the snapshot (spot:
+//!   `U <= lastUpdateId + 1 <= u`; USD-M: `U <= lastUpdateId <= u`).
+//! - From then on every diff must continue the last one (spot: `U == u_prev + 1`, an older
+//!   `u` is ignored; USD-M: `pu == u_prev`). A break is a [`SyncEvent::Gap`]: the book is
+//!   discarded and the sync starts over (buffering, then a new snapshot).
+//!
+//! Levels keep the exact decimal (price, quantity and the places Binance wrote), so top-N
+//! snapshots of the book come out exactly as `depth_snapshot` records. A quantity of zero
+//! removes a level; removing a level the book does not hold is normal (it lay outside the
+//! snapshot).
+
+use std::collections::BTreeMap;
+use tickwire_codecs::record::{DepthUpdate, Level, Market};
+
+/// One side's levels by price.
+pub type Side = BTreeMap<i64, Level>;
+
+/// What a diff or a snapshot did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncEvent {
+    /// Held until a snapshot arrives.
+    Buffered,
+    /// Applied to the live book.
+    Applied,
+    /// Older than the book; ignored.
+    Stale,
+    /// The book is live (after a snapshot).
+    Live,
+    /// A snapshot is needed (none yet, or the one given was too old to bridge the diffs).
+    NeedSnapshot,
+    /// Continuity broke: the book was discarded; a new snapshot is needed.
+    Gap {
+        /// The update id (spot: `U`) or previous id (USD-M: `pu`) that should have come.
+        expected: i64,
+        /// What came.
+        got: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Buffering,
+    Live,
+}
+
+/// Order book and sync state of one symbol.
+#[derive(Debug)]
+pub struct BookSync {
+    market: Market,
+    state: State,
+    bids: Side,
+    asks: Side,
+    last_update_id: i64,
+    buffer: Vec<(DepthUpdate, Vec<Level>)>,
+    /// Diffs the buffer may hold before the oldest are dropped (a resync then needs a newer
+    /// snapshot anyway).
+    max_buffer: usize,
+}
+
+fn apply_side(side: &mut Side, levels: &[Level]) {
+    for l in levels {
+        if l.qty.get() == 0 {
+            side.remove(&l.price);
+        } else {
+            side.insert(l.price, *l);
+        }
+    }
+}
+
+impl BookSync {
+    /// An empty, buffering book for `market`.
+    pub fn new(market: Market) -> Self {
+        BookSync {
+            market,
+            state: State::Buffering,
+            bids: Side::new(),
+            asks: Side::new(),
+            last_update_id: 0,
+            buffer: Vec::new(),
+            max_buffer: 10_000,
+        }
+    }
+
+    /// True once a snapshot has been applied and continuity holds.
+    pub fn is_live(&self) -> bool {
+        self.state == State::Live
+    }
+
+    /// The last update id applied.
+    pub fn last_update_id(&self) -> i64 {
+        self.last_update_id
+    }
+
+    /// The bids, best (highest) last.
+    pub fn bids(&self) -> &Side {
+        &self.bids
+    }
+
+    /// The asks, best (lowest) first.
+    pub fn asks(&self) -> &Side {
+        &self.asks
+    }
+
+    /// The top `n` levels of each side: bids best first, asks best first.
+    pub fn top(&self, n: usize) -> (Vec<Level>, Vec<Level>) {
+        (
+            self.bids.values().rev().take(n).copied().collect(),
+            self.asks.values().take(n).copied().collect(),
+        )
+    }
+
+    fn apply(&mut self, d: &DepthUpdate, levels: &[Level]) {
+        apply_side(&mut self.bids, d.levels.bids(levels));
+        apply_side(&mut self.asks, d.levels.asks(levels));
+        self.last_update_id = d.final_update_id;
+    }
+
+    fn reset(&mut self) {
+        self.state = State::Buffering;
+        self.bids.clear();
+        self.asks.clear();
+        self.buffer.clear();
+    }
+
+    /// Whether `d` continues the live book; `Err((expected, got))` when it does not.
+    fn continues(&self, d: &DepthUpdate) -> Result<bool, (i64, i64)> {
+        match self.market {
+            Market::Spot => {
+                if d.final_update_id <= self.last_update_id {
+                    Ok(false) // already contained: stale
+                } else if d.first_update_id == self.last_update_id + 1 {
+                    Ok(true)
+                } else {
+                    Err((self.last_update_id + 1, d.first_update_id))
+                }
+            }
+            Market::Usdm => {
+                if d.prev_final_update_id == self.last_update_id {
+                    Ok(true)
+                } else if d.final_update_id <= self.last_update_id {
+                    Ok(false)
+                } else {
+                    Err((self.last_update_id, d.prev_final_update_id))
+                }
+            }
+        }
+    }
+
+    /// Takes one diff (`levels` is the arena its range indexes).
+    pub fn on_diff(&mut self, d: &DepthUpdate, levels: &[Level]) -> SyncEvent {
+        match self.state {
+            State::Buffering => {
+                if self.buffer.len() == self.max_buffer {
+                    self.buffer.remove(0);
+                }
+                let mut own = Vec::with_capacity((d.levels.bids + d.levels.asks) as usize);
+                own.extend_from_slice(d.levels.bids(levels));
+                own.extend_from_slice(d.levels.asks(levels));
+                let mut d = *d;
+                d.levels.start = 0;
+                self.buffer.push((d, own));
+                SyncEvent::Buffered
+            }
+            State::Live => match self.continues(d) {
+                Ok(true) => {
+                    self.apply(d, levels);
+                    SyncEvent::Applied
+                }
+                Ok(false) => SyncEvent::Stale,
+                Err((expected, got)) => {
+                    self.reset();
+                    SyncEvent::Gap { expected, got }
+                }
+            },
+        }
+    }
+
+    /// Applies a REST snapshot (`/api/v3/depth`, `/fapi/v1/depth`) and the buffered diffs
+    /// after it. Returns [`SyncEvent::Live`], [`SyncEvent::NeedSnapshot`] (too old: fetch
+    /// again) or [`SyncEvent::Gap`] (the buffered diffs do not bridge it).
+    pub fn on_snapshot(
+        &mut self,
+        last_update_id: i64,
+        bids: &[Level],
+        asks: &[Level],
+    ) -> SyncEvent {
+        if let Some((first, _)) = self.buffer.first() {
+            // A snapshot from before the first buffered diff leaves a hole between them.
+            let too_old = match self.market {
+                Market::Spot => last_update_id + 1 < first.first_update_id,
+                Market::Usdm => last_update_id < first.first_update_id,
+            };
+            if too_old {
+                return SyncEvent::NeedSnapshot;
+            }
+        }
+        self.bids.clear();
+        self.asks.clear();
+        apply_side(&mut self.bids, bids);
+        apply_side(&mut self.asks, asks);
+        self.last_update_id = last_update_id;
+        let buffered = std::mem::take(&mut self.buffer);
+        let mut bridged = false;
+        for (d, levels) in &buffered {
+            let contained = match self.market {
+                Market::Spot => d.final_update_id <= last_update_id,
+                Market::Usdm => d.final_update_id < last_update_id,
+            };
+            if contained {
+                continue;
+            }
+            if !bridged {
+                let bridges = match self.market {
+                    Market::Spot => {
+                        d.first_update_id <= last_update_id + 1
+                            && last_update_id < d.final_update_id
+                    }
+                    Market::Usdm => {
+                        d.first_update_id <= last_update_id && last_update_id <= d.final_update_id
+                    }
+                };
+                if !bridges {
+                    self.reset();
+                    return SyncEvent::Gap {
+                        expected: last_update_id + 1,
+                        got: d.first_update_id,
+                    };
+                }
+                bridged = true;
+                self.apply(d, levels);
+                continue;
+            }
+            match self.continues(d) {
+                Ok(true) => self.apply(d, levels),
+                Ok(false) => {}
+                Err((expected, got)) => {
+                    self.reset();
+                    return SyncEvent::Gap { expected, got };
+                }
+            }
+        }
+        self.state = State::Live;
+        SyncEvent::Live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickwire_codecs::binance::Decoder;
+    use tickwire_codecs::record::Record;
+    use tickwire_codecs::symbol::SymbolTable;
+
+    fn diffs(market: Market, frames: &[&str]) -> Vec<(DepthUpdate, Vec<Level>)> {
+        let mut d = Decoder::new(market, SymbolTable::new());
+        let mut out = Vec::new();
+        for f in frames {
+            d.decode(f.as_bytes(), 0, &mut |r: &Record, lv: &[Level]| {
+                if let Record::DepthUpdate(u) = r {
+                    out.push((*u, lv.to_vec()));
+                }
+            })
+            .expect("decodes");
+        }
+        out
+    }
+
+    fn level(p: i64, q: i128) -> Level {
+        Level {
+            price: p,
+            qty: q.into(),
+            price_dp: 0,
+            qty_dp: 0,
+            pad: [0; 6],
+        }
+    }
+
+    #[test]
+    fn spot_bridges_then_detects_a_gap() {
+        let ds = diffs(
+            Market::Spot,
+            &[
+                r#"{"e":"depthUpdate","E":1,"s":"X","U":5,"u":7,"b":[["1","1"]],"a":[]}"#,
+                r#"{"e":"depthUpdate","E":1,"s":"X","U":8,"u":9,"b":[["2","1"]],"a":[["3","1"]]}"#,
+                r#"{"e":"depthUpdate","E":1,"s":"X","U":10,"u":10,"b":[["1","0"]],"a":[]}"#,
+                r#"{"e":"depthUpdate","E":1,"s":"X","U":12,"u":13,"b":[],"a":[]}"#,
+            ],
+        );
+        let mut b = BookSync::new(Market::Spot);
+        for (d, l) in &ds[..2] {
+            assert_eq!(b.on_diff(d, l), SyncEvent::Buffered);
+        }
+        assert_eq!(
+            b.on_snapshot(3, &[], &[]),
+            SyncEvent::NeedSnapshot,
+            "3 + 1 < first U 5"
+        );
+        assert_eq!(
+            b.on_snapshot(6, &[level(100_000_000, 5)], &[]),
+            SyncEvent::Live
+        );
+        assert_eq!(b.last_update_id(), 9);
+        assert_eq!(b.on_diff(&ds[2].0, &ds[2].1), SyncEvent::Applied);
+        assert!(
+            !b.bids().contains_key(&100_000_000),
+            "qty 0 removed the level"
+        );
+        assert_eq!(b.on_diff(&ds[1].0, &ds[1].1), SyncEvent::Stale);
+        assert_eq!(
+            b.on_diff(&ds[3].0, &ds[3].1),
+            SyncEvent::Gap {
+                expected: 11,
+                got: 12
+            }
+        );
+        assert!(!b.is_live());
+    }
+
+    #[test]
+    fn usdm_uses_pu() {
+        let ds = diffs(
+            Market::Usdm,
+            &[
+                r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":5,"u":7,"pu":4,"b":[],"a":[]}"#,
+                r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":8,"u":9,"pu":7,"b":[],"a":[]}"#,
+                r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":10,"u":12,"pu":9,"b":[],"a":[]}"#,
+                r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":14,"u":15,"pu":13,"b":[],"a":[]}"#,
+            ],
+        );
+        let mut b = BookSync::new(Market::Usdm);
+        for (d, l) in &ds[..2] {
+            b.on_diff(d, l);
+        }
+        assert_eq!(
+            b.on_snapshot(6, &[], &[]),
+            SyncEvent::Live,
+            "U 5 <= 6 <= u 7 bridges"
+        );
+        assert_eq!(b.on_diff(&ds[2].0, &ds[2].1), SyncEvent::Applied);
+        assert_eq!(
+            b.on_diff(&ds[3].0, &ds[3].1),
+            SyncEvent::Gap {
+                expected: 12,
+                got: 13
+            }
+        );
+    }
+}
