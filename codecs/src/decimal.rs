@@ -21,7 +21,8 @@ pub const SCALE_FACTOR: i64 = 100_000_000;
 /// The `dp` nibble that marks a null (absent) decimal field.
 pub const DP_NULL: u8 = 0xF;
 
-const POW10: [u64; 20] = [
+/// Powers of ten that fit a `u64`.
+pub(crate) const POW10: [u64; 20] = [
     1,
     10,
     100,

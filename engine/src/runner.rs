@@ -83,7 +83,8 @@ impl Counters {
     }
 }
 
-fn kinds_json(out: &mut String, f: impl Fn(Kind) -> u64) {
+/// Appends `{"trade":n,...}` with `f`'s count for every kind.
+pub fn kinds_json(out: &mut String, f: impl Fn(Kind) -> u64) {
     out.push('{');
     for (i, k) in Kind::ALL.iter().enumerate() {
         if i > 0 {
@@ -310,13 +311,16 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
         + zc.errors.load(Ordering::Relaxed);
     let (pub_lat, flush_lat) = (pc.recv_to_publish.snapshot(), pc.recv_to_flush.snapshot());
     let sims = |f: fn(&SimCounters) -> u64| c.sims.iter().map(|x| f(x)).sum::<u64>();
+    let per_kind = |f: fn(&SimCounters) -> &[std::sync::atomic::AtomicU64; Kind::COUNT]| {
+        move |k: Kind| {
+            c.sims
+                .iter()
+                .map(|x| f(x)[k.index()].load(Ordering::Relaxed))
+                .sum::<u64>()
+        }
+    };
     let mut injected = String::from("{\"gaps\":");
-    kinds_json(&mut injected, |k| {
-        c.sims
-            .iter()
-            .map(|x| x.gaps[k.index()].load(Ordering::Relaxed))
-            .sum()
-    });
+    kinds_json(&mut injected, per_kind(|x| &x.gaps));
     let _ = write!(
         injected,
         ",\"malformed\":{},\"closes\":{}}}",
@@ -328,12 +332,7 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
         qc.gaps[k.index()].load(Ordering::Relaxed)
     });
     let mut s = String::from("{\"sent\":");
-    kinds_json(&mut s, |k| {
-        c.sims
-            .iter()
-            .map(|x| x.sent[k.index()].load(Ordering::Relaxed))
-            .sum()
-    });
+    kinds_json(&mut s, per_kind(|x| &x.sent));
     s.push_str(",\"records\":");
     kinds_json(&mut s, |k| pc.records[k.index()].load(Ordering::Relaxed));
     s.push_str(",\"rows\":{");

@@ -15,17 +15,7 @@
 use super::scan::Scanner;
 use crate::decimal::{DpSet, Wide};
 
-const POW10: [i64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
+use crate::decimal::POW10;
 use crate::record::*;
 use crate::symbol::SymbolCache;
 
@@ -178,7 +168,7 @@ impl<'a> Cur<'a> {
     #[inline(always)]
     fn price(&mut self, dp: &mut DpSet, k: usize) -> Option<i64> {
         let (neg, m, nf) = self.decimal()?;
-        let raw = i64::try_from(m).ok()?.checked_mul(POW10[8 - nf])?;
+        let raw = i64::try_from(m).ok()?.checked_mul(POW10[8 - nf] as i64)?;
         dp.set(k, nf as u8);
         Some(if neg { -raw } else { raw })
     }

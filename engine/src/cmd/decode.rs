@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::queue::Msg;
 use tickwire_codecs::binance::{Control, DecodeStats, Decoder, ErrorClass, Frame, TimeUnit};
 use tickwire_codecs::json::{write_json_str, write_record};
 use tickwire_codecs::record::{Kind, Level, Market, Record};
@@ -71,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut line = Vec::with_capacity(1 << 16);
     let mut buf = Vec::with_capacity(1 << 16);
-    let mut recs: Vec<(Record, Vec<Level>)> = Vec::new();
+    let mut recs: Vec<Msg> = Vec::new();
     let stream = args.stream.as_deref().map(str::as_bytes);
     loop {
         line.clear();
@@ -93,32 +94,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         buf.clear();
         let r = dec.decode_stream(&line, stream, recv, &mut |r: &Record, lv: &[Level]| {
             // Keep only the record's own levels, re-based at zero.
-            let mut r = *r;
-            let mut own = Vec::new();
-            if let Some(range) = r.levels() {
-                own.extend_from_slice(range.bids(lv));
-                own.extend_from_slice(range.asks(lv));
-                let rebased = tickwire_codecs::record::LevelRange { start: 0, ..range };
-                match &mut r {
-                    Record::DepthUpdate(d) => d.levels = rebased,
-                    Record::DepthSnapshot(d) => d.levels = rebased,
-                    _ => {}
-                }
-            }
-            recs.push((r, own));
+            recs.push(Msg::new(*r, lv));
         });
         match r {
             Ok(Frame::Data { .. }) if recs.len() == 1 => {
-                let (r, lv) = &recs[0];
-                write_record(&mut buf, r, names.get(r.header().symbol), lv);
+                let m = &recs[0];
+                write_record(
+                    &mut buf,
+                    &m.rec,
+                    names.get(m.rec.header().symbol),
+                    m.levels(),
+                );
             }
             Ok(Frame::Data { .. }) => {
                 buf.extend_from_slice(b"{\"kind\":\"records\",\"records\":[");
-                for (i, (r, lv)) in recs.iter().enumerate() {
+                for (i, m) in recs.iter().enumerate() {
                     if i > 0 {
                         buf.push(b',');
                     }
-                    write_record(&mut buf, r, names.get(r.header().symbol), lv);
+                    write_record(
+                        &mut buf,
+                        &m.rec,
+                        names.get(m.rec.header().symbol),
+                        m.levels(),
+                    );
                 }
                 buf.extend_from_slice(b"]}");
             }

@@ -70,15 +70,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if i > 0 {
                 out.push(',');
             }
-            let kinds = |f: &dyn Fn(Kind) -> u64| {
-                let mut o = String::from("{");
-                for (j, k) in Kind::ALL.iter().enumerate() {
-                    if j > 0 {
-                        o.push(',');
-                    }
-                    let _ = write!(o, "\"{}\":{}", k.as_str(), f(*k));
-                }
-                o + "}"
+                        let kinds = |f: &dyn Fn(Kind) -> u64| {
+                let mut o = String::new();
+                crate::runner::kinds_json(&mut o, f);
+                o
             };
             let _ = write!(
                 out,
