@@ -6,7 +6,8 @@
 //! - `columnarize`: `BatchBuilder` append + finish of trades.
 //! - `parquet`: encoding those batches with zstd (tickwire's writer settings).
 //! - `zmq_publish`: tickwire's `Publisher` (topic lookup, sequence, binary encoding, XPUB
-//!   non-blocking send) against raw libzmq PUB sends of pre-encoded payloads of the same size.
+//!   non-blocking send) against raw libzmq PUB sends of pre-encoded payloads of the same size,
+//!   and the pure-Rust `zeromq` crate sending those payloads.
 //!
 //! `cargo bench -p tickwire-benches --bench pipeline`
 
@@ -20,6 +21,7 @@ use tickwire_codecs::record::{Kind, Level, Market, Record};
 use tickwire_codecs::symbol::SymbolTable;
 use tickwire_engine::publish::{encode_binary, Encoding, PubConfig, PubCounters, Publisher};
 use tickwire_engine::queue::Msg;
+use zeromq::Socket as _;
 
 fn trades(n: usize) -> (Vec<Record>, Arc<SymbolTable>) {
     let t = SymbolTable::new();
@@ -242,9 +244,155 @@ fn zmq_publish(c: &mut Criterion) {
     g.finish();
 }
 
+/// Delivered throughput: a libzmq SUB on its own thread must receive every message. Each
+/// sample: a fresh subscriber attaches (probe messages until it sees one), then `iters`
+/// messages are sent and timed until the subscriber has them all (or 2 s pass without one;
+/// the shortfall is printed as undelivered).
+fn delivered(iters: u64, endpoint: &str, mut send: impl FnMut(u64, bool)) -> Duration {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let ready = Arc::new(AtomicBool::new(false));
+    let got = Arc::new(AtomicU64::new(0));
+    let (r, g, ep) = (ready.clone(), got.clone(), endpoint.to_string());
+    let sub = std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::SUB).expect("sub");
+        s.set_rcvhwm(0).expect("hwm"); // unlimited: measure the publisher, not the receiver
+        s.set_rcvtimeo(2000).expect("timeout");
+        s.connect(&ep).expect("connect");
+        s.set_subscribe(b"").expect("subscribe");
+        loop {
+            match s.recv_multipart(0) {
+                Ok(p) if p.first().map(|t| t.as_slice()) == Some(b"probe") => {
+                    r.store(true, Ordering::Release)
+                }
+                Ok(_) => {
+                    if g.fetch_add(1, Ordering::AcqRel) + 1 == iters {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    if r.load(Ordering::Acquire) {
+                        return; // idle after data: done (with a shortfall)
+                    }
+                }
+            }
+        }
+    });
+    while !ready.load(Ordering::Acquire) {
+        send(0, true);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let t0 = Instant::now();
+    for i in 0..iters {
+        send(i, false);
+    }
+    let _ = sub.join();
+    let el = t0.elapsed();
+    let n = got.load(Ordering::Acquire);
+    if n < iters {
+        eprintln!(
+            "{endpoint}: {} of {iters} messages not delivered",
+            iters - n
+        );
+        return el.max(Duration::from_secs(2)); // count the wait, never flatter a lossy run
+    }
+    el
+}
+
+fn zmq_delivered(c: &mut Criterion) {
+    let (recs, _) = trades(1024);
+    let payloads: Vec<Vec<u8>> = recs
+        .iter()
+        .map(|r| {
+            let mut v = Vec::new();
+            encode_binary(&mut v, r, &[], 1);
+            v
+        })
+        .collect();
+    let topic = b"trade.spot.BTCUSDT";
+    let mut g = c.benchmark_group("zmq_delivered");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+
+    let counters = Arc::new(PubCounters::default());
+    let mut cfg = PubConfig::new("tcp://127.0.0.1:*");
+    cfg.sndhwm = 0; // unlimited here: compare rates, not drop policies
+    let mut p = Publisher::bind(&cfg, counters).expect("bind");
+    let ep = p.endpoint().expect("endpoint");
+    g.bench_function("tickwire_publisher", |b| {
+        b.iter_custom(|iters| {
+            delivered(iters, &ep, |i, probe| {
+                if probe {
+                    p.poll_subscriptions();
+                    p.publish_raw(b"probe", b"");
+                } else {
+                    p.publish(&recs[i as usize % recs.len()], &[], "BTCUSDT");
+                }
+            })
+        })
+    });
+
+    let ctx = zmq::Context::new();
+    let raw = ctx.socket(zmq::PUB).expect("socket");
+    raw.set_sndhwm(0).expect("hwm");
+    raw.bind("tcp://127.0.0.1:*").expect("bind");
+    let raw_ep = raw.get_last_endpoint().expect("ep").expect("utf8");
+    g.bench_function("raw_libzmq_pub", |b| {
+        b.iter_custom(|iters| {
+            delivered(iters, &raw_ep, |i, probe| {
+                let (t, pl): (&[u8], &[u8]) = if probe {
+                    (b"probe", b"")
+                } else {
+                    (topic, &payloads[i as usize % payloads.len()])
+                };
+                let _ = raw.send(t, zmq::SNDMORE);
+                let _ = raw.send(pl, 0);
+            })
+        })
+    });
+
+    // A worker thread runs the crate's fan-out task beside the sending thread, as in a program.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut zsock, zep) = rt.block_on(async {
+        // The socket spawns its fan-out task on creation: create it inside the runtime.
+        let mut s = zeromq::PubSocket::new();
+        let ep = s.bind("tcp://127.0.0.1:0").await.expect("bind");
+        (s, ep.to_string())
+    });
+    let payloads_bytes: Vec<bytes::Bytes> = payloads
+        .iter()
+        .map(|p| bytes::Bytes::from(p.clone()))
+        .collect();
+    g.bench_function("zeromq_crate_pub", |b| {
+        b.iter_custom(|iters| {
+            delivered(iters, &zep, |i, probe| {
+                rt.block_on(async {
+                    use zeromq::SocketSend;
+                    let (t, pl) = if probe {
+                        (b"probe".to_vec(), bytes::Bytes::new())
+                    } else {
+                        (
+                            topic.to_vec(),
+                            payloads_bytes[i as usize % payloads_bytes.len()].clone(),
+                        )
+                    };
+                    let mut m = zeromq::ZmqMessage::from(t);
+                    m.push_back(pl);
+                    let _ = zsock.send(m).await;
+                })
+            })
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(20);
-    targets = handoff, columnarize_and_parquet, zmq_publish
+    targets = handoff, columnarize_and_parquet, zmq_publish, zmq_delivered
 }
 criterion_main!(benches);

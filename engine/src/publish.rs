@@ -181,6 +181,34 @@ impl Publisher {
         seen
     }
 
+    /// The bound endpoint (with the port chosen, when bound to `:*`).
+    pub fn endpoint(&self) -> Option<String> {
+        self.sock.get_last_endpoint().ok().and_then(Result::ok)
+    }
+
+    /// Publishes a ready-made message (control and probe messages); never blocks.
+    pub fn publish_raw(&mut self, topic: &[u8], payload: &[u8]) {
+        let r = self
+            .sock
+            .send(topic, zmq::DONTWAIT | zmq::SNDMORE)
+            .and_then(|()| self.sock.send(payload, zmq::DONTWAIT));
+        self.count(r);
+    }
+
+    fn count(&self, r: Result<(), zmq::Error>) {
+        match r {
+            Ok(()) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(zmq::Error::EAGAIN) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Publishes one record; never blocks.
     pub fn publish(&mut self, rec: &Record, levels: &[Level], symbol: &str) {
         let h = rec.header();
@@ -200,17 +228,7 @@ impl Publisher {
             .sock
             .send(&topic[..], zmq::DONTWAIT | zmq::SNDMORE)
             .and_then(|()| self.sock.send(&self.buf[..], zmq::DONTWAIT));
-        match r {
-            Ok(()) => {
-                self.counters.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(zmq::Error::EAGAIN) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.count(r);
     }
 }
 
