@@ -20,6 +20,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 use tickwire_codecs::record::Market;
+use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
 use tickwire_sinks::Sink;
 
@@ -187,6 +188,39 @@ pub enum EncodingName {
 pub enum SinkConfig {
     /// Parquet files.
     Parquet(ParquetSinkConfig),
+    /// ClickHouse tables.
+    Clickhouse(ClickHouseSinkConfig),
+}
+
+/// `[[sinks]] type = "clickhouse"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseSinkConfig {
+    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Database (created if missing).
+    #[serde(default = "default_ch_database")]
+    pub database: String,
+    /// User; or `TICKWIRE_SINKS__<i>__USER`.
+    pub user: Option<String>,
+    /// Password; better from `TICKWIRE_SINKS__<i>__PASSWORD`. Never logged.
+    pub password: Option<String>,
+    /// Attempts per batch before it is spilled to disk.
+    #[serde(default = "default_ch_attempts")]
+    pub max_attempts: u32,
+    /// Directory of spilled batches and dead letters.
+    #[serde(default = "default_ch_spill")]
+    pub spill_dir: PathBuf,
+}
+
+fn default_ch_database() -> String {
+    "tickwire".into()
+}
+fn default_ch_attempts() -> u32 {
+    20
+}
+fn default_ch_spill() -> PathBuf {
+    PathBuf::from("clickhouse-spill")
 }
 
 /// `[[sinks]] type = "parquet"`.
@@ -416,9 +450,19 @@ impl Config {
             return Err(invalid("pipeline", "max_rows and queue must be positive"));
         }
         for (i, s) in self.sinks.iter().enumerate() {
-            let SinkConfig::Parquet(p) = s;
-            if !(1..=22).contains(&p.zstd_level) {
-                return Err(invalid(format!("sinks[{i}].zstd_level"), "must be 1..=22"));
+            match s {
+                SinkConfig::Parquet(p) if !(1..=22).contains(&p.zstd_level) => {
+                    return Err(invalid(format!("sinks[{i}].zstd_level"), "must be 1..=22"));
+                }
+                SinkConfig::Clickhouse(c)
+                    if !(c.url.starts_with("http://") || c.url.starts_with("https://")) =>
+                {
+                    return Err(invalid(
+                        format!("sinks[{i}].url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -478,12 +522,24 @@ impl Config {
         };
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         for s in &self.sinks {
-            let SinkConfig::Parquet(p) = s;
-            let mut c = ParquetConfig::new(&p.dir);
-            c.max_file_bytes = p.max_file_mb << 20;
-            c.max_file_age = Duration::from_secs(p.max_file_age_secs);
-            c.zstd_level = p.zstd_level;
-            sinks.push(Box::new(ParquetSink::new(c)?));
+            match s {
+                SinkConfig::Parquet(p) => {
+                    let mut c = ParquetConfig::new(&p.dir);
+                    c.max_file_bytes = p.max_file_mb << 20;
+                    c.max_file_age = Duration::from_secs(p.max_file_age_secs);
+                    c.zstd_level = p.zstd_level;
+                    sinks.push(Box::new(ParquetSink::new(c)?));
+                }
+                SinkConfig::Clickhouse(ch) => {
+                    let mut c = ClickHouseConfig::new(&ch.url);
+                    c.database.clone_from(&ch.database);
+                    c.user.clone_from(&ch.user);
+                    c.password.clone_from(&ch.password);
+                    c.max_attempts = ch.max_attempts;
+                    c.spill_dir.clone_from(&ch.spill_dir);
+                    sinks.push(Box::new(ClickHouseSink::new(c)?));
+                }
+            }
         }
         let zmq = self.zmq.enabled.then(|| PubConfig {
             bind: self.zmq.bind.clone(),
@@ -578,7 +634,9 @@ mod tests {
         assert_eq!(cfg.pipeline.max_rows, 100);
         assert_eq!(cfg.duration_secs, Some(9));
         assert_eq!(cfg.zmq.bind, "tcp://127.0.0.1:7000");
-        let SinkConfig::Parquet(p) = &cfg.sinks[0];
+        let SinkConfig::Parquet(p) = &cfg.sinks[0] else {
+            panic!("parquet sink")
+        };
         assert_eq!(p.dir, PathBuf::from("/tmp/b"));
     }
 

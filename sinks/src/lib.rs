@@ -6,7 +6,7 @@
 //! behind a bounded queue.
 //!
 //! - [`parquet`]: Parquet files, the embedded default that needs no server.
-//! - [`clickhouse`]: the ClickHouse schema (the sink itself is issue #5).
+//! - [`clickhouse`]: ClickHouse tables, Native inserts from Arrow.
 
 pub mod clickhouse;
 pub mod parquet;
@@ -49,6 +49,10 @@ pub struct SinkCounters {
     pub bytes: AtomicU64,
     /// Write errors (each retried or dead-lettered, never silently lost).
     pub errors: AtomicU64,
+    /// Rows kept on disk after the retries ran out (not in `rows`).
+    pub spilled_rows: AtomicU64,
+    /// Rows the store refused as data errors, kept on disk (not in `rows`).
+    pub dead_letter_rows: AtomicU64,
 }
 
 impl SinkCounters {
@@ -77,6 +81,9 @@ pub enum SinkError {
     /// Arrow refused the data.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// ClickHouse failed (connecting, DDL, a query).
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] ::clickhouse::error::Error),
 }
 
 /// A destination for batches.

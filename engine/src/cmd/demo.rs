@@ -19,7 +19,9 @@ use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
+use tickwire_sinks::Sink;
 
 /// `tickwire demo` arguments.
 #[derive(Debug, clap::Args)]
@@ -56,6 +58,12 @@ pub struct Args {
     /// connections closed every 2.5 s. The summary then has `injected` and `detected`.
     #[arg(long)]
     pub faults: bool,
+    /// Also write every kind into ClickHouse at this HTTP URL (e.g. http://127.0.0.1:8123).
+    #[arg(long)]
+    pub clickhouse: Option<String>,
+    /// ClickHouse database for `--clickhouse`.
+    #[arg(long, default_value = "tickwire")]
+    pub clickhouse_database: String,
     /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
@@ -67,6 +75,17 @@ pub struct Args {
 /// Runs the demo.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let parquet = ParquetSink::new(ParquetConfig::new(&args.out)).context("parquet sink")?;
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(parquet)];
+    if let Some(url) = &args.clickhouse {
+        let mut cfg = ClickHouseConfig::new(url);
+        cfg.database.clone_from(&args.clickhouse_database);
+        cfg.spill_dir = args.out.join("_clickhouse-spill");
+        cfg.password = std::env::var("TICKWIRE_CLICKHOUSE_PASSWORD").ok();
+        cfg.user = std::env::var("TICKWIRE_CLICKHOUSE_USER").ok();
+        sinks.push(Box::new(
+            ClickHouseSink::new(cfg).with_context(|| format!("clickhouse sink at {url}"))?,
+        ));
+    }
     let settings = Settings {
         input: Input::Simulator {
             symbols: default_symbols(),
@@ -82,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             encoding: args.encoding,
             sndhwm: 100_000,
         }),
-        sinks: vec![Box::new(parquet)],
+        sinks,
         flush: FlushConfig {
             max_rows: args.max_rows,
             max_age: Duration::from_millis(args.max_age_ms),

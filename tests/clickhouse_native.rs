@@ -1,0 +1,235 @@
+//! The Native blocks tickwire sends are accepted and read back exactly:
+//! - modern dialect: by ClickHouse 26.x (chdb, in-process, driven through python3), into the
+//!   modern DDL, for every kind;
+//! - legacy dialect: by the real 18.16 server the test command starts, through the sink.
+//!
+//! Records come from the repository's benchmark frames (every stream kind, both markets),
+//! decoded and columnarized by tickwire.
+
+use std::process::Command;
+use std::sync::Arc;
+use tickwire_codecs::arrow::BatchBuilder;
+use tickwire_codecs::binance::Decoder;
+use tickwire_codecs::record::{Kind, Level, Market, Record};
+use tickwire_codecs::symbol::SymbolTable;
+use tickwire_sinks::clickhouse::ddl::{table_name, Dialect};
+use tickwire_sinks::clickhouse::native::encode;
+use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use tickwire_sinks::{Batch, BatchKey, Sink};
+use tickwire_tests::{clickhouse, workspace};
+
+/// The exact value of decimal text, for comparing what servers print.
+fn dec(s: &str) -> i128 {
+    tickwire_codecs::decimal::parse_i128(s.as_bytes())
+        .map(|p| p.raw)
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+/// One batch per (kind, market) present in the benchmark frames, each row repeated `copies`
+/// times with distinct receive times.
+fn batches(copies: usize) -> Vec<Batch> {
+    let table = SymbolTable::new();
+    let mut out = Vec::new();
+    for (market, file) in [(Market::Spot, "spot"), (Market::Usdm, "usdm")] {
+        let text = std::fs::read_to_string(workspace().join(format!("benches/data/{file}.jsonl")))
+            .expect("bench data");
+        let streams = [
+            "x@trade",
+            "x@aggTrade",
+            "x@bookTicker",
+            "x@depth@100ms",
+            "btcusdt@depth20@100ms",
+            "x@kline_1m",
+        ];
+        let mut builders: Vec<BatchBuilder> = Kind::ALL
+            .iter()
+            .map(|&k| BatchBuilder::new(k, 16))
+            .collect();
+        let mut dec = Decoder::new(market, table.clone());
+        for (i, line) in text.lines().enumerate() {
+            for c in 0..copies {
+                let stream = streams.get(i).copied().unwrap_or("x@other");
+                dec.decode_stream(
+                    line.as_bytes(),
+                    Some(stream.as_bytes()),
+                    1_700_000_000_000_000_000 + c as i64,
+                    &mut |r: &Record, lv: &[Level]| {
+                        let name = table.name(r.header().symbol).unwrap_or_default();
+                        builders[r.kind().index()]
+                            .append(r, lv, &name)
+                            .expect("append");
+                    },
+                )
+                .expect("decodes");
+            }
+        }
+        for b in builders.iter_mut().filter(|b| !b.is_empty()) {
+            let kind = b.kind();
+            let data = b.finish().expect("batch");
+            out.push(Batch {
+                key: BatchKey {
+                    kind,
+                    market,
+                    day: 19_675,
+                },
+                seq: out.len() as u64 + 1,
+                data: Arc::new(data),
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn modern_native_blocks_load_into_chdb() {
+    let dir = std::env::temp_dir().join(format!("tickwire-native-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut expected = Vec::new();
+    for b in batches(3) {
+        let path = dir.join(format!(
+            "{}-{}.native",
+            table_name(b.key.kind),
+            b.key.market.as_str()
+        ));
+        std::fs::write(&path, encode(&b.data, Dialect::Modern).expect("encodes")).expect("write");
+        expected.push((table_name(b.key.kind), path, b.data.num_rows()));
+    }
+    let ddl = workspace().join("sql/clickhouse/001_tables.sql");
+    let script = r#"
+import json, sys
+from chdb.session import Session
+ddl, files = sys.argv[1], json.loads(sys.argv[2])
+s = Session()
+body = "\n".join(l for l in open(ddl).read().splitlines() if not l.startswith("--"))
+for st in filter(None, (x.strip() for x in body.split(";"))):
+    s.query(st)
+out = {}
+for table, path, _ in files:
+    s.query(f"INSERT INTO tickwire.{table} SELECT * FROM file('{path}', Native)")
+for table, _, _ in files:
+    out[table] = int(str(s.query(f"SELECT count() FROM tickwire.{table}", "TSV")).strip())
+out["trade_qty"] = str(s.query("SELECT toString(sum(qty)) FROM tickwire.trades", "TSV")).strip()
+out["ticker_volume"] = str(s.query("SELECT toString(max(volume)) FROM tickwire.tickers", "TSV")).strip()
+out["levels"] = int(str(s.query("SELECT sum(length(bids)) + sum(length(asks)) FROM tickwire.depth_updates", "TSV")).strip())
+out["null_bid"] = int(str(s.query("SELECT countIf(best_bid_price IS NULL) FROM tickwire.tickers WHERE market = 'usdm'", "TSV")).strip())
+print(json.dumps(out))
+"#;
+    let files: Vec<(&str, String, usize)> = expected
+        .iter()
+        .map(|(t, p, n)| (*t, p.display().to_string(), *n))
+        .collect();
+    let files_json = serde_json::to_string(&files).expect("json");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&ddl)
+        .arg(&files_json)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "chdb (installed by scripts/test.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(
+        out.stdout
+            .split(|&c| c == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap_or(b"{}"),
+    )
+    .expect("json");
+    let mut per_table = std::collections::HashMap::<&str, usize>::new();
+    for (t, _, n) in &expected {
+        *per_table.entry(t).or_default() += n;
+    }
+    for (t, n) in per_table {
+        assert_eq!(got[t], n, "{t}");
+    }
+    // Exact values: one spot (qty 0.00123000) and one USD-M (0.015) trade frame, 3 copies.
+    assert_eq!(dec(got["trade_qty"].as_str().unwrap_or("")), dec("0.04869"));
+    assert_eq!(
+        dec(got["ticker_volume"].as_str().unwrap_or("")),
+        dec("250000.123")
+    );
+    assert_eq!(
+        got["levels"],
+        3 * 20,
+        "5 + 5 levels per diff, one diff per market, 3 copies"
+    );
+    assert_eq!(got["null_bid"], 3, "USD-M tickers have no best bid");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_sink_writes_every_kind_into_clickhouse_exactly() {
+    let version =
+        clickhouse("SELECT version()").expect("ClickHouse is up (the test command starts it)");
+    let db = format!("tickwire_sink_test_{}", std::process::id());
+    let mut cfg = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg.database.clone_from(&db);
+    cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-spill-{}", std::process::id()));
+    let mut sink = ClickHouseSink::new(cfg).expect("sink starts and migrates");
+    assert_eq!(sink.version(), version.trim());
+    let batches = batches(2);
+    let mut rows = std::collections::HashMap::<&str, usize>::new();
+    for b in &batches {
+        sink.write(b).expect("written");
+        *rows.entry(table_name(b.key.kind)).or_default() += b.data.num_rows();
+    }
+    sink.close().expect("closed");
+    let c = sink.counters();
+    assert_eq!(
+        c.rows(),
+        batches
+            .iter()
+            .map(|b| b.data.num_rows() as u64)
+            .sum::<u64>()
+    );
+    assert_eq!(c.spilled_rows.load(std::sync::atomic::Ordering::Relaxed), 0);
+    for (t, n) in rows {
+        assert_eq!(
+            clickhouse(&format!("SELECT count() FROM {db}.{t}"))
+                .expect("count")
+                .trim(),
+            n.to_string(),
+            "{t}"
+        );
+    }
+    // Exact decimals: one spot (0.00123000) and one USD-M (0.015) trade frame, 2 copies; the
+    // largest ticker quote volume. (18.16 prints all 8 places: compare values.)
+    assert_eq!(
+        dec(
+            clickhouse(&format!("SELECT toString(sum(qty)) FROM {db}.trades"))
+                .expect("sum")
+                .trim()
+        ),
+        dec("0.03246")
+    );
+    assert_eq!(
+        dec(clickhouse(&format!(
+            "SELECT toString(max(quote_volume)) FROM {db}.tickers"
+        ))
+        .expect("max")
+        .trim()),
+        dec("9262500000.12")
+    );
+    let migrations =
+        clickhouse(&format!("SELECT count() FROM {db}.schema_migrations")).expect("migrations");
+    assert_eq!(migrations.trim(), "1");
+    // A second start migrates nothing new.
+    let mut cfg2 = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg2.database.clone_from(&db);
+    cfg2.spill_dir = std::env::temp_dir();
+    ClickHouseSink::new(cfg2).expect("restart");
+    assert_eq!(
+        clickhouse(&format!("SELECT count() FROM {db}.schema_migrations"))
+            .expect("migrations")
+            .trim(),
+        "1"
+    );
+    clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
+}
