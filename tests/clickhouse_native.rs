@@ -91,7 +91,11 @@ fn modern_native_blocks_load_into_chdb() {
             table_name(b.key.kind),
             b.key.market.as_str()
         ));
-        std::fs::write(&path, encode(&b.data, Dialect::Modern).expect("encodes")).expect("write");
+        std::fs::write(
+            &path,
+            encode(&b.data, Dialect::Modern, &format!("test-{}", b.seq)).expect("encodes"),
+        )
+        .expect("write");
         expected.push((table_name(b.key.kind), path, b.data.num_rows()));
     }
     let ddl = workspace().join("sql/clickhouse/001_tables.sql");

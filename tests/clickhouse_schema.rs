@@ -33,6 +33,7 @@ fn ddl_creates_every_table_with_the_arrow_columns() {
                 (_, n) => want.push(n.to_string()),
             }
         }
+        want.push(tickwire_sinks::clickhouse::ddl::BATCH_COLUMN.to_string());
         assert_eq!(got, want, "{k:?} on ClickHouse {version}");
     }
     clickhouse(&format!("DROP DATABASE {db}")).expect("drop");

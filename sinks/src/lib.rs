@@ -53,6 +53,9 @@ pub struct SinkCounters {
     pub spilled_rows: AtomicU64,
     /// Rows the store refused as data errors, kept on disk (not in `rows`).
     pub dead_letter_rows: AtomicU64,
+    /// Retried batches found already stored (their acknowledgement had been lost): not sent
+    /// twice.
+    pub retries_found_landed: AtomicU64,
 }
 
 impl SinkCounters {

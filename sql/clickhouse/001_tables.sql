@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS tickwire.trades (
     price Decimal(18, 8) CODEC(ZSTD(1)),
     qty Decimal(38, 8) CODEC(ZSTD(1)),
     is_buyer_maker Bool,
-    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))
+    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS tickwire.agg_trades (
     price Decimal(18, 8) CODEC(ZSTD(1)),
     qty Decimal(38, 8) CODEC(ZSTD(1)),
     is_buyer_maker Bool,
-    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))
+    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS tickwire.book_tickers (
     bid_qty Decimal(38, 8) CODEC(ZSTD(1)),
     ask_price Decimal(18, 8) CODEC(ZSTD(1)),
     ask_qty Decimal(38, 8) CODEC(ZSTD(1)),
-    transaction_time Nullable(DateTime64(6, 'UTC'))
+    transaction_time Nullable(DateTime64(6, 'UTC')),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -62,7 +65,8 @@ CREATE TABLE IF NOT EXISTS tickwire.depth_updates (
     prev_final_update_id Nullable(Int64),
     transaction_time Nullable(DateTime64(6, 'UTC')),
     bids Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
-    asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8)))
+    asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -75,7 +79,8 @@ CREATE TABLE IF NOT EXISTS tickwire.depth_snapshots (
     recv_time DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
     last_update_id Int64 CODEC(Delta, ZSTD(1)),
     bids Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
-    asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8)))
+    asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -100,7 +105,8 @@ CREATE TABLE IF NOT EXISTS tickwire.klines (
     trade_count Int64 CODEC(Delta, ZSTD(1)),
     taker_buy_base_volume Decimal(38, 8) CODEC(ZSTD(1)),
     taker_buy_quote_volume Decimal(38, 8) CODEC(ZSTD(1)),
-    is_closed Bool
+    is_closed Bool,
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -115,7 +121,8 @@ CREATE TABLE IF NOT EXISTS tickwire.mark_prices (
     index_price Nullable(Decimal(18, 8)),
     estimated_settle_price Nullable(Decimal(18, 8)),
     funding_rate Nullable(Decimal(18, 8)),
-    next_funding_time Nullable(DateTime64(6, 'UTC'))
+    next_funding_time Nullable(DateTime64(6, 'UTC')),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -135,7 +142,8 @@ CREATE TABLE IF NOT EXISTS tickwire.liquidations (
     order_status LowCardinality(String),
     last_filled_qty Nullable(Decimal(38, 8)),
     filled_qty Nullable(Decimal(38, 8)),
-    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1))
+    trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -164,7 +172,8 @@ CREATE TABLE IF NOT EXISTS tickwire.tickers (
     close_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
     first_trade_id Int64 CODEC(Delta, ZSTD(1)),
     last_trade_id Int64 CODEC(Delta, ZSTD(1)),
-    trade_count Int64 CODEC(Delta, ZSTD(1))
+    trade_count Int64 CODEC(Delta, ZSTD(1)),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -178,7 +187,8 @@ CREATE TABLE IF NOT EXISTS tickwire.gaps (
     stream LowCardinality(String),
     reason LowCardinality(String),
     expected Nullable(Int64),
-    got Nullable(Int64)
+    got Nullable(Int64),
+    _batch LowCardinality(String)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);

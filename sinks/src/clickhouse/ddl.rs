@@ -33,6 +33,9 @@ impl Dialect {
     }
 }
 
+/// Column holding the id of the batch a row came in (after the Arrow schema's columns).
+pub const BATCH_COLUMN: &str = "_batch";
+
 /// The table of a kind.
 pub fn table_name(kind: Kind) -> &'static str {
     match kind {
@@ -111,11 +114,20 @@ pub fn column_type(f: &Field, d: Dialect) -> String {
 /// `CREATE TABLE IF NOT EXISTS <db>.<table>` for `kind`.
 pub fn create_table(kind: Kind, d: Dialect, db: &str) -> String {
     let s = schema(kind);
-    let cols: Vec<String> = s
+    let mut cols: Vec<String> = s
         .fields()
         .iter()
         .map(|f| format!("    {} {}", f.name(), column_type(f, d)))
         .collect();
+    // The sink's batch identity: lets a retry find out whether its batch already landed.
+    cols.push(format!(
+        "    {BATCH_COLUMN} {}",
+        if d == Dialect::Modern {
+            "LowCardinality(String)"
+        } else {
+            "String"
+        }
+    ));
     let partition = match d {
         Dialect::Modern => "toYYYYMMDD(recv_time)",
         Dialect::Legacy => "toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))",
@@ -187,7 +199,7 @@ mod tests {
                 assert!(!sql.contains("unsupported"), "{sql}");
                 assert_eq!(
                     sql.matches('\n').count(),
-                    schema(k).fields().len() + 3,
+                    schema(k).fields().len() + 4,
                     "{sql}"
                 );
             }

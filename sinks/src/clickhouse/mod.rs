@@ -7,8 +7,13 @@
 //! Transient failures (network, timeouts, overload codes such as 252 "too many parts") are
 //! retried with exponential backoff and jitter; data errors go to a dead-letter Parquet file
 //! with the error in its metadata; a batch that outlasts `max_attempts` is spilled to a Parquet
-//! file. Both are counted, neither is lost. Not yet: replay of spilled files, retry
-//! de-duplication (an insert whose acknowledgement was lost is sent again: at-least-once).
+//! file. Both are counted, neither is lost.
+//!
+//! Exactly once on retry, on every server version: each batch carries an id (process start,
+//! batch sequence) in the `_batch` column of every row. A batch is one UTC day of one kind, so
+//! one partition and one atomic part: after a failed attempt the sink first asks how many rows
+//! with that id are stored; if all of them are (the server took it, the answer was lost) it
+//! does not send it again. Not yet: replay of spilled files at start.
 //!
 //! One table per record kind (`trades`, `agg_trades`, ...), columns named and typed from the
 //! kind's Arrow schema, so the DDL and the data cannot drift (a test holds the committed

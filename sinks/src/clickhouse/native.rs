@@ -14,11 +14,12 @@
 //! | `Array(T)` | `UInt64` cumulative end offsets per row, then `T`'s data for every element |
 //! | `Tuple(A, B)` | `A`'s data for every element, then `B`'s |
 //!
-//! Names and types come from [`super::ddl`], so the block always matches the table. On modern
+//! Names and types come from [`super::ddl`], so the block always matches the table; the last
+//! column is the batch id ([`BATCH_COLUMN`]). On modern
 //! servers `LowCardinality(X)` columns are sent as `X` (the server converts on insert); on
 //! 18.16 the levels go to the `Nested` subcolumns `bids.price` and `bids.qty`.
 
-use super::ddl::{column_type, Dialect};
+use super::ddl::{column_type, Dialect, BATCH_COLUMN};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Decimal128Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
@@ -149,8 +150,9 @@ fn wire_type(f: &Field, d: Dialect) -> String {
     t
 }
 
-/// Encodes `batch` as one Native block for a table of dialect `d`.
-pub fn encode(batch: &RecordBatch, d: Dialect) -> Result<Vec<u8>, ArrowError> {
+/// Encodes `batch` as one Native block for a table of dialect `d`, with `batch_id` in every
+/// row's [`BATCH_COLUMN`].
+pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: &str) -> Result<Vec<u8>, ArrowError> {
     let schema = batch.schema();
     let mut cols: Vec<(String, String, Vec<u8>)> = Vec::with_capacity(schema.fields().len() + 2);
     for (f, a) in schema.fields().iter().zip(batch.columns()) {
@@ -199,6 +201,11 @@ pub fn encode(batch: &RecordBatch, d: Dialect) -> Result<Vec<u8>, ArrowError> {
         values(&mut data, f, a)?;
         cols.push((f.name().clone(), wire_type(f, d), data));
     }
+    let mut ids = Vec::with_capacity(batch.num_rows() * (batch_id.len() + 1));
+    for _ in 0..batch.num_rows() {
+        string(&mut ids, batch_id.as_bytes());
+    }
+    cols.push((BATCH_COLUMN.to_string(), "String".to_string(), ids));
     let mut out = Vec::with_capacity(cols.iter().map(|c| c.2.len() + 64).sum());
     varuint(&mut out, cols.len() as u64);
     varuint(&mut out, batch.num_rows() as u64);

@@ -1,6 +1,6 @@
 //! The ClickHouse sink.
 
-use super::ddl::{statements, table_name, Dialect};
+use super::ddl::{statements, table_name, Dialect, BATCH_COLUMN};
 use super::{native, ClickHouseConfig};
 use crate::{Batch, Sink, SinkCounters, SinkError};
 use parquet::arrow::ArrowWriter;
@@ -17,6 +17,8 @@ pub struct ClickHouseSink {
     version: String,
     counters: Arc<SinkCounters>,
     rng: u64,
+    /// This process's batch-id prefix: start time in ns, hex.
+    run_id: String,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -114,6 +116,13 @@ impl ClickHouseSink {
             path: cfg.spill_dir.display().to_string(),
             source,
         })?;
+        let run_id = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
         Ok(ClickHouseSink {
             cfg,
             rt,
@@ -122,6 +131,7 @@ impl ClickHouseSink {
             version,
             counters: Arc::default(),
             rng: 0x2545_F491_4F6C_DD1D,
+            run_id,
         })
     }
 
@@ -173,7 +183,8 @@ impl Sink for ClickHouseSink {
 
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let rows = batch.data.num_rows() as u64;
-        let body = match native::encode(&batch.data, self.dialect) {
+        let id = format!("{}-{}", self.run_id, batch.seq);
+        let body = match native::encode(&batch.data, self.dialect, &id) {
             Ok(b) => bytes::Bytes::from(b),
             Err(e) => {
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -183,14 +194,23 @@ impl Sink for ClickHouseSink {
                 return self.keep_on_disk(batch, "dead-letter", &e.to_string());
             }
         };
-        let sql = format!(
-            "INSERT INTO {}.{} FORMAT Native",
-            self.cfg.database,
-            table_name(batch.key.kind)
-        );
+        let table = format!("{}.{}", self.cfg.database, table_name(batch.key.kind));
+        let sql = format!("INSERT INTO {table} FORMAT Native");
+        let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = '{id}'");
         let mut attempt = 0;
         loop {
             let r = self.rt.block_on(async {
+                if attempt > 0 {
+                    // After a failed attempt: did it land anyway (the answer was lost)? A batch
+                    // is one day, so one partition and one part: all of it landed, or none.
+                    let present: u64 = self.client.query(&probe).fetch_one().await?;
+                    if present == rows {
+                        self.counters
+                            .retries_found_landed
+                            .fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                }
                 let mut ins = self.client.insert_formatted_with(sql.as_str());
                 ins.send(body.clone()).await?;
                 ins.end().await

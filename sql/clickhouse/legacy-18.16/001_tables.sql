@@ -13,7 +13,8 @@ CREATE TABLE IF NOT EXISTS tickwire.trades (
     price Decimal(18, 8),
     qty Decimal(38, 8),
     is_buyer_maker UInt8,
-    trade_time Int64
+    trade_time Int64,
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS tickwire.agg_trades (
     price Decimal(18, 8),
     qty Decimal(38, 8),
     is_buyer_maker UInt8,
-    trade_time Int64
+    trade_time Int64,
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS tickwire.book_tickers (
     bid_qty Decimal(38, 8),
     ask_price Decimal(18, 8),
     ask_qty Decimal(38, 8),
-    transaction_time Nullable(Int64)
+    transaction_time Nullable(Int64),
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -62,7 +65,8 @@ CREATE TABLE IF NOT EXISTS tickwire.depth_updates (
     prev_final_update_id Nullable(Int64),
     transaction_time Nullable(Int64),
     bids Nested(price Decimal(18, 8), qty Decimal(38, 8)),
-    asks Nested(price Decimal(18, 8), qty Decimal(38, 8))
+    asks Nested(price Decimal(18, 8), qty Decimal(38, 8)),
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -75,7 +79,8 @@ CREATE TABLE IF NOT EXISTS tickwire.depth_snapshots (
     recv_time Int64,
     last_update_id Int64,
     bids Nested(price Decimal(18, 8), qty Decimal(38, 8)),
-    asks Nested(price Decimal(18, 8), qty Decimal(38, 8))
+    asks Nested(price Decimal(18, 8), qty Decimal(38, 8)),
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -100,7 +105,8 @@ CREATE TABLE IF NOT EXISTS tickwire.klines (
     trade_count Int64,
     taker_buy_base_volume Decimal(38, 8),
     taker_buy_quote_volume Decimal(38, 8),
-    is_closed UInt8
+    is_closed UInt8,
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -115,7 +121,8 @@ CREATE TABLE IF NOT EXISTS tickwire.mark_prices (
     index_price Nullable(Decimal(18, 8)),
     estimated_settle_price Nullable(Decimal(18, 8)),
     funding_rate Nullable(Decimal(18, 8)),
-    next_funding_time Nullable(Int64)
+    next_funding_time Nullable(Int64),
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -135,7 +142,8 @@ CREATE TABLE IF NOT EXISTS tickwire.liquidations (
     order_status String,
     last_filled_qty Nullable(Decimal(38, 8)),
     filled_qty Nullable(Decimal(38, 8)),
-    trade_time Int64
+    trade_time Int64,
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -164,7 +172,8 @@ CREATE TABLE IF NOT EXISTS tickwire.tickers (
     close_time Int64,
     first_trade_id Int64,
     last_trade_id Int64,
-    trade_count Int64
+    trade_count Int64,
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
@@ -178,7 +187,8 @@ CREATE TABLE IF NOT EXISTS tickwire.gaps (
     stream String,
     reason String,
     expected Nullable(Int64),
-    got Nullable(Int64)
+    got Nullable(Int64),
+    _batch String
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);

@@ -1,0 +1,140 @@
+//! The ClickHouse sink across a real server outage: the server the test command runs is
+//! killed (SIGKILL) while batches are being written and started again a few seconds later. Every batch
+//! must be stored exactly once: the table counts equal what was written, and no natural key
+//! appears twice. (It restarts the shared server, so it lives in a test binary of its own.)
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickwire_codecs::arrow::BatchBuilder;
+use tickwire_codecs::record::*;
+use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use tickwire_sinks::{Batch, BatchKey, Sink};
+use tickwire_tests::clickhouse;
+
+const PID: &str = "/var/run/clickhouse-server/clickhouse-server.pid";
+
+fn start_server() {
+    let _ = Command::new("su")
+        .args(["-s", "/bin/sh", "clickhouse", "-c"])
+        .arg(format!("clickhouse-server --config-file=/etc/clickhouse-server/config.xml --daemon --pid-file={PID}"))
+        .status();
+}
+
+/// Restarts the server when dropped, so a failing test never leaves it down.
+struct Restart;
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if clickhouse("SELECT 1").is_err() {
+            start_server();
+            wait_up(Duration::from_secs(60));
+        }
+    }
+}
+
+fn wait_up(limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if clickhouse("SELECT 1").is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn trades(first_id: i64, n: usize) -> Batch {
+    let mut b = BatchBuilder::new(Kind::Trade, n);
+    for i in 0..n as i64 {
+        let mut dp = tickwire_codecs::decimal::DpSet::ALL_NULL;
+        dp.set(0, 2);
+        dp.set(1, 3);
+        let t = Trade {
+            header: Header::new(
+                Kind::Trade,
+                Market::Spot,
+                SymbolId(0),
+                1_700_000_000_000_000 + i,
+                1_700_000_000_000_000_000 + i,
+            ),
+            trade_id: first_id + i,
+            price: 3_700_000_000_000 + i,
+            qty: (1_000_000i128 + i128::from(i)).into(),
+            trade_time: 1_700_000_000_000_000 + i,
+            dp,
+            is_buyer_maker: (i % 2) as u8,
+            pad: [0; 7],
+        };
+        b.append(&Record::Trade(t), &[], "BTCUSDT").expect("append");
+    }
+    Batch {
+        key: BatchKey {
+            kind: Kind::Trade,
+            market: Market::Spot,
+            day: 19_675,
+        },
+        seq: first_id as u64,
+        data: Arc::new(b.finish().expect("batch")),
+    }
+}
+
+#[test]
+fn every_batch_lands_exactly_once_across_a_server_outage() {
+    assert!(
+        wait_up(Duration::from_secs(30)),
+        "ClickHouse is up (the test command starts it)"
+    );
+    if !std::path::Path::new(PID).exists() {
+        eprintln!(
+            "SKIPPED: no {PID}: this server was not started by scripts/test.sh, not restarting it"
+        );
+        return;
+    }
+    let _guard = Restart;
+    let db = format!("tickwire_outage_test_{}", std::process::id());
+    let mut cfg = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg.database.clone_from(&db);
+    cfg.max_attempts = 400; // up to ~30 min of retries: the outage below lasts seconds
+    cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-outage-{}", std::process::id()));
+    let mut sink = ClickHouseSink::new(cfg).expect("sink");
+        let (batches, rows) = (60usize, 2_000usize);
+    let writer = std::thread::spawn(move || {
+        for i in 0..batches {
+                        sink.write(&trades((i * rows) as i64, rows)).expect("taken");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sink
+    });
+        // Crash the server (SIGKILL) while the writer is mid-way, keep it down for 3 s, start it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = std::fs::read_to_string(PID).expect("pid").trim().to_string();
+    assert!(Command::new("kill").args(["-9", &pid]).status().expect("kill").success());
+    let t0 = Instant::now();
+    while clickhouse("SELECT 1").is_ok() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    start_server();
+    assert!(wait_up(Duration::from_secs(60)), "server back");
+    let sink = writer.join().expect("writer");
+    let c = sink.counters();
+    let total = (batches * rows) as u64;
+    assert_eq!(c.rows(), total, "acknowledged rows");
+    assert!(
+        c.errors.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the outage was felt (failed attempts)"
+    );
+    assert_eq!(c.spilled_rows.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let count = clickhouse(&format!(
+        "SELECT count(), uniqExact(trade_id), uniqExact(_batch) FROM {db}.trades"
+    ))
+    .expect("count");
+    assert_eq!(
+        count.trim(),
+        format!("{total}\t{total}\t{batches}"),
+        "every row once, every batch once"
+    );
+    clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
+}
