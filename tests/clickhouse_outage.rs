@@ -14,11 +14,21 @@ use tickwire_tests::clickhouse;
 
 const PID: &str = "/var/run/clickhouse-server/clickhouse-server.pid";
 
+/// The tests here restart the one server: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Starts the server and waits until it answers, trying again while a start fails (a just
+/// killed server's files may still be locked for a moment).
 fn start_server() {
-    let _ = Command::new("su")
-        .args(["-s", "/bin/sh", "clickhouse", "-c"])
-        .arg(format!("clickhouse-server --config-file=/etc/clickhouse-server/config.xml --daemon --pid-file={PID}"))
-        .status();
+    for _ in 0..10 {
+        let _ = Command::new("su")
+            .args(["-s", "/bin/sh", "clickhouse", "-c"])
+            .arg(format!("clickhouse-server --config-file=/etc/clickhouse-server/config.xml --daemon --pid-file={PID}"))
+            .status();
+        if wait_up(Duration::from_secs(15)) {
+            return;
+        }
+    }
 }
 
 /// Restarts the server when dropped, so a failing test never leaves it down.
@@ -90,6 +100,7 @@ fn every_batch_lands_exactly_once_across_a_server_outage() {
         );
         return;
     }
+    let _lock = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let _guard = Restart;
     let db = format!("tickwire_outage_test_{}", std::process::id());
     let mut cfg = ClickHouseConfig::new(
@@ -99,22 +110,17 @@ fn every_batch_lands_exactly_once_across_a_server_outage() {
     cfg.max_attempts = 400; // up to ~30 min of retries: the outage below lasts seconds
     cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-outage-{}", std::process::id()));
     let mut sink = ClickHouseSink::new(cfg).expect("sink");
-        let (batches, rows) = (60usize, 2_000usize);
+    let (batches, rows) = (60usize, 2_000usize);
     let writer = std::thread::spawn(move || {
         for i in 0..batches {
-                        sink.write(&trades((i * rows) as i64, rows)).expect("taken");
+            sink.write(&trades((i * rows) as i64, rows)).expect("taken");
             std::thread::sleep(Duration::from_millis(100));
         }
         sink
     });
-        // Crash the server (SIGKILL) while the writer is mid-way, keep it down for 3 s, start it.
+    // Crash the server (SIGKILL) while the writer is mid-way, keep it down for 3 s, start it.
     std::thread::sleep(Duration::from_millis(1500));
-    let pid = std::fs::read_to_string(PID).expect("pid").trim().to_string();
-    assert!(Command::new("kill").args(["-9", &pid]).status().expect("kill").success());
-    let t0 = Instant::now();
-    while clickhouse("SELECT 1").is_ok() && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kill_server();
     std::thread::sleep(Duration::from_secs(3));
     start_server();
     assert!(wait_up(Duration::from_secs(60)), "server back");
@@ -136,5 +142,93 @@ fn every_batch_lands_exactly_once_across_a_server_outage() {
         format!("{total}\t{total}\t{batches}"),
         "every row once, every batch once"
     );
+    clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
+}
+
+/// Kills the server (SIGKILL) and waits until its process is gone.
+fn kill_server() {
+    let pid = std::fs::read_to_string(PID)
+        .expect("pid")
+        .trim()
+        .to_string();
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30)
+        && Command::new("kill")
+            .args(["-0", &pid])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A sink that gives up quickly spills batches to disk while the server is down; the next
+/// sink to start replays them, exactly once, and removes the files.
+#[test]
+fn spilled_batches_are_replayed_at_the_next_start() {
+    assert!(
+        wait_up(Duration::from_secs(30)),
+        "ClickHouse is up (the test command starts it)"
+    );
+    if !std::path::Path::new(PID).exists() {
+        eprintln!(
+            "SKIPPED: no {PID}: this server was not started by scripts/test.sh, not restarting it"
+        );
+        return;
+    }
+    let _lock = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _guard = Restart;
+    let db = format!("tickwire_spill_test_{}", std::process::id());
+    let spill = std::env::temp_dir().join(format!("tickwire-spill-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&spill);
+    let mut cfg = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg.database.clone_from(&db);
+    cfg.max_attempts = 2;
+    cfg.retry_base = Duration::from_millis(10);
+    cfg.spill_dir = spill.clone();
+    let mut sink = ClickHouseSink::new(cfg.clone()).expect("sink");
+    kill_server();
+    for i in 0..3 {
+        sink.write(&trades(1_000_000 + i * 500, 500))
+            .expect("taken (spilled)");
+    }
+    let spilled = sink
+        .counters()
+        .spilled_rows
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(spilled, 1_500);
+    let files = || {
+        std::fs::read_dir(&spill)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("spill-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(files(), 3);
+    start_server();
+    assert!(wait_up(Duration::from_secs(60)), "server back");
+    let again = ClickHouseSink::new(cfg).expect("restart replays");
+    assert_eq!(
+        again
+            .counters()
+            .replayed_rows
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1_500
+    );
+    assert_eq!(files(), 0, "replayed files are removed");
+    let count = clickhouse(&format!(
+        "SELECT count(), uniqExact(trade_id), uniqExact(_batch) FROM {db}.trades"
+    ))
+    .expect("count");
+    assert_eq!(count.trim(), "1500\t1500\t3");
     clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
 }

@@ -56,6 +56,8 @@ pub struct SinkCounters {
     /// Retried batches found already stored (their acknowledgement had been lost): not sent
     /// twice.
     pub retries_found_landed: AtomicU64,
+    /// Rows of earlier runs' spill files stored at start.
+    pub replayed_rows: AtomicU64,
 }
 
 impl SinkCounters {

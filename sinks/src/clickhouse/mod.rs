@@ -13,7 +13,8 @@
 //! batch sequence) in the `_batch` column of every row. A batch is one UTC day of one kind, so
 //! one partition and one atomic part: after a failed attempt the sink first asks how many rows
 //! with that id are stored; if all of them are (the server took it, the answer was lost) it
-//! does not send it again. Not yet: replay of spilled files at start.
+//! does not send it again. Spill files keep the batch id and table in their metadata and are
+//! replayed, with the same check, when the sink next starts.
 //!
 //! One table per record kind (`trades`, `agg_trades`, ...), columns named and typed from the
 //! kind's Arrow schema, so the DDL and the data cannot drift (a test holds the committed

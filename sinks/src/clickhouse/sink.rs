@@ -123,7 +123,7 @@ impl ClickHouseSink {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         );
-        Ok(ClickHouseSink {
+        let mut sink = ClickHouseSink {
             cfg,
             rt,
             client,
@@ -132,7 +132,9 @@ impl ClickHouseSink {
             counters: Arc::default(),
             rng: 0x2545_F491_4F6C_DD1D,
             run_id,
-        })
+        };
+        sink.replay_spill()?;
+        Ok(sink)
     }
 
     /// The server's version string.
@@ -151,10 +153,12 @@ impl ClickHouseSink {
         Duration::from_millis((base as i64 + base as i64 * jitter / 100).max(1) as u64)
     }
 
-    /// Writes `batch` to a Parquet file under the spill directory, with `why` in its metadata.
+    /// Writes `batch` to a Parquet file under the spill directory, with `why`, its id and its
+    /// table in the metadata.
     fn keep_on_disk(&self, batch: &Batch, what: &str, why: &str) -> Result<(), SinkError> {
         let path = self.cfg.spill_dir.join(format!(
-            "{what}-{}-{}-{}.parquet",
+            "{what}-{}-{}-{}-{}.parquet",
+            self.run_id,
             batch.key.kind.as_str(),
             batch.key.market.as_str(),
             batch.seq
@@ -164,10 +168,17 @@ impl ClickHouseSink {
             source,
         })?;
         let props = parquet::file::properties::WriterProperties::builder()
-            .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(
-                "tickwire.error".into(),
-                why.to_string(),
-            )]))
+            .set_key_value_metadata(Some(vec![
+                parquet::file::metadata::KeyValue::new("tickwire.error".into(), why.to_string()),
+                parquet::file::metadata::KeyValue::new(
+                    "tickwire.batch_id".into(),
+                    format!("{}-{}", self.run_id, batch.seq),
+                ),
+                parquet::file::metadata::KeyValue::new(
+                    "tickwire.table".into(),
+                    table_name(batch.key.kind).to_string(),
+                ),
+            ]))
             .build();
         let mut w = ArrowWriter::try_new(file, batch.data.schema(), Some(props))?;
         w.write(&batch.data)?;
@@ -195,6 +206,61 @@ impl Sink for ClickHouseSink {
             }
         };
         let table = format!("{}.{}", self.cfg.database, table_name(batch.key.kind));
+        match self.insert(&table, &id, &body, rows, self.cfg.max_attempts) {
+            Ok(()) => {
+                self.counters.rows.fetch_add(rows, Ordering::Relaxed);
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(body.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err((Failure::Data, e)) => {
+                eprintln!(
+                    "tickwire: sink clickhouse: {} batch {} refused, dead-lettered: {e}",
+                    batch.key.kind.as_str(),
+                    batch.seq
+                );
+                self.counters
+                    .dead_letter_rows
+                    .fetch_add(rows, Ordering::Relaxed);
+                self.keep_on_disk(batch, "dead-letter", &e.to_string())
+            }
+            Err((Failure::Transient, e)) => {
+                eprintln!(
+                    "tickwire: sink clickhouse: {} batch {} spilled after {} attempts: {e}",
+                    batch.key.kind.as_str(),
+                    batch.seq,
+                    self.cfg.max_attempts
+                );
+                self.counters
+                    .spilled_rows
+                    .fetch_add(rows, Ordering::Relaxed);
+                self.keep_on_disk(batch, "spill", &e.to_string())
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    fn counters(&self) -> Arc<SinkCounters> {
+        self.counters.clone()
+    }
+}
+
+impl ClickHouseSink {
+    /// Inserts one Native block with batch id `id`, retrying transient failures up to
+    /// `max_attempts` times; after a failed attempt it first checks whether the batch landed.
+    fn insert(
+        &mut self,
+        table: &str,
+        id: &str,
+        body: &bytes::Bytes,
+        rows: u64,
+        max_attempts: u32,
+    ) -> Result<(), (Failure, ::clickhouse::error::Error)> {
         let sql = format!("INSERT INTO {table} FORMAT Native");
         let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = '{id}'");
         let mut attempt = 0;
@@ -216,34 +282,13 @@ impl Sink for ClickHouseSink {
                 ins.end().await
             });
             match r {
-                Ok(()) => {
-                    self.counters.rows.fetch_add(rows, Ordering::Relaxed);
-                    self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                    self.counters
-                        .bytes
-                        .fetch_add(body.len() as u64, Ordering::Relaxed);
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(e) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    if classify(&e) == Failure::Data {
-                        eprintln!(
-                            "tickwire: sink clickhouse: {} batch {} refused, dead-lettered: {e}",
-                            batch.key.kind.as_str(),
-                            batch.seq
-                        );
-                        self.counters
-                            .dead_letter_rows
-                            .fetch_add(rows, Ordering::Relaxed);
-                        return self.keep_on_disk(batch, "dead-letter", &e.to_string());
-                    }
+                    let class = classify(&e);
                     attempt += 1;
-                    if attempt >= self.cfg.max_attempts {
-                        eprintln!("tickwire: sink clickhouse: {} batch {} spilled after {attempt} attempts: {e}", batch.key.kind.as_str(), batch.seq);
-                        self.counters
-                            .spilled_rows
-                            .fetch_add(rows, Ordering::Relaxed);
-                        return self.keep_on_disk(batch, "spill", &e.to_string());
+                    if class == Failure::Data || attempt >= max_attempts {
+                        return Err((class, e));
                     }
                     let wait = self.backoff(attempt);
                     std::thread::sleep(wait);
@@ -252,12 +297,78 @@ impl Sink for ClickHouseSink {
         }
     }
 
-    fn close(&mut self) -> Result<(), SinkError> {
+    /// Inserts the batches spilled by earlier runs (`spill-*.parquet` in the spill directory),
+    /// each under its original id (so one that landed after all is not stored twice), and
+    /// deletes each file once stored. A file that still fails stays for the next start.
+    fn replay_spill(&mut self) -> Result<(), SinkError> {
+        let dir = self.cfg.spill_dir.clone();
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|source| SinkError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("spill-") && n.ends_with(".parquet"))
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            let io = |source| SinkError::Io {
+                path: path.display().to_string(),
+                source,
+            };
+            let file = std::fs::File::open(&path).map_err(io)?;
+            let builder =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let meta = |k: &str| -> Option<String> {
+                builder
+                    .metadata()
+                    .file_metadata()
+                    .key_value_metadata()?
+                    .iter()
+                    .find(|kv| kv.key == k)?
+                    .value
+                    .clone()
+            };
+            let (Some(id), Some(table)) = (meta("tickwire.batch_id"), meta("tickwire.table"))
+            else {
+                eprintln!(
+                    "tickwire: sink clickhouse: {} has no batch id; left in place",
+                    path.display()
+                );
+                continue;
+            };
+            let reader = builder.with_batch_size(1 << 20).build()?;
+            let mut ok = true;
+            for batch in reader {
+                let batch = batch?;
+                let rows = batch.num_rows() as u64;
+                let body = bytes::Bytes::from(native::encode(&batch, self.dialect, &id)?);
+                let table = format!("{}.{table}", self.cfg.database);
+                match self.insert(&table, &id, &body, rows, 3) {
+                    Ok(()) => {
+                        self.counters
+                            .replayed_rows
+                            .fetch_add(rows, Ordering::Relaxed);
+                    }
+                    Err((_, e)) => {
+                        eprintln!(
+                            "tickwire: sink clickhouse: replay of {} failed, kept: {e}",
+                            path.display()
+                        );
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                std::fs::remove_file(&path).map_err(io)?;
+            }
+        }
         Ok(())
-    }
-
-    fn counters(&self) -> Arc<SinkCounters> {
-        self.counters.clone()
     }
 }
 
