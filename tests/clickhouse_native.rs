@@ -237,3 +237,119 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
     );
     clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
 }
+
+/// 1-minute candles and daily statistics from the materialized views equal OHLCV computed
+/// here from the same trades, although the later trades are inserted first (open and close
+/// follow trade time, not insert order).
+#[test]
+fn candles_follow_trade_time_across_inserts() {
+    use tickwire_codecs::decimal::DpSet;
+    use tickwire_codecs::record::{Header, SymbolId, Trade};
+    clickhouse("SELECT 1").expect("ClickHouse is up (the test command starts it)");
+    let db = format!("tickwire_candle_test_{}", std::process::id());
+    let mut cfg = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg.database.clone_from(&db);
+    cfg.spill_dir = std::env::temp_dir();
+    let mut sink = ClickHouseSink::new(cfg).expect("sink");
+    let t0: i64 = 1_700_000_040_000_000; // µs, a minute boundary (1700000040 s)
+    let mut trades = Vec::new(); // (symbol, time µs, id, price raw, qty raw)
+    let mut x: u64 = 12345;
+    for (s, sym) in ["BTCUSDT", "ETHUSDT"].iter().enumerate() {
+        for i in 0..90i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let time = t0 + i * 2_000_000 + s as i64; // 2 s apart: 30 trades a minute, 3 minutes
+            trades.push((
+                *sym,
+                time,
+                1_000 + i,
+                3_000_000_000_000 + (x % 10_000) as i64 * 1_000_000,
+                1_000_000 + (x % 1_000) as i128,
+            ));
+        }
+    }
+    let batch = |rows: &[(&str, i64, i64, i64, i128)], seq: u64| {
+        let mut b = BatchBuilder::new(Kind::Trade, rows.len());
+        for &(sym, time, id, price, qty) in rows {
+            let mut dp = DpSet::ALL_NULL;
+            dp.set(0, 8);
+            dp.set(1, 8);
+            let t = Trade {
+                header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), time, time * 1000),
+                trade_id: id,
+                price,
+                qty: qty.into(),
+                trade_time: time,
+                dp,
+                is_buyer_maker: 0,
+                pad: [0; 7],
+            };
+            b.append(&Record::Trade(t), &[], sym).expect("append");
+        }
+        Batch {
+            key: BatchKey {
+                kind: Kind::Trade,
+                market: Market::Spot,
+                day: 19_675,
+            },
+            seq,
+            data: Arc::new(b.finish().expect("batch")),
+        }
+    };
+    let (early, late): (Vec<_>, Vec<_>) = trades.iter().partition(|t| t.1 < t0 + 90_000_000);
+    sink.write(&batch(&late, 1)).expect("late first");
+    sink.write(&batch(&early, 2)).expect("then early");
+    let fmt = |raw: i128| tickwire_codecs::decimal::to_string(raw, 8);
+    let mut want = Vec::new();
+    for sym in ["BTCUSDT", "ETHUSDT"] {
+        for m in 0..3i64 {
+            let mut ts: Vec<_> = trades
+                .iter()
+                .filter(|t| t.0 == sym && (t.1 - t0) / 60_000_000 == m)
+                .collect();
+            ts.sort_by_key(|t| (t.1, t.2));
+            let open = ts[0].3;
+            let close = ts[ts.len() - 1].3;
+            let high = ts.iter().map(|t| t.3).max().unwrap_or(0);
+            let low = ts.iter().map(|t| t.3).min().unwrap_or(0);
+            let vol: i128 = ts.iter().map(|t| t.4).sum();
+            want.push(format!(
+                "{sym}\t{}\t{}\t{}\t{}\t{}\t{}",
+                fmt(open.into()),
+                fmt(high.into()),
+                fmt(low.into()),
+                fmt(close.into()),
+                fmt(vol),
+                ts.len()
+            ));
+        }
+    }
+    let got = clickhouse(&format!(
+        "SELECT symbol, toString(argMinMerge(open)), toString(maxMerge(high)), toString(minMerge(low)), \
+         toString(argMaxMerge(close)), toString(sumMerge(volume)), countMerge(trade_count) \
+         FROM {db}.candles_1m GROUP BY market, symbol, minute ORDER BY symbol, minute FORMAT TSV"
+    ))
+    .expect("candles");
+    let norm = |l: &str| -> Vec<String> {
+        l.split('\t')
+            .map(|f| {
+                if f.contains('.') {
+                    dec(f).to_string()
+                } else {
+                    f.to_string()
+                }
+            })
+            .collect()
+    };
+    let got: Vec<Vec<String>> = got.lines().map(norm).collect();
+    let want: Vec<Vec<String>> = want.iter().map(|l| norm(l)).collect();
+    assert_eq!(got, want);
+    let daily = clickhouse(&format!("SELECT countMerge(trade_count), toString(sumMerge(volume)) FROM {db}.daily_stats FORMAT TSV")).expect("daily");
+    let total: i128 = trades.iter().map(|t| t.4).sum();
+    let (n, v) = daily.trim().split_once('\t').expect("two columns");
+    assert_eq!((n, dec(v)), ("180", total));
+    clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
+}

@@ -160,6 +160,7 @@ fn kill_server() {
     while t0.elapsed() < Duration::from_secs(30)
         && Command::new("kill")
             .args(["-0", &pid])
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     {

@@ -139,10 +139,67 @@ pub fn create_table(kind: Kind, d: Dialect, db: &str) -> String {
     )
 }
 
-/// The schema's statements, in order: the database, then one table per kind.
+/// Candle and daily-statistics tables and the materialized views that fill them from
+/// `trades`. Aggregate states (`argMin`/`argMax` keyed by `(trade_time, trade_id)` for open and
+/// close) merge correctly whatever order inserts and parts arrive in; read them with the
+/// `-Merge` combinators (README has the query).
+pub fn views(d: Dialect, db: &str) -> Vec<String> {
+    let (time, bucket_minute, bucket_day) = match d {
+        Dialect::Modern => (
+            "DateTime64(6, 'UTC')",
+            "toStartOfMinute(trade_time)",
+            "toDate(trade_time)",
+        ),
+        Dialect::Legacy => (
+            "Int64",
+            "toStartOfMinute(toDateTime(intDiv(trade_time, 1000000)))",
+            "toDate(toDateTime(intDiv(trade_time, 1000000)))",
+        ),
+    };
+    let sym = if d == Dialect::Modern {
+        "LowCardinality(String)"
+    } else {
+        "String"
+    };
+    let state_cols = format!(
+        "    open AggregateFunction(argMin, Decimal(18, 8), Tuple({time}, Int64)),\n    \
+         high AggregateFunction(max, Decimal(18, 8)),\n    \
+         low AggregateFunction(min, Decimal(18, 8)),\n    \
+         close AggregateFunction(argMax, Decimal(18, 8), Tuple({time}, Int64)),\n    \
+         volume AggregateFunction(sum, Decimal(38, 8)),\n    \
+         quote_volume AggregateFunction(sum, Decimal(38, 16)),\n    \
+         trade_count AggregateFunction(count)"
+    );
+    let select = "argMinState(price, (trade_time, trade_id)) AS open, maxState(price) AS high, minState(price) AS low, \
+                  argMaxState(price, (trade_time, trade_id)) AS close, sumState(qty) AS volume, \
+                  sumState(toDecimal128(price, 8) * qty) AS quote_volume, countState() AS trade_count";
+    let mut v = Vec::new();
+    for (table, bucket_col, bucket_type, bucket_expr, partition) in [
+        (
+            "candles_1m",
+            "minute",
+            "DateTime",
+            bucket_minute,
+            "toYYYYMMDD(minute)",
+        ),
+        ("daily_stats", "day", "Date", bucket_day, "toYYYYMM(day)"),
+    ] {
+        v.push(format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{table} (\n    market {sym},\n    symbol {sym},\n    {bucket_col} {bucket_type},\n{state_cols}\n) ENGINE = AggregatingMergeTree\nPARTITION BY {partition}\nORDER BY (market, symbol, {bucket_col})"
+        ));
+        v.push(format!(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv TO {db}.{table} AS\nSELECT market, symbol, {bucket_expr} AS {bucket_col}, {select}\nFROM {db}.trades\nGROUP BY market, symbol, {bucket_col}"
+        ));
+    }
+    v
+}
+
+/// The schema's statements, in order: the database, one table per kind, then the candle and
+/// daily-statistics tables and their materialized views.
 pub fn statements(d: Dialect, db: &str) -> Vec<String> {
     let mut v = vec![format!("CREATE DATABASE IF NOT EXISTS {db}")];
     v.extend(Kind::ALL.iter().map(|&k| create_table(k, d, db)));
+    v.extend(views(d, db));
     v
 }
 

@@ -192,3 +192,43 @@ CREATE TABLE IF NOT EXISTS tickwire.gaps (
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.candles_1m (
+    market String,
+    symbol String,
+    minute DateTime,
+    open AggregateFunction(argMin, Decimal(18, 8), Tuple(Int64, Int64)),
+    high AggregateFunction(max, Decimal(18, 8)),
+    low AggregateFunction(min, Decimal(18, 8)),
+    close AggregateFunction(argMax, Decimal(18, 8), Tuple(Int64, Int64)),
+    volume AggregateFunction(sum, Decimal(38, 8)),
+    quote_volume AggregateFunction(sum, Decimal(38, 16)),
+    trade_count AggregateFunction(count)
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMMDD(minute)
+ORDER BY (market, symbol, minute);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tickwire.candles_1m_mv TO tickwire.candles_1m AS
+SELECT market, symbol, toStartOfMinute(toDateTime(intDiv(trade_time, 1000000))) AS minute, argMinState(price, (trade_time, trade_id)) AS open, maxState(price) AS high, minState(price) AS low, argMaxState(price, (trade_time, trade_id)) AS close, sumState(qty) AS volume, sumState(toDecimal128(price, 8) * qty) AS quote_volume, countState() AS trade_count
+FROM tickwire.trades
+GROUP BY market, symbol, minute;
+
+CREATE TABLE IF NOT EXISTS tickwire.daily_stats (
+    market String,
+    symbol String,
+    day Date,
+    open AggregateFunction(argMin, Decimal(18, 8), Tuple(Int64, Int64)),
+    high AggregateFunction(max, Decimal(18, 8)),
+    low AggregateFunction(min, Decimal(18, 8)),
+    close AggregateFunction(argMax, Decimal(18, 8), Tuple(Int64, Int64)),
+    volume AggregateFunction(sum, Decimal(38, 8)),
+    quote_volume AggregateFunction(sum, Decimal(38, 16)),
+    trade_count AggregateFunction(count)
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (market, symbol, day);
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS tickwire.daily_stats_mv TO tickwire.daily_stats AS
+SELECT market, symbol, toDate(toDateTime(intDiv(trade_time, 1000000))) AS day, argMinState(price, (trade_time, trade_id)) AS open, maxState(price) AS high, minState(price) AS low, argMaxState(price, (trade_time, trade_id)) AS close, sumState(qty) AS volume, sumState(toDecimal128(price, 8) * qty) AS quote_volume, countState() AS trade_count
+FROM tickwire.trades
+GROUP BY market, symbol, day;
