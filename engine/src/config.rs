@@ -205,9 +205,12 @@ pub struct ClickHouseSinkConfig {
     pub user: Option<String>,
     /// Password; better from `TICKWIRE_SINKS__<i>__PASSWORD`. Never logged.
     pub password: Option<String>,
-    /// Attempts per batch before it is spilled to disk.
+    /// At shutdown: attempts before what is still pending is spilled to disk.
     #[serde(default = "default_ch_attempts")]
     pub max_attempts: u32,
+    /// MiB of batches held in memory while the server fails; beyond it, spilled to disk.
+    #[serde(default = "default_ch_budget")]
+    pub memory_budget_mb: usize,
     /// Directory of spilled batches and dead letters.
     #[serde(default = "default_ch_spill")]
     pub spill_dir: PathBuf,
@@ -218,6 +221,9 @@ fn default_ch_database() -> String {
 }
 fn default_ch_attempts() -> u32 {
     20
+}
+fn default_ch_budget() -> usize {
+    256
 }
 fn default_ch_spill() -> PathBuf {
     PathBuf::from("clickhouse-spill")
@@ -536,6 +542,7 @@ impl Config {
                     c.user.clone_from(&ch.user);
                     c.password.clone_from(&ch.password);
                     c.max_attempts = ch.max_attempts;
+                    c.memory_budget_bytes = ch.memory_budget_mb << 20;
                     c.spill_dir.clone_from(&ch.spill_dir);
                     sinks.push(Box::new(ClickHouseSink::new(c)?));
                 }

@@ -14,12 +14,15 @@ pub struct ClickHouseConfig {
     pub user: Option<String>,
     /// Password; never logged.
     pub password: Option<String>,
-    /// Attempts per batch before it is spilled to disk.
+    /// At shutdown: attempts before what is still pending is spilled to disk.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt up to 5 s, ±20% jitter.
     pub retry_base: Duration,
     /// Where spilled batches and dead letters are written (Parquet files).
     pub spill_dir: PathBuf,
+    /// Arrow memory of the batches held while the server fails; beyond it the oldest are
+    /// spilled to disk.
+    pub memory_budget_bytes: usize,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -35,8 +38,8 @@ impl std::fmt::Debug for ClickHouseConfig {
 }
 
 impl ClickHouseConfig {
-    /// Defaults for `url`: database `tickwire`, 20 attempts from 100 ms, spill under
-    /// `clickhouse-spill/`.
+    /// Defaults for `url`: database `tickwire`, retries from 100 ms, 20 attempts at shutdown,
+    /// 256 MiB held in memory, spill under `clickhouse-spill/`.
     pub fn new(url: impl Into<String>) -> Self {
         ClickHouseConfig {
             url: url.into(),
@@ -46,6 +49,7 @@ impl ClickHouseConfig {
             max_attempts: 20,
             retry_base: Duration::from_millis(100),
             spill_dir: PathBuf::from("clickhouse-spill"),
+            memory_budget_bytes: 256 << 20,
         }
     }
 }

@@ -4,10 +4,10 @@
 //! 18.16 cannot answer its `DESCRIBE`-based checks); inserts are `INSERT INTO <db>.<table>
 //! FORMAT Native` with a Native block encoded straight from the Arrow batch
 //! ([`native::encode`]) and sent as the raw body of the crate's `insert_formatted_with`.
-//! Transient failures (network, timeouts, overload codes such as 252 "too many parts") are
-//! retried with exponential backoff and jitter; data errors go to a dead-letter Parquet file
-//! with the error in its metadata; a batch that outlasts `max_attempts` is spilled to a Parquet
-//! file. Both are counted, neither is lost.
+//! The sink never waits on an outage: batches queue in memory (up to a byte budget, then the
+//! oldest are spilled to Parquet files), one attempt is made per backoff period, and spill
+//! files are sent first, in order, when the server answers. Data errors go to a dead-letter
+//! Parquet file with the error in its metadata. At shutdown what cannot be stored is spilled.
 //!
 //! Exactly once on retry, on every server version: each batch carries an id (process start,
 //! batch sequence) in the `_batch` column of every row. A batch is one UTC day of one kind, so

@@ -19,6 +19,16 @@ pub struct ClickHouseSink {
     rng: u64,
     /// This process's batch-id prefix: start time in ns, hex.
     run_id: String,
+    /// Batches taken, not yet stored, oldest first.
+    pending: std::collections::VecDeque<Pending>,
+    /// Their Arrow memory.
+    pending_bytes: usize,
+    /// While the server fails: no attempt before this instant.
+    retry_at: Option<std::time::Instant>,
+    /// Consecutive failed attempts (for the backoff).
+    failures: u32,
+    /// Spill files may exist (from this run or an earlier one): replay them before pending.
+    spill_files: bool,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
@@ -117,7 +127,7 @@ impl ClickHouseSink {
             source,
         })?;
         let run_id = format!(
-            "{:x}",
+            "{:016x}",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos())
@@ -132,8 +142,14 @@ impl ClickHouseSink {
             counters: Arc::default(),
             rng: 0x2545_F491_4F6C_DD1D,
             run_id,
+            pending: std::collections::VecDeque::new(),
+            pending_bytes: 0,
+            retry_at: None,
+            failures: 0,
+            spill_files: true,
         };
-        sink.replay_spill()?;
+        // Earlier runs' spill files go first (if the server fails now, ticks retry later).
+        sink.drain(false)?;
         Ok(sink)
     }
 
@@ -155,13 +171,20 @@ impl ClickHouseSink {
 
     /// Writes `batch` to a Parquet file under the spill directory, with `why`, its id and its
     /// table in the metadata.
-    fn keep_on_disk(&self, batch: &Batch, what: &str, why: &str) -> Result<(), SinkError> {
+    fn keep_on_disk(
+        &self,
+        batch: &Batch,
+        id: &str,
+        what: &str,
+        why: &str,
+    ) -> Result<(), SinkError> {
+        // Names sort in batch order: the run id (fixed-width hex time), then the sequence.
         let path = self.cfg.spill_dir.join(format!(
-            "{what}-{}-{}-{}-{}.parquet",
+            "{what}-{}-{:012}-{}-{}.parquet",
             self.run_id,
+            batch.seq,
             batch.key.kind.as_str(),
-            batch.key.market.as_str(),
-            batch.seq
+            batch.key.market.as_str()
         ));
         let file = std::fs::File::create(&path).map_err(|source| SinkError::Io {
             path: path.display().to_string(),
@@ -170,10 +193,7 @@ impl ClickHouseSink {
         let props = parquet::file::properties::WriterProperties::builder()
             .set_key_value_metadata(Some(vec![
                 parquet::file::metadata::KeyValue::new("tickwire.error".into(), why.to_string()),
-                parquet::file::metadata::KeyValue::new(
-                    "tickwire.batch_id".into(),
-                    format!("{}-{}", self.run_id, batch.seq),
-                ),
+                parquet::file::metadata::KeyValue::new("tickwire.batch_id".into(), id.to_string()),
                 parquet::file::metadata::KeyValue::new(
                     "tickwire.table".into(),
                     table_name(batch.key.kind).to_string(),
@@ -187,61 +207,55 @@ impl ClickHouseSink {
     }
 }
 
+/// A batch taken but not yet stored.
+struct Pending {
+    batch: Batch,
+    id: String,
+    /// An attempt failed: before sending again, check whether it landed.
+    attempted: bool,
+    bytes: usize,
+}
+
 impl Sink for ClickHouseSink {
     fn name(&self) -> &'static str {
         "clickhouse"
     }
 
+    /// Takes the batch into the pending queue and drains what it can. Never waits on an
+    /// outage: while the server fails, one attempt is made per backoff period.
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
-        let rows = batch.data.num_rows() as u64;
-        let id = format!("{}-{}", self.run_id, batch.seq);
-        let body = match native::encode(&batch.data, self.dialect, &id) {
-            Ok(b) => bytes::Bytes::from(b),
-            Err(e) => {
-                self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .dead_letter_rows
-                    .fetch_add(rows, Ordering::Relaxed);
-                return self.keep_on_disk(batch, "dead-letter", &e.to_string());
-            }
-        };
-        let table = format!("{}.{}", self.cfg.database, table_name(batch.key.kind));
-        match self.insert(&table, &id, &body, rows, self.cfg.max_attempts) {
-            Ok(()) => {
-                self.counters.rows.fetch_add(rows, Ordering::Relaxed);
-                self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes
-                    .fetch_add(body.len() as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Err((Failure::Data, e)) => {
-                eprintln!(
-                    "tickwire: sink clickhouse: {} batch {} refused, dead-lettered: {e}",
-                    batch.key.kind.as_str(),
-                    batch.seq
-                );
-                self.counters
-                    .dead_letter_rows
-                    .fetch_add(rows, Ordering::Relaxed);
-                self.keep_on_disk(batch, "dead-letter", &e.to_string())
-            }
-            Err((Failure::Transient, e)) => {
-                eprintln!(
-                    "tickwire: sink clickhouse: {} batch {} spilled after {} attempts: {e}",
-                    batch.key.kind.as_str(),
-                    batch.seq,
-                    self.cfg.max_attempts
-                );
-                self.counters
-                    .spilled_rows
-                    .fetch_add(rows, Ordering::Relaxed);
-                self.keep_on_disk(batch, "spill", &e.to_string())
-            }
+        let bytes = batch.data.get_array_memory_size();
+        self.pending.push_back(Pending {
+            batch: batch.clone(),
+            id: format!("{}-{}", self.run_id, batch.seq),
+            attempted: false,
+            bytes,
+        });
+        self.pending_bytes += bytes;
+        self.drain(false)?;
+        // Over the memory budget: the oldest pending batches go to disk, in order.
+        while self.pending_bytes > self.cfg.memory_budget_bytes {
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_bytes -= p.bytes;
+            self.spill(&p, "memory budget exceeded while the server is failing")?;
         }
+        Ok(())
     }
 
+    fn tick(&mut self) -> Result<(), SinkError> {
+        self.drain(false)
+    }
+
+    /// Stores everything pending, retrying up to `max_attempts`; what still fails is spilled
+    /// to disk for the next start. Nothing taken is lost.
     fn close(&mut self) -> Result<(), SinkError> {
+        self.drain(true)?;
+        while let Some(p) = self.pending.pop_front() {
+            self.pending_bytes -= p.bytes;
+            self.spill(&p, "server unavailable at shutdown")?;
+        }
         Ok(())
     }
 
@@ -251,62 +265,166 @@ impl Sink for ClickHouseSink {
 }
 
 impl ClickHouseSink {
-    /// Inserts one Native block with batch id `id`, retrying transient failures up to
-    /// `max_attempts` times; after a failed attempt it first checks whether the batch landed.
-    fn insert(
-        &mut self,
-        table: &str,
-        id: &str,
-        body: &bytes::Bytes,
-        rows: u64,
-        max_attempts: u32,
-    ) -> Result<(), (Failure, ::clickhouse::error::Error)> {
-        let sql = format!("INSERT INTO {table} FORMAT Native");
-        let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = '{id}'");
-        let mut attempt = 0;
+    /// Batches held in memory.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn spill(&mut self, p: &Pending, why: &str) -> Result<(), SinkError> {
+        self.counters
+            .spilled_rows
+            .fetch_add(p.batch.data.num_rows() as u64, Ordering::Relaxed);
+        self.spill_files = true;
+        self.keep_on_disk(&p.batch, &p.id, "spill", why)
+    }
+
+    /// Sends spill files, then pending batches, in order, until done or the server fails.
+    /// `final_`: retry a failing server up to `max_attempts` times instead of returning.
+    fn drain(&mut self, final_: bool) -> Result<(), SinkError> {
         loop {
-            let r = self.rt.block_on(async {
-                if attempt > 0 {
-                    // After a failed attempt: did it land anyway (the answer was lost)? A batch
-                    // is one day, so one partition and one part: all of it landed, or none.
-                    let present: u64 = self.client.query(&probe).fetch_one().await?;
-                    if present == rows {
+            if !final_ && self.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+                return Ok(());
+            }
+            let r = if self.spill_files {
+                match self.replay_one() {
+                    Ok(true) => continue,
+                    Ok(false) => {
+                        self.spill_files = false;
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                let Some(p) = self.pending.front_mut() else {
+                    return Ok(());
+                };
+                let rows = p.batch.data.num_rows() as u64;
+                let (id, attempted, batch) = (p.id.clone(), p.attempted, p.batch.clone());
+                match native::encode(&batch.data, self.dialect, &id) {
+                    Err(e) => {
+                        self.pop_front();
+                        self.counters.errors.fetch_add(1, Ordering::Relaxed);
                         self.counters
-                            .retries_found_landed
-                            .fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
+                            .dead_letter_rows
+                            .fetch_add(rows, Ordering::Relaxed);
+                        self.keep_on_disk(&batch, &id, "dead-letter", &e.to_string())?;
+                        continue;
+                    }
+                    Ok(body) => {
+                        let table = format!("{}.{}", self.cfg.database, table_name(batch.key.kind));
+                        match self.insert_once(
+                            &table,
+                            &id,
+                            &bytes::Bytes::from(body),
+                            rows,
+                            attempted,
+                        ) {
+                            Ok(len) => {
+                                self.pop_front();
+                                self.counters.rows.fetch_add(rows, Ordering::Relaxed);
+                                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                                self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+                                Ok(())
+                            }
+                            Err((Failure::Data, e)) => {
+                                self.pop_front();
+                                eprintln!("tickwire: sink clickhouse: batch {id} refused, dead-lettered: {e}");
+                                self.counters
+                                    .dead_letter_rows
+                                    .fetch_add(rows, Ordering::Relaxed);
+                                self.keep_on_disk(&batch, &id, "dead-letter", &e.to_string())?;
+                                continue;
+                            }
+                            Err(e) => {
+                                if let Some(p) = self.pending.front_mut() {
+                                    p.attempted = true;
+                                }
+                                Err(e)
+                            }
+                        }
                     }
                 }
-                let mut ins = self.client.insert_formatted_with(sql.as_str());
-                ins.send(body.clone()).await?;
-                ins.end().await
-            });
+            };
             match r {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    let class = classify(&e);
-                    attempt += 1;
-                    if class == Failure::Data || attempt >= max_attempts {
-                        return Err((class, e));
+                Ok(()) => {
+                    self.failures = 0;
+                    self.retry_at = None;
+                }
+                Err((_, e)) => {
+                    self.failures += 1;
+                    let wait = self.backoff(self.failures);
+                    if self.failures == 1 || self.failures % 20 == 0 {
+                        eprintln!("tickwire: sink clickhouse: {e}; {} batches pending, retrying in {wait:?}", self.pending.len());
                     }
-                    let wait = self.backoff(attempt);
-                    std::thread::sleep(wait);
+                    if final_ {
+                        if self.failures >= self.cfg.max_attempts {
+                            return Ok(());
+                        }
+                        std::thread::sleep(wait);
+                    } else {
+                        self.retry_at = Some(std::time::Instant::now() + wait);
+                        return Ok(());
+                    }
                 }
             }
         }
     }
 
-    /// Inserts the batches spilled by earlier runs (`spill-*.parquet` in the spill directory),
-    /// each under its original id (so one that landed after all is not stored twice), and
-    /// deletes each file once stored. A file that still fails stays for the next start.
-    fn replay_spill(&mut self) -> Result<(), SinkError> {
+    fn pop_front(&mut self) {
+        if let Some(p) = self.pending.pop_front() {
+            self.pending_bytes -= p.bytes;
+        }
+    }
+
+    /// One attempt to store a Native block with batch id `id`. With `check_first`, a batch a
+    /// failed attempt may have stored is looked up first and not sent twice. Returns the
+    /// bytes sent.
+    fn insert_once(
+        &mut self,
+        table: &str,
+        id: &str,
+        body: &bytes::Bytes,
+        rows: u64,
+        check_first: bool,
+    ) -> Result<u64, (Failure, ::clickhouse::error::Error)> {
+        let sql = format!("INSERT INTO {table} FORMAT Native");
+        let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = '{id}'");
+        let r = self.rt.block_on(async {
+            if check_first {
+                // A batch is one day, so one partition and one part: all of it landed, or none.
+                let present: u64 = self.client.query(&probe).fetch_one().await?;
+                if present == rows {
+                    self.counters
+                        .retries_found_landed
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(0);
+                }
+            }
+            let mut ins = self
+                .client
+                .insert_formatted_with(sql.as_str())
+                .with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(60)));
+            ins.send(body.clone()).await?;
+            ins.end().await.map(|()| body.len() as u64)
+        });
+        r.map_err(|e| {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            (classify(&e), e)
+        })
+    }
+
+    /// Replays the oldest spill file (`spill-*.parquet`): each batch under its original id, with
+    /// the landed-check first. `Ok(false)` when there is none left.
+    fn replay_one(&mut self) -> Result<bool, (Failure, ::clickhouse::error::Error)> {
+        let other = |e: &dyn std::fmt::Display| {
+            (
+                Failure::Transient,
+                ::clickhouse::error::Error::Custom(e.to_string()),
+            )
+        };
         let dir = self.cfg.spill_dir.clone();
         let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|source| SinkError::Io {
-                path: dir.display().to_string(),
-                source,
-            })?
+            .map_err(|e| other(&e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.file_name()
@@ -315,60 +433,51 @@ impl ClickHouseSink {
             })
             .collect();
         files.sort();
-        for path in files {
-            let io = |source| SinkError::Io {
-                path: path.display().to_string(),
-                source,
-            };
-            let file = std::fs::File::open(&path).map_err(io)?;
-            let builder =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
-            let meta = |k: &str| -> Option<String> {
-                builder
-                    .metadata()
-                    .file_metadata()
-                    .key_value_metadata()?
-                    .iter()
-                    .find(|kv| kv.key == k)?
-                    .value
-                    .clone()
-            };
-            let (Some(id), Some(table)) = (meta("tickwire.batch_id"), meta("tickwire.table"))
-            else {
-                eprintln!(
-                    "tickwire: sink clickhouse: {} has no batch id; left in place",
-                    path.display()
-                );
-                continue;
-            };
-            let reader = builder.with_batch_size(1 << 20).build()?;
-            let mut ok = true;
-            for batch in reader {
-                let batch = batch?;
-                let rows = batch.num_rows() as u64;
-                let body = bytes::Bytes::from(native::encode(&batch, self.dialect, &id)?);
-                let table = format!("{}.{table}", self.cfg.database);
-                match self.insert(&table, &id, &body, rows, 3) {
-                    Ok(()) => {
-                        self.counters
-                            .replayed_rows
-                            .fetch_add(rows, Ordering::Relaxed);
-                    }
-                    Err((_, e)) => {
-                        eprintln!(
-                            "tickwire: sink clickhouse: replay of {} failed, kept: {e}",
-                            path.display()
-                        );
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            if ok {
-                std::fs::remove_file(&path).map_err(io)?;
-            }
+        let Some(path) = files.into_iter().next() else {
+            return Ok(false);
+        };
+        let file = std::fs::File::open(&path).map_err(|e| other(&e))?;
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| other(&e))?;
+        let meta = |k: &str| -> Option<String> {
+            builder
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()?
+                .iter()
+                .find(|kv| kv.key == k)?
+                .value
+                .clone()
+        };
+        let (Some(id), Some(table)) = (meta("tickwire.batch_id"), meta("tickwire.table")) else {
+            // Not ours to replay: move it aside so it does not block the others.
+            let aside = path.with_extension("parquet.unreplayable");
+            std::fs::rename(&path, &aside).map_err(|e| other(&e))?;
+            eprintln!(
+                "tickwire: sink clickhouse: {} has no batch id; moved to {}",
+                path.display(),
+                aside.display()
+            );
+            return Ok(true);
+        };
+        let reader = builder
+            .with_batch_size(1 << 24)
+            .build()
+            .map_err(|e| other(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| other(&e))?;
+            let rows = batch.num_rows() as u64;
+            let body = bytes::Bytes::from(
+                native::encode(&batch, self.dialect, &id).map_err(|e| other(&e))?,
+            );
+            let table = format!("{}.{table}", self.cfg.database);
+            self.insert_once(&table, &id, &body, rows, true)?;
+            self.counters
+                .replayed_rows
+                .fetch_add(rows, Ordering::Relaxed);
         }
-        Ok(())
+        std::fs::remove_file(&path).map_err(|e| other(&e))?;
+        Ok(true)
     }
 }
 
