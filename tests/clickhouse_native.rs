@@ -93,7 +93,7 @@ fn modern_native_blocks_load_into_chdb() {
         ));
         std::fs::write(
             &path,
-            encode(&b.data, Dialect::Modern, &format!("test-{}", b.seq)).expect("encodes"),
+            encode(&b.data, Dialect::Modern, b.seq).expect("encodes"),
         )
         .expect("write");
         expected.push((table_name(b.key.kind), path, b.data.num_rows()));

@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS tickwire.trades (
     qty Decimal(38, 8) CODEC(ZSTD(1)),
     is_buyer_maker Bool,
     trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS tickwire.agg_trades (
     qty Decimal(38, 8) CODEC(ZSTD(1)),
     is_buyer_maker Bool,
     trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS tickwire.book_tickers (
     ask_price Decimal(18, 8) CODEC(ZSTD(1)),
     ask_qty Decimal(38, 8) CODEC(ZSTD(1)),
     transaction_time Nullable(DateTime64(6, 'UTC')),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS tickwire.depth_updates (
     transaction_time Nullable(DateTime64(6, 'UTC')),
     bids Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
     asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS tickwire.depth_snapshots (
     last_update_id Int64 CODEC(Delta, ZSTD(1)),
     bids Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
     asks Array(Tuple(price Decimal(18, 8), qty Decimal(38, 8))),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS tickwire.klines (
     taker_buy_base_volume Decimal(38, 8) CODEC(ZSTD(1)),
     taker_buy_quote_volume Decimal(38, 8) CODEC(ZSTD(1)),
     is_closed Bool,
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -122,7 +122,7 @@ CREATE TABLE IF NOT EXISTS tickwire.mark_prices (
     estimated_settle_price Nullable(Decimal(18, 8)),
     funding_rate Nullable(Decimal(18, 8)),
     next_funding_time Nullable(DateTime64(6, 'UTC')),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -143,7 +143,7 @@ CREATE TABLE IF NOT EXISTS tickwire.liquidations (
     last_filled_qty Nullable(Decimal(38, 8)),
     filled_qty Nullable(Decimal(38, 8)),
     trade_time DateTime64(6, 'UTC') CODEC(Delta, ZSTD(1)),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -173,7 +173,7 @@ CREATE TABLE IF NOT EXISTS tickwire.tickers (
     first_trade_id Int64 CODEC(Delta, ZSTD(1)),
     last_trade_id Int64 CODEC(Delta, ZSTD(1)),
     trade_count Int64 CODEC(Delta, ZSTD(1)),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
@@ -188,7 +188,7 @@ CREATE TABLE IF NOT EXISTS tickwire.gaps (
     reason LowCardinality(String),
     expected Nullable(Int64),
     got Nullable(Int64),
-    _batch LowCardinality(String)
+    _batch UInt64
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);

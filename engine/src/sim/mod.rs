@@ -121,6 +121,8 @@ impl SimServer {
                     _ = stop_rx2.changed() => break,
                 }
             }
+            // No new connections once stopping: a client reconnecting now is refused.
+            drop(listener);
             for t in conns {
                 let _ = t.await;
             }
@@ -191,6 +193,9 @@ async fn serve(
     counters: Arc<SimCounters>,
     mut stop: watch::Receiver<bool>,
 ) {
+    if *stop.borrow() {
+        return; // accepted in the same instant the stop came: refuse it, no handshake
+    }
     let _ = sock.set_nodelay(true);
     let mut path = String::new();
     // The signature is tungstenite's `Callback`; its error type is not ours to shrink.

@@ -120,14 +120,7 @@ pub fn create_table(kind: Kind, d: Dialect, db: &str) -> String {
         .map(|f| format!("    {} {}", f.name(), column_type(f, d)))
         .collect();
     // The sink's batch identity: lets a retry find out whether its batch already landed.
-    cols.push(format!(
-        "    {BATCH_COLUMN} {}",
-        if d == Dialect::Modern {
-            "LowCardinality(String)"
-        } else {
-            "String"
-        }
-    ));
+    cols.push(format!("    {BATCH_COLUMN} UInt64"));
     let partition = match d {
         Dialect::Modern => "toYYYYMMDD(recv_time)",
         Dialect::Legacy => "toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))",

@@ -9,8 +9,8 @@
 //! files are sent first, in order, when the server answers. Data errors go to a dead-letter
 //! Parquet file with the error in its metadata. At shutdown what cannot be stored is spilled.
 //!
-//! Exactly once on retry, on every server version: each batch carries an id (process start,
-//! batch sequence) in the `_batch` column of every row. A batch is one UTC day of one kind, so
+//! Exactly once on retry, on every server version: each batch carries an id (a 64-bit mix of
+//! process start and batch sequence) in the `_batch UInt64` column of every row. A batch is one UTC day of one kind, so
 //! one partition and one atomic part: after a failed attempt the sink first asks how many rows
 //! with that id are stored; if all of them are (the server took it, the answer was lost) it
 //! does not send it again. Spill files keep the batch id and table in their metadata and are

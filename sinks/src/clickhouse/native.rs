@@ -151,8 +151,8 @@ fn wire_type(f: &Field, d: Dialect) -> String {
 }
 
 /// Encodes `batch` as one Native block for a table of dialect `d`, with `batch_id` in every
-/// row's [`BATCH_COLUMN`].
-pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: &str) -> Result<Vec<u8>, ArrowError> {
+/// row's [`BATCH_COLUMN`] (`UInt64`).
+pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: u64) -> Result<Vec<u8>, ArrowError> {
     let schema = batch.schema();
     let mut cols: Vec<(String, String, Vec<u8>)> = Vec::with_capacity(schema.fields().len() + 2);
     for (f, a) in schema.fields().iter().zip(batch.columns()) {
@@ -201,11 +201,8 @@ pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: &str) -> Result<Vec<u8>
         values(&mut data, f, a)?;
         cols.push((f.name().clone(), wire_type(f, d), data));
     }
-    let mut ids = Vec::with_capacity(batch.num_rows() * (batch_id.len() + 1));
-    for _ in 0..batch.num_rows() {
-        string(&mut ids, batch_id.as_bytes());
-    }
-    cols.push((BATCH_COLUMN.to_string(), "String".to_string(), ids));
+    let ids: Vec<u8> = batch_id.to_le_bytes().repeat(batch.num_rows());
+    cols.push((BATCH_COLUMN.to_string(), "UInt64".to_string(), ids));
     let mut out = Vec::with_capacity(cols.iter().map(|c| c.2.len() + 64).sum());
     varuint(&mut out, cols.len() as u64);
     varuint(&mut out, batch.num_rows() as u64);

@@ -17,8 +17,10 @@ pub struct ClickHouseSink {
     version: String,
     counters: Arc<SinkCounters>,
     rng: u64,
-    /// This process's batch-id prefix: start time in ns, hex.
+    /// This process's start time in ns, hex (spill file names).
     run_id: String,
+    /// The same, as the seed of batch ids.
+    run_ns: u64,
     /// Batches taken, not yet stored, oldest first.
     pending: std::collections::VecDeque<Pending>,
     /// Their Arrow memory.
@@ -141,6 +143,7 @@ impl ClickHouseSink {
             version,
             counters: Arc::default(),
             rng: 0x2545_F491_4F6C_DD1D,
+            run_ns: u64::from_str_radix(&run_id, 16).unwrap_or(0),
             run_id,
             pending: std::collections::VecDeque::new(),
             pending_bytes: 0,
@@ -207,6 +210,15 @@ impl ClickHouseSink {
     }
 }
 
+/// The id of batch `seq` of the process started at `run_ns`: a 64-bit mix (splitmix64) of the
+/// two, unique in practice, cheap to store and to look up.
+fn batch_id(run_ns: u64, seq: u64) -> u64 {
+    let mut z = run_ns ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A batch taken but not yet stored.
 struct Pending {
     batch: Batch,
@@ -227,7 +239,7 @@ impl Sink for ClickHouseSink {
         let bytes = batch.data.get_array_memory_size();
         self.pending.push_back(Pending {
             batch: batch.clone(),
-            id: format!("{}-{}", self.run_id, batch.seq),
+            id: batch_id(self.run_ns, batch.seq).to_string(),
             attempted: false,
             bytes,
         });
@@ -300,7 +312,7 @@ impl ClickHouseSink {
                 };
                 let rows = p.batch.data.num_rows() as u64;
                 let (id, attempted, batch) = (p.id.clone(), p.attempted, p.batch.clone());
-                match native::encode(&batch.data, self.dialect, &id) {
+                match native::encode(&batch.data, self.dialect, id.parse().unwrap_or(0)) {
                     Err(e) => {
                         self.pop_front();
                         self.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -388,7 +400,7 @@ impl ClickHouseSink {
         check_first: bool,
     ) -> Result<u64, (Failure, ::clickhouse::error::Error)> {
         let sql = format!("INSERT INTO {table} FORMAT Native");
-        let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = '{id}'");
+        let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = {id}");
         let r = self.rt.block_on(async {
             if check_first {
                 // A batch is one day, so one partition and one part: all of it landed, or none.
@@ -449,7 +461,10 @@ impl ClickHouseSink {
                 .value
                 .clone()
         };
-        let (Some(id), Some(table)) = (meta("tickwire.batch_id"), meta("tickwire.table")) else {
+        let (Some(id), Some(table)) = (
+            meta("tickwire.batch_id").filter(|i| i.parse::<u64>().is_ok()),
+            meta("tickwire.table"),
+        ) else {
             // Not ours to replay: move it aside so it does not block the others.
             let aside = path.with_extension("parquet.unreplayable");
             std::fs::rename(&path, &aside).map_err(|e| other(&e))?;
@@ -468,7 +483,8 @@ impl ClickHouseSink {
             let batch = batch.map_err(|e| other(&e))?;
             let rows = batch.num_rows() as u64;
             let body = bytes::Bytes::from(
-                native::encode(&batch, self.dialect, &id).map_err(|e| other(&e))?,
+                native::encode(&batch, self.dialect, id.parse().unwrap_or(0))
+                    .map_err(|e| other(&e))?,
             );
             let table = format!("{}.{table}", self.cfg.database);
             self.insert_once(&table, &id, &body, rows, true)?;
