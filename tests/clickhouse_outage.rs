@@ -88,8 +88,9 @@ fn trades(first_id: i64, n: usize) -> Batch {
     }
 }
 
-#[test]
-fn every_batch_lands_exactly_once_across_a_server_outage() {
+/// The server to itself (one test at a time), restarted whatever happens; `None` (skip) when
+/// the running server was not started by the test command.
+fn exclusive_server() -> Option<(std::sync::MutexGuard<'static, ()>, Restart)> {
     assert!(
         wait_up(Duration::from_secs(30)),
         "ClickHouse is up (the test command starts it)"
@@ -98,10 +99,16 @@ fn every_batch_lands_exactly_once_across_a_server_outage() {
         eprintln!(
             "SKIPPED: no {PID}: this server was not started by scripts/test.sh, not restarting it"
         );
-        return;
+        return None;
     }
-    let _lock = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let _guard = Restart;
+    Some((SERIAL.lock().unwrap_or_else(|p| p.into_inner()), Restart))
+}
+
+#[test]
+fn every_batch_lands_exactly_once_across_a_server_outage() {
+    let Some((_lock, _guard)) = exclusive_server() else {
+        return;
+    };
     let db = format!("tickwire_outage_test_{}", std::process::id());
     let mut cfg = ClickHouseConfig::new(
         std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
@@ -184,18 +191,9 @@ fn kill_server() {
 /// sink to start replays them, exactly once, and removes the files.
 #[test]
 fn spilled_batches_are_replayed_at_the_next_start() {
-    assert!(
-        wait_up(Duration::from_secs(30)),
-        "ClickHouse is up (the test command starts it)"
-    );
-    if !std::path::Path::new(PID).exists() {
-        eprintln!(
-            "SKIPPED: no {PID}: this server was not started by scripts/test.sh, not restarting it"
-        );
+    let Some((_lock, _guard)) = exclusive_server() else {
         return;
-    }
-    let _lock = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let _guard = Restart;
+    };
     let db = format!("tickwire_spill_test_{}", std::process::id());
     let spill = std::env::temp_dir().join(format!("tickwire-spill-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&spill);

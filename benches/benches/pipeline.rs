@@ -46,6 +46,17 @@ fn trades(n: usize) -> (Vec<Record>, Arc<SymbolTable>) {
     (out, t)
 }
 
+/// The binary ZMQ payloads of `recs` (sequence 1), encoded ahead of the timed loops.
+fn binary_payloads(recs: &[Record]) -> Vec<Vec<u8>> {
+    recs.iter()
+        .map(|r| {
+            let mut v = Vec::new();
+            encode_binary(&mut v, r, &[], 1);
+            v
+        })
+        .collect()
+}
+
 fn handoff(c: &mut Criterion) {
     let (recs, _) = trades(1024);
     let mut g = c.benchmark_group("handoff");
@@ -224,14 +235,7 @@ fn zmq_publish(c: &mut Criterion) {
     let ctx = zmq::Context::new();
     let raw = ctx.socket(zmq::PUB).expect("socket");
     raw.bind("tcp://127.0.0.1:*").expect("bind");
-    let payloads: Vec<Vec<u8>> = recs
-        .iter()
-        .map(|r| {
-            let mut v = Vec::new();
-            encode_binary(&mut v, r, &[], 1);
-            v
-        })
-        .collect();
+    let payloads = binary_payloads(&recs);
     let topic = b"trade.spot.BTCUSDT";
     let mut j = 0usize;
     g.bench_function("raw_libzmq_pub/pre_encoded", |b| {
@@ -301,14 +305,7 @@ fn delivered(iters: u64, endpoint: &str, mut send: impl FnMut(u64, bool)) -> Dur
 
 fn zmq_delivered(c: &mut Criterion) {
     let (recs, _) = trades(1024);
-    let payloads: Vec<Vec<u8>> = recs
-        .iter()
-        .map(|r| {
-            let mut v = Vec::new();
-            encode_binary(&mut v, r, &[], 1);
-            v
-        })
-        .collect();
+    let payloads = binary_payloads(&recs);
     let topic = b"trade.spot.BTCUSDT";
     let mut g = c.benchmark_group("zmq_delivered");
     g.throughput(Throughput::Elements(1));

@@ -63,3 +63,17 @@ def run(tmp_path_factory):
             "sub_lines": sub_out.decode().splitlines(), "sub_summary": json.loads(sub_err.decode().strip().splitlines()[-1])}
 
 
+
+
+def wait(cond, secs, what):
+    """Polls `cond` until it is true (an OSError counts as not yet), for at most `secs`."""
+    import time
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -7,7 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import BIN, free_port
+from conftest import BIN, free_port, wait
 
 
 def get(url):
@@ -42,13 +42,8 @@ bind = "127.0.0.1:9"
     # The environment overrides the file's (unusable) HTTP port.
     env = {"TICKWIRE_HTTP__BIND": f"127.0.0.1:{http}", "PATH": "/usr/bin:/bin"}
     p = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.time() + 20
-    status = None
-    while time.time() < deadline and status != 200:
-        try:
-            status, body = get(f"http://127.0.0.1:{http}/health")
-        except OSError:
-            time.sleep(0.05)
+    wait(lambda: get(f"http://127.0.0.1:{http}/health")[0] == 200, 20, "/health to answer")
+    status, body = get(f"http://127.0.0.1:{http}/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
     time.sleep(1.0)
     _, m1 = get(f"http://127.0.0.1:{http}/metrics")

@@ -9,10 +9,9 @@ sent, the engine is stopped and its counts must equal the simulator's, per recor
 import json
 import signal
 import subprocess
-import time
 import urllib.request
 
-from conftest import BIN, free_port
+from conftest import BIN, free_port, wait
 
 SYMS = '["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"]'
 KINDS = ["trade", "agg_trade", "book_ticker", "depth_update", "depth_snapshot", "kline", "mark_price",
@@ -23,18 +22,6 @@ def records(http):
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
         text = r.read().decode()
     return {l.split('"')[1]: int(float(l.split()[-1])) for l in text.splitlines() if l.startswith("tickwire_records_total{")}
-
-
-def wait(cond, secs, what):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sim_process_to_run_process(tmp_path):
