@@ -116,6 +116,11 @@ out["trade_qty"] = str(s.query("SELECT toString(sum(qty)) FROM tickwire.trades",
 out["ticker_volume"] = str(s.query("SELECT toString(max(volume)) FROM tickwire.tickers", "TSV")).strip()
 out["levels"] = int(str(s.query("SELECT sum(length(bids)) + sum(length(asks)) FROM tickwire.depth_updates", "TSV")).strip())
 out["null_bid"] = int(str(s.query("SELECT countIf(best_bid_price IS NULL) FROM tickwire.tickers WHERE market = 'usdm'", "TSV")).strip())
+# The hot-tier TTL last: these rows are from 2023 and a 30-day TTL deletes them.
+for st in json.loads(sys.argv[3]):
+    s.query(st)
+out["ttl_trades"] = "TTL" in str(s.query("SHOW CREATE TABLE tickwire.trades", "TSV"))
+out["ttl_gaps"] = "TTL" in str(s.query("SHOW CREATE TABLE tickwire.gaps", "TSV"))
 print(json.dumps(out))
 "#;
     let files: Vec<(&str, String, usize)> = expected
@@ -123,11 +128,16 @@ print(json.dumps(out))
         .map(|(t, p, n)| (*t, p.display().to_string(), *n))
         .collect();
     let files_json = serde_json::to_string(&files).expect("json");
+    let ttl = serde_json::to_string(&tickwire_sinks::clickhouse::ddl::ttl_statements(
+        "tickwire", 30,
+    ))
+    .expect("json");
     let out = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(&ddl)
         .arg(&files_json)
+        .arg(&ttl)
         .output()
         .expect("python3 runs");
     assert!(
@@ -161,6 +171,11 @@ print(json.dumps(out))
         "5 + 5 levels per diff, one diff per market, 3 copies"
     );
     assert_eq!(got["null_bid"], 3, "USD-M tickers have no best bid");
+    assert_eq!(
+        (got["ttl_trades"].as_bool(), got["ttl_gaps"].as_bool()),
+        (Some(true), Some(false)),
+        "hot-tier TTL, gaps kept"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

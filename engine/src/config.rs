@@ -211,6 +211,8 @@ pub struct ClickHouseSinkConfig {
     /// MiB of batches held in memory while the server fails; beyond it, spilled to disk.
     #[serde(default = "default_ch_budget")]
     pub memory_budget_mb: usize,
+    /// Hot tier: delete market data older than this many days (modern servers; gaps kept).
+    pub ttl_days: Option<u32>,
     /// Directory of spilled batches and dead letters.
     #[serde(default = "default_ch_spill")]
     pub spill_dir: PathBuf,
@@ -543,6 +545,7 @@ impl Config {
                     c.password.clone_from(&ch.password);
                     c.max_attempts = ch.max_attempts;
                     c.memory_budget_bytes = ch.memory_budget_mb << 20;
+                    c.ttl_days = ch.ttl_days;
                     c.spill_dir.clone_from(&ch.spill_dir);
                     sinks.push(Box::new(ClickHouseSink::new(c)?));
                 }

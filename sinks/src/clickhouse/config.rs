@@ -23,6 +23,8 @@ pub struct ClickHouseConfig {
     /// Arrow memory of the batches held while the server fails; beyond it the oldest are
     /// spilled to disk.
     pub memory_budget_bytes: usize,
+    /// Hot tier: delete market data older than this many days (modern servers; gaps kept).
+    pub ttl_days: Option<u32>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -50,6 +52,7 @@ impl ClickHouseConfig {
             retry_base: Duration::from_millis(100),
             spill_dir: PathBuf::from("clickhouse-spill"),
             memory_budget_bytes: 256 << 20,
+            ttl_days: None,
         }
     }
 }

@@ -196,6 +196,21 @@ pub fn statements(d: Dialect, db: &str) -> Vec<String> {
     v
 }
 
+/// The hot-tier TTL: market data older than `days` (by `recv_time`) is deleted. Gap records
+/// are kept: they say where data is missing. Modern servers only (18.16 has no TTL).
+pub fn ttl_statements(db: &str, days: u32) -> Vec<String> {
+    Kind::ALL
+        .iter()
+        .filter(|&&k| k != Kind::Gap)
+        .map(|&k| {
+            format!(
+                "ALTER TABLE {db}.{} MODIFY TTL toDateTime(recv_time) + INTERVAL {days} DAY",
+                table_name(k)
+            )
+        })
+        .collect()
+}
+
 /// The whole schema as a SQL file: [`statements`], each ending in `;`.
 pub fn schema_sql(d: Dialect, db: &str) -> String {
     let mut out = format!(

@@ -1,6 +1,6 @@
 //! The ClickHouse sink.
 
-use super::ddl::{statements, table_name, Dialect, BATCH_COLUMN};
+use super::ddl::{statements, table_name, ttl_statements, Dialect, BATCH_COLUMN};
 use super::{native, ClickHouseConfig};
 use crate::{Batch, Sink, SinkCounters, SinkError};
 use parquet::arrow::ArrowWriter;
@@ -95,6 +95,19 @@ impl ClickHouseSink {
         let dialect = Dialect::for_version(&version);
         for st in statements(dialect, &cfg.database) {
             rt.block_on(client.query(&st).execute())?;
+        }
+        match (cfg.ttl_days, dialect) {
+            (Some(days), Dialect::Modern) => {
+                for st in ttl_statements(&cfg.database, days) {
+                    rt.block_on(client.query(&st).execute())?;
+                }
+            }
+            (Some(_), Dialect::Legacy) => {
+                eprintln!(
+                    "tickwire: sink clickhouse: server {version} has no TTL; ttl_days ignored"
+                );
+            }
+            (None, _) => {}
         }
         let migrations = format!(
             "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version UInt32, dialect String, applied_at DateTime) ENGINE = MergeTree ORDER BY version",
