@@ -100,10 +100,14 @@ pub fn column_type(f: &Field, d: Dialect) -> String {
         base
     };
     if modern && !f.is_nullable() {
-        // Times and ids grow within a symbol's sort order: delta-encode them; everything else
-        // compresses with ZSTD.
+        // Chosen by measurement (perf/clickhouse_codecs.py, perf/RESULTS.md): times ZSTD alone
+        // (receive times jitter, deltas do not help), ids DoubleDelta (they count up within a
+        // symbol), prices Delta (they move in ticks), quantities ZSTD (16-byte decimals take no
+        // delta codec).
         match f.data_type() {
-            DataType::Timestamp(_, _) | DataType::Int64 => ty.push_str(" CODEC(Delta, ZSTD(1))"),
+            DataType::Timestamp(_, _) => ty.push_str(" CODEC(ZSTD(1))"),
+            DataType::Int64 => ty.push_str(" CODEC(DoubleDelta, ZSTD(1))"),
+            DataType::Decimal128(p, _) if *p <= 18 => ty.push_str(" CODEC(Delta, ZSTD(1))"),
             DataType::Decimal128(_, _) => ty.push_str(" CODEC(ZSTD(1))"),
             _ => {}
         }
