@@ -8,6 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use tickwire_codecs::decimal::write_decimal;
+
+/// Appends `raw` (1e-8 units) as decimal text with `dp` places, as Binance writes it.
+fn push_decimal(out: &mut String, raw: i128, dp: u8) {
+    let mut v = Vec::with_capacity(48);
+    write_decimal(&mut v, raw, dp);
+    out.push_str(std::str::from_utf8(&v).unwrap_or("0"));
+}
 use tickwire_codecs::record::{Kind, Market};
 
 /// xorshift64*: small, fast, deterministic for a seed.
@@ -262,15 +269,11 @@ impl SymbolMarket {
     }
 
     fn px(&self, out: &mut String, raw: i64) {
-        let mut v = Vec::with_capacity(24);
-        write_decimal(&mut v, i128::from(raw), self.spec.price_dp);
-        out.push_str(std::str::from_utf8(&v).unwrap_or("0"));
+        push_decimal(out, i128::from(raw), self.spec.price_dp);
     }
 
     fn qty(&self, out: &mut String, raw: i128) {
-        let mut v = Vec::with_capacity(48);
-        write_decimal(&mut v, raw, self.spec.qty_dp);
-        out.push_str(std::str::from_utf8(&v).unwrap_or("0"));
+        push_decimal(out, raw, self.spec.qty_dp);
     }
 
     fn round_qty(&self, raw: i64) -> i64 {
@@ -504,11 +507,11 @@ impl SymbolMarket {
                 out.push_str(r#"","v":""#);
                 self.qty(out, self.k_vol);
                 let _ = write!(out, r#"","n":{},"x":false,"q":""#, self.k_count);
-                self.qvol(out, self.k_qvol);
+                push_decimal(out, self.k_qvol, 8);
                 out.push_str(r#"","V":""#);
                 self.qty(out, self.k_vol / 2);
                 out.push_str(r#"","Q":""#);
-                self.qvol(out, self.k_qvol / 2);
+                push_decimal(out, self.k_qvol / 2, 8);
                 out.push_str(r#"","B":"0"}}"#);
             }
             StreamKind::MarkPrice => {
@@ -522,9 +525,7 @@ impl SymbolMarket {
                 out.push_str(r#"","i":""#);
                 self.px(out, self.mid - self.spec.tick);
                 out.push_str(r#"","r":""#);
-                let mut v = Vec::new();
-                write_decimal(&mut v, i128::from(rate * 1000), 8);
-                out.push_str(std::str::from_utf8(&v).unwrap_or("0"));
+                push_decimal(out, i128::from(rate * 1000), 8);
                 let next = now_ms - now_ms % 28_800_000 + 28_800_000;
                 let _ = write!(out, r#"","T":{next}}}"#);
             }
@@ -554,9 +555,7 @@ impl SymbolMarket {
                 out.push_str(r#"","P":""#);
                 let pct = (i128::from(self.mid - self.day_open) * 100_000
                     / i128::from(self.day_open.max(1))) as i64;
-                let mut v = Vec::new();
-                write_decimal(&mut v, i128::from(pct) * 100_000, 3);
-                out.push_str(std::str::from_utf8(&v).unwrap_or("0"));
+                push_decimal(out, i128::from(pct) * 100_000, 3);
                 out.push_str(r#"","w":""#);
                 self.px(out, self.mid);
                 if self.market == Market::Spot {
@@ -586,7 +585,7 @@ impl SymbolMarket {
                 out.push_str(r#"","v":""#);
                 self.qty(out, self.day_vol);
                 out.push_str(r#"","q":""#);
-                self.qvol(out, self.day_qvol);
+                push_decimal(out, self.day_qvol, 8);
                 let _ = write!(
                     out,
                     r#"","O":{},"C":{e},"F":1000001,"L":{},"n":{}}}"#,
@@ -596,12 +595,6 @@ impl SymbolMarket {
                 );
             }
         }
-    }
-
-    fn qvol(&self, out: &mut String, raw: i128) {
-        let mut v = Vec::with_capacity(48);
-        write_decimal(&mut v, raw, 8);
-        out.push_str(std::str::from_utf8(&v).unwrap_or("0"));
     }
 
     fn levels(&self, out: &mut String, ls: &[(i64, i64)]) {
