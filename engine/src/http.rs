@@ -168,6 +168,18 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Sink write errors.",
         &sink(|s| s.errors.load(Ordering::Relaxed)),
     );
+    counter(
+        &mut o,
+        "tickwire_sink_dropped_rows_total",
+        "Rows of batches a sink refused with an error.",
+        &sink(|s| s.dropped_rows.load(Ordering::Relaxed)),
+    );
+    counter(
+        &mut o,
+        "tickwire_sink_spilled_rows_total",
+        "Rows a sink kept on disk to send later.",
+        &sink(|s| s.spilled_rows.load(Ordering::Relaxed)),
+    );
     histogram(
         &mut o,
         "tickwire_recv_to_publish_seconds",

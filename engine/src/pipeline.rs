@@ -55,7 +55,7 @@ pub struct PipelineCounters {
     pub rows: AtomicU64,
     /// Records the columnarizer refused (counted; cannot happen for decoded records).
     pub errors: AtomicU64,
-    /// Batches a sink's queue refused because the sink is gone.
+    /// Rows of batches a sink's queue refused because the sink is gone.
     pub sink_drops: AtomicU64,
     /// Sum and count of flush latencies (oldest row's wait), µs, for the stats line.
     pub flush_wait_us_sum: AtomicU64,
@@ -91,8 +91,15 @@ impl SinkRunner {
                     match rx.recv_timeout(Duration::from_secs(1)) {
                         Ok(b) => {
                             if let Err(e) = sink.write(&b) {
-                                sink.counters().errors.fetch_add(1, Ordering::Relaxed);
-                                eprintln!("tickwire: sink {name}: {e}");
+                                // The sink did not take the batch: its rows are lost, so counted.
+                                let c = sink.counters();
+                                c.errors.fetch_add(1, Ordering::Relaxed);
+                                c.dropped_rows
+                                    .fetch_add(b.data.num_rows() as u64, Ordering::Relaxed);
+                                eprintln!(
+                                    "tickwire: sink {name}: {} rows dropped: {e}",
+                                    b.data.num_rows()
+                                );
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {
@@ -345,7 +352,7 @@ impl Columnarizer {
                 for tx in &self.sinks {
                     // Blocks while the sink's queue is full: back-pressure, not loss.
                     if tx.send(b.clone()).is_err() {
-                        self.counters.sink_drops.fetch_add(1, Ordering::Relaxed);
+                        self.counters.sink_drops.fetch_add(rows, Ordering::Relaxed);
                     }
                 }
                 self.counters.batches.fetch_add(1, Ordering::Relaxed);

@@ -80,6 +80,11 @@ impl Counters {
         self.queue.dropped.load(Ordering::Relaxed)
             + self.zmq.dropped.load(Ordering::Relaxed)
             + self.pipeline.sink_drops.load(Ordering::Relaxed)
+            + self
+                .sinks
+                .iter()
+                .map(|(_, s)| s.dropped_rows.load(Ordering::Relaxed))
+                .sum::<u64>()
     }
 }
 

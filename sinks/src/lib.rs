@@ -58,6 +58,8 @@ pub struct SinkCounters {
     pub retries_found_landed: AtomicU64,
     /// Rows of earlier runs' spill files stored at start.
     pub replayed_rows: AtomicU64,
+    /// Rows of batches the sink refused with an error (not kept anywhere): counted as dropped.
+    pub dropped_rows: AtomicU64,
 }
 
 impl SinkCounters {
