@@ -9,76 +9,12 @@
 use std::process::Command;
 use std::sync::Arc;
 use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::binance::Decoder;
-use tickwire_codecs::record::{Kind, Level, Market, Record};
-use tickwire_codecs::symbol::SymbolTable;
+use tickwire_codecs::record::{Kind, Market, Record};
 use tickwire_sinks::clickhouse::ddl::{table_name, Dialect};
 use tickwire_sinks::clickhouse::native::encode;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use tickwire_sinks::{Batch, BatchKey, Sink};
-use tickwire_tests::{clickhouse, workspace};
-
-/// The exact value of decimal text, for comparing what servers print.
-fn dec(s: &str) -> i128 {
-    tickwire_codecs::decimal::parse_i128(s.as_bytes())
-        .map(|p| p.raw)
-        .unwrap_or_else(|e| panic!("{s:?}: {e}"))
-}
-
-/// One batch per (kind, market) present in the benchmark frames, each row repeated `copies`
-/// times with distinct receive times.
-fn batches(copies: usize) -> Vec<Batch> {
-    let table = SymbolTable::new();
-    let mut out = Vec::new();
-    for (market, file) in [(Market::Spot, "spot"), (Market::Usdm, "usdm")] {
-        let text = std::fs::read_to_string(workspace().join(format!("benches/data/{file}.jsonl")))
-            .expect("bench data");
-        let streams = [
-            "x@trade",
-            "x@aggTrade",
-            "x@bookTicker",
-            "x@depth@100ms",
-            "btcusdt@depth20@100ms",
-            "x@kline_1m",
-        ];
-        let mut builders: Vec<BatchBuilder> = Kind::ALL
-            .iter()
-            .map(|&k| BatchBuilder::new(k, 16))
-            .collect();
-        let mut dec = Decoder::new(market, table.clone());
-        for (i, line) in text.lines().enumerate() {
-            for c in 0..copies {
-                let stream = streams.get(i).copied().unwrap_or("x@other");
-                dec.decode_stream(
-                    line.as_bytes(),
-                    Some(stream.as_bytes()),
-                    1_700_000_000_000_000_000 + c as i64,
-                    &mut |r: &Record, lv: &[Level]| {
-                        let name = table.name(r.header().symbol).unwrap_or_default();
-                        builders[r.kind().index()]
-                            .append(r, lv, &name)
-                            .expect("append");
-                    },
-                )
-                .expect("decodes");
-            }
-        }
-        for b in builders.iter_mut().filter(|b| !b.is_empty()) {
-            let kind = b.kind();
-            let data = b.finish().expect("batch");
-            out.push(Batch {
-                key: BatchKey {
-                    kind,
-                    market,
-                    day: 19_675,
-                },
-                seq: out.len() as u64 + 1,
-                data: Arc::new(data),
-            });
-        }
-    }
-    out
-}
+use tickwire_sinks::{Batch, BatchKey};
+use tickwire_tests::{bench_batches as batches, clickhouse, dec, workspace};
 
 #[test]
 fn modern_native_blocks_load_into_chdb() {

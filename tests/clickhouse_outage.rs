@@ -4,13 +4,9 @@
 //! appears twice. (It restarts the shared server, so it lives in a test binary of its own.)
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::record::*;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use tickwire_sinks::{Batch, BatchKey, Sink};
-use tickwire_tests::clickhouse;
+use tickwire_tests::{clickhouse, trade_batch as trades};
 
 const PID: &str = "/var/run/clickhouse-server/clickhouse-server.pid";
 
@@ -51,41 +47,6 @@ fn wait_up(limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
-}
-
-fn trades(first_id: i64, n: usize) -> Batch {
-    let mut b = BatchBuilder::new(Kind::Trade, n);
-    for i in 0..n as i64 {
-        let mut dp = tickwire_codecs::decimal::DpSet::ALL_NULL;
-        dp.set(0, 2);
-        dp.set(1, 3);
-        let t = Trade {
-            header: Header::new(
-                Kind::Trade,
-                Market::Spot,
-                SymbolId(0),
-                1_700_000_000_000_000 + i,
-                1_700_000_000_000_000_000 + i,
-            ),
-            trade_id: first_id + i,
-            price: 3_700_000_000_000 + i,
-            qty: (1_000_000i128 + i128::from(i)).into(),
-            trade_time: 1_700_000_000_000_000 + i,
-            dp,
-            is_buyer_maker: (i % 2) as u8,
-            pad: [0; 7],
-        };
-        b.append(&Record::Trade(t), &[], "BTCUSDT").expect("append");
-    }
-    Batch {
-        key: BatchKey {
-            kind: Kind::Trade,
-            market: Market::Spot,
-            day: 19_675,
-        },
-        seq: first_id as u64,
-        data: Arc::new(b.finish().expect("batch")),
-    }
 }
 
 /// The server to itself (one test at a time), restarted whatever happens; `None` (skip) when

@@ -13,7 +13,7 @@ use tickwire_codecs::arrow::BatchBuilder;
 use tickwire_codecs::decimal::DpSet;
 use tickwire_codecs::record::*;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use tickwire_sinks::{Batch, BatchKey, Sink};
+use tickwire_sinks::{Batch, BatchKey};
 
 /// One `trades` row as the crate's `Inserter` takes it (RowBinary, column order of the table;
 /// decimals as their raw integers, times as integers).

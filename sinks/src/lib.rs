@@ -7,9 +7,13 @@
 //!
 //! - [`parquet`]: Parquet files, the embedded default that needs no server.
 //! - [`clickhouse`]: ClickHouse tables, Native inserts from Arrow.
+//! - [`postgres`]: PostgreSQL/TimescaleDB tables, binary COPY from Arrow.
+//! - [`durable`]: what the store sinks share: retries, spill to disk, replay, dead letters.
 
 pub mod clickhouse;
+pub mod durable;
 pub mod parquet;
+pub mod postgres;
 
 use arrow_array::RecordBatch;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +95,9 @@ pub enum SinkError {
     /// ClickHouse failed (connecting, DDL, a query).
     #[error("clickhouse: {0}")]
     ClickHouse(#[from] ::clickhouse::error::Error),
+    /// PostgreSQL failed (connecting, DDL, a query).
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
 }
 
 /// A destination for batches.
@@ -108,6 +115,22 @@ pub trait Sink: Send + std::fmt::Debug {
     fn close(&mut self) -> Result<(), SinkError>;
     /// The sink's counters.
     fn counters(&self) -> Arc<SinkCounters>;
+}
+
+/// The table of a kind, the same in every store.
+pub fn table_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Trade => "trades",
+        Kind::AggTrade => "agg_trades",
+        Kind::BookTicker => "book_tickers",
+        Kind::DepthUpdate => "depth_updates",
+        Kind::DepthSnapshot => "depth_snapshots",
+        Kind::Kline => "klines",
+        Kind::MarkPrice => "mark_prices",
+        Kind::Liquidation => "liquidations",
+        Kind::Ticker => "tickers",
+        Kind::Gap => "gaps",
+    }
 }
 
 /// `YYYY-MM-DD` of a day number (days since 1970-01-01), proleptic Gregorian.

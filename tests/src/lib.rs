@@ -2,7 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use tickwire_codecs::arrow::BatchBuilder;
+use tickwire_codecs::binance::Decoder;
+use tickwire_codecs::record::*;
+use tickwire_codecs::symbol::SymbolTable;
+use tickwire_sinks::{Batch, BatchKey};
 
 /// The workspace root.
 pub fn workspace() -> &'static Path {
@@ -96,4 +101,125 @@ fn dechunk(mut b: &str) -> String {
         b = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The exact value of decimal text, for comparing what servers print.
+pub fn dec(s: &str) -> i128 {
+    tickwire_codecs::decimal::parse_i128(s.as_bytes())
+        .map(|p| p.raw)
+        .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+}
+
+/// One batch per (kind, market) present in the benchmark frames, each row repeated `copies`
+/// times with distinct receive times.
+pub fn bench_batches(copies: usize) -> Vec<Batch> {
+    let table = SymbolTable::new();
+    let mut out = Vec::new();
+    for (market, file) in [(Market::Spot, "spot"), (Market::Usdm, "usdm")] {
+        let text = std::fs::read_to_string(workspace().join(format!("benches/data/{file}.jsonl")))
+            .expect("bench data");
+        let streams = [
+            "x@trade",
+            "x@aggTrade",
+            "x@bookTicker",
+            "x@depth@100ms",
+            "btcusdt@depth20@100ms",
+            "x@kline_1m",
+        ];
+        let mut builders: Vec<BatchBuilder> = Kind::ALL
+            .iter()
+            .map(|&k| BatchBuilder::new(k, 16))
+            .collect();
+        let mut dec = Decoder::new(market, table.clone());
+        for (i, line) in text.lines().enumerate() {
+            for c in 0..copies {
+                let stream = streams.get(i).copied().unwrap_or("x@other");
+                dec.decode_stream(
+                    line.as_bytes(),
+                    Some(stream.as_bytes()),
+                    1_700_000_000_000_000_000 + c as i64,
+                    &mut |r: &Record, lv: &[Level]| {
+                        let name = table.name(r.header().symbol).unwrap_or_default();
+                        builders[r.kind().index()]
+                            .append(r, lv, &name)
+                            .expect("append");
+                    },
+                )
+                .expect("decodes");
+            }
+        }
+        for b in builders.iter_mut().filter(|b| !b.is_empty()) {
+            let kind = b.kind();
+            let data = b.finish().expect("batch");
+            out.push(Batch {
+                key: BatchKey {
+                    kind,
+                    market,
+                    day: 19_675,
+                },
+                seq: out.len() as u64 + 1,
+                data: Arc::new(data),
+            });
+        }
+    }
+    out
+}
+
+/// A batch of `n` spot BTCUSDT trades with ids from `first_id` (its sequence number), prices
+/// and quantities distinct per row.
+pub fn trade_batch(first_id: i64, n: usize) -> Batch {
+    let mut b = BatchBuilder::new(Kind::Trade, n);
+    for i in 0..n as i64 {
+        let mut dp = tickwire_codecs::decimal::DpSet::ALL_NULL;
+        dp.set(0, 2);
+        dp.set(1, 3);
+        let t = Trade {
+            header: Header::new(
+                Kind::Trade,
+                Market::Spot,
+                SymbolId(0),
+                1_700_000_000_000_000 + i,
+                1_700_000_000_000_000_000 + i,
+            ),
+            trade_id: first_id + i,
+            price: 3_700_000_000_000 + i,
+            qty: (1_000_000i128 + i128::from(i)).into(),
+            trade_time: 1_700_000_000_000_000 + i,
+            dp,
+            is_buyer_maker: (i % 2) as u8,
+            pad: [0; 7],
+        };
+        b.append(&Record::Trade(t), &[], "BTCUSDT").expect("append");
+    }
+    Batch {
+        key: BatchKey {
+            kind: Kind::Trade,
+            market: Market::Spot,
+            day: 19_675,
+        },
+        seq: first_id as u64,
+        data: Arc::new(b.finish().expect("batch")),
+    }
+}
+
+/// `$TICKWIRE_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres` (the
+/// machine's server, trust auth).
+pub fn postgres_url() -> String {
+    std::env::var("TICKWIRE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs `sql` with `psql` (libpq, a real client) against [`postgres_url`]; returns its
+/// unaligned, tuples-only output, or the error text.
+pub fn postgres(sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .arg(postgres_url())
+        .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }

@@ -36,21 +36,7 @@ impl Dialect {
 /// Column holding the id of the batch a row came in (after the Arrow schema's columns).
 pub const BATCH_COLUMN: &str = "_batch";
 
-/// The table of a kind.
-pub fn table_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Trade => "trades",
-        Kind::AggTrade => "agg_trades",
-        Kind::BookTicker => "book_tickers",
-        Kind::DepthUpdate => "depth_updates",
-        Kind::DepthSnapshot => "depth_snapshots",
-        Kind::Kline => "klines",
-        Kind::MarkPrice => "mark_prices",
-        Kind::Liquidation => "liquidations",
-        Kind::Ticker => "tickers",
-        Kind::Gap => "gaps",
-    }
-}
+pub use crate::table_name;
 
 fn decimal(t: &DataType) -> Option<String> {
     match t {

@@ -28,4 +28,4 @@ pub mod native;
 mod sink;
 
 pub use config::ClickHouseConfig;
-pub use sink::ClickHouseSink;
+pub use sink::{ClickHouseSink, ClickHouseStore};

@@ -1,0 +1,297 @@
+//! The PostgreSQL sink: the PostgreSQL [`Store`] inside the shared [`Durable`] core.
+
+use super::config::redact;
+use super::ddl::{self, LEDGER, MIGRATIONS};
+use super::{copy, PostgresConfig, Timescale};
+use crate::durable::{Durability, Durable, Failure, Inserted, Store, StoreError};
+use crate::SinkError;
+use arrow_array::RecordBatch;
+use futures_util::SinkExt;
+use tickwire_codecs::record::Kind;
+use tokio_postgres::{Client, NoTls};
+
+/// Writes batches into PostgreSQL/TimescaleDB tables (see the module docs).
+pub type PostgresSink = Durable<PostgresStore>;
+
+/// One PostgreSQL database: binary COPY plus a ledger row per batch, in one transaction.
+pub struct PostgresStore {
+    rt: tokio::runtime::Runtime,
+    /// `None` after the connection broke: reconnect at the next attempt.
+    client: Option<Client>,
+    url: String,
+    schema: String,
+    flavor: String,
+    /// The last COPY body's size: the next buffer starts at it.
+    last_len: usize,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("flavor", &self.flavor)
+            .finish()
+    }
+}
+
+/// SQLSTATE classes that mean the data (or the schema it meets) is wrong: no retry.
+/// 22 data exception, 23 integrity, 42 syntax or undefined object, 0A not supported.
+const DATA_CLASSES: [&str; 4] = ["22", "23", "42", "0A"];
+
+fn classify(e: &tokio_postgres::Error) -> Failure {
+    match e.code() {
+        Some(c) if DATA_CLASSES.iter().any(|k| c.code().starts_with(k)) => Failure::Data,
+        // Connection (08), rollback (40), resources (53), operator (57, e.g. shutdown), ...
+        _ => Failure::Transient,
+    }
+}
+
+/// A SQL identifier we put into statements: letters, digits, `_`, not starting with a digit.
+fn identifier(s: &str) -> Result<&str, SinkError> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(s)
+    } else {
+        Err(SinkError::Io {
+            path: format!("postgres schema {s:?}"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*)",
+            ),
+        })
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            eprintln!("tickwire: sink postgres: connection: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the migrations that are missing (see the module docs); returns the flavour of
+/// migration 2 (`timescale` or `plain`).
+async fn migrate(client: &Client, cfg: &PostgresConfig) -> Result<String, tokio_postgres::Error> {
+    let s = &cfg.schema;
+    // One tickwire at a time migrates a database (the key is arbitrary but fixed).
+    client
+        .batch_execute("SELECT pg_advisory_lock(7243615112)")
+        .await?;
+    let r = async {
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.{MIGRATIONS} (version integer PRIMARY KEY, flavor text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            ))
+            .await?;
+        let applied = |v: i32| async move {
+            client
+                .query_opt(
+                    &format!("SELECT flavor FROM {s}.{MIGRATIONS} WHERE version = $1"),
+                    &[&v],
+                )
+                .await
+                .map(|r| r.map(|r| r.get::<_, String>(0)))
+        };
+        let record = |v: i32, flavor: &'static str| async move {
+            client
+                .execute(
+                    &format!("INSERT INTO {s}.{MIGRATIONS} (version, flavor) VALUES ($1, $2) ON CONFLICT DO NOTHING"),
+                    &[&v, &flavor],
+                )
+                .await
+        };
+        if applied(1).await?.is_none() {
+            for st in ddl::tables(s) {
+                client.batch_execute(&st).await?;
+            }
+            record(1, "tables").await?;
+        }
+        if let Some(flavor) = applied(2).await? {
+            return Ok(flavor);
+        }
+        let mut timescale = false;
+        if cfg.timescale == Timescale::Auto {
+            let available: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'",
+                    &[],
+                )
+                .await?
+                .get(0);
+            if available > 0 {
+                if let Err(e) = client
+                    .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                    .await
+                {
+                    eprintln!("tickwire: sink postgres: timescaledb is packaged but cannot be created ({e}); plain tables");
+                }
+            }
+            timescale = client
+                .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'", &[])
+                .await?
+                .is_some();
+        }
+        let (statements, flavor) = if timescale {
+            (
+                ddl::timescale(s, cfg.compress_after_days, cfg.retention_days),
+                "timescale",
+            )
+        } else {
+            (ddl::plain(s), "plain")
+        };
+        for st in statements {
+            client.batch_execute(&st).await?;
+        }
+        record(2, flavor).await?;
+        Ok(flavor.to_string())
+    }
+    .await;
+    let unlock = client
+        .batch_execute("SELECT pg_advisory_unlock(7243615112)")
+        .await;
+    let flavor = r?;
+    unlock?;
+    Ok(flavor)
+}
+
+impl PostgresStore {
+    /// Connects and applies the migrations.
+    pub fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
+        identifier(&cfg.schema)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SinkError::Io {
+                path: "tokio runtime".into(),
+                source: e,
+            })?;
+        let (client, flavor) = rt.block_on(async {
+            let client = connect(&cfg.url).await?;
+            let flavor = migrate(&client, cfg).await?;
+            Ok::<_, tokio_postgres::Error>((client, flavor))
+        })?;
+        eprintln!(
+            "tickwire: sink postgres: {} schema {} ({flavor})",
+            redact(&cfg.url),
+            cfg.schema
+        );
+        Ok(PostgresStore {
+            rt,
+            client: Some(client),
+            url: cfg.url.clone(),
+            schema: cfg.schema.clone(),
+            flavor,
+            last_len: 1 << 16,
+        })
+    }
+}
+
+impl Durable<PostgresStore> {
+    /// Connects (see [`PostgresStore::connect`]) and sends earlier runs' spill files.
+    pub fn new(cfg: PostgresConfig) -> Result<Self, SinkError> {
+        let store = PostgresStore::connect(&cfg)?;
+        Durable::with_store(
+            store,
+            Durability {
+                max_attempts: cfg.max_attempts,
+                retry_base: cfg.retry_base,
+                spill_dir: cfg.spill_dir.clone(),
+                memory_budget_bytes: cfg.memory_budget_bytes,
+            },
+        )
+    }
+
+    /// `timescale` (hypertables, policies, continuous aggregate) or `plain`.
+    pub fn flavor(&self) -> &str {
+        &self.store.flavor
+    }
+}
+
+impl Store for PostgresStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn table(&self, kind: Kind) -> &'static str {
+        ddl::table_name(kind)
+    }
+
+    fn insert(
+        &mut self,
+        table: &str,
+        id: u64,
+        data: &RecordBatch,
+        check_first: bool,
+    ) -> Result<Inserted, StoreError> {
+        let mut body = Vec::with_capacity(self.last_len + self.last_len / 8);
+        copy::encode(data, &mut body).map_err(|e| StoreError {
+            failure: Failure::Data,
+            message: e.to_string(),
+        })?;
+        self.last_len = body.len();
+        let len = body.len() as u64;
+        let columns: Vec<&str> = data
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let s = &self.schema;
+        let copy_sql = format!(
+            "COPY {s}.{table} ({}) FROM STDIN (FORMAT binary)",
+            columns.join(", ")
+        );
+        let ledger =
+            format!("INSERT INTO {s}.{LEDGER} (batch_id, table_name, rows) VALUES ($1, $2, $3)");
+        let probe = format!("SELECT 1 FROM {s}.{LEDGER} WHERE batch_id = $1");
+        let (id, rows) = (id as i64, data.num_rows() as i32);
+        let (url, slot) = (&self.url, &mut self.client);
+        let r = self.rt.block_on(async {
+            if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                *slot = Some(connect(url).await?);
+            }
+            let Some(client) = slot.as_mut() else {
+                unreachable!("connected above")
+            };
+            if check_first && client.query_opt(&probe, &[&id]).await?.is_some() {
+                return Ok(Inserted::AlreadyThere);
+            }
+            let tx = client.transaction().await?;
+            let sink = tx.copy_in(&copy_sql).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(body)).await?;
+            sink.finish().await?;
+            tx.execute(&ledger, &[&id, &table, &rows]).await?;
+            tx.commit().await?;
+            Ok(Inserted::Stored(len))
+        });
+        r.map_err(|e: tokio_postgres::Error| {
+            if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+                self.client = None;
+            }
+            StoreError {
+                failure: classify(&e),
+                message: e.to_string(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(super::identifier("public").is_ok());
+        assert!(super::identifier("tw_2").is_ok());
+        for bad in ["", "2x", "a;drop", "a b", "\"q\""] {
+            assert!(super::identifier(bad).is_err(), "{bad:?}");
+        }
+    }
+}
