@@ -81,7 +81,7 @@ fn config(schema: &str) -> PostgresConfig {
 /// count, distinct trade ids, ledger batches.
 fn stored(schema: &str) -> String {
     postgres(&format!(
-        "SELECT count(*), count(DISTINCT trade_id), (SELECT count(*) FROM {schema}.tickwire_batches) FROM {schema}.trades"
+        "SELECT count(*), count(DISTINCT trade_id), (SELECT count(DISTINCT batch_id) FROM {schema}.tickwire_batches) FROM {schema}.trades"
     ))
     .expect("count")
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tickwire_codecs::record::Market;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
+use tickwire_sinks::postgres::{PostgresConfig, PostgresSink, Timescale};
 use tickwire_sinks::Sink;
 
 /// Binance's streams per connection limit.
@@ -190,6 +191,54 @@ pub enum SinkConfig {
     Parquet(ParquetSinkConfig),
     /// ClickHouse tables.
     Clickhouse(ClickHouseSinkConfig),
+    /// PostgreSQL / TimescaleDB tables.
+    Postgres(PostgresSinkConfig),
+}
+
+/// `[[sinks]] type = "postgres"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// Connection URL, e.g. `postgres://postgres@127.0.0.1:5432/tickwire`; better with its
+    /// password from `TICKWIRE_SINKS__<i>__URL`. Never logged with the password.
+    pub url: String,
+    /// Schema of the tables (created if missing).
+    #[serde(default = "default_pg_schema")]
+    pub schema: String,
+    /// Use TimescaleDB (hypertables, compression, retention) when the extension exists.
+    #[serde(default = "default_true")]
+    pub timescale: bool,
+    /// TimescaleDB: compress chunks older than this many days.
+    #[serde(default = "default_pg_compress")]
+    pub compress_after_days: u32,
+    /// TimescaleDB: drop market data older than this many days (gaps kept).
+    #[serde(default = "default_pg_retention")]
+    pub retention_days: u32,
+    /// At shutdown: attempts before what is still pending is spilled to disk.
+    #[serde(default = "default_ch_attempts")]
+    pub max_attempts: u32,
+    /// MiB of batches held in memory while the server fails; beyond it, spilled to disk.
+    #[serde(default = "default_ch_budget")]
+    pub memory_budget_mb: usize,
+    /// Directory of spilled batches and dead letters.
+    #[serde(default = "default_pg_spill")]
+    pub spill_dir: PathBuf,
+}
+
+fn default_pg_schema() -> String {
+    "public".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_pg_compress() -> u32 {
+    7
+}
+fn default_pg_retention() -> u32 {
+    30
+}
+fn default_pg_spill() -> PathBuf {
+    PathBuf::from("postgres-spill")
 }
 
 /// `[[sinks]] type = "clickhouse"`.
@@ -470,6 +519,15 @@ impl Config {
                         "must be an http:// or https:// URL",
                     ));
                 }
+                SinkConfig::Postgres(c)
+                    if !(c.url.starts_with("postgres://")
+                        || c.url.starts_with("postgresql://")) =>
+                {
+                    return Err(invalid(
+                        format!("sinks[{i}].url"),
+                        "must be a postgres:// or postgresql:// URL",
+                    ));
+                }
                 _ => {}
             }
         }
@@ -549,6 +607,21 @@ impl Config {
                     c.spill_dir.clone_from(&ch.spill_dir);
                     sinks.push(Box::new(ClickHouseSink::new(c)?));
                 }
+                SinkConfig::Postgres(pg) => {
+                    let mut c = PostgresConfig::new(&pg.url);
+                    c.schema.clone_from(&pg.schema);
+                    c.timescale = if pg.timescale {
+                        Timescale::Auto
+                    } else {
+                        Timescale::Off
+                    };
+                    c.compress_after_days = pg.compress_after_days;
+                    c.retention_days = pg.retention_days;
+                    c.max_attempts = pg.max_attempts;
+                    c.memory_budget_bytes = pg.memory_budget_mb << 20;
+                    c.spill_dir.clone_from(&pg.spill_dir);
+                    sinks.push(Box::new(PostgresSink::new(c)?));
+                }
             }
         }
         let zmq = self.zmq.enabled.then(|| PubConfig {
@@ -608,6 +681,30 @@ mod tests {
                 .all(|(_, u)| !u.contains("/public/") || !u.contains("markPrice")),
             "markPrice is a /market stream"
         );
+    }
+
+    #[test]
+    fn postgres_sinks_take_their_url_from_the_environment() {
+        let text = "[simulator]\nenabled = true\n[[sinks]]\ntype = \"postgres\"\nurl = \"postgres://u@h/db\"\n";
+        let cfg = parse(
+            text,
+            env(&[("TICKWIRE_SINKS__0__URL", "postgres://u:secret@h/db")]),
+        )
+        .expect("valid");
+        let SinkConfig::Postgres(p) = &cfg.sinks[0] else {
+            panic!("a postgres sink: {:?}", cfg.sinks)
+        };
+        assert_eq!(p.url, "postgres://u:secret@h/db");
+        assert_eq!(
+            (p.schema.as_str(), p.timescale, p.retention_days),
+            ("public", true, 30)
+        );
+        let e = parse(
+            "[simulator]\nenabled = true\n[[sinks]]\ntype = \"postgres\"\nurl = \"http://h\"\n",
+            env(&[]),
+        )
+        .expect_err("refused");
+        assert!(e.to_string().contains("sinks[0].url"), "{e}");
     }
 
     #[test]

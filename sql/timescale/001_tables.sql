@@ -184,9 +184,12 @@ CREATE TABLE IF NOT EXISTS public.gaps (
 CREATE INDEX IF NOT EXISTS gaps_symbol_time ON public.gaps (symbol, recv_time DESC);
 
 CREATE TABLE IF NOT EXISTS public.tickwire_batches (
-    batch_id bigint PRIMARY KEY,
+    batch_id bigint NOT NULL,
+    part integer NOT NULL,
+    parts integer NOT NULL,
     table_name text NOT NULL,
     rows integer NOT NULL,
-    stored_at timestamptz NOT NULL DEFAULT now()
+    stored_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (batch_id, part)
 );
 

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
+use tickwire_sinks::postgres::{PostgresConfig, PostgresSink};
 use tickwire_sinks::Sink;
 
 /// `tickwire demo` arguments.
@@ -64,6 +65,13 @@ pub struct Args {
     /// ClickHouse database for `--clickhouse`.
     #[arg(long, default_value = "tickwire")]
     pub clickhouse_database: String,
+    /// Also write every kind into PostgreSQL/TimescaleDB at this URL
+    /// (e.g. postgres://postgres@127.0.0.1:5432/postgres).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// PostgreSQL schema for `--postgres`.
+    #[arg(long, default_value = "public")]
+    pub postgres_schema: String,
     /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
@@ -85,6 +93,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         sinks.push(Box::new(
             ClickHouseSink::new(cfg).with_context(|| format!("clickhouse sink at {url}"))?,
         ));
+    }
+    if let Some(url) = &args.postgres {
+        let mut cfg = PostgresConfig::new(url);
+        cfg.schema.clone_from(&args.postgres_schema);
+        cfg.spill_dir = args.out.join("_postgres-spill");
+        sinks.push(Box::new(PostgresSink::new(cfg).with_context(|| {
+            format!("postgres sink at {}", tickwire_sinks::postgres::redact(url))
+        })?));
     }
     let settings = Settings {
         input: Input::Simulator {

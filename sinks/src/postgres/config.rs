@@ -26,6 +26,9 @@ pub struct PostgresConfig {
     pub compress_after_days: u32,
     /// TimescaleDB: drop market data older than this many days (gaps are kept).
     pub retention_days: u32,
+    /// Connections, each with one COPY in flight (a batch larger than
+    /// [`super::sink::PART_ROWS`] rows goes in parts over several at once).
+    pub connections: usize,
     /// At shutdown: attempts before what is still pending is spilled to disk.
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt up to 5 s, ±20% jitter.
@@ -64,7 +67,7 @@ impl std::fmt::Debug for PostgresConfig {
 
 impl PostgresConfig {
     /// Defaults for `url`: schema `public`, TimescaleDB when available (compression after 7
-    /// days, retention 30 days), retries from 100 ms, 20 attempts at shutdown, 256 MiB held in
+    /// days, retention 30 days), 2 connections, retries from 100 ms, 20 attempts at shutdown, 256 MiB held in
     /// memory, spill under `postgres-spill/`.
     pub fn new(url: impl Into<String>) -> Self {
         PostgresConfig {
@@ -73,6 +76,7 @@ impl PostgresConfig {
             timescale: Timescale::Auto,
             compress_after_days: 7,
             retention_days: 30,
+            connections: 2,
             max_attempts: 20,
             retry_base: Duration::from_millis(100),
             spill_dir: PathBuf::from("postgres-spill"),

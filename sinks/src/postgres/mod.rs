@@ -2,12 +2,13 @@
 //! sink.
 //!
 //! Inserts are `COPY <schema>.<table> (<columns>) FROM STDIN (FORMAT binary)` with a body
-//! encoded straight from the Arrow batch, followed, in the same transaction, by one row in
-//! the batch ledger (`tickwire_batches`: batch id, table, rows). The transaction makes the
-//! two atomic, so after a failed attempt (connection lost, server restarted, commit
-//! acknowledgement lost) the sink looks the batch id up in the ledger and sends the batch
-//! again only if it is not there: retries never duplicate, without a unique key on the data
-//! (which hypertables could only have with the time column in it).
+//! encoded straight from the Arrow batch ([`copy`]). A batch goes in parts of
+//! [`sink::PART_ROWS`] rows, up to one per connection in flight at once (2 by default). Each
+//! part is one transaction holding its COPY and its row in the ledger (`tickwire_batches`:
+//! batch id, part, parts, table, rows), so after a failed attempt (connection lost, server
+//! restarted, commit acknowledgement lost) the sink asks the ledger which parts are stored and
+//! sends only the others: retries never duplicate, without a unique key on the data (which
+//! hypertables could only have with the time column in it).
 //!
 //! Retries, the memory budget, spill files, replay and dead letters are the shared
 //! [`crate::durable`] core, the same as the ClickHouse sink's.
@@ -20,7 +21,7 @@
 mod config;
 pub mod copy;
 pub mod ddl;
-mod sink;
+pub mod sink;
 
-pub use config::{PostgresConfig, Timescale};
+pub use config::{redact, PostgresConfig, Timescale};
 pub use sink::{PostgresSink, PostgresStore};

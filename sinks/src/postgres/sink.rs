@@ -16,13 +16,13 @@ pub type PostgresSink = Durable<PostgresStore>;
 /// One PostgreSQL database: binary COPY plus a ledger row per batch, in one transaction.
 pub struct PostgresStore {
     rt: tokio::runtime::Runtime,
-    /// `None` after the connection broke: reconnect at the next attempt.
-    client: Option<Client>,
+    /// Open connections (broken ones are dropped and reopened at the next attempt).
+    clients: Vec<Client>,
+    /// How many COPYs may be in flight at once.
+    connections: usize,
     url: String,
     schema: String,
     flavor: String,
-    /// The last COPY body's size: the next buffer starts at it.
-    last_len: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -184,11 +184,11 @@ impl PostgresStore {
         );
         Ok(PostgresStore {
             rt,
-            client: Some(client),
+            clients: vec![client],
+            connections: cfg.connections,
             url: cfg.url.clone(),
             schema: cfg.schema.clone(),
             flavor,
-            last_len: 1 << 16,
         })
     }
 }
@@ -223,6 +223,10 @@ impl Store for PostgresStore {
         ddl::table_name(kind)
     }
 
+    /// Stores the batch as parts of [`PART_ROWS`] rows (fixed, so a retry cuts the same
+    /// parts), up to one per connection in flight at once. Each part is one transaction: its
+    /// COPY and its ledger row `(batch_id, part)`. After a failed attempt only the parts the
+    /// ledger does not have are sent.
     fn insert(
         &mut self,
         table: &str,
@@ -230,13 +234,8 @@ impl Store for PostgresStore {
         data: &RecordBatch,
         check_first: bool,
     ) -> Result<Inserted, StoreError> {
-        let mut body = Vec::with_capacity(self.last_len + self.last_len / 8);
-        copy::encode(data, &mut body).map_err(|e| StoreError {
-            failure: Failure::Data,
-            message: e.to_string(),
-        })?;
-        self.last_len = body.len();
-        let len = body.len() as u64;
+        let rows = data.num_rows();
+        let parts = rows.div_ceil(PART_ROWS).max(1);
         let columns: Vec<&str> = data
             .schema_ref()
             .fields()
@@ -248,40 +247,97 @@ impl Store for PostgresStore {
             "COPY {s}.{table} ({}) FROM STDIN (FORMAT binary)",
             columns.join(", ")
         );
-        let ledger =
-            format!("INSERT INTO {s}.{LEDGER} (batch_id, table_name, rows) VALUES ($1, $2, $3)");
-        let probe = format!("SELECT 1 FROM {s}.{LEDGER} WHERE batch_id = $1");
-        let (id, rows) = (id as i64, data.num_rows() as i32);
-        let (url, slot) = (&self.url, &mut self.client);
+        let ledger = format!(
+            "INSERT INTO {s}.{LEDGER} (batch_id, part, parts, table_name, rows) VALUES ($1, $2, $3, $4, $5)"
+        );
+        let probe = format!("SELECT part FROM {s}.{LEDGER} WHERE batch_id = $1");
+        let id = id as i64;
+        let (url, pool, want) = (&self.url, &mut self.clients, self.connections.max(1));
         let r = self.rt.block_on(async {
-            if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                *slot = Some(connect(url).await?);
+            let mut todo: Vec<usize> = (0..parts).collect();
+            if check_first {
+                ensure(pool, url, 1).await?;
+                let have: Vec<i32> = pool[0]
+                    .query(&probe, &[&id])
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                todo.retain(|p| !have.contains(&(*p as i32)));
+                if todo.is_empty() {
+                    return Ok(Inserted::AlreadyThere);
+                }
             }
-            let Some(client) = slot.as_mut() else {
-                unreachable!("connected above")
-            };
-            if check_first && client.query_opt(&probe, &[&id]).await?.is_some() {
-                return Ok(Inserted::AlreadyThere);
+            let mut sent = 0u64;
+            for wave in todo.chunks(want) {
+                ensure(pool, url, wave.len()).await?;
+                let mut bodies = Vec::with_capacity(wave.len());
+                for &p in wave {
+                    let off = p * PART_ROWS;
+                    let part = data.slice(off, PART_ROWS.min(rows - off));
+                    let mut body = Vec::new();
+                    copy::encode(&part, &mut body).map_err(PartError::Data)?;
+                    sent += body.len() as u64;
+                    bodies.push((p as i32, part.num_rows() as i32, bytes::Bytes::from(body)));
+                }
+                let runs = pool
+                    .iter_mut()
+                    .zip(bodies)
+                    .map(|(client, (part, n, body))| {
+                        let (copy_sql, ledger) = (&copy_sql, &ledger);
+                        async move {
+                            let tx = client.transaction().await?;
+                            let sink = tx.copy_in(copy_sql).await?;
+                            futures_util::pin_mut!(sink);
+                            sink.send(body).await?;
+                            sink.finish().await?;
+                            tx.execute(ledger, &[&id, &part, &(parts as i32), &table, &n])
+                                .await?;
+                            tx.commit().await
+                        }
+                    });
+                for r in futures_util::future::join_all(runs).await {
+                    r?;
+                }
             }
-            let tx = client.transaction().await?;
-            let sink = tx.copy_in(&copy_sql).await?;
-            futures_util::pin_mut!(sink);
-            sink.send(bytes::Bytes::from(body)).await?;
-            sink.finish().await?;
-            tx.execute(&ledger, &[&id, &table, &rows]).await?;
-            tx.commit().await?;
-            Ok(Inserted::Stored(len))
+            Ok::<_, PartError>(Inserted::Stored(sent))
         });
-        r.map_err(|e: tokio_postgres::Error| {
-            if self.client.as_ref().is_some_and(|c| c.is_closed()) {
-                self.client = None;
-            }
-            StoreError {
+        self.clients.retain(|c| !c.is_closed());
+        r.map_err(|e| match e {
+            PartError::Data(e) => StoreError {
+                failure: Failure::Data,
+                message: e.to_string(),
+            },
+            PartError::Pg(e) => StoreError {
                 failure: classify(&e),
                 message: e.to_string(),
-            }
+            },
         })
     }
+}
+
+/// Rows per COPY: a batch of more rows goes as several parts, in flight on several
+/// connections at once.
+pub const PART_ROWS: usize = 8_192;
+
+enum PartError {
+    Data(arrow_schema::ArrowError),
+    Pg(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for PartError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        PartError::Pg(e)
+    }
+}
+
+/// Drops broken connections and opens new ones until the pool has `n`.
+async fn ensure(pool: &mut Vec<Client>, url: &str, n: usize) -> Result<(), tokio_postgres::Error> {
+    pool.retain(|c| !c.is_closed());
+    while pool.len() < n {
+        pool.push(connect(url).await?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
