@@ -548,38 +548,64 @@ impl BatchBuilder {
 
     /// Finishes the pending rows into a batch and starts over empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.build(true)
+    }
+
+    /// The pending rows as a batch, copied; the builder keeps them (for readers that must see
+    /// rows before they are flushed).
+    pub fn snapshot(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.build(false)
+    }
+
+    fn build(&mut self, take: bool) -> Result<RecordBatch, ArrowError> {
+        macro_rules! fin {
+            ($b:expr) => {
+                if take {
+                    $b.finish()
+                } else {
+                    $b.finish_cloned()
+                }
+            };
+        }
         let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(self.exchange.finish()),
-            Arc::new(self.market.finish()),
-            Arc::new(self.symbol.finish()),
-            Arc::new(self.event_time.finish().with_timezone("UTC")),
-            Arc::new(self.recv_time.finish().with_timezone("UTC")),
+            Arc::new(fin!(self.exchange)),
+            Arc::new(fin!(self.market)),
+            Arc::new(fin!(self.symbol)),
+            Arc::new(fin!(self.event_time).with_timezone("UTC")),
+            Arc::new(fin!(self.recv_time).with_timezone("UTC")),
         ];
         for (b, def) in self.cols.iter_mut().zip(columns(self.kind)) {
             arrays.push(match b {
-                ColB::Int(b) => Arc::new(b.finish()),
-                ColB::Time(b) => Arc::new(b.finish().with_timezone("UTC")),
+                ColB::Int(b) => Arc::new(fin!(b)),
+                ColB::Time(b) => Arc::new(fin!(b).with_timezone("UTC")),
                 ColB::Dec(b) => {
                     let (p, s) = match def.col {
                         Col::Price(_) => (18, 8),
                         _ => (38, 8),
                     };
-                    Arc::new(b.finish().with_precision_and_scale(p, s)?)
+                    Arc::new(fin!(b).with_precision_and_scale(p, s)?)
                 }
-                ColB::Bool(b) => Arc::new(b.finish()),
-                ColB::Text(b) => Arc::new(b.finish()),
+                ColB::Bool(b) => Arc::new(fin!(b)),
+                ColB::Text(b) => Arc::new(fin!(b)),
                 ColB::Levels {
                     price,
                     qty,
                     offsets,
                 } => {
-                    let p = Decimal128Array::from(std::mem::take(price))
-                        .with_precision_and_scale(18, 8)?;
-                    let q = Decimal128Array::from(std::mem::take(qty))
-                        .with_precision_and_scale(38, 8)?;
+                    let (price, qty, offsets) = if take {
+                        (
+                            std::mem::take(price),
+                            std::mem::take(qty),
+                            std::mem::replace(offsets, vec![0]),
+                        )
+                    } else {
+                        (price.clone(), qty.clone(), offsets.clone())
+                    };
+                    let p = Decimal128Array::from(price).with_precision_and_scale(18, 8)?;
+                    let q = Decimal128Array::from(qty).with_precision_and_scale(38, 8)?;
                     let items =
                         StructArray::try_new(level_fields(), vec![Arc::new(p), Arc::new(q)], None)?;
-                    let offs = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
+                    let offs = OffsetBuffer::new(offsets.into());
                     Arc::new(ListArray::try_new(
                         level_item(),
                         offs,
@@ -589,7 +615,9 @@ impl BatchBuilder {
                 }
             });
         }
-        self.rows = 0;
+        if take {
+            self.rows = 0;
+        }
         RecordBatch::try_new(schema(self.kind), arrays)
     }
 }
@@ -665,6 +693,31 @@ mod tests {
             ]
         );
         assert_eq!(nullable(Kind::Gap), ["event_time", "expected", "got"]);
+    }
+
+    #[test]
+    fn a_snapshot_shows_the_pending_rows_and_keeps_them() {
+        let t = SymbolTable::new();
+        let mut d = Decoder::new(Market::Spot, t.clone());
+        let mut b = BatchBuilder::new(Kind::DepthUpdate, 4);
+        let frames: [&[u8]; 2] = [
+            br#"{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"b":[["1.5","2"]],"a":[]}"#,
+            br#"{"e":"depthUpdate","E":2,"s":"ETHUSDT","U":3,"u":4,"b":[],"a":[["1.6","3"]]}"#,
+        ];
+        for (i, f) in frames.iter().enumerate() {
+            d.decode(f, 9, &mut |r: &Record, lv: &[Level]| {
+                let name = t.name(r.header().symbol).unwrap_or_default();
+                assert!(b.append(r, lv, &name).is_ok());
+            })
+            .expect("decodes");
+            let snap = b.snapshot().expect("snapshot");
+            assert_eq!(snap.num_rows(), i + 1);
+            assert_eq!(b.len(), i + 1, "the builder keeps its rows");
+        }
+        let snap = b.snapshot().expect("snapshot");
+        let done = b.finish().expect("finish");
+        assert_eq!(snap, done);
+        assert!(b.is_empty());
     }
 
     #[test]

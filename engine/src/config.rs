@@ -11,6 +11,7 @@
 //! `__` that names no key is refused; other `TICKWIRE_*` variables without `__` (such as
 //! `TICKWIRE_BIN`) are left alone.
 
+use crate::cache::CacheConfig;
 use crate::pipeline::FlushConfig;
 use crate::publish::{Encoding, PubConfig};
 use crate::queue::FullPolicy;
@@ -310,14 +311,20 @@ impl Default for ParquetSinkConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address of /health and /metrics; empty: off.
+    /// Address of /health, /metrics and the query API; empty: off.
     pub bind: String,
+    /// The query cache keeps this many seconds of received data.
+    pub cache_window_secs: u64,
+    /// The query cache holds at most this many MiB of Arrow data.
+    pub cache_budget_mb: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: "127.0.0.1:9464".into(),
+            cache_window_secs: 3600,
+            cache_budget_mb: 512,
         }
     }
 }
@@ -648,6 +655,16 @@ impl Config {
                 WhenFull::DropNewest => FullPolicy::DropNewest,
             },
             http: (!self.http.bind.is_empty()).then(|| self.http.bind.clone()),
+            cache: CacheConfig {
+                window: Duration::from_secs(self.http.cache_window_secs),
+                budget_bytes: self.http.cache_budget_mb << 20,
+            },
+            // The query API reads what the cache no longer holds from the first PostgreSQL
+            // sink's tables.
+            read_through: self.sinks.iter().find_map(|s| match s {
+                SinkConfig::Postgres(p) => Some((p.url.clone(), p.schema.clone())),
+                _ => None,
+            }),
             stats_secs: self.stats_secs,
             wait_subscribers: 0,
             duration: self.duration_secs.map(Duration::from_secs),

@@ -4,6 +4,7 @@
 //! connection. Metric names are defined here, in one place.
 
 use crate::metrics::Histogram;
+use crate::query::{Api, Reply};
 use crate::runner::Counters;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -180,6 +181,29 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Rows a sink kept on disk to send later.",
         &sink(|s| s.spilled_rows.load(Ordering::Relaxed)),
     );
+    if let Some(cc) = &c.cache {
+        counter(
+            &mut o,
+            "tickwire_cache_queries_total",
+            "Query API answers by the tiers that served them.",
+            &[
+                ("result=\"hit\"".into(), l(&cc.hits)),
+                ("result=\"partial_hit\"".into(), l(&cc.partial_hits)),
+                ("result=\"miss\"".into(), l(&cc.misses)),
+            ],
+        );
+        counter(
+            &mut o,
+            "tickwire_cache_evicted_total",
+            "Batches and rows evicted from the cache (age or memory).",
+            &[
+                ("unit=\"batches\"".into(), l(&cc.evicted_batches)),
+                ("unit=\"rows\"".into(), l(&cc.evicted_rows)),
+            ],
+        );
+        let _ = writeln!(o, "# HELP tickwire_cache_bytes Arrow bytes held by the cache.\n# TYPE tickwire_cache_bytes gauge\ntickwire_cache_bytes {}", l(&cc.bytes));
+        let _ = writeln!(o, "# HELP tickwire_cache_batches Flushed batches held by the cache.\n# TYPE tickwire_cache_batches gauge\ntickwire_cache_batches {}", l(&cc.batches));
+    }
     histogram(
         &mut o,
         "tickwire_recv_to_publish_seconds",
@@ -207,19 +231,57 @@ pub async fn serve(
     c: Arc<Counters>,
     health: Arc<Health>,
     t0: Instant,
+    api: Option<Arc<Api>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
     Ok(tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
-            let (c, health) = (c.clone(), health.clone());
+            let (c, health, api) = (c.clone(), health.clone(), api.clone());
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
+                let mut buf = [0u8; 4096];
                 let n = match sock.read(&mut buf).await {
                     Ok(n) => n,
                     Err(_) => return,
                 };
                 let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("");
+                let target = req.split_whitespace().nth(1).unwrap_or("");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                if path.starts_with("/v1/") {
+                    let reply = match &api {
+                        Some(api) => {
+                            let accept = req
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("accept")
+                                        .then(|| v.trim().to_string())
+                                })
+                                .unwrap_or_default();
+                            api.handle(path, query, &accept).await
+                        }
+                        None => Reply {
+                            status: "404 Not Found",
+                            content_type: "text/plain",
+                            headers: vec![],
+                            body: b"no query API: the cache is off\n".to_vec(),
+                        },
+                    };
+                    let mut head = format!(
+                        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        reply.status,
+                        reply.content_type,
+                        reply.body.len()
+                    );
+                    for h in &reply.headers {
+                        head.push_str(h);
+                        head.push_str("\r\n");
+                    }
+                    head.push_str("\r\n");
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&reply.body).await;
+                    let _ = sock.shutdown().await;
+                    return;
+                }
                 let (status, ctype, body) = match path {
                     "/health" => {
                         let stopping = health.stopping.load(Ordering::Relaxed);
@@ -246,7 +308,7 @@ pub async fn serve(
                     _ => (
                         "404 Not Found",
                         "text/plain",
-                        "not found: try /health or /metrics\n".to_string(),
+                        "not found: try /health, /metrics or /v1/<kind>\n".to_string(),
                     ),
                 };
                 let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());

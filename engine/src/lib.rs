@@ -5,6 +5,7 @@
 //! `tickwire-codecs`; see ARCHITECTURE.md for how a tick travels through it.
 
 pub mod book;
+pub mod cache;
 pub mod clock;
 pub mod cmd;
 pub mod config;
@@ -13,7 +14,9 @@ pub mod metrics;
 pub mod names;
 pub mod pipeline;
 pub mod publish;
+pub mod query;
 pub mod queue;
+pub mod readthrough;
 pub mod runner;
 pub mod sim;
 pub mod source;

@@ -9,6 +9,7 @@
 //! full sink queue blocks this thread (back-pressure reaches the sources, whose full policy
 //! then applies and counts).
 
+use crate::cache::{Cache, SNAPSHOT_EVERY};
 use crate::metrics::{Histogram, Shared};
 use crate::names::Names;
 use crate::publish::Publisher;
@@ -133,6 +134,8 @@ struct Open {
     since: Instant,
     /// `recv_time` of each pending row, for the receive-to-flush histogram.
     recv: Vec<i64>,
+    /// Rows appended since the cache last got a copy.
+    dirty: bool,
 }
 
 /// Capacity of the queue between the publish and the columnarize stage, in records.
@@ -169,6 +172,7 @@ impl Pipeline {
         flush: FlushConfig,
         sinks: &[SinkRunner],
         counters: Arc<PipelineCounters>,
+        cache: Option<Arc<Cache>>,
     ) -> Self {
         let (col_tx, col_rx) = crossbeam_channel::bounded(STAGE_QUEUE);
         let columnarizer = Columnarizer {
@@ -180,6 +184,7 @@ impl Pipeline {
             seq: 0,
             counters: counters.clone(),
             hist: Histogram::default(),
+            cache,
         };
         Pipeline {
             rx,
@@ -302,6 +307,8 @@ struct Columnarizer {
     seq: u64,
     counters: Arc<PipelineCounters>,
     hist: Histogram,
+    /// The query cache: every flushed batch, and copies of the open ones.
+    cache: Option<Arc<Cache>>,
 }
 
 impl Columnarizer {
@@ -318,6 +325,7 @@ impl Columnarizer {
             builder: BatchBuilder::new(kind, 1024),
             since: Instant::now(),
             recv: Vec::new(),
+            dirty: false,
         });
         if open.builder.is_empty() {
             open.since = Instant::now();
@@ -326,6 +334,7 @@ impl Columnarizer {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         } else {
             open.recv.push(h.recv_time);
+            open.dirty = true;
         }
         if open.builder.len() >= self.flush.max_rows {
             self.flush_key(key);
@@ -349,6 +358,16 @@ impl Columnarizer {
                     seq: self.seq,
                     data: Arc::new(batch),
                 };
+                open.dirty = false;
+                if let Some(c) = &self.cache {
+                    c.insert(
+                        key.kind,
+                        key.market,
+                        key.day,
+                        b.data.clone(),
+                        crate::clock::now_ns(),
+                    );
+                }
                 for tx in &self.sinks {
                     // Blocks while the sink's queue is full: back-pressure, not loss.
                     if tx.send(b.clone()).is_err() {
@@ -386,8 +405,25 @@ impl Columnarizer {
         }
     }
 
+    /// Gives the cache a copy of every open batch with new rows.
+    fn snapshot_open(&mut self) {
+        let Some(cache) = &self.cache else { return };
+        for (key, open) in self.open.iter_mut().filter(|(_, o)| o.dirty) {
+            open.dirty = false;
+            match open.builder.snapshot() {
+                Ok(b) => cache.set_open(key.kind, key.market, key.day, b),
+                Err(e) => {
+                    eprintln!("tickwire: cache snapshot {:?}: {e}", key.kind);
+                    self.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     fn run(mut self) {
-        let tick = (self.flush.max_age / 4).max(Duration::from_millis(1));
+        let tick = (self.flush.max_age / 4)
+            .min(SNAPSHOT_EVERY)
+            .max(Duration::from_millis(1));
         let mut last = Instant::now();
         loop {
             match self.rx.recv_timeout(tick) {
@@ -405,6 +441,7 @@ impl Columnarizer {
             }
             if last.elapsed() >= tick {
                 self.flush_aged(false);
+                self.snapshot_open();
                 self.counters.recv_to_flush.publish(&self.hist);
                 last = Instant::now();
             }

@@ -2,10 +2,13 @@
 //! the stats line, the HTTP endpoints and a clean stop. `tickwire demo` and `tickwire run` are
 //! two ways to fill in [`Settings`].
 
+use crate::cache::{Cache, CacheConfig};
 use crate::http::{self, Health};
 use crate::pipeline::{FlushConfig, Pipeline, PipelineCounters, SinkRunner};
 use crate::publish::{PubConfig, PubCounters, Publisher};
+use crate::query::{Api, ReadStore};
 use crate::queue::{FullPolicy, QueueCounters};
+use crate::readthrough::PgReader;
 use crate::sim::market::SymbolSpec;
 use crate::sim::{Faults, SimConfig, SimCounters, SimServer};
 use crate::source::{self, SourceConfig};
@@ -49,8 +52,12 @@ pub struct Settings {
     pub queue: usize,
     /// Full policy of the source queue.
     pub full: FullPolicy,
-    /// HTTP address for /health and /metrics.
+    /// HTTP address for /health, /metrics and the query API (`/v1/...`).
     pub http: Option<String>,
+    /// The Arrow cache behind the query API (used when `http` is set).
+    pub cache: CacheConfig,
+    /// Where the query API reads what is older than the cache: a PostgreSQL URL and schema.
+    pub read_through: Option<(String, String)>,
     /// Seconds between stats lines (0: none).
     pub stats_secs: u64,
     /// Wait for this many ZMQ subscribers before starting.
@@ -72,6 +79,8 @@ pub struct Counters {
     pub sinks: Vec<(&'static str, Arc<tickwire_sinks::SinkCounters>)>,
     /// Simulators (when in-process).
     pub sims: Vec<Arc<SimCounters>>,
+    /// The query cache (when the HTTP API runs).
+    pub cache: Option<Arc<crate::cache::CacheCounters>>,
 }
 
 impl Counters {
@@ -171,6 +180,21 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         }
         None => None,
     };
+    let cache = s
+        .http
+        .is_some()
+        .then(|| Arc::new(Cache::new(s.cache, crate::clock::now_ns())));
+    counters.cache = cache.as_ref().map(|c| c.counters());
+    let api = cache.as_ref().map(|c| {
+        Arc::new(Api {
+            cache: c.clone(),
+            symbols: symbols.clone(),
+            store: s
+                .read_through
+                .as_ref()
+                .map(|(url, schema)| ReadStore::Postgres(PgReader::new(url, schema))),
+        })
+    });
     let (tx, rx) = crossbeam_channel::bounded(s.queue);
     let pipeline = Pipeline::new(
         rx.clone(),
@@ -179,6 +203,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         s.flush,
         &sinks,
         counters.pipeline.clone(),
+        cache,
     );
     let pipe = std::thread::Builder::new()
         .name("pipeline".into())
@@ -186,6 +211,16 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
 
     let t0 = Instant::now();
     let health = Arc::new(Health::default());
+    let http_rt = match &s.http {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("http")
+                .enable_all()
+                .build()?,
+        ),
+        None => None,
+    };
     let counters = rt.block_on(async {
         // Inputs.
         let mut sims = Vec::new();
@@ -234,13 +269,19 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             )));
         }
         drop(tx);
-        let http_task = match &s.http {
-            Some(addr) => Some(
-                http::serve(addr, counters.clone(), health.clone(), t0)
-                    .await
-                    .context("http")?,
-            ),
-            None => None,
+        // The HTTP server runs on its own runtime thread: a heavy query never holds up the
+        // source tasks on this one.
+        let http_task = match (&s.http, &http_rt) {
+            (Some(addr), Some(hrt)) => {
+                let (done, bound) = tokio::sync::oneshot::channel();
+                let (addr, c, h, api) =
+                    (addr.clone(), counters.clone(), health.clone(), api.clone());
+                hrt.spawn(async move {
+                    let _ = done.send(http::serve(&addr, c, h, t0, api).await);
+                });
+                Some(bound.await.context("http thread")?.context("http")?)
+            }
+            _ => None,
         };
         let stats = (s.stats_secs > 0).then(|| {
             let (c, rx) = (counters.clone(), rx.clone());
@@ -289,6 +330,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         }
         anyhow::Ok(counters)
     })?;
+    if let Some(hrt) = http_rt {
+        // A query still running is abandoned; its connection closes.
+        hrt.shutdown_background();
+    }
     drop(rx);
     pipe.join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;

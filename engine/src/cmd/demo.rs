@@ -9,6 +9,7 @@
 //! `sent` (per kind, by the simulator), `records` (per kind, taken in by the engine), `rows`
 //! (per sink), `published`, `dropped`, `errors`, and the details behind them.
 
+use crate::cache::CacheConfig;
 use crate::pipeline::FlushConfig;
 use crate::publish::{Encoding, PubConfig};
 use crate::queue::FullPolicy;
@@ -72,6 +73,12 @@ pub struct Args {
     /// PostgreSQL schema for `--postgres`.
     #[arg(long, default_value = "public")]
     pub postgres_schema: String,
+    /// Seconds of received data the query cache keeps (with --http).
+    #[arg(long, default_value_t = 3600)]
+    pub cache_window_secs: u64,
+    /// MiB of Arrow data the query cache may hold (with --http).
+    #[arg(long, default_value_t = 512)]
+    pub cache_mb: usize,
     /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
@@ -125,6 +132,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         queue: args.queue,
         full: FullPolicy::default(),
         http: args.http.clone(),
+        cache: CacheConfig {
+            window: Duration::from_secs(args.cache_window_secs),
+            budget_bytes: args.cache_mb << 20,
+        },
+        read_through: args
+            .postgres
+            .as_ref()
+            .map(|u| (u.clone(), args.postgres_schema.clone())),
         stats_secs: args.stats_secs,
         wait_subscribers: args.wait_subscribers,
         duration: Some(Duration::from_secs(args.duration)),

@@ -1,0 +1,838 @@
+//! The query API over the Arrow L2 cache, with read-through to a store.
+//!
+//! - `GET /v1/<kind>?market=&symbol=&from=&to=&limit=&format=`: rows of one record kind
+//!   received in `[from, to)`, newest first, at most `limit` (default 1000). Arrow IPC stream
+//!   when the client accepts `application/vnd.apache.arrow.stream` (or `format=arrow`), CSV
+//!   for `text/csv` (or `format=csv`), JSON lines otherwise: the decode JSON's columns, with
+//!   decimals as exact strings at scale 8 and times as integers (µs; `recv_time` ns).
+//! - `GET /v1/candles?market=&symbol=&interval=1s|1m|5m|1h&from=&to=`: OHLCV by trade time
+//!   from the trades, exact decimals (VWAP truncated at scale 8), JSON lines.
+//! - `GET /v1/book?market=&symbol=&depth=N`: the newest partial-depth snapshot of the symbol
+//!   (top N levels each side), JSON.
+//!
+//! Times (`from`, `to`) are milliseconds since the epoch or RFC 3339 UTC
+//! (`2026-11-30T12:00:00Z`, fractions allowed). Rows are selected by receive time.
+//!
+//! Read-through: the cache holds every row received since its coverage point (engine start,
+//! or the newest evicted row); when `from` lies before it and a store is configured, the
+//! older part comes from the store (`recv_time < coverage`) and the newer from the cache
+//! (`recv_time >= coverage`): disjoint, so nothing twice. The `X-Tickwire-Tiers` header says
+//! which tiers served (`cache`, `postgres`).
+
+use crate::cache::{Cache, CacheCounters};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Decimal128Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
+    TimestampNanosecondType,
+};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tickwire_codecs::arrow::schema;
+use tickwire_codecs::record::{Kind, Market};
+
+/// Content type of Arrow IPC streams.
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status line text, e.g. `200 OK`.
+    pub status: &'static str,
+    /// Content type.
+    pub content_type: &'static str,
+    /// Extra headers (`name: value`).
+    pub headers: Vec<String>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    fn error(status: &'static str, msg: impl std::fmt::Display) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            headers: vec![],
+            body: format!("{{\"error\":{}}}\n", json_str(&msg.to_string())).into_bytes(),
+        }
+    }
+    fn bad(msg: impl std::fmt::Display) -> Reply {
+        Reply::error("400 Bad Request", msg)
+    }
+    fn not_found(msg: impl std::fmt::Display) -> Reply {
+        Reply::error("404 Not Found", msg)
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// The query string's parameters, decoded.
+#[derive(Debug, Default)]
+pub struct Params(BTreeMap<String, String>);
+
+impl Params {
+    /// Parses `a=1&b=x%20y`.
+    pub fn parse(q: &str) -> Params {
+        let mut m = BTreeMap::new();
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            m.insert(unescape(k), unescape(v));
+        }
+        Params(m)
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Milliseconds since the epoch, or RFC 3339 UTC; in ns.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return ms
+            .checked_mul(1_000_000)
+            .ok_or_else(|| format!("time {s} out of range"));
+    }
+    let bad = || {
+        format!(
+            "bad time {s:?}: milliseconds since the epoch or RFC 3339 UTC (2026-11-30T12:00:00Z)"
+        )
+    };
+    let s2 = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix("+00:00"))
+        .ok_or_else(bad)?;
+    let (date, time) = s2.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    if d.len() != 3 || t.len() != 3 || frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (y, m, day) = (d[0], d[1], d[2]);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || t[0] > 23 || t[1] > 59 || t[2] > 60 {
+        return Err(bad());
+    }
+    // Howard Hinnant's days_from_civil.
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let frac_ns: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().map_err(|_| bad())?
+    };
+    Ok(((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000) + frac_ns)
+}
+
+/// The output format asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON lines.
+    Json,
+    /// CSV with a header row.
+    Csv,
+    /// Arrow IPC stream.
+    Arrow,
+}
+
+fn format(p: &Params, accept: &str) -> Result<Format, Reply> {
+    match p.get("format") {
+        Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some("arrow") => Ok(Format::Arrow),
+        Some(f) => Err(Reply::bad(format!(
+            "unknown format {f:?}: json, csv or arrow"
+        ))),
+        None if accept.contains(ARROW_STREAM) => Ok(Format::Arrow),
+        None if accept.contains("text/csv") => Ok(Format::Csv),
+        None => Ok(Format::Json),
+    }
+}
+
+/// What every query names: market, symbol and the time range.
+struct Filter {
+    market: Option<Market>,
+    symbol: Option<String>,
+    from: i64,
+    to: i64,
+}
+
+fn filter(
+    p: &Params,
+    symbols: &tickwire_codecs::symbol::SymbolTable,
+    store: bool,
+) -> Result<Filter, Reply> {
+    let market = match p.get("market") {
+        None => None,
+        Some(m) => Some(
+            Market::ALL
+                .iter()
+                .copied()
+                .find(|x| x.as_str() == m)
+                .ok_or_else(|| Reply::bad(format!("unknown market {m:?}: spot or usdm")))?,
+        ),
+    };
+    let symbol = p.get("symbol").map(str::to_ascii_uppercase);
+    if let Some(s) = &symbol {
+        if symbols.get(s).is_none() && !store {
+            return Err(Reply::not_found(format!(
+                "unknown symbol {s:?}: not seen by this engine"
+            )));
+        }
+    }
+    let from = p
+        .get("from")
+        .map(parse_time)
+        .transpose()
+        .map_err(Reply::bad)?
+        .unwrap_or(i64::MIN);
+    let to = p
+        .get("to")
+        .map(parse_time)
+        .transpose()
+        .map_err(Reply::bad)?
+        .unwrap_or(i64::MAX);
+    if from >= to {
+        return Err(Reply::bad(format!(
+            "bad time range: from ({from} ns) is not before to ({to} ns)"
+        )));
+    }
+    Ok(Filter {
+        market,
+        symbol,
+        from,
+        to,
+    })
+}
+
+/// The read-through store.
+pub enum ReadStore {
+    /// PostgreSQL tables written by the postgres sink.
+    Postgres(crate::readthrough::PgReader),
+}
+
+impl std::fmt::Debug for ReadStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl ReadStore {
+    fn name(&self) -> &'static str {
+        match self {
+            ReadStore::Postgres(_) => "postgres",
+        }
+    }
+    async fn fetch(
+        &self,
+        kind: Kind,
+        f: &Filter,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordBatch>, String> {
+        match self {
+            ReadStore::Postgres(r) => {
+                r.fetch(kind, f.market, f.symbol.as_deref(), f.from, to, limit)
+                    .await
+            }
+        }
+    }
+}
+
+/// Everything the API reads.
+#[derive(Debug)]
+pub struct Api {
+    /// The cache.
+    pub cache: Arc<Cache>,
+    /// Symbols the engine has seen.
+    pub symbols: Arc<tickwire_codecs::symbol::SymbolTable>,
+    /// The store behind the cache, if any.
+    pub store: Option<ReadStore>,
+}
+
+/// Rows newest first by receive time (ties: later position first), at most `limit`, as one
+/// batch of `kind`'s schema.
+fn newest_first(kind: Kind, batches: &[RecordBatch], limit: usize) -> Result<RecordBatch, String> {
+    let mut idx: Vec<(i64, usize, usize)> = Vec::new();
+    for (bi, b) in batches.iter().enumerate() {
+        let Some(recv) = b
+            .column_by_name("recv_time")
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        else {
+            return Err("a batch without recv_time".into());
+        };
+        idx.extend(recv.values().iter().enumerate().map(|(r, &t)| (t, bi, r)));
+    }
+    let take = limit.min(idx.len());
+    if take == 0 {
+        return Ok(RecordBatch::new_empty(schema(kind)));
+    }
+    let newest = |x: &(i64, usize, usize), y: &(i64, usize, usize)| y.cmp(x);
+    if take < idx.len() {
+        idx.select_nth_unstable_by(take - 1, newest);
+        idx.truncate(take);
+    }
+    idx.sort_unstable_by(newest);
+    let pick: Vec<(usize, usize)> = idx.iter().map(|&(_, b, r)| (b, r)).collect();
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    arrow_select::interleave::interleave_record_batch(&refs, &pick).map_err(|e| e.to_string())
+}
+
+impl Api {
+    /// Answers `GET path?query` with the request's `Accept` header.
+    pub async fn handle(&self, path: &str, query: &str, accept: &str) -> Reply {
+        let p = Params::parse(query);
+        let what = path.trim_start_matches("/v1/");
+        match what {
+            "candles" => self.candles(&p).await,
+            "book" => self.book(&p),
+            k => match Kind::ALL.iter().copied().find(|x| x.as_str() == k) {
+                Some(kind) => self.rows(kind, &p, accept).await,
+                None => Reply::not_found(format!(
+                    "unknown kind {k:?}: one of {}, or candles, book",
+                    Kind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            },
+        }
+    }
+
+    fn counters(&self) -> Arc<CacheCounters> {
+        self.cache.counters()
+    }
+
+    /// Cache rows in `[from, to)`, plus, when `from` is before the cache's coverage, store
+    /// rows in `[from, coverage)`. Returns (batches: store part first, tiers).
+    async fn gather(
+        &self,
+        kind: Kind,
+        f: &Filter,
+        limit: usize,
+    ) -> Result<(Vec<RecordBatch>, Vec<&'static str>), Reply> {
+        let probe = self
+            .cache
+            .scan(kind, f.market, f.symbol.as_deref(), f.to, f.to);
+        let covered = probe.covered_from;
+        let use_store = self.store.is_some() && f.from < covered;
+        let cache_from = if use_store { covered } else { f.from };
+        let scan = self
+            .cache
+            .scan(kind, f.market, f.symbol.as_deref(), cache_from, f.to);
+        let cached: usize = scan.batches.iter().map(|b| b.num_rows()).sum();
+        let mut tiers = Vec::new();
+        let mut batches = Vec::new();
+        if use_store && cached < limit {
+            let store = self.store.as_ref().map(|s| (s.name(), s));
+            if let Some((name, s)) = store {
+                let older = s
+                    .fetch(kind, f, covered.min(f.to), limit - cached)
+                    .await
+                    .map_err(|e| Reply::error("502 Bad Gateway", format!("{name}: {e}")))?;
+                batches.extend(older);
+                tiers.push(name);
+            }
+        }
+        if cached > 0 || tiers.is_empty() {
+            tiers.push("cache");
+        }
+        let c = self.counters();
+        match (tiers.contains(&"cache"), tiers.len()) {
+            (true, 1) => c.hits.fetch_add(1, Ordering::Relaxed),
+            (true, _) => c.partial_hits.fetch_add(1, Ordering::Relaxed),
+            _ => c.misses.fetch_add(1, Ordering::Relaxed),
+        };
+        batches.extend(scan.batches);
+        Ok((batches, tiers))
+    }
+
+    async fn rows(&self, kind: Kind, p: &Params, accept: &str) -> Reply {
+        let fmt = match format(p, accept) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let f = match filter(p, &self.symbols, self.store.is_some()) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let limit = match p.get("limit").map(str::parse::<usize>) {
+            None => 1000,
+            Some(Ok(n)) if (1..=1_000_000).contains(&n) => n,
+            Some(_) => return Reply::bad("limit must be 1..=1000000"),
+        };
+        let (batches, tiers) = match self.gather(kind, &f, limit).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let out = match newest_first(kind, &batches, limit) {
+            Ok(b) => b,
+            Err(e) => return Reply::error("500 Internal Server Error", e),
+        };
+        let tiers = format!("X-Tickwire-Tiers: {}", tiers.join(","));
+        let rows = format!("X-Tickwire-Rows: {}", out.num_rows());
+        let (content_type, body) = match fmt {
+            Format::Json => ("application/x-ndjson", json_lines(kind, &out)),
+            Format::Csv => ("text/csv", csv(&out)),
+            Format::Arrow => match arrow_ipc(&out) {
+                Ok(b) => (ARROW_STREAM, b),
+                Err(e) => return Reply::error("500 Internal Server Error", e),
+            },
+        };
+        Reply {
+            status: "200 OK",
+            content_type,
+            headers: vec![tiers, rows],
+            body,
+        }
+    }
+
+    async fn candles(&self, p: &Params) -> Reply {
+        let f = match filter(p, &self.symbols, self.store.is_some()) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let interval_us: i64 = match p.get("interval").unwrap_or("1m") {
+            "1s" => 1_000_000,
+            "1m" => 60_000_000,
+            "5m" => 300_000_000,
+            "1h" => 3_600_000_000,
+            i => return Reply::bad(format!("unknown interval {i:?}: 1s, 1m, 5m or 1h")),
+        };
+        // Trades are selected by trade time; those received up to a minute after `to` or
+        // before `from` may still fall inside it.
+        let wide = Filter {
+            from: f.from.saturating_sub(60_000_000_000),
+            to: f.to.saturating_add(60_000_000_000),
+            market: f.market,
+            symbol: f.symbol.clone(),
+        };
+        let (batches, tiers) = match self.gather(Kind::Trade, &wide, usize::MAX).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let (from_us, to_us) = (f.from.div_euclid(1000), f.to.div_euclid(1000));
+        let mut buckets: BTreeMap<(String, String, i64), Candle> = BTreeMap::new();
+        for b in &batches {
+            let col = |n: &str| b.column_by_name(n).cloned();
+            let (Some(m), Some(s), Some(id), Some(pr), Some(q), Some(tt)) = (
+                col("market"),
+                col("symbol"),
+                col("trade_id"),
+                col("price"),
+                col("qty"),
+                col("trade_time"),
+            ) else {
+                continue;
+            };
+            let (ms, ss) = (&m, &s);
+            let (id, pr, q) = (
+                id.as_primitive::<Int64Type>(),
+                pr.as_primitive::<Decimal128Type>(),
+                q.as_primitive::<Decimal128Type>(),
+            );
+            let tt = tt.as_primitive::<TimestampMicrosecondType>();
+            for r in 0..b.num_rows() {
+                let t = tt.value(r);
+                if t < from_us || t >= to_us {
+                    continue;
+                }
+                let start = t.div_euclid(interval_us) * interval_us;
+                let key = (
+                    string_at(ms, r).to_string(),
+                    string_at(ss, r).to_string(),
+                    start,
+                );
+                buckets
+                    .entry(key)
+                    .or_default()
+                    .add((t, id.value(r)), pr.value(r), q.value(r));
+            }
+        }
+        let mut body = String::new();
+        for ((m, s, start), c) in &buckets {
+            let vwap = if c.volume == 0 { 0 } else { c.quote / c.volume };
+            let _ = writeln!(
+                body,
+                "{{\"market\":\"{m}\",\"symbol\":{},\"interval\":\"{}\",\"open_time\":{start},\"open\":\"{}\",\"high\":\"{}\",\"low\":\"{}\",\"close\":\"{}\",\"volume\":\"{}\",\"quote_volume\":\"{}\",\"trades\":{},\"vwap\":\"{}\"}}",
+                json_str(s),
+                p.get("interval").unwrap_or("1m"),
+                scaled(c.open.1, 8),
+                scaled(c.high, 8),
+                scaled(c.low, 8),
+                scaled(c.close.1, 8),
+                scaled(c.volume, 8),
+                scaled(c.quote, 16),
+                c.trades,
+                scaled(vwap, 8),
+            );
+        }
+        Reply {
+            status: "200 OK",
+            content_type: "application/x-ndjson",
+            headers: vec![format!("X-Tickwire-Tiers: {}", tiers.join(","))],
+            body: body.into_bytes(),
+        }
+    }
+
+    fn book(&self, p: &Params) -> Reply {
+        let Some(symbol) = p.get("symbol").map(str::to_ascii_uppercase) else {
+            return Reply::bad("symbol is required");
+        };
+        let f = match filter(p, &self.symbols, false) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let depth = match p.get("depth").map(str::parse::<usize>) {
+            None => 20,
+            Some(Ok(n)) if n > 0 => n,
+            Some(_) => return Reply::bad("depth must be a positive integer"),
+        };
+        let scan = self.cache.scan(
+            Kind::DepthSnapshot,
+            f.market,
+            Some(&symbol),
+            i64::MIN,
+            i64::MAX,
+        );
+        let Some(b) = scan.batches.iter().rev().find(|b| b.num_rows() > 0) else {
+            self.counters().misses.fetch_add(1, Ordering::Relaxed);
+            return Reply::not_found(format!("no book for {symbol} yet"));
+        };
+        self.counters().hits.fetch_add(1, Ordering::Relaxed);
+        let r = b.num_rows() - 1;
+        let mut o = String::from("{");
+        for name in ["market", "symbol"] {
+            if let Some(c) = b.column_by_name(name) {
+                let _ = write!(o, "\"{name}\":{},", json_str(string_at(c, r)));
+            }
+        }
+        for name in ["last_update_id", "recv_time", "event_time"] {
+            if let Some(c) = b.column_by_name(name) {
+                let _ = write!(o, "\"{name}\":");
+                value(&mut o, c, r);
+                o.push(',');
+            }
+        }
+        for (i, name) in ["bids", "asks"].iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let _ = write!(o, "\"{name}\":");
+            match b.column_by_name(name) {
+                Some(c) => levels(&mut o, c, r, depth),
+                None => o.push_str("[]"),
+            }
+        }
+        o.push_str("}\n");
+        Reply {
+            status: "200 OK",
+            content_type: "application/json",
+            headers: vec!["X-Tickwire-Book-Source: depth_snapshot".into()],
+            body: o.into_bytes(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Candle {
+    open: ((i64, i64), i128),
+    close: ((i64, i64), i128),
+    high: i128,
+    low: i128,
+    volume: i128,
+    quote: i128,
+    trades: u64,
+}
+
+impl Candle {
+    fn add(&mut self, at: (i64, i64), price: i128, qty: i128) {
+        if self.trades == 0 {
+            self.open = (at, price);
+            self.close = (at, price);
+            self.high = price;
+            self.low = price;
+        } else {
+            if at < self.open.0 {
+                self.open = (at, price);
+            }
+            if at >= self.close.0 {
+                self.close = (at, price);
+            }
+            self.high = self.high.max(price);
+            self.low = self.low.min(price);
+        }
+        self.volume += qty;
+        self.quote += price * qty;
+        self.trades += 1;
+    }
+}
+
+/// `raw × 10^-scale` as exact decimal text with `scale` places.
+pub fn scaled(raw: i128, scale: u32) -> String {
+    let p = 10u128.pow(scale);
+    let a = raw.unsigned_abs();
+    let sign = if raw < 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{a}");
+    }
+    format!("{sign}{}.{:0w$}", a / p, a % p, w = scale as usize)
+}
+
+/// Row `i` of a text column (plain or dictionary); `""` for null or another type.
+fn string_at(a: &ArrayRef, i: usize) -> &str {
+    if a.is_null(i) {
+        return "";
+    }
+    match a.data_type() {
+        DataType::Utf8 => a.as_string::<i32>().value(i),
+        DataType::Dictionary(k, _) => match **k {
+            DataType::Int8 => {
+                let d = a.as_dictionary::<Int8Type>();
+                d.values()
+                    .as_string_opt::<i32>()
+                    .map_or("", |v| v.value(d.keys().value(i) as usize))
+            }
+            DataType::Int32 => {
+                let d = a.as_dictionary::<Int32Type>();
+                d.values()
+                    .as_string_opt::<i32>()
+                    .map_or("", |v| v.value(d.keys().value(i) as usize))
+            }
+            _ => "",
+        },
+        _ => "",
+    }
+}
+
+/// Appends the JSON value of row `r` of `a`.
+fn value(o: &mut String, a: &ArrayRef, r: usize) {
+    if a.is_null(r) {
+        o.push_str("null");
+        return;
+    }
+    match a.data_type() {
+        DataType::Int64 => {
+            let _ = write!(o, "{}", a.as_primitive::<Int64Type>().value(r));
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let _ = write!(
+                o,
+                "{}",
+                a.as_primitive::<TimestampMicrosecondType>().value(r)
+            );
+        }
+        DataType::Timestamp(_, _) => {
+            let _ = write!(
+                o,
+                "{}",
+                a.as_primitive::<TimestampNanosecondType>().value(r)
+            );
+        }
+        DataType::Boolean => o.push_str(if a.as_boolean().value(r) {
+            "true"
+        } else {
+            "false"
+        }),
+        DataType::Decimal128(_, s) => {
+            let _ = write!(
+                o,
+                "\"{}\"",
+                scaled(a.as_primitive::<Decimal128Type>().value(r), *s as u32)
+            );
+        }
+        DataType::List(_) => levels(o, a, r, usize::MAX),
+        _ => o.push_str(&json_str(string_at(a, r))),
+    }
+}
+
+/// Appends `[["p","q"],...]`, at most `n` levels.
+fn levels(o: &mut String, a: &ArrayRef, r: usize, n: usize) {
+    let list = a.as_list::<i32>();
+    let offs = list.value_offsets();
+    let st = list.values().as_struct();
+    let (p, q) = (
+        st.column(0).as_primitive::<Decimal128Type>(),
+        st.column(1).as_primitive::<Decimal128Type>(),
+    );
+    o.push('[');
+    let (lo, hi) = (offs[r] as usize, offs[r + 1] as usize);
+    for (k, i) in (lo..hi).take(n).enumerate() {
+        if k > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "[\"{}\",\"{}\"]",
+            scaled(p.value(i), 8),
+            scaled(q.value(i), 8)
+        );
+    }
+    o.push(']');
+}
+
+/// JSON lines: `{"kind":..., <column>: <value>, ...}` per row.
+pub fn json_lines(kind: Kind, b: &RecordBatch) -> Vec<u8> {
+    let schema = b.schema();
+    let mut o = String::with_capacity(b.num_rows() * 200);
+    for r in 0..b.num_rows() {
+        let _ = write!(o, "{{\"kind\":\"{}\"", kind.as_str());
+        for (f, c) in schema.fields().iter().zip(b.columns()) {
+            let _ = write!(o, ",\"{}\":", f.name());
+            value(&mut o, c, r);
+        }
+        o.push_str("}\n");
+    }
+    o.into_bytes()
+}
+
+/// CSV with a header row; levels as their JSON text, quoted.
+pub fn csv(b: &RecordBatch) -> Vec<u8> {
+    let schema = b.schema();
+    let mut o = String::new();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    o.push_str(&names.join(","));
+    o.push('\n');
+    let mut cell = String::new();
+    for r in 0..b.num_rows() {
+        for (i, c) in b.columns().iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            if c.is_null(r) {
+                continue;
+            }
+            cell.clear();
+            value(&mut cell, c, r);
+            let plain = cell.trim_matches('"');
+            if plain.contains([',', '"', '\n']) {
+                let _ = write!(o, "\"{}\"", cell.replace('"', "\"\""));
+            } else {
+                o.push_str(plain);
+            }
+        }
+        o.push('\n');
+    }
+    o.into_bytes()
+}
+
+/// An Arrow IPC stream of `b`.
+pub fn arrow_ipc(b: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &b.schema())
+        .map_err(|e| e.to_string())?;
+    w.write(b).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())?;
+    drop(w);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_ms_or_rfc3339() {
+        assert_eq!(parse_time("1700000000000"), Ok(1_700_000_000_000_000_000));
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z"),
+            Ok(1_700_000_000_000_000_000)
+        );
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.5Z"),
+            Ok(1_700_000_000_500_000_000)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:00+00:00"), Ok(0));
+        for bad in [
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14T22:13:20",
+            "2023-11-14",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn decimals_print_exactly() {
+        assert_eq!(scaled(150_000_000, 8), "1.50000000");
+        assert_eq!(scaled(-1, 8), "-0.00000001");
+        assert_eq!(scaled(12_345, 16), "0.0000000000012345");
+    }
+
+    #[test]
+    fn query_strings_unescape() {
+        let p = Params::parse("symbol=btc%55sdt&from=&x=a+b");
+        assert_eq!(p.get("symbol"), Some("btcUsdt"));
+        assert_eq!(p.get("from"), None);
+        assert_eq!(p.get("x"), Some("a b"));
+    }
+
+    #[test]
+    fn candles_open_and_close_follow_trade_time() {
+        let mut c = Candle::default();
+        c.add((20, 2), 300, 1);
+        c.add((10, 1), 100, 2);
+        c.add((30, 3), 200, 3);
+        assert_eq!(
+            (c.open.1, c.close.1, c.high, c.low, c.volume, c.trades),
+            (100, 200, 300, 100, 6, 3)
+        );
+        assert_eq!(c.quote, 300 + 200 + 600);
+    }
+}
