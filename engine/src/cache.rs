@@ -195,6 +195,43 @@ impl Cache {
             .insert((kind, market, day), Arc::new(batch));
     }
 
+    /// The receive time (ns) from which the cache holds every row of `kind` (and `market`).
+    pub fn covered_from(&self, kind: Kind, market: Option<Market>) -> i64 {
+        let g = self.read();
+        Market::ALL
+            .iter()
+            .filter(|m| market.is_none_or(|x| x == **m))
+            .map(|m| {
+                g.covered_from
+                    .get(&(kind, *m))
+                    .copied()
+                    .unwrap_or(i64::MIN)
+                    .max(self.started_ns)
+            })
+            .max()
+            .unwrap_or(self.started_ns)
+    }
+
+    /// The batches of `kind` (and `market`) that may hold rows received at or after
+    /// `from_ns`, unfiltered (flushed ones oldest first, then the open ones).
+    pub fn raw(&self, kind: Kind, market: Option<Market>, from_ns: i64) -> Vec<Arc<RecordBatch>> {
+        let g = self.read();
+        let mine = |k: Kind, m: Market| k == kind && market.is_none_or(|x| x == m);
+        let mut v: Vec<Arc<RecordBatch>> = g
+            .flushed
+            .iter()
+            .filter(|e| mine(e.kind, e.market) && e.max_recv >= from_ns)
+            .map(|e| e.batch.clone())
+            .collect();
+        v.extend(
+            g.open
+                .iter()
+                .filter(|((k, m, _), _)| mine(*k, *m))
+                .map(|(_, b)| b.clone()),
+        );
+        v
+    }
+
     /// Rows of `kind` (and `market`, `symbol` when given) received in `[from_ns, to_ns)`.
     pub fn scan(
         &self,
@@ -204,41 +241,66 @@ impl Cache {
         from_ns: i64,
         to_ns: i64,
     ) -> Scan {
-        let (batches, covered_from) = {
+        self.scan_newest(kind, market, symbol, from_ns, to_ns, usize::MAX)
+    }
+
+    /// As [`Cache::scan`], but only as many batches as it takes to hold the `limit` newest
+    /// matching rows: batches are visited newest first and the visit stops at the first batch
+    /// whose newest row is older than the `limit`-th newest row found so far.
+    pub fn scan_newest(
+        &self,
+        kind: Kind,
+        market: Option<Market>,
+        symbol: Option<&str>,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Scan {
+        let covered_from = self.covered_from(kind, market);
+        let mut cands: Vec<(i64, Arc<RecordBatch>)> = {
             let g = self.read();
             let mine = |k: Kind, m: Market| k == kind && market.is_none_or(|x| x == m);
-            let mut v: Vec<Arc<RecordBatch>> = g
+            let mut v: Vec<(i64, Arc<RecordBatch>)> = g
                 .flushed
                 .iter()
                 .filter(|e| mine(e.kind, e.market) && e.max_recv >= from_ns)
-                .map(|e| e.batch.clone())
+                .map(|e| (e.max_recv, e.batch.clone()))
                 .collect();
-            let mut open: Vec<(i32, Arc<RecordBatch>)> = g
-                .open
-                .iter()
-                .filter(|((k, m, _), _)| mine(*k, *m))
-                .map(|((_, _, day), b)| (*day, b.clone()))
-                .collect();
-            open.sort_by_key(|(day, _)| *day);
-            v.extend(open.into_iter().map(|(_, b)| b));
-            let covered = Market::ALL
-                .iter()
-                .filter(|m| market.is_none_or(|x| x == **m))
-                .map(|m| {
-                    g.covered_from
-                        .get(&(kind, *m))
-                        .copied()
-                        .unwrap_or(i64::MIN)
-                        .max(self.started_ns)
-                })
-                .max()
-                .unwrap_or(self.started_ns);
-            (v, covered)
+            v.extend(
+                g.open
+                    .iter()
+                    .filter(|((k, m, _), _)| mine(*k, *m))
+                    .map(|(_, b)| (max_recv(b), b.clone())),
+            );
+            v
         };
-        let batches = batches
-            .iter()
-            .filter_map(|b| select(b, symbol, from_ns, to_ns))
-            .collect();
+        cands.sort_by_key(|c| std::cmp::Reverse(c.0));
+        let mut batches = Vec::new();
+        let (mut rows, mut threshold) = (0usize, None::<i64>);
+        for (newest, b) in &cands {
+            if threshold.is_some_and(|t| *newest < t) {
+                break;
+            }
+            if let Some(sel) = select(b, symbol, from_ns, to_ns) {
+                rows += sel.num_rows();
+                batches.push(sel);
+                if threshold.is_none() && rows >= limit {
+                    let mut recv: Vec<i64> = batches
+                        .iter()
+                        .filter_map(|b| {
+                            b.column_by_name("recv_time")?
+                                .as_primitive_opt::<TimestampNanosecondType>()
+                                .map(|a| a.values().to_vec())
+                        })
+                        .flatten()
+                        .collect();
+                    let k = limit - 1;
+                    recv.select_nth_unstable_by(k, |a, b| b.cmp(a));
+                    threshold = Some(recv[k]);
+                }
+            }
+        }
+        batches.reverse();
         Scan {
             batches,
             covered_from,
@@ -359,6 +421,39 @@ mod tests {
             rows(&c.scan(Kind::Trade, None, None, i64::MIN, i64::MAX)),
             4
         );
+    }
+
+    #[test]
+    fn the_newest_rows_are_found_without_visiting_every_batch() {
+        let c = Cache::new(CacheConfig::default(), 0);
+        // Two markets whose batches overlap in time.
+        for (i, m) in [(0i64, Market::Spot), (1, Market::Usdm)] {
+            for k in 0..5i64 {
+                let base = k * 100 + i * 50;
+                c.insert(
+                    Kind::Trade,
+                    m,
+                    0,
+                    Arc::new(trades(&[("A", base), ("B", base + 10), ("A", base + 60)])),
+                    1000,
+                );
+            }
+        }
+        let s = c.scan_newest(Kind::Trade, None, Some("A"), i64::MIN, i64::MAX, 3);
+        let mut recv: Vec<i64> = s
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("recv_time")
+                    .expect("recv_time")
+                    .as_primitive::<TimestampNanosecondType>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        recv.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(&recv[..3], &[510, 460, 450], "the three newest A rows");
+        assert!(s.batches.len() < 10, "stopped early: {}", s.batches.len());
     }
 
     #[test]

@@ -358,6 +358,16 @@ impl Api {
         self.cache.counters()
     }
 
+    /// Counts a query as a hit (cache alone), partial hit (store and cache) or miss.
+    fn tally(&self, tiers: &[&str]) {
+        let c = self.counters();
+        match (tiers.contains(&"cache"), tiers.len()) {
+            (true, 1) => c.hits.fetch_add(1, Ordering::Relaxed),
+            (true, _) => c.partial_hits.fetch_add(1, Ordering::Relaxed),
+            _ => c.misses.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
     /// Cache rows in `[from, to)`, plus, when `from` is before the cache's coverage, store
     /// rows in `[from, coverage)`. Returns (batches: store part first, tiers).
     async fn gather(
@@ -366,15 +376,12 @@ impl Api {
         f: &Filter,
         limit: usize,
     ) -> Result<(Vec<RecordBatch>, Vec<&'static str>), Reply> {
-        let probe = self
-            .cache
-            .scan(kind, f.market, f.symbol.as_deref(), f.to, f.to);
-        let covered = probe.covered_from;
+        let covered = self.cache.covered_from(kind, f.market);
         let use_store = self.store.is_some() && f.from < covered;
         let cache_from = if use_store { covered } else { f.from };
-        let scan = self
-            .cache
-            .scan(kind, f.market, f.symbol.as_deref(), cache_from, f.to);
+        let scan =
+            self.cache
+                .scan_newest(kind, f.market, f.symbol.as_deref(), cache_from, f.to, limit);
         let cached: usize = scan.batches.iter().map(|b| b.num_rows()).sum();
         let mut tiers = Vec::new();
         let mut batches = Vec::new();
@@ -392,12 +399,7 @@ impl Api {
         if cached > 0 || tiers.is_empty() {
             tiers.push("cache");
         }
-        let c = self.counters();
-        match (tiers.contains(&"cache"), tiers.len()) {
-            (true, 1) => c.hits.fetch_add(1, Ordering::Relaxed),
-            (true, _) => c.partial_hits.fetch_add(1, Ordering::Relaxed),
-            _ => c.misses.fetch_add(1, Ordering::Relaxed),
-        };
+        self.tally(&tiers);
         batches.extend(scan.batches);
         Ok((batches, tiers))
     }
@@ -462,46 +464,99 @@ impl Api {
             market: f.market,
             symbol: f.symbol.clone(),
         };
-        let (batches, tiers) = match self.gather(Kind::Trade, &wide, usize::MAX).await {
-            Ok(x) => x,
-            Err(r) => return r,
+        // The store's part (already filtered), then the cache's batches as they are: the
+        // aggregation filters inline, without copying rows.
+        let covered = self.cache.covered_from(Kind::Trade, f.market);
+        let mut tiers = Vec::new();
+        let mut parts: Vec<(Arc<RecordBatch>, i64)> = Vec::new();
+        let cache_from = match &self.store {
+            Some(store) if wide.from < covered => {
+                match store
+                    .fetch(Kind::Trade, &wide, covered.min(wide.to), usize::MAX)
+                    .await
+                {
+                    Ok(older) => parts.extend(older.into_iter().map(|b| (Arc::new(b), i64::MIN))),
+                    Err(e) => {
+                        return Reply::error("502 Bad Gateway", format!("{}: {e}", store.name()))
+                    }
+                }
+                tiers.push(store.name());
+                covered
+            }
+            _ => wide.from,
         };
+        let cached = self.cache.raw(Kind::Trade, f.market, cache_from);
+        if !cached.is_empty() || tiers.is_empty() {
+            tiers.push("cache");
+        }
+        self.tally(&tiers);
+        parts.extend(cached.into_iter().map(|b| (b, cache_from)));
         let (from_us, to_us) = (f.from.div_euclid(1000), f.to.div_euclid(1000));
         let mut buckets: BTreeMap<(String, String, i64), Candle> = BTreeMap::new();
-        for b in &batches {
+        let mut local: rustc_hash::FxHashMap<(i32, i32, i64), Candle> = Default::default();
+        for (b, recv_from) in &parts {
             let col = |n: &str| b.column_by_name(n).cloned();
-            let (Some(m), Some(s), Some(id), Some(pr), Some(q), Some(tt)) = (
+            let (Some(m), Some(s), Some(id), Some(pr), Some(q), Some(tt), Some(rt)) = (
                 col("market"),
                 col("symbol"),
                 col("trade_id"),
                 col("price"),
                 col("qty"),
                 col("trade_time"),
+                col("recv_time"),
             ) else {
                 continue;
             };
-            let (ms, ss) = (&m, &s);
+            let (Some(md), Some(sd)) = (
+                m.as_dictionary_opt::<Int8Type>(),
+                s.as_dictionary_opt::<Int32Type>(),
+            ) else {
+                continue;
+            };
+            let want_sym: Option<i32> = match &f.symbol {
+                None => None,
+                Some(sym) => {
+                    let vals = sd.values().as_string::<i32>();
+                    match (0..vals.len()).find(|&i| vals.value(i) == sym) {
+                        Some(k) => Some(k as i32),
+                        None => continue,
+                    }
+                }
+            };
             let (id, pr, q) = (
                 id.as_primitive::<Int64Type>(),
                 pr.as_primitive::<Decimal128Type>(),
                 q.as_primitive::<Decimal128Type>(),
             );
-            let tt = tt.as_primitive::<TimestampMicrosecondType>();
+            let tt = tt.as_primitive::<TimestampMicrosecondType>().values();
+            let rt = rt.as_primitive::<TimestampNanosecondType>().values();
+            let (mk, sk) = (md.keys().values(), sd.keys().values());
+            local.clear();
             for r in 0..b.num_rows() {
-                let t = tt.value(r);
-                if t < from_us || t >= to_us {
+                let t = tt[r];
+                if t < from_us || t >= to_us || rt[r] < *recv_from || rt[r] >= wide.to {
+                    continue;
+                }
+                if want_sym.is_some_and(|k| sk[r] != k) {
                     continue;
                 }
                 let start = t.div_euclid(interval_us) * interval_us;
-                let key = (
-                    string_at(ms, r).to_string(),
-                    string_at(ss, r).to_string(),
-                    start,
-                );
-                buckets
-                    .entry(key)
+                local
+                    .entry((i32::from(mk[r]), sk[r], start))
                     .or_default()
                     .add((t, id.value(r)), pr.value(r), q.value(r));
+            }
+            let (mv, sv) = (
+                md.values().as_string::<i32>(),
+                sd.values().as_string::<i32>(),
+            );
+            for ((mkey, skey, start), c) in local.drain() {
+                let key = (
+                    mv.value(mkey as usize).to_string(),
+                    sv.value(skey as usize).to_string(),
+                    start,
+                );
+                buckets.entry(key).or_default().merge(&c);
             }
         }
         let mut body = String::new();
@@ -543,19 +598,24 @@ impl Api {
             Some(Ok(n)) if n > 0 => n,
             Some(_) => return Reply::bad("depth must be a positive integer"),
         };
-        let scan = self.cache.scan(
+        let scan = self.cache.scan_newest(
             Kind::DepthSnapshot,
             f.market,
             Some(&symbol),
             i64::MIN,
             i64::MAX,
+            1,
         );
-        let Some(b) = scan.batches.iter().rev().find(|b| b.num_rows() > 0) else {
-            self.counters().misses.fetch_add(1, Ordering::Relaxed);
-            return Reply::not_found(format!("no book for {symbol} yet"));
+        let b = match newest_first(Kind::DepthSnapshot, &scan.batches, 1) {
+            Ok(b) if b.num_rows() == 1 => b,
+            Ok(_) => {
+                self.counters().misses.fetch_add(1, Ordering::Relaxed);
+                return Reply::not_found(format!("no book for {symbol} yet"));
+            }
+            Err(e) => return Reply::error("500 Internal Server Error", e),
         };
         self.counters().hits.fetch_add(1, Ordering::Relaxed);
-        let r = b.num_rows() - 1;
+        let r = 0;
         let mut o = String::from("{");
         for name in ["market", "symbol"] {
             if let Some(c) = b.column_by_name(name) {
@@ -589,7 +649,7 @@ impl Api {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Candle {
     open: ((i64, i64), i128),
     close: ((i64, i64), i128),
@@ -601,6 +661,27 @@ struct Candle {
 }
 
 impl Candle {
+    fn merge(&mut self, o: &Candle) {
+        if o.trades == 0 {
+            return;
+        }
+        if self.trades == 0 {
+            *self = *o;
+            return;
+        }
+        if o.open.0 < self.open.0 {
+            self.open = o.open;
+        }
+        if o.close.0 >= self.close.0 {
+            self.close = o.close;
+        }
+        self.high = self.high.max(o.high);
+        self.low = self.low.min(o.low);
+        self.volume += o.volume;
+        self.quote += o.quote;
+        self.trades += o.trades;
+    }
+
     fn add(&mut self, at: (i64, i64), price: i128, qty: i128) {
         if self.trades == 0 {
             self.open = (at, price);
@@ -834,5 +915,14 @@ mod tests {
             (100, 200, 300, 100, 6, 3)
         );
         assert_eq!(c.quote, 300 + 200 + 600);
+        let (mut a, mut b) = (Candle::default(), Candle::default());
+        a.add((20, 2), 300, 1);
+        b.add((10, 1), 100, 2);
+        b.add((30, 3), 200, 3);
+        a.merge(&b);
+        assert_eq!(
+            (a.open.1, a.close.1, a.high, a.low, a.volume, a.trades),
+            (100, 200, 300, 100, 6, 3)
+        );
     }
 }
