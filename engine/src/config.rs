@@ -15,7 +15,7 @@ use crate::cache::CacheConfig;
 use crate::pipeline::FlushConfig;
 use crate::publish::{Encoding, PubConfig};
 use crate::queue::FullPolicy;
-use crate::runner::{Input, Settings};
+use crate::runner::{Input, ReadThrough, Settings};
 use crate::sim::market::default_symbols;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -659,11 +659,19 @@ impl Config {
                 window: Duration::from_secs(self.http.cache_window_secs),
                 budget_bytes: self.http.cache_budget_mb << 20,
             },
-            // The query API reads what the cache no longer holds from the first PostgreSQL
-            // sink's tables.
+            // The query API reads what the cache no longer holds from the first store sink.
             read_through: self.sinks.iter().find_map(|s| match s {
-                SinkConfig::Postgres(p) => Some((p.url.clone(), p.schema.clone())),
-                _ => None,
+                SinkConfig::Postgres(p) => Some(ReadThrough::Postgres {
+                    url: p.url.clone(),
+                    schema: p.schema.clone(),
+                }),
+                SinkConfig::Clickhouse(c) => Some(ReadThrough::ClickHouse {
+                    url: c.url.clone(),
+                    database: c.database.clone(),
+                    user: c.user.clone(),
+                    password: c.password.clone(),
+                }),
+                SinkConfig::Parquet(_) => None,
             }),
             stats_secs: self.stats_secs,
             wait_subscribers: 0,

@@ -263,6 +263,8 @@ fn filter(
 pub enum ReadStore {
     /// PostgreSQL tables written by the postgres sink.
     Postgres(crate::readthrough::PgReader),
+    /// ClickHouse tables written by the clickhouse sink.
+    ClickHouse(crate::readthrough::ChReader),
 }
 
 impl std::fmt::Debug for ReadStore {
@@ -275,6 +277,7 @@ impl ReadStore {
     fn name(&self) -> &'static str {
         match self {
             ReadStore::Postgres(_) => "postgres",
+            ReadStore::ClickHouse(_) => "clickhouse",
         }
     }
     async fn fetch(
@@ -286,6 +289,10 @@ impl ReadStore {
     ) -> Result<Vec<RecordBatch>, String> {
         match self {
             ReadStore::Postgres(r) => {
+                r.fetch(kind, f.market, f.symbol.as_deref(), f.from, to, limit)
+                    .await
+            }
+            ReadStore::ClickHouse(r) => {
                 r.fetch(kind, f.market, f.symbol.as_deref(), f.from, to, limit)
                     .await
             }

@@ -1,9 +1,13 @@
 //! Reading rows back from a store, as Arrow batches of the kind's schema, for the query API's
 //! read-through (see [`crate::query`]).
 //!
-//! PostgreSQL: one `SELECT` with every column as text or a 64-bit integer (times as µs,
-//! decimals and level arrays as their exact text), parsed into the kind's Arrow schema.
-//! `recv_time` comes back in µs (the table keeps µs) and is widened to ns.
+//! Both stores are asked for every column as text (times as integer µs, `recv_time` as ns
+//! where the store keeps ns, decimals and level arrays as their exact text), and the text rows
+//! are parsed into the kind's Arrow schema by one function ([`to_batch`]).
+//! - PostgreSQL: `recv_time` comes back in µs (the table keeps µs) and is widened to ns.
+//! - ClickHouse: `FORMAT TabSeparated` over HTTP through the `clickhouse` crate; the 18.16
+//!   dialect's integer times and `Nested` levels, or the modern `DateTime64` and
+//!   `Array(Tuple)`, picked by the server's version.
 
 use arrow_array::builder::{
     BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
@@ -16,6 +20,7 @@ use std::sync::Arc;
 use tickwire_codecs::arrow::schema;
 use tickwire_codecs::decimal::parse_i128;
 use tickwire_codecs::record::{Kind, Market};
+use tickwire_sinks::clickhouse::ddl::Dialect;
 use tickwire_sinks::table_name;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
@@ -36,12 +41,32 @@ impl std::fmt::Debug for PgReader {
     }
 }
 
-fn select_expr(f: &Field) -> String {
+/// The PostgreSQL select expression of a column, as text.
+fn pg_expr(f: &Field) -> String {
     let c = f.name();
     match f.data_type() {
-        DataType::Timestamp(_, _) => format!("(extract(epoch from {c}) * 1000000)::bigint"),
-        DataType::Decimal128(_, _) | DataType::List(_) => format!("{c}::text"),
-        _ => c.to_string(),
+        DataType::Timestamp(_, _) => format!("(extract(epoch from {c}) * 1000000)::bigint::text"),
+        _ => format!("{c}::text"),
+    }
+}
+
+/// The ClickHouse select expression of a column, as text.
+fn ch_expr(f: &Field, d: Dialect) -> String {
+    let c = f.name();
+    let modern = d == Dialect::Modern;
+    match f.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) if modern => {
+            format!("toString(toUnixTimestamp64Micro({c}))")
+        }
+        DataType::Timestamp(_, _) if modern => format!("toString(toUnixTimestamp64Nano({c}))"),
+        DataType::Boolean if modern => format!("toString(toUInt8({c}))"),
+        DataType::List(_) if modern => format!(
+            "toString(arrayMap(x -> concat(toString(x.1), ',', toString(x.2)), {c}))"
+        ),
+        DataType::List(_) => format!(
+            "toString(arrayMap((p, q) -> concat(toString(p), ',', toString(q)), `{c}.price`, `{c}.qty`))"
+        ),
+        _ => format!("toString({c})"),
     }
 }
 
@@ -51,33 +76,42 @@ fn dec(s: &str) -> Result<i128, String> {
         .map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// Parses PostgreSQL's text of a `numeric[][]`: `{}` or `{{p,q},{p,q}}`.
+/// Parses levels from their text in either store: PostgreSQL's `{{p,q},{p,q}}` or `{}`,
+/// ClickHouse's `['p,q','p,q']` or `[]`: the numbers in order, paired.
 fn parse_levels(s: &str) -> Result<Vec<(i128, i128)>, String> {
-    let inner = s.trim().trim_start_matches('{').trim_end_matches('}');
-    if inner.is_empty() {
-        return Ok(vec![]);
+    let nums: Vec<&str> = s
+        .split(['{', '}', '[', ']', '\'', ',', ' '])
+        .filter(|t| !t.is_empty())
+        .collect();
+    if nums.len() % 2 != 0 {
+        return Err(format!("levels {s:?}: an odd count of numbers"));
     }
-    inner
-        .split("},{")
-        .map(|pair| {
-            let (p, q) = pair
-                .split_once(',')
-                .ok_or_else(|| format!("bad level {pair:?}"))?;
-            Ok((dec(p)?, dec(q)?))
-        })
+    nums.chunks(2)
+        .map(|pq| Ok((dec(pq[0])?, dec(pq[1])?)))
         .collect()
 }
 
-/// Builds a batch of `kind`'s schema from rows whose columns are `select_expr`s.
-fn to_batch(kind: Kind, rows: &[tokio_postgres::Row]) -> Result<RecordBatch, String> {
+/// One row: each column's text, `None` for NULL.
+type TextRow = Vec<Option<String>>;
+
+/// Builds a batch of `kind`'s schema from text rows (one text per column, in schema order).
+/// `recv_us`: the store keeps `recv_time` in µs (widened to ns here).
+pub fn to_batch(kind: Kind, rows: &[TextRow], recv_us: bool) -> Result<RecordBatch, String> {
     let sch = schema(kind);
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(sch.fields().len());
     for (i, f) in sch.fields().iter().enumerate() {
-        let text = |r: &tokio_postgres::Row| -> Result<Option<String>, String> {
-            r.try_get::<_, Option<String>>(i).map_err(|e| e.to_string())
+        let text = |r: &TextRow| -> Result<Option<String>, String> {
+            r.get(i)
+                .cloned()
+                .ok_or_else(|| format!("a row without column {}", f.name()))
         };
-        let int = |r: &tokio_postgres::Row| -> Result<Option<i64>, String> {
-            r.try_get::<_, Option<i64>>(i).map_err(|e| e.to_string())
+        let int = |r: &TextRow| -> Result<Option<i64>, String> {
+            text(r)?
+                .map(|t| {
+                    t.parse::<i64>()
+                        .map_err(|e| format!("{}: {t:?}: {e}", f.name()))
+                })
+                .transpose()
         };
         let a: ArrayRef = match f.data_type() {
             DataType::Dictionary(k, _) => match **k {
@@ -113,7 +147,7 @@ fn to_batch(kind: Kind, rows: &[tokio_postgres::Row]) -> Result<RecordBatch, Str
             DataType::Timestamp(_, _) => {
                 let mut b = TimestampNanosecondBuilder::new();
                 for r in rows {
-                    b.append_option(int(r)?.map(|us| us * 1000));
+                    b.append_option(int(r)?.map(|t| if recv_us { t * 1000 } else { t }));
                 }
                 Arc::new(b.finish().with_timezone("UTC"))
             }
@@ -127,7 +161,7 @@ fn to_batch(kind: Kind, rows: &[tokio_postgres::Row]) -> Result<RecordBatch, Str
             DataType::Boolean => {
                 let mut b = BooleanBuilder::new();
                 for r in rows {
-                    b.append_option(r.try_get::<_, Option<bool>>(i).map_err(|e| e.to_string())?);
+                    b.append_option(text(r)?.map(|t| matches!(t.as_str(), "t" | "true" | "1")));
                 }
                 Arc::new(b.finish())
             }
@@ -200,7 +234,7 @@ impl PgReader {
         limit: usize,
     ) -> Result<Vec<RecordBatch>, String> {
         let sch = schema(kind);
-        let cols: Vec<String> = sch.fields().iter().map(|f| select_expr(f)).collect();
+        let cols: Vec<String> = sch.fields().iter().map(|f| pg_expr(f)).collect();
         let from_us = from_ns.div_euclid(1000).max(-210_866_803_200_000_000);
         let to_us = to_ns.div_euclid(1000).min(9_214_646_400_000_000);
         let mut sql = format!(
@@ -253,7 +287,150 @@ impl PgReader {
         if rows.is_empty() {
             return Ok(vec![]);
         }
-        Ok(vec![to_batch(kind, &rows)?])
+        let text: Vec<TextRow> = rows
+            .iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| r.try_get::<_, Option<String>>(i).map_err(|e| e.to_string()))
+                    .collect::<Result<TextRow, String>>()
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(vec![to_batch(kind, &text, true)?])
+    }
+}
+
+/// Reads the tables of the ClickHouse sink.
+pub struct ChReader {
+    client: clickhouse::Client,
+    database: String,
+    dialect: Mutex<Option<Dialect>>,
+}
+
+impl std::fmt::Debug for ChReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChReader")
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+/// Unescapes a TabSeparated field (`\N` is NULL).
+fn tsv_field(s: &str) -> Option<String> {
+    if s == "\\N" {
+        return None;
+    }
+    if !s.contains('\\') {
+        return Some(s.to_string());
+    }
+    let mut o = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            o.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('t') => o.push('\t'),
+            Some('n') => o.push('\n'),
+            Some('0') => o.push('\0'),
+            Some(x) => o.push(x),
+            None => {}
+        }
+    }
+    Some(o)
+}
+
+impl ChReader {
+    /// A reader of `database`'s tables at the HTTP `url` (user and password optional).
+    pub fn new(url: &str, database: &str, user: Option<&str>, password: Option<&str>) -> Self {
+        let mut client = clickhouse::Client::default()
+            .with_url(url)
+            .with_validation(false);
+        if let Some(u) = user {
+            client = client.with_user(u);
+        }
+        if let Some(p) = password {
+            client = client.with_password(p);
+        }
+        ChReader {
+            client,
+            database: database.to_string(),
+            dialect: Mutex::new(None),
+        }
+    }
+
+    /// Rows of `kind` received in `[from_ns, to_ns)`, newest first, at most `limit`.
+    pub async fn fetch(
+        &self,
+        kind: Kind,
+        market: Option<Market>,
+        symbol: Option<&str>,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let dialect = {
+            let mut d = self.dialect.lock().await;
+            match *d {
+                Some(x) => x,
+                None => {
+                    let v: String = self
+                        .client
+                        .query("SELECT version()")
+                        .fetch_one()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let x = Dialect::for_version(&v);
+                    *d = Some(x);
+                    x
+                }
+            }
+        };
+        let sch = schema(kind);
+        let cols: Vec<String> = sch.fields().iter().map(|f| ch_expr(f, dialect)).collect();
+        let recv = |ns: i64| match dialect {
+            Dialect::Modern => format!("fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"),
+            Dialect::Legacy => ns.to_string(),
+        };
+        let mut sql = format!(
+            "SELECT {} FROM {}.{} WHERE recv_time >= {} AND recv_time < {}",
+            cols.join(", "),
+            self.database,
+            table_name(kind),
+            recv(from_ns),
+            recv(to_ns)
+        );
+        if let Some(m) = market {
+            sql.push_str(&format!(" AND market = '{}'", m.as_str()));
+        }
+        if let Some(s) = symbol {
+            if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("symbol {s:?}: letters and digits only"));
+            }
+            sql.push_str(&format!(" AND symbol = '{s}'"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY recv_time DESC LIMIT {}",
+            limit.min(1 << 40)
+        ));
+        let body = self
+            .client
+            .query(&sql)
+            .fetch_bytes("TabSeparated")
+            .map_err(|e| e.to_string())?
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&body);
+        let rows: Vec<TextRow> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(tsv_field).collect())
+            .collect();
+        if rows.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![to_batch(kind, &rows, false)?])
     }
 }
 
@@ -267,5 +444,10 @@ mod tests {
             Ok(vec![(150_000_000, 200_000_000), (140_000_000, 0)])
         );
         assert!(super::parse_levels("{{1.5}}").is_err());
+        assert_eq!(
+            super::parse_levels("['1.50000000,2.00000000','1.4,0']"),
+            Ok(vec![(150_000_000, 200_000_000), (140_000_000, 0)])
+        );
+        assert_eq!(super::parse_levels("[]"), Ok(vec![]));
     }
 }

@@ -8,7 +8,7 @@ use crate::pipeline::{FlushConfig, Pipeline, PipelineCounters, SinkRunner};
 use crate::publish::{PubConfig, PubCounters, Publisher};
 use crate::query::{Api, ReadStore};
 use crate::queue::{FullPolicy, QueueCounters};
-use crate::readthrough::PgReader;
+use crate::readthrough::{ChReader, PgReader};
 use crate::sim::market::SymbolSpec;
 use crate::sim::{Faults, SimConfig, SimCounters, SimServer};
 use crate::source::{self, SourceConfig};
@@ -37,6 +37,44 @@ pub enum Input {
     },
 }
 
+/// The store the query API reads through to.
+#[derive(Clone)]
+pub enum ReadThrough {
+    /// The postgres sink's tables.
+    Postgres {
+        /// Connection URL.
+        url: String,
+        /// Schema.
+        schema: String,
+    },
+    /// The clickhouse sink's tables.
+    ClickHouse {
+        /// HTTP URL.
+        url: String,
+        /// Database.
+        database: String,
+        /// User.
+        user: Option<String>,
+        /// Password (never logged).
+        password: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for ReadThrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadThrough::Postgres { url, schema } => write!(
+                f,
+                "postgres {} schema {schema}",
+                tickwire_sinks::postgres::redact(url)
+            ),
+            ReadThrough::ClickHouse { url, database, .. } => {
+                write!(f, "clickhouse {url} database {database}")
+            }
+        }
+    }
+}
+
 /// Everything a run needs, validated.
 #[derive(Debug)]
 pub struct Settings {
@@ -56,8 +94,8 @@ pub struct Settings {
     pub http: Option<String>,
     /// The Arrow cache behind the query API (used when `http` is set).
     pub cache: CacheConfig,
-    /// Where the query API reads what is older than the cache: a PostgreSQL URL and schema.
-    pub read_through: Option<(String, String)>,
+    /// Where the query API reads what is older than the cache.
+    pub read_through: Option<ReadThrough>,
     /// Seconds between stats lines (0: none).
     pub stats_secs: u64,
     /// Wait for this many ZMQ subscribers before starting.
@@ -189,10 +227,22 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Arc::new(Api {
             cache: c.clone(),
             symbols: symbols.clone(),
-            store: s
-                .read_through
-                .as_ref()
-                .map(|(url, schema)| ReadStore::Postgres(PgReader::new(url, schema))),
+            store: s.read_through.as_ref().map(|r| match r {
+                ReadThrough::Postgres { url, schema } => {
+                    ReadStore::Postgres(PgReader::new(url, schema))
+                }
+                ReadThrough::ClickHouse {
+                    url,
+                    database,
+                    user,
+                    password,
+                } => ReadStore::ClickHouse(ChReader::new(
+                    url,
+                    database,
+                    user.as_deref(),
+                    password.as_deref(),
+                )),
+            }),
         })
     });
     let (tx, rx) = crossbeam_channel::bounded(s.queue);

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 
 import pyarrow as pa
+import pytest
 import pyarrow.dataset as ds
 
 from conftest import BIN, free_port
@@ -143,37 +144,65 @@ def psql(sql):
     return r.stdout.strip()
 
 
-def test_read_through_to_postgres_without_duplicates(tmp_path):
-    schema = f"tw_readthrough_{os.getpid()}"
-    psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+CH = os.environ.get("TICKWIRE_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+
+
+def ch(sql):
+    req = urllib.request.Request(CH, data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode().strip()
+
+
+@pytest.mark.parametrize("store", ["postgres", "clickhouse"])
+def test_read_through_without_duplicates(tmp_path, store):
+    name = f"tw_readthrough_{store}_{os.getpid()}"
+    if store == "postgres":
+        psql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        flags = ["--postgres", PG, "--postgres-schema", name]
+        count = lambda where: int(psql(f"SELECT count(*) FROM {name}.trades {where}"))
+        before_ms = lambda ms: f"WHERE recv_time < timestamptz 'epoch' + {ms} * interval '1 millisecond'"
+        drop = lambda: psql(f"DROP SCHEMA {name} CASCADE")
+    else:
+        ch(f"DROP DATABASE IF EXISTS {name}")
+        flags = ["--clickhouse", CH, "--clickhouse-database", name]
+        count = lambda where: int(ch(f"SELECT count() FROM {name}.trades {where}"))
+        before_ms = lambda ms: f"WHERE recv_time < {ms * 1_000_000}"  # 18.16: integer ns
+        drop = lambda: ch(f"DROP DATABASE {name}")
     first = subprocess.run([BIN, "demo", "--duration", "2", "--out", str(tmp_path / "a"), "--zmq", f"tcp://127.0.0.1:{free_port()}",
-                            "--stats-secs", "0", "--rate", "5000", "--postgres", PG, "--postgres-schema", schema],
+                            "--stats-secs", "0", "--rate", "5000", *flags],
                            capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
-    before = int(psql(f"SELECT count(*) FROM {schema}.trades"))
+    before = count("")
     assert before > 0
     http = f"127.0.0.1:{free_port()}"
     base = f"http://{http}"
-    demo = start_demo(tmp_path / "b", http, 5, "--postgres", PG, "--postgres-schema", schema)
+    demo = start_demo(tmp_path / "b", http, 5, *flags)
     try:
         wait_for(lambda: _up(base), "the API")
         wait_for(lambda: int(get(f"{base}/v1/trade?limit=1")[1].get("X-Tickwire-Rows", 0)) > 0, "new trades")
         time.sleep(1)
         to_ms = int(time.time() * 1000) - 200
         st, h, body = get(f"{base}/v1/trade?from=0&to={to_ms}&limit=1000000")
-        assert st == 200 and h["X-Tickwire-Tiers"] == "postgres,cache", h
+        assert st == 200 and h["X-Tickwire-Tiers"] == f"{store},cache", h
         rows = [json.loads(l) for l in body.decode().splitlines()]
         recv = [r["recv_time"] for r in rows]
         assert recv == sorted(recv, reverse=True), "newest first across the tiers"
         # Only the cache when the range starts after the second demo did.
         st, h, _ = get(f"{base}/v1/trade?from={to_ms - 100}&to={to_ms}")
         assert h["X-Tickwire-Tiers"] == "cache"
+        # Candles over the whole range come from both tiers and count every trade once.
+        st, h, body = get(f"{base}/v1/candles?interval=1h&from=0&to={to_ms}")
+        assert st == 200 and h["X-Tickwire-Tiers"] == f"{store},cache", h
+        candle_trades = sum(json.loads(l)["trades"] for l in body.decode().splitlines())
     finally:
         finish(demo)
     # The simulator starts its trade ids afresh in each run: a row is its id and receive time.
     keys = [(r["market"], r["symbol"], r["trade_id"], r["recv_time"] // 1000) for r in rows]
     assert len(keys) == len(set(keys)), "no row twice"
-    # Every trade PostgreSQL holds for the range (both runs, all written by now), once.
-    want = psql(f"SELECT count(*) FROM {schema}.trades WHERE recv_time < timestamptz 'epoch' + {to_ms} * interval '1 millisecond'")
-    assert len(rows) == int(want) > before
-    psql(f"DROP SCHEMA {schema} CASCADE")
+    # Every trade the store holds for the range (both runs, all written by now), once.
+    want = count(before_ms(to_ms))
+    assert len(rows) == want > before
+    # Candles select by trade time, which precedes receive time: every trade received before
+    # `to`, plus the few traded before `to` and received just after it.
+    assert want <= candle_trades <= want + 200, (candle_trades, want)
+    drop()

@@ -13,7 +13,7 @@ use crate::cache::CacheConfig;
 use crate::pipeline::FlushConfig;
 use crate::publish::{Encoding, PubConfig};
 use crate::queue::FullPolicy;
-use crate::runner::{self, Input, Settings};
+use crate::runner::{self, Input, ReadThrough, Settings};
 use crate::sim::market::default_symbols;
 use crate::sim::Faults;
 use anyhow::Context;
@@ -136,10 +136,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             window: Duration::from_secs(args.cache_window_secs),
             budget_bytes: args.cache_mb << 20,
         },
-        read_through: args
-            .postgres
-            .as_ref()
-            .map(|u| (u.clone(), args.postgres_schema.clone())),
+        // The query API reads older ranges from PostgreSQL if given, else ClickHouse.
+        read_through: match (&args.postgres, &args.clickhouse) {
+            (Some(url), _) => Some(ReadThrough::Postgres {
+                url: url.clone(),
+                schema: args.postgres_schema.clone(),
+            }),
+            (None, Some(url)) => Some(ReadThrough::ClickHouse {
+                url: url.clone(),
+                database: args.clickhouse_database.clone(),
+                user: std::env::var("TICKWIRE_CLICKHOUSE_USER").ok(),
+                password: std::env::var("TICKWIRE_CLICKHOUSE_PASSWORD").ok(),
+            }),
+            (None, None) => None,
+        },
         stats_secs: args.stats_secs,
         wait_subscribers: args.wait_subscribers,
         duration: Some(Duration::from_secs(args.duration)),
