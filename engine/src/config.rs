@@ -39,6 +39,9 @@ pub struct Config {
     /// Exchange connections.
     #[serde(default)]
     pub sources: Vec<SourceEntry>,
+    /// How connections behave.
+    #[serde(default)]
+    pub connection: ConnectionConfig,
     /// Queue and batching.
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -64,6 +67,26 @@ fn default_stats_secs() -> u64 {
 
 fn default_sinks() -> Vec<SinkConfig> {
     vec![SinkConfig::Parquet(ParquetSinkConfig::default())]
+}
+
+/// `[connection]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    /// Connect to the bare `/stream` and SUBSCRIBE to the streams (ids matched to answers,
+    /// at most 4 control messages a second), instead of naming them in the URL.
+    pub subscribe: bool,
+    /// Reconnect a connection that has been silent (no frame, no ping) this many seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            subscribe: false,
+            idle_timeout_secs: 60,
+        }
+    }
 }
 
 /// `[simulator]`.
@@ -674,6 +697,8 @@ impl Config {
                 SinkConfig::Parquet(_) => None,
             }),
             stats_secs: self.stats_secs,
+            subscribe: self.connection.subscribe,
+            idle_timeout: Duration::from_secs(self.connection.idle_timeout_secs.max(1)),
             wait_subscribers: 0,
             duration: self.duration_secs.map(Duration::from_secs),
         })

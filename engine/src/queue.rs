@@ -87,6 +87,16 @@ pub struct QueueCounters {
     pub reconnects: AtomicU64,
     /// Connection attempts that failed.
     pub connect_errors: AtomicU64,
+    /// Frames refused unread for exceeding [`crate::source::MAX_FRAME`] (also in
+    /// `decode_errors`).
+    pub oversized: AtomicU64,
+    /// Reconnects because a connection went silent (the idle watchdog).
+    pub idle_reconnects: AtomicU64,
+    /// Control requests sent (SUBSCRIBE, LIST_SUBSCRIPTIONS).
+    pub control_requests: AtomicU64,
+    /// Control requests the server answered with an error, or whose subscription list did
+    /// not match.
+    pub control_errors: AtomicU64,
 }
 
 impl QueueCounters {

@@ -96,6 +96,10 @@ pub struct Settings {
     pub cache: CacheConfig,
     /// Where the query API reads what is older than the cache.
     pub read_through: Option<ReadThrough>,
+    /// Sources connect to the bare `/stream` and SUBSCRIBE to their streams.
+    pub subscribe: bool,
+    /// A source reconnects when nothing has arrived for this long.
+    pub idle_timeout: Duration,
     /// Seconds between stats lines (0: none).
     pub stats_secs: u64,
     /// Wait for this many ZMQ subscribers before starting.
@@ -289,6 +293,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                         rate: rate / 2,
                         seed: 7 + i as u64,
                         faults: *faults,
+                        replay: None,
                     };
                     let sim = SimServer::start(cfg, "127.0.0.1:0")
                         .await
@@ -309,6 +314,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 market,
                 full: s.full,
                 drain_on_stop,
+                subscribe: s.subscribe,
+                idle_timeout: s.idle_timeout,
             };
             tasks.push(tokio::spawn(source::run(
                 cfg,
@@ -423,9 +430,12 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
     kinds_json(&mut injected, per_kind(|x| &x.gaps));
     let _ = write!(
         injected,
-        ",\"malformed\":{},\"closes\":{}}}",
+        ",\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{},\"pong_timeouts\":{}}}",
         sims(|x| x.malformed.load(Ordering::Relaxed)),
-        sims(|x| x.closes.load(Ordering::Relaxed))
+        sims(|x| x.oversized.load(Ordering::Relaxed)),
+        sims(|x| x.closes.load(Ordering::Relaxed)),
+        sims(|x| x.pings.load(Ordering::Relaxed)),
+        sims(|x| x.pong_timeouts.load(Ordering::Relaxed))
     );
     let mut detected = String::new();
     kinds_json(&mut detected, |k| {
@@ -444,12 +454,17 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
     }
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
+        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
                 zc.sent.load(Ordering::Relaxed),
         c.dropped(),
         qc.reconnects.load(Ordering::Relaxed),
         qc.frames.load(Ordering::Relaxed),
         qc.decode_errors.load(Ordering::Relaxed),
+        qc.oversized.load(Ordering::Relaxed),
+        qc.idle_reconnects.load(Ordering::Relaxed),
+        qc.control_requests.load(Ordering::Relaxed),
+        qc.control_errors.load(Ordering::Relaxed),
+        sims(|x| x.controls.load(Ordering::Relaxed)),
         qc.dropped.load(Ordering::Relaxed),
         zc.dropped.load(Ordering::Relaxed),
         pc.batches.load(Ordering::Relaxed),

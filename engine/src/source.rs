@@ -7,13 +7,21 @@
 //! show where data is missing.
 //!
 //! Reconnects use exponential backoff with jitter; a reconnect is recorded as `gap` records.
+//! An idle watchdog reconnects a connection that has been silent (no frame, no ping) for
+//! `idle_timeout`. Frames over [`MAX_FRAME`] bytes are refused unread and counted.
+//!
+//! Subscribe mode (`subscribe`): the source connects to the bare `/stream` and sends the
+//! streams as `SUBSCRIBE` requests of at most 200 streams, at most 4 control messages a
+//! second (Binance allows 5 incoming messages a second, pongs included), then
+//! `LIST_SUBSCRIPTIONS`; each answer is matched to its request by id, and an error answer or
+//! a list that differs from what was asked is reported and counted (`control_errors`).
 //!
 //! Not built yet (issue #3): 24 h rotation with overlap, the order-book sync against REST
-//! snapshots, SUBSCRIBE control, the idle watchdog.
+//! snapshots.
 
 use crate::queue::{FullPolicy, Msg, QueueCounters};
 use crossbeam_channel::{SendTimeoutError, Sender};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,6 +44,101 @@ pub struct SourceConfig {
     /// On stop, read on until the server closes (true: a simulator that closes after its
     /// last frame), or return at once (false: a live exchange).
     pub drain_on_stop: bool,
+    /// Connect to the bare `/stream` and SUBSCRIBE to the URL's `streams=` list.
+    pub subscribe: bool,
+    /// Reconnect when nothing (not even a ping) has arrived for this long.
+    pub idle_timeout: Duration,
+}
+
+/// The largest frame read (1 MiB; Binance's largest, a 5000-level depth snapshot over REST,
+/// is not a WebSocket frame). Larger frames are counted and skipped unread.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Streams per SUBSCRIBE request.
+const SUBSCRIBE_CHUNK: usize = 200;
+/// Time between two control messages (4 a second: under Binance's 5, leaving room for pongs).
+const CONTROL_GAP: Duration = Duration::from_millis(250);
+
+/// The control requests of one connection and their answers.
+struct Control {
+    /// Requests not yet sent: (id, JSON).
+    queue: std::collections::VecDeque<(u64, String)>,
+    /// Sent, not answered: id -> method.
+    pending: FxHashMap<u64, &'static str>,
+    /// The streams asked for, sorted (for the LIST_SUBSCRIPTIONS check).
+    want: Vec<String>,
+}
+
+impl Control {
+    fn new(streams: &[String], first_id: u64) -> Control {
+        let mut queue = std::collections::VecDeque::new();
+        let mut id = first_id;
+        for chunk in streams.chunks(SUBSCRIBE_CHUNK) {
+            let params: Vec<String> = chunk.iter().map(|s| format!("\"{s}\"")).collect();
+            queue.push_back((
+                id,
+                format!(
+                    "{{\"method\":\"SUBSCRIBE\",\"params\":[{}],\"id\":{id}}}",
+                    params.join(",")
+                ),
+            ));
+            id += 1;
+        }
+        queue.push_back((
+            id,
+            format!("{{\"method\":\"LIST_SUBSCRIPTIONS\",\"id\":{id}}}"),
+        ));
+        let mut want = streams.to_vec();
+        want.sort();
+        Control {
+            queue,
+            pending: FxHashMap::default(),
+            want,
+        }
+    }
+
+    /// Whether `b` is a control answer rather than market data.
+    fn is_answer(b: &[u8]) -> bool {
+        [&b"{\"result\""[..], b"{\"error\"", b"{\"code\"", b"{\"id\""]
+            .iter()
+            .any(|p| b.starts_with(p))
+    }
+
+    /// Matches an answer to its request; returns an error text for a failure.
+    fn answer(&mut self, b: &[u8]) -> Result<(), String> {
+        let v: serde_json::Value =
+            serde_json::from_slice(b).map_err(|e| format!("unreadable control answer: {e}"))?;
+        let id = v.get("id").and_then(serde_json::Value::as_u64);
+        let method = id.and_then(|i| self.pending.remove(&i));
+        let Some(method) = method else {
+            return Err(format!("answer to no request of ours: {v}"));
+        };
+        // Errors come as {"error":{"code":..,"msg":..},"id":..} or {"code":..,"msg":..,"id":..}.
+        let err = v.get("error").or_else(|| v.get("code").map(|_| &v));
+        if let Some(e) = err {
+            return Err(format!("{method} (id {}) refused: {e}", id.unwrap_or(0)));
+        }
+        if method == "LIST_SUBSCRIPTIONS" {
+            let mut have: Vec<String> = v
+                .get("result")
+                .and_then(|r| r.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            have.sort();
+            if have != self.want {
+                return Err(format!(
+                    "subscribed to {} streams, the server lists {}",
+                    self.want.len(),
+                    have.len()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a source stopped.
@@ -176,15 +279,27 @@ pub async fn run(
     };
     let mut connected_before = false;
     let market = cfg.market;
+    // Subscribe mode: connect to the bare `/stream`, ask for the listed streams by SUBSCRIBE.
+    let (connect_url, streams): (String, Vec<String>) = match cfg.url.split_once("?streams=") {
+        Some((base, list)) if cfg.subscribe => (
+            base.to_string(),
+            list.split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+        _ => (cfg.url.clone(), Vec::new()),
+    };
+    let mut next_id = 1u64;
     loop {
         if *stop.borrow() {
             break;
         }
         let conn = tokio::select! {
-            c = tokio_tungstenite::connect_async(cfg.url.as_str()) => c,
+            c = tokio_tungstenite::connect_async(connect_url.as_str()) => c,
             _ = stop.changed() => break,
         };
-        let mut ws = match conn {
+        let ws = match conn {
             Ok((ws, _)) => ws,
             Err(e) => {
                 counters.connect_errors.fetch_add(1, Ordering::Relaxed);
@@ -216,17 +331,50 @@ pub async fn run(
             }
         }
         connected_before = true;
+        let (mut wtx, mut wrx) = ws.split();
+        let mut ctl = cfg.subscribe.then(|| Control::new(&streams, next_id));
+        if let Some(c) = &ctl {
+            next_id += c.queue.len() as u64;
+        }
+        let mut pace = tokio::time::interval(CONTROL_GAP);
         let mut stopping = *stop.borrow();
         loop {
-            let m = if stopping {
-                ws.next().await
-            } else {
-                tokio::select! {
-                    m = ws.next() => m,
-                    _ = stop.changed() => {
-                        stopping = true;
-                        if cfg.drain_on_stop { continue } else { break }
+            let has_ctl = !stopping && ctl.as_ref().is_some_and(|c| !c.queue.is_empty());
+            let m = tokio::select! {
+                m = tokio::time::timeout(cfg.idle_timeout, wrx.next()) => match m {
+                    Ok(m) => m,
+                    Err(_) => {
+                        counters.idle_reconnects.fetch_add(1, Ordering::Relaxed);
+                        eprintln!(
+                            "tickwire: source {}: nothing for {:?}; reconnecting",
+                            cfg.url, cfg.idle_timeout
+                        );
+                        break;
                     }
+                },
+                _ = pace.tick(), if has_ctl => {
+                    let next = ctl.as_mut().and_then(|c| {
+                        let (id, req) = c.queue.pop_front()?;
+                        let method = if req.contains("LIST_SUBSCRIPTIONS") {
+                            "LIST_SUBSCRIPTIONS"
+                        } else {
+                            "SUBSCRIBE"
+                        };
+                        c.pending.insert(id, method);
+                        Some(req)
+                    });
+                    if let Some(req) = next {
+                        counters.control_requests.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = wtx.send(Message::text(req)).await {
+                            eprintln!("tickwire: source {}: {e}", cfg.url);
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    if cfg.drain_on_stop { continue } else { break }
                 }
             };
             let m = match m {
@@ -245,6 +393,18 @@ pub async fn run(
                 _ => continue, // tungstenite answers pings itself
             };
             counters.frames.fetch_add(1, Ordering::Relaxed);
+            if bytes.len() > MAX_FRAME {
+                counters.oversized.fetch_add(1, Ordering::Relaxed);
+                counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(c) = ctl.as_mut().filter(|_| Control::is_answer(bytes)) {
+                if let Err(e) = c.answer(bytes) {
+                    counters.control_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("tickwire: source {}: {e}", cfg.url);
+                }
+                continue;
+            }
             let r = dec.decode(bytes, recv, &mut |r: &Record, lv: &[Level]| {
                 if let Some(g) = seq.check(r, market) {
                     out.push(Msg::new(Record::Gap(g), &[]));

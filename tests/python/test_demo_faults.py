@@ -1,7 +1,7 @@
 """`tickwire demo --faults`: every fault the simulator injects is accounted for.
 
-Skipped ids (gaps) in trade, aggTrade and depth-diff streams, malformed frames and forced
-connection closes, over real sockets: every injected gap is detected as a `gap` record of the
+Skipped ids (gaps) in trade, aggTrade and depth-diff streams, malformed and oversized frames,
+forced connection closes and pings with a pong deadline, over real sockets: every injected gap is detected as a `gap` record of the
 right stream kind, every malformed frame is a counted decode error, every close a reconnect
 (with a `reconnect` gap per sequenced stream), and nothing well-formed is lost.
 """
@@ -24,11 +24,15 @@ def test_faults_are_injected_detected_and_reconciled(tmp_path):
     s = json.loads(r.stdout.strip().splitlines()[-1])
     inj = s["injected"]
     assert sum(inj["gaps"].values()) > 0 and inj["malformed"] > 0 and inj["closes"] > 0, inj
+    assert inj["oversized"] > 0 and inj["pings"] > 0, inj
     # Every injected gap detected, per stream kind.
     assert s["detected"] == inj["gaps"]
-    # Malformed frames are counted errors; closes are reconnects; nothing else is lost.
-    assert s["decode_errors"] == inj["malformed"] == s["errors"]
+    # Malformed and oversized frames are counted errors (oversized ones refused unread);
+    # closes are reconnects; every ping was answered in time; nothing else is lost.
+    assert s["oversized"] == inj["oversized"]
+    assert s["decode_errors"] == inj["malformed"] + inj["oversized"] == s["errors"]
     assert s["reconnects"] == inj["closes"]
+    assert inj["pong_timeouts"] == 0 and s["idle_reconnects"] == 0
     assert s["dropped"] == 0
     for k, n in s["sent"].items():
         if k != "gap":

@@ -73,6 +73,13 @@ pub struct Args {
     /// PostgreSQL schema for `--postgres`.
     #[arg(long, default_value = "public")]
     pub postgres_schema: String,
+    /// Connect to the simulator's bare `/stream` and SUBSCRIBE to every stream (paced, ids
+    /// matched to the answers) instead of naming them in the URL.
+    #[arg(long)]
+    pub subscribe: bool,
+    /// Reconnect a connection that has been silent this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout_secs: u64,
     /// Seconds of received data the query cache keeps (with --http).
     #[arg(long, default_value_t = 3600)]
     pub cache_window_secs: u64,
@@ -151,6 +158,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (None, None) => None,
         },
         stats_secs: args.stats_secs,
+        subscribe: args.subscribe,
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         wait_subscribers: args.wait_subscribers,
         duration: Some(Duration::from_secs(args.duration)),
     };

@@ -23,9 +23,13 @@ pub struct Args {
     /// Address of the USD-M server.
     #[arg(long, default_value = "127.0.0.1:9002")]
     pub usdm: String,
-    /// Messages per second on each connection.
+    /// Messages per second on each connection (0: as fast as the connection takes them).
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
+    /// Replay this frames file (one frame per line, e.g. a capture) to every connection,
+    /// once, at `--rate`, instead of the synthetic market.
+    #[arg(long)]
+    pub replay: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     pub duration: Option<u64>,
@@ -38,9 +42,19 @@ pub struct Args {
     /// Fault: every N frames, also send a malformed frame.
     #[arg(long, default_value_t = 0)]
     pub malformed_every: u64,
-    /// Fault: close each connection after it has been open this many ms.
+    /// Fault: close each connection after it has been open this many ms (a scaled "24 h"
+    /// disconnect).
     #[arg(long)]
     pub close_after_ms: Option<u64>,
+    /// Fault: every N frames, also send an oversized frame (2 MiB).
+    #[arg(long, default_value_t = 0)]
+    pub oversized_every: u64,
+    /// Fault: ping every N ms; a connection whose pong is late is closed.
+    #[arg(long)]
+    pub ping_every_ms: Option<u64>,
+    /// How many ms a ping may wait for its pong.
+    #[arg(long, default_value_t = 60_000)]
+    pub pong_deadline_ms: u64,
 }
 
 /// Runs the command.
@@ -53,11 +67,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         gap_every: args.gap_every,
         malformed_every: args.malformed_every,
         close_after: args.close_after_ms.map(Duration::from_millis),
+        oversized_every: args.oversized_every,
+        ping_every: args.ping_every_ms.map(Duration::from_millis),
+        pong_deadline: Duration::from_millis(args.pong_deadline_ms),
     };
     let line = rt.block_on(async {
         let mut servers = Vec::new();
         for (market, addr, seed) in [(Market::Spot, &args.spot, args.seed), (Market::Usdm, &args.usdm, args.seed + 1)] {
-            let cfg = SimConfig { market, symbols: default_symbols(), rate: args.rate, seed, faults };
+            let replay = match &args.replay {
+                Some(p) => Some(std::sync::Arc::new(crate::sim::Replay::load(p, market).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)),
+                None => None,
+            };
+            let cfg = SimConfig { market, symbols: default_symbols(), rate: args.rate, seed, faults, replay };
             let s = SimServer::start(cfg, addr).await?;
             eprintln!("tickwire sim: {} on ws://{} (e.g. {})", market.as_str(), s.addr, s.combined_url(market, &default_symbols()[..1]));
             servers.push((market, s));
@@ -77,12 +98,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let _ = write!(
                 out,
-                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"closes\":{}}},\"connections\":{},\"refused\":{}}}",
+                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{},\"refused\":{}}}",
                 market.as_str(),
                 kinds(&|k| c.sent[k.index()].load(Ordering::Relaxed)),
                 kinds(&|k| c.gaps[k.index()].load(Ordering::Relaxed)),
                 c.malformed.load(Ordering::Relaxed),
+                c.oversized.load(Ordering::Relaxed),
                 c.closes.load(Ordering::Relaxed),
+                c.pings.load(Ordering::Relaxed),
+                c.pongs.load(Ordering::Relaxed),
+                c.pong_timeouts.load(Ordering::Relaxed),
+                c.controls.load(Ordering::Relaxed),
+                c.control_errors.load(Ordering::Relaxed),
+                c.rate_limited.load(Ordering::Relaxed),
                 c.connections.load(Ordering::Relaxed),
                 c.refused.load(Ordering::Relaxed),
             );

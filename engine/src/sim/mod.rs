@@ -5,10 +5,18 @@
 //! fed by a synthetic market per symbol ([`market`]) at a configured rate. It counts what it
 //! sends per record kind: the ground truth end-to-end tests reconcile against.
 //!
-//! Faults ([`Faults`]): skipped ids, malformed frames, forced closes; each counted.
+//! Control messages as Binance answers them: `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`
+//! (`{"result":null,"id":1}`, errors `{"error":{"code":2,"msg":..},"id":1}`), on any
+//! connection including a bare `/ws` or `/stream`; more than 5 (spot) or 10 (USD-M) incoming
+//! messages in a second closes the connection with code 1008.
 //!
-//! Not built yet (issue #3): SUBSCRIBE/UNSUBSCRIBE control messages, the REST depth snapshot,
-//! replay of a frames file, ping deadlines.
+//! Faults ([`Faults`]): skipped ids, malformed and oversized frames, forced closes, pings
+//! that must be answered within a deadline; each counted.
+//!
+//! Replay ([`Replay`]): instead of the synthetic market, every connection is sent the lines
+//! of a frames file in order, at the configured rate or as fast as possible.
+//!
+//! Not built yet (issue #3): the REST depth snapshot.
 
 pub mod market;
 
@@ -37,6 +45,51 @@ pub struct SimConfig {
     pub seed: u64,
     /// Faults to inject.
     pub faults: Faults,
+    /// Replay these frames instead of the synthetic market.
+    pub replay: Option<Arc<Replay>>,
+}
+
+/// A frames file to replay: one frame per line, with the record kind each decodes to (for
+/// the `sent` counts).
+#[derive(Debug)]
+pub struct Replay {
+    /// The frames.
+    pub lines: Vec<String>,
+    /// The kind of the record each frame decodes to (`None`: a control, unknown or invalid
+    /// frame, sent but not counted in `sent`).
+    pub kinds: Vec<Option<Kind>>,
+}
+
+impl Replay {
+    /// Reads `path`, classifying each line with tickwire's own decoder.
+    pub fn load(path: &std::path::Path, market: Market) -> std::io::Result<Replay> {
+        let text = std::fs::read_to_string(path)?;
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut dec = tickwire_codecs::binance::Decoder::new(
+            market,
+            tickwire_codecs::symbol::SymbolTable::new(),
+        );
+        let kinds = lines
+            .iter()
+            .map(|l| {
+                let mut k = None;
+                let _ = dec.decode(
+                    l.as_bytes(),
+                    0,
+                    &mut |r: &tickwire_codecs::record::Record,
+                          _: &[tickwire_codecs::record::Level]| {
+                        k = Some(r.kind());
+                    },
+                );
+                k
+            })
+            .collect();
+        Ok(Replay { lines, kinds })
+    }
 }
 
 /// Faults the simulator injects; each is off at zero / `None`.
@@ -49,6 +102,13 @@ pub struct Faults {
     pub malformed_every: u64,
     /// Close each connection after it has been open this long (the client must reconnect).
     pub close_after: Option<Duration>,
+    /// Every this many frames, also send an oversized frame (2 MiB of garbage).
+    pub oversized_every: u64,
+    /// Send a ping this often; a connection whose pong does not come within `pong_deadline`
+    /// is closed.
+    pub ping_every: Option<Duration>,
+    /// How long a ping may wait for its pong.
+    pub pong_deadline: Duration,
 }
 
 impl Faults {
@@ -58,6 +118,9 @@ impl Faults {
             gap_every: 2_000,
             malformed_every: 5_000,
             close_after: Some(Duration::from_millis(2_500)),
+            oversized_every: 20_000,
+            ping_every: Some(Duration::from_millis(500)),
+            pong_deadline: Duration::from_millis(1_000),
         }
     }
 }
@@ -77,6 +140,20 @@ pub struct SimCounters {
     pub malformed: AtomicU64,
     /// Connections closed by the `close_after` fault.
     pub closes: AtomicU64,
+    /// Oversized frames sent (not counted in `sent`).
+    pub oversized: AtomicU64,
+    /// Control messages received (SUBSCRIBE, UNSUBSCRIBE, LIST_SUBSCRIPTIONS, others).
+    pub controls: AtomicU64,
+    /// Control messages answered with an error.
+    pub control_errors: AtomicU64,
+    /// Connections closed for sending more than the incoming message limit.
+    pub rate_limited: AtomicU64,
+    /// Pings sent.
+    pub pings: AtomicU64,
+    /// Pongs received in time.
+    pub pongs: AtomicU64,
+    /// Connections closed because a pong did not come in time.
+    pub pong_timeouts: AtomicU64,
 }
 
 impl SimCounters {
@@ -157,7 +234,21 @@ fn tracing_warn(msg: &str) {
     eprintln!("tickwire sim: {msg}");
 }
 
-/// Parses `/stream?streams=a/b` or `/ws/a` into (symbol, kind) pairs.
+/// Parses one stream name (`btcusdt@trade`).
+fn parse_stream(n: &str, symbols: &[SymbolSpec]) -> Result<(usize, StreamKind), String> {
+    let (sym, kind) = n
+        .split_once('@')
+        .ok_or_else(|| format!("invalid stream {n}"))?;
+    let i = symbols
+        .iter()
+        .position(|s| s.name.eq_ignore_ascii_case(sym))
+        .ok_or_else(|| format!("unknown symbol {sym}"))?;
+    let k = StreamKind::from_suffix(kind).ok_or_else(|| format!("unknown stream {kind}"))?;
+    Ok((i, k))
+}
+
+/// Parses `/stream?streams=a/b`, `/ws/a`, or a bare `/ws` or `/stream` (streams to come by
+/// SUBSCRIBE) into (symbol, kind) pairs.
 fn parse_path(path: &str, symbols: &[SymbolSpec]) -> Result<Vec<(usize, StreamKind)>, String> {
     // USD-M serves `/public/...` and `/market/...` since 2026-04; accept both prefixes.
     let path = path
@@ -168,22 +259,138 @@ fn parse_path(path: &str, symbols: &[SymbolSpec]) -> Result<Vec<(usize, StreamKi
         q.split('/').filter(|s| !s.is_empty()).collect()
     } else if let Some(s) = path.strip_prefix("/ws/") {
         vec![s]
+    } else if matches!(path, "/ws" | "/stream" | "/ws/" | "/stream/") {
+        vec![]
     } else {
         return Err(format!("unknown path {path}"));
     };
-    let mut out = Vec::new();
-    for n in names {
-        let (sym, kind) = n
-            .split_once('@')
-            .ok_or_else(|| format!("invalid stream {n}"))?;
-        let i = symbols
-            .iter()
-            .position(|s| s.name.eq_ignore_ascii_case(sym))
-            .ok_or_else(|| format!("unknown symbol {sym}"))?;
-        let k = StreamKind::from_suffix(kind).ok_or_else(|| format!("unknown stream {kind}"))?;
-        out.push((i, k));
+    names
+        .into_iter()
+        .map(|n| parse_stream(n, symbols))
+        .collect()
+}
+
+/// A connection's subscriptions and what the frame picker derives from them.
+struct Subs {
+    streams: Vec<(usize, StreamKind)>,
+    names: Vec<String>,
+    weights: Vec<u32>,
+    total: u64,
+    /// Per stream: has it sent a frame (a skip is visible only after one).
+    seen: Vec<bool>,
+}
+
+impl Subs {
+    fn new(streams: Vec<(usize, StreamKind)>, markets: &[SymbolMarket], market: Market) -> Subs {
+        let mut s = Subs {
+            streams,
+            names: vec![],
+            weights: vec![],
+            total: 0,
+            seen: vec![],
+        };
+        s.rebuild(markets, market);
+        s
     }
-    Ok(out)
+    fn rebuild(&mut self, markets: &[SymbolMarket], market: Market) {
+        self.weights = self
+            .streams
+            .iter()
+            .map(|(_, k)| {
+                StreamKind::mix(market)
+                    .iter()
+                    .find(|(m, _)| m == k)
+                    .map_or(1, |(_, w)| *w)
+            })
+            .collect();
+        self.total = self.weights.iter().map(|&w| u64::from(w)).sum();
+        self.names = self
+            .streams
+            .iter()
+            .map(|(i, k)| markets[*i].stream(*k))
+            .collect();
+        self.seen.resize(self.streams.len(), false);
+    }
+}
+
+/// The most streams one connection may have.
+const MAX_STREAMS: usize = 1024;
+
+/// Answers one control message; `None` when it is not one (ignored, as Binance does with
+/// unknown frames).
+fn control(
+    text: &str,
+    subs: &mut Subs,
+    markets: &[SymbolMarket],
+    cfg: &SimConfig,
+) -> (String, bool) {
+    let err = |code: u32, msg: &str, id: &serde_json::Value| {
+        (
+            format!(
+                "{{\"error\":{{\"code\":{code},\"msg\":{}}},\"id\":{id}}}",
+                serde_json::Value::String(msg.to_string())
+            ),
+            false,
+        )
+    };
+    let v: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return err(3, &format!("Invalid JSON: {e}"), &serde_json::Value::Null),
+    };
+    let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
+    let params: Vec<&str> = v
+        .get("params")
+        .and_then(|p| p.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    match method {
+        "SUBSCRIBE" | "UNSUBSCRIBE" => {
+            let mut parsed = Vec::with_capacity(params.len());
+            for p in &params {
+                match parse_stream(p, &cfg.symbols) {
+                    Ok(x) => parsed.push(x),
+                    Err(_) => return err(2, "Invalid request: invalid stream", &id),
+                }
+            }
+            if method == "SUBSCRIBE" {
+                let new: Vec<_> = parsed
+                    .into_iter()
+                    .filter(|x| !subs.streams.contains(x))
+                    .collect();
+                if subs.streams.len() + new.len() > MAX_STREAMS {
+                    return err(4, "Too many subscriptions", &id);
+                }
+                for x in new {
+                    if !subs.streams.contains(&x) {
+                        subs.streams.push(x);
+                        subs.seen.push(false);
+                    }
+                }
+            } else {
+                let keep: Vec<bool> = subs.streams.iter().map(|x| !parsed.contains(x)).collect();
+                let mut it = keep.iter();
+                subs.streams.retain(|_| *it.next().unwrap_or(&true));
+                let mut it = keep.iter();
+                subs.seen.retain(|_| *it.next().unwrap_or(&true));
+            }
+            subs.rebuild(markets, cfg.market);
+            (format!("{{\"result\":null,\"id\":{id}}}"), true)
+        }
+        "LIST_SUBSCRIPTIONS" => {
+            let list = serde_json::Value::from(subs.names.clone());
+            (format!("{{\"result\":{list},\"id\":{id}}}"), true)
+        }
+        _ => err(2, "Invalid request: unknown method", &id),
+    }
+}
+
+/// Incoming messages a connection may send per second before it is closed.
+fn incoming_limit(market: Market) -> usize {
+    match market {
+        Market::Spot => 5,
+        Market::Usdm => 10,
+    }
 }
 
 async fn serve(
@@ -204,15 +411,16 @@ async fn serve(
         path = req.uri().to_string();
         Ok(resp)
     };
-    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(sock, cb).await else {
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async(sock, cb).await else {
         return;
     };
-    let combined = path.contains("/stream?");
+    let (mut tx, mut rx) = ws.split();
+    let combined = path.contains("/stream");
     let streams = match parse_path(&path, &cfg.symbols) {
-        Ok(s) if !s.is_empty() => s,
-        Ok(_) | Err(_) => {
+        Ok(s) => s,
+        Err(_) => {
             counters.refused.fetch_add(1, Ordering::Relaxed);
-            let _ = ws.close(None).await;
+            let _ = put(&mut tx, Message::Close(None), true).await;
             return;
         }
     };
@@ -221,94 +429,198 @@ async fn serve(
         .iter()
         .map(|s| SymbolMarket::new(s.clone(), cfg.market))
         .collect();
-    // Weighted pick over the subscribed streams.
-    let weights: Vec<u32> = streams
-        .iter()
-        .map(|(_, k)| {
-            StreamKind::mix(cfg.market)
-                .iter()
-                .find(|(m, _)| m == k)
-                .map_or(1, |(_, w)| *w)
-        })
-        .collect();
-    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-    let names: Vec<String> = streams
-        .iter()
-        .map(|(i, k)| markets[*i].stream(*k))
-        .collect();
+    let mut subs = Subs::new(streams, &markets, cfg.market);
     let mut rng = Rng::new(seed);
     let mut frame = String::with_capacity(4096);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let unlimited = cfg.rate == 0;
     let per_ms = cfg.rate as f64 / 1000.0;
     let mut budget = 0.0f64;
     let t0 = std::time::Instant::now();
     let mut sent_total = 0u64;
     let faults = cfg.faults;
     let mut frame_no = 0u64;
-    // Per stream: has it sent a frame (a skip is visible only after one).
-    let mut seen = vec![false; streams.len()];
+    let mut replay_at = 0usize;
+    let mut incoming: std::collections::VecDeque<std::time::Instant> = Default::default();
+    let mut last_ping = t0;
+    let mut awaiting: Option<(u64, std::time::Instant)> = None;
+    let mut ping_no = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            m = rx.next() => {
+                let now = std::time::Instant::now();
+                let text = match m {
+                    Some(Ok(Message::Text(t))) => Some(t),
+                    Some(Ok(Message::Pong(p))) => {
+                        if awaiting.is_some_and(|(n, _)| p.as_ref() == n.to_be_bytes()) {
+                            awaiting = None;
+                            counters.pongs.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None
+                    }
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(_)) => None,
+                };
+                // Every incoming message counts against the limit, as on Binance.
+                incoming.push_back(now);
+                while incoming.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1)) {
+                    incoming.pop_front();
+                }
+                if incoming.len() > incoming_limit(cfg.market) {
+                    counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let close = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Policy,
+                        reason: "too many messages".into(),
+                    };
+                    let _ = put(&mut tx, Message::Close(Some(close)), true).await;
+                    return;
+                }
+                if let Some(t) = text {
+                    counters.controls.fetch_add(1, Ordering::Relaxed);
+                    let had = subs.streams.is_empty();
+                    let (reply, ok) = control(t.as_str(), &mut subs, &markets, &cfg);
+                    if !ok {
+                        counters.control_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if had && !subs.streams.is_empty() {
+                        // Start the schedule now: no burst for the time without streams.
+                        budget = 0.0;
+                        sent_total = (t0.elapsed().as_secs_f64() * cfg.rate as f64) as u64;
+                    }
+                    if !put(&mut tx, Message::text(reply), true).await {
+                        return;
+                    }
+                }
+                continue;
+            }
             _ = stop.changed() => break,
         }
         if faults.close_after.is_some_and(|d| t0.elapsed() >= d) {
             counters.closes.fetch_add(1, Ordering::Relaxed);
             break;
         }
+        if let Some(every) = faults.ping_every {
+            if let Some((_, at)) = awaiting {
+                if at.elapsed() > faults.pong_deadline {
+                    counters.pong_timeouts.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            } else if last_ping.elapsed() >= every {
+                ping_no += 1;
+                last_ping = std::time::Instant::now();
+                awaiting = Some((ping_no, last_ping));
+                counters.pings.fetch_add(1, Ordering::Relaxed);
+                if !put(
+                    &mut tx,
+                    Message::Ping(ping_no.to_be_bytes().to_vec().into()),
+                    true,
+                )
+                .await
+                {
+                    return;
+                }
+            }
+        }
         // Catch up to the schedule (rate * elapsed), in bursts of at most 10 ms of traffic.
-        let due = (t0.elapsed().as_secs_f64() * cfg.rate as f64) as u64;
+        let due = if unlimited {
+            sent_total + 2_000
+        } else {
+            (t0.elapsed().as_secs_f64() * cfg.rate as f64) as u64
+        };
         budget = budget.max(0.0) + (due.saturating_sub(sent_total)) as f64;
-        let n = (budget as u64).min((per_ms * 10.0).max(1.0) as u64);
+        let n = if unlimited {
+            2_000
+        } else {
+            (budget as u64).min((per_ms * 10.0).max(1.0) as u64)
+        };
         if n == 0 {
             continue;
         }
-        let now_ms = crate::clock::now_ns() / 1_000_000;
         let mut kinds = [0u64; Kind::COUNT];
         let mut gaps = [0u64; Kind::COUNT];
-        let mut malformed = 0u64;
-        for _ in 0..n {
-            frame_no += 1;
-            if faults.malformed_every > 0 && frame_no % faults.malformed_every == 0 {
-                let bad = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17000000"#;
-                if ws.feed(Message::text(bad)).await.is_err() {
+        let (mut malformed, mut oversized) = (0u64, 0u64);
+        let mut sent = 0u64;
+        if let Some(rep) = &cfg.replay {
+            // Replay: the file's lines in order, once, then the connection stays open.
+            for _ in 0..n {
+                let Some(line) = rep.lines.get(replay_at) else {
+                    break;
+                };
+                if !put(&mut tx, Message::text(line.clone()), false).await {
                     return;
                 }
-                malformed += 1;
-            }
-            let mut r = rng.below(total);
-            let mut pick = 0;
-            for (i, &w) in weights.iter().enumerate() {
-                if r < u64::from(w) {
-                    pick = i;
-                    break;
+                if let Some(k) = rep.kinds[replay_at] {
+                    kinds[k.index()] += 1;
                 }
-                r -= u64::from(w);
+                replay_at += 1;
+                sent += 1;
             }
-            let (si, kind) = streams[pick];
-            let sequenced = matches!(
-                kind,
-                StreamKind::Trade | StreamKind::AggTrade | StreamKind::Depth
-            );
-            if sequenced && seen[pick] && faults.gap_every > 0 && rng.below(faults.gap_every) == 0 {
-                // Skipped right before this stream's next frame, which shows the jump.
-                markets[si].skip_ids(kind, 1 + rng.below(3) as i64);
-                gaps[kind.record_kind().index()] += 1;
+        } else if !subs.streams.is_empty() {
+            let now_ms = crate::clock::now_ns() / 1_000_000;
+            for _ in 0..n {
+                frame_no += 1;
+                if faults.malformed_every > 0 && frame_no % faults.malformed_every == 0 {
+                    let bad = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17000000"#;
+                    if !put(&mut tx, Message::text(bad), false).await {
+                        return;
+                    }
+                    malformed += 1;
+                }
+                if faults.oversized_every > 0 && frame_no % faults.oversized_every == 0 {
+                    let mut big = String::with_capacity(OVERSIZED + 64);
+                    big.push_str(r#"{"stream":"btcusdt@trade","data":""#);
+                    big.extend(std::iter::repeat_n('x', OVERSIZED));
+                    big.push_str(r#""}"#);
+                    if !put(&mut tx, Message::text(big), false).await {
+                        return;
+                    }
+                    oversized += 1;
+                }
+                let mut r = rng.below(subs.total);
+                let mut pick = 0;
+                for (i, &w) in subs.weights.iter().enumerate() {
+                    if r < u64::from(w) {
+                        pick = i;
+                        break;
+                    }
+                    r -= u64::from(w);
+                }
+                let (si, kind) = subs.streams[pick];
+                let sequenced = matches!(
+                    kind,
+                    StreamKind::Trade | StreamKind::AggTrade | StreamKind::Depth
+                );
+                if sequenced
+                    && subs.seen[pick]
+                    && faults.gap_every > 0
+                    && rng.below(faults.gap_every) == 0
+                {
+                    // Skipped right before this stream's next frame, which shows the jump.
+                    markets[si].skip_ids(kind, 1 + rng.below(3) as i64);
+                    gaps[kind.record_kind().index()] += 1;
+                }
+                subs.seen[pick] = true;
+                markets[si].frame(kind, now_ms, &mut rng, &mut frame);
+                let text = if combined {
+                    format!(r#"{{"stream":"{}","data":{}}}"#, subs.names[pick], frame)
+                } else {
+                    frame.clone()
+                };
+                if !put(&mut tx, Message::text(text), false).await {
+                    return;
+                }
+                kinds[kind.record_kind().index()] += 1;
+                sent += 1;
             }
-            seen[pick] = true;
-            markets[si].frame(kind, now_ms, &mut rng, &mut frame);
-            let text = if combined {
-                format!(r#"{{"stream":"{}","data":{}}}"#, names[pick], frame)
-            } else {
-                frame.clone()
-            };
-            if ws.feed(Message::text(text)).await.is_err() {
-                return;
-            }
-            kinds[kind.record_kind().index()] += 1;
         }
-        if ws.flush().await.is_err() {
+        if sent > 0
+            && !matches!(
+                tokio::time::timeout(WRITE_TIMEOUT, tx.flush()).await,
+                Ok(Ok(()))
+            )
+        {
             return;
         }
         for (i, k) in kinds.iter().enumerate() {
@@ -316,15 +628,39 @@ async fn serve(
             counters.gaps[i].fetch_add(gaps[i], Ordering::Relaxed);
         }
         counters.malformed.fetch_add(malformed, Ordering::Relaxed);
+        counters.oversized.fetch_add(oversized, Ordering::Relaxed);
         sent_total += n;
         budget -= n as f64;
     }
     // Clean close: everything fed was flushed; the close frame follows the data.
-    let _ = ws.close(None).await;
-    // Drain the client's close reply.
-    while let Some(Ok(m)) = ws.next().await {
-        if m.is_close() {
-            break;
-        }
+    if put(&mut tx, Message::Close(None), true).await {
+        // Drain the client's close reply (a client that never answers is left after a while).
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+            while let Some(Ok(m)) = rx.next().await {
+                if m.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
+
+/// A client that takes nothing for this long is disconnected (as Binance drops slow readers).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+
+type WsTx = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, Message>;
+
+/// Queues (`flush`: and sends) a message; false when the client is gone or has not taken
+/// anything for [`WRITE_TIMEOUT`].
+async fn put(tx: &mut WsTx, m: Message, flush: bool) -> bool {
+    let r = if flush {
+        tokio::time::timeout(WRITE_TIMEOUT, tx.send(m)).await
+    } else {
+        tokio::time::timeout(WRITE_TIMEOUT, tx.feed(m)).await
+    };
+    matches!(r, Ok(Ok(())))
+}
+
+/// Bytes of an oversized frame's payload (2 MiB: beyond any real Binance frame).
+pub const OVERSIZED: usize = 2 << 20;

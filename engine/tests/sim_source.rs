@@ -1,0 +1,362 @@
+//! The simulator's control messages, limits and faults, and the source's subscribe mode, idle
+//! watchdog and replay, over real WebSocket connections on loopback. Conditions are waited on
+//! with a deadline, never with fixed sleeps.
+
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickwire_codecs::record::{Kind, Market};
+use tickwire_codecs::symbol::SymbolTable;
+use tickwire_engine::queue::{FullPolicy, QueueCounters};
+use tickwire_engine::sim::market::default_symbols;
+use tickwire_engine::sim::{Faults, Replay, SimConfig, SimServer};
+use tickwire_engine::source::{self, SourceConfig};
+use tokio_tungstenite::tungstenite::Message;
+
+fn sim_config(market: Market, rate: u64, faults: Faults) -> SimConfig {
+    SimConfig {
+        market,
+        symbols: default_symbols(),
+        rate,
+        seed: 1,
+        faults,
+        replay: None,
+    }
+}
+
+async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads until a text frame that is a control answer (not market data) arrives.
+async fn answer(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("frame");
+        if let Message::Text(t) = m {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json");
+            if v.get("id").is_some() || v.get("error").is_some() {
+                return v;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_messages_are_answered_like_binance() {
+    let sim = SimServer::start(
+        sim_config(Market::Spot, 2_000, Faults::default()),
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("sim");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", sim.addr))
+        .await
+        .expect("connect");
+    let send = |v: &str| Message::text(v.to_string());
+    ws.send(send(
+        r#"{"method":"SUBSCRIBE","params":["btcusdt@trade","btcusdt@aggTrade"],"id":1}"#,
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        answer(&mut ws).await,
+        serde_json::json!({"result": null, "id": 1})
+    );
+    // Market data flows: raw frames on /ws.
+    let mut trades = 0;
+    while trades < 5 {
+        if let Some(Ok(Message::Text(t))) = ws.next().await {
+            if t.as_str().contains(r#""e":"trade""#) {
+                trades += 1;
+            }
+        }
+    }
+    ws.send(send(r#"{"method":"LIST_SUBSCRIPTIONS","id":2}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        answer(&mut ws).await,
+        serde_json::json!({"result": ["btcusdt@trade", "btcusdt@aggTrade"], "id": 2})
+    );
+    ws.send(send(
+        r#"{"method":"UNSUBSCRIBE","params":["btcusdt@aggTrade"],"id":3}"#,
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        answer(&mut ws).await,
+        serde_json::json!({"result": null, "id": 3})
+    );
+    ws.send(send(
+        r#"{"method":"SUBSCRIBE","params":["nope@trade"],"id":4}"#,
+    ))
+    .await
+    .expect("send");
+    let e = answer(&mut ws).await;
+    assert_eq!(e["error"]["code"], 2, "{e}");
+    assert_eq!(e["id"], 4);
+    // Pace: the next message would be the 5th in a second, still allowed; then wait a second.
+    ws.send(send("{not json")).await.expect("send");
+    assert_eq!(answer(&mut ws).await["error"]["code"], 3);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the limit's own window
+    ws.send(send(r#"{"method":"LIST_SUBSCRIPTIONS","id":"x"}"#))
+        .await
+        .expect("send");
+    assert_eq!(
+        answer(&mut ws).await,
+        serde_json::json!({"result": ["btcusdt@trade"], "id": "x"})
+    );
+    let c = sim.counters.clone();
+    assert_eq!(c.controls.load(Ordering::Relaxed), 6);
+    assert_eq!(c.control_errors.load(Ordering::Relaxed), 2);
+    drop(ws);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_five_messages_a_second_close_the_connection() {
+    let sim = SimServer::start(
+        sim_config(Market::Spot, 100, Faults::default()),
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("sim");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", sim.addr))
+        .await
+        .expect("connect");
+    for i in 0..7 {
+        let _ = ws
+            .send(Message::text(format!(
+                r#"{{"method":"LIST_SUBSCRIPTIONS","id":{i}}}"#
+            )))
+            .await;
+    }
+    let mut code = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        match m {
+            Ok(Message::Close(Some(f))) => {
+                code = Some(u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(code, Some(1008), "closed with policy violation");
+    assert_eq!(sim.counters.rate_limited.load(Ordering::Relaxed), 1);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_must_be_answered_in_time() {
+    let faults = Faults {
+        ping_every: Some(Duration::from_millis(100)),
+        pong_deadline: Duration::from_millis(300),
+        ..Faults::default()
+    };
+    let sim = SimServer::start(sim_config(Market::Spot, 1_000, faults), "127.0.0.1:0")
+        .await
+        .expect("sim");
+    let url = format!("ws://{}/stream?streams=btcusdt@trade", sim.addr);
+    // A client that reads (tungstenite answers pings as it reads) stays connected.
+    let (mut good, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    let c = sim.counters.clone();
+    let reader = tokio::spawn(async move {
+        let mut frames = 0u64;
+        while let Some(Ok(m)) = good.next().await {
+            if m.is_text() {
+                frames += 1;
+            }
+            if m.is_close() {
+                break;
+            }
+        }
+        frames
+    });
+    wait_until("3 pongs", Duration::from_secs(10), || {
+        c.pongs.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert_eq!(c.pong_timeouts.load(Ordering::Relaxed), 0);
+    // A client that does not read never answers: closed after the deadline.
+    let (_silent, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connect");
+    wait_until("a pong timeout", Duration::from_secs(10), || {
+        c.pong_timeouts.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    sim.stop().await;
+    assert!(reader.await.expect("reader") > 0);
+}
+
+fn source_config(url: String, market: Market, subscribe: bool, idle: Duration) -> SourceConfig {
+    SourceConfig {
+        url,
+        market,
+        full: FullPolicy::default(),
+        drain_on_stop: true,
+        subscribe,
+        idle_timeout: idle,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_reconnected_by_the_watchdog() {
+    // A bare /ws with no subscription: the simulator sends nothing.
+    let sim = SimServer::start(
+        sim_config(Market::Spot, 1_000, Faults::default()),
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("sim");
+    let (tx, _rx) = crossbeam_channel::bounded(1024);
+    let counters = Arc::new(QueueCounters::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = source_config(
+        format!("ws://{}/ws", sim.addr),
+        Market::Spot,
+        false,
+        Duration::from_millis(200),
+    );
+    let task = tokio::spawn(source::run(
+        cfg,
+        SymbolTable::new(),
+        tx,
+        counters.clone(),
+        stop_rx,
+    ));
+    wait_until("two idle reconnects", Duration::from_secs(15), || {
+        counters.idle_reconnects.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    assert!(sim.counters.connections.load(Ordering::Relaxed) >= 3);
+    let _ = stop_tx.send(true);
+    sim.stop().await;
+    task.await.expect("task").expect("source");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_subscribes_and_checks_the_list() {
+    let sim = SimServer::start(
+        sim_config(Market::Usdm, 5_000, Faults::default()),
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("sim");
+    let streams: Vec<String> = (0..450)
+        .map(|i| {
+            ["btcusdt", "ethusdt", "solusdt"][i % 3].to_string()
+                + ["@trade", "@aggTrade", "@bookTicker"][(i / 3) % 3]
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let url = format!("ws://{}/stream?streams={}", sim.addr, streams.join("/"));
+    let (tx, rx) = crossbeam_channel::bounded(1 << 20);
+    let counters = Arc::new(QueueCounters::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = source_config(url, Market::Usdm, true, Duration::from_secs(30));
+    let task = tokio::spawn(source::run(
+        cfg,
+        SymbolTable::new(),
+        tx,
+        counters.clone(),
+        stop_rx,
+    ));
+    wait_until("records after subscribing", Duration::from_secs(15), || {
+        counters.pushed.load(Ordering::Relaxed) > 1000
+    })
+    .await;
+    // One SUBSCRIBE (9 streams fit one request) and the LIST check, both answered.
+    wait_until("the list answer", Duration::from_secs(15), || {
+        sim.counters.controls.load(Ordering::Relaxed) == 2
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    let simc = sim.counters.clone();
+    sim.stop().await;
+    task.await.expect("task").expect("source");
+    assert_eq!(counters.control_requests.load(Ordering::Relaxed), 2);
+    assert_eq!(counters.control_errors.load(Ordering::Relaxed), 0);
+    let sent: u64 = simc.total();
+    assert_eq!(
+        rx.len() as u64,
+        sent,
+        "every frame sent arrived as a record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_is_replayed_frame_for_frame() {
+    let Some(fixtures) = std::env::var_os("TICKWIRE_SHARED")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")))
+        .map(|p| p.join("fixtures/binance/captures/usdm_2021-07-22.jsonl"))
+        .filter(|p| p.exists())
+    else {
+        eprintln!("SKIPPED: no ../shared/fixtures");
+        return;
+    };
+    let replay = Arc::new(Replay::load(&fixtures, Market::Usdm).expect("replay"));
+    let mut want = [0u64; Kind::COUNT];
+    for k in replay.kinds.iter().flatten() {
+        want[k.index()] += 1;
+    }
+    assert!(want.iter().sum::<u64>() > 1000);
+    let mut cfg = sim_config(Market::Usdm, 0, Faults::default());
+    cfg.replay = Some(replay.clone());
+    let sim = SimServer::start(cfg, "127.0.0.1:0").await.expect("sim");
+    let (tx, rx) = crossbeam_channel::bounded(1 << 20);
+    let counters = Arc::new(QueueCounters::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let src = source_config(
+        format!("ws://{}/stream", sim.addr),
+        Market::Usdm,
+        false,
+        Duration::from_secs(30),
+    );
+    let task = tokio::spawn(source::run(
+        src,
+        SymbolTable::new(),
+        tx,
+        counters.clone(),
+        stop_rx,
+    ));
+    let total: u64 = want.iter().sum();
+    wait_until("every replayed frame", Duration::from_secs(30), || {
+        counters.frames.load(Ordering::Relaxed) >= replay.lines.len() as u64
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    let simc = sim.counters.clone();
+    sim.stop().await;
+    task.await.expect("task").expect("source");
+    let mut got = [0u64; Kind::COUNT];
+    for m in rx.try_iter() {
+        got[m.rec.kind().index()] += 1;
+    }
+    for k in Kind::ALL.iter().filter(|k| **k != Kind::Gap) {
+        assert_eq!(got[k.index()], want[k.index()], "{k:?}");
+        assert_eq!(
+            simc.sent[k.index()].load(Ordering::Relaxed),
+            want[k.index()],
+            "{k:?}"
+        );
+    }
+    assert_eq!(got.iter().sum::<u64>() - got[Kind::Gap.index()], total);
+}
