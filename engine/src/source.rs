@@ -50,6 +50,21 @@ pub struct SourceConfig {
     pub idle_timeout: Duration,
 }
 
+impl SourceConfig {
+    /// `url` of `market` with the defaults: the default full policy, no drain on stop, URL
+    /// streams (no SUBSCRIBE), a 60 s idle watchdog.
+    pub fn new(url: impl Into<String>, market: Market) -> Self {
+        SourceConfig {
+            url: url.into(),
+            market,
+            full: FullPolicy::default(),
+            drain_on_stop: false,
+            subscribe: false,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The largest frame read (1 MiB; Binance's largest, a 5000-level depth snapshot over REST,
 /// is not a WebSocket frame). Larger frames are counted and skipped unread.
 pub const MAX_FRAME: usize = 1 << 20;

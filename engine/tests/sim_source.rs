@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tickwire_codecs::record::{Kind, Market};
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::queue::{FullPolicy, QueueCounters};
+use tickwire_engine::queue::QueueCounters;
 use tickwire_engine::sim::market::default_symbols;
 use tickwire_engine::sim::{Faults, Replay, SimConfig, SimServer};
 use tickwire_engine::source::{self, SourceConfig};
@@ -206,12 +206,10 @@ async fn pings_must_be_answered_in_time() {
 
 fn source_config(url: String, market: Market, subscribe: bool, idle: Duration) -> SourceConfig {
     SourceConfig {
-        url,
-        market,
-        full: FullPolicy::default(),
         drain_on_stop: true,
         subscribe,
         idle_timeout: idle,
+        ..SourceConfig::new(url, market)
     }
 }
 
