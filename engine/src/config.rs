@@ -78,6 +78,13 @@ pub struct ConnectionConfig {
     pub subscribe: bool,
     /// Reconnect a connection that has been silent (no frame, no ping) this many seconds.
     pub idle_timeout_secs: u64,
+    /// Keep a live order book per depth stream, synced from REST snapshots (plain `ws://`
+    /// endpoints, i.e. the simulator, whose REST is `http://` on the same address).
+    pub book_sync: bool,
+    /// Emit a `depth_snapshot` record of each live book every this many ms (0: never).
+    pub book_snapshot_ms: u64,
+    /// Levels a side in those records.
+    pub book_levels: usize,
 }
 
 impl Default for ConnectionConfig {
@@ -85,6 +92,9 @@ impl Default for ConnectionConfig {
         ConnectionConfig {
             subscribe: false,
             idle_timeout_secs: 60,
+            book_sync: true,
+            book_snapshot_ms: 0,
+            book_levels: 20,
         }
     }
 }
@@ -698,6 +708,10 @@ impl Config {
             }),
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
+            book_sync: self.connection.book_sync,
+            book_every: (self.connection.book_snapshot_ms > 0)
+                .then(|| Duration::from_millis(self.connection.book_snapshot_ms)),
+            book_levels: self.connection.book_levels.max(1),
             idle_timeout: Duration::from_secs(self.connection.idle_timeout_secs.max(1)),
             wait_subscribers: 0,
             duration: self.duration_secs.map(Duration::from_secs),

@@ -97,6 +97,14 @@ pub struct QueueCounters {
     /// Control requests the server answered with an error, or whose subscription list did
     /// not match.
     pub control_errors: AtomicU64,
+    /// REST depth snapshots requested.
+    pub rest_requests: AtomicU64,
+    /// REST depth snapshots that failed (HTTP error, 429, unreadable), each retried.
+    pub rest_errors: AtomicU64,
+    /// Order books made live from a snapshot (the first sync and every resync).
+    pub books_synced: AtomicU64,
+    /// Order books discarded because their diffs broke (then resynced).
+    pub resyncs: AtomicU64,
 }
 
 impl QueueCounters {

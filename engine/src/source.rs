@@ -16,8 +16,15 @@
 //! `LIST_SUBSCRIPTIONS`; each answer is matched to its request by id, and an error answer or
 //! a list that differs from what was asked is reported and counted (`control_errors`).
 //!
-//! Not built yet (issue #3): 24 h rotation with overlap, the order-book sync against REST
-//! snapshots.
+//! Order books (`rest` set): every depth diff also feeds the symbol's [`crate::book::BookSync`];
+//! a book that needs a snapshot (first sync, a break, a snapshot too old) is queued for a REST
+//! request, at most one every 100 ms per connection and 1 s after a 429 or a failure, so many
+//! symbols resyncing at once stay within Binance's weight limits. The break itself is the
+//! sequence `gap` record; `resyncs` and `books_synced` count the rest. With `book_every`, each
+//! live book's top levels are written as `depth_snapshot` records. REST is plain HTTP (the
+//! simulator); HTTPS to Binance's REST endpoints is not spoken yet.
+//!
+//! Not built yet (issue #3): 24 h rotation with overlap.
 
 use crate::queue::{FullPolicy, Msg, QueueCounters};
 use crossbeam_channel::{SendTimeoutError, Sender};
@@ -48,6 +55,181 @@ pub struct SourceConfig {
     pub subscribe: bool,
     /// Reconnect when nothing (not even a ping) has arrived for this long.
     pub idle_timeout: Duration,
+    /// REST base URL (`http://host:port`) for depth snapshots: with it, every symbol's depth
+    /// diffs keep a live order book ([`crate::book::BookSync`]), synced and resynced from
+    /// `/api/v3/depth` (spot) or `/fapi/v1/depth` (USD-M).
+    pub rest: Option<String>,
+    /// With `rest`: emit a `depth_snapshot` record of each live book's top `book_levels`
+    /// levels this often (and once more at the end); `None`: no such records.
+    pub book_every: Option<Duration>,
+    /// Levels a side in those records.
+    pub book_levels: usize,
+}
+
+/// Time between two REST snapshot requests of one connection: 10 a second, within Binance's
+/// weight limits (a 1000-level snapshot weighs 10 on spot, 20 on USD-M) however many symbols
+/// resync at once.
+const REST_GAP: Duration = Duration::from_millis(100);
+/// After a 429 (over the limit) or a failure, the next request waits this long.
+const REST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// One REST GET over plain HTTP/1.1 (the simulator; `https` is not spoken here); the body of
+/// a 200 answer.
+async fn http_get(url: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// REST endpoints are supported"))?;
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let mut sock =
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(host))
+            .await
+            .map_err(|_| format!("{host}: connect timed out"))?
+            .map_err(|e| format!("{host}: {e}"))?;
+    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    sock.write_all(req.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out))
+        .await
+        .map_err(|_| "read timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        return Err(format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ));
+    }
+    Ok(body.to_string())
+}
+
+/// Parses a REST depth snapshot: (lastUpdateId, bids, asks) with exact levels.
+fn parse_snapshot(body: &str) -> Result<(i64, Vec<Level>, Vec<Level>), String> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let last = v
+        .get("lastUpdateId")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or("no lastUpdateId")?;
+    let side = |k: &str| -> Result<Vec<Level>, String> {
+        let Some(a) = v.get(k).and_then(|x| x.as_array()) else {
+            return Err(format!("no {k}"));
+        };
+        a.iter()
+            .map(|l| {
+                let p = l.get(0).and_then(|x| x.as_str()).ok_or("bad level")?;
+                let q = l.get(1).and_then(|x| x.as_str()).ok_or("bad level")?;
+                let p =
+                    tickwire_codecs::decimal::parse_i64(p.as_bytes()).map_err(|e| e.to_string())?;
+                let q = tickwire_codecs::decimal::parse_i128(q.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                Ok(Level {
+                    price: p.raw,
+                    qty: q.raw.into(),
+                    price_dp: p.dp,
+                    qty_dp: q.dp,
+                    pad: [0; 6],
+                })
+            })
+            .collect()
+    };
+    Ok((last, side("bids")?, side("asks")?))
+}
+
+/// The live books of one connection and their REST snapshot requests.
+struct Books {
+    market: Market,
+    rest: String,
+    books: FxHashMap<SymbolId, crate::book::BookSync>,
+    /// Symbols waiting for a snapshot request, in order.
+    want: std::collections::VecDeque<SymbolId>,
+    /// Requested, answer not yet taken.
+    asked: rustc_hash::FxHashSet<SymbolId>,
+    /// No request before this instant.
+    next_at: tokio::time::Instant,
+}
+
+impl Books {
+    fn need(&mut self, sym: SymbolId) {
+        if !self.asked.contains(&sym) && !self.want.contains(&sym) {
+            self.want.push_back(sym);
+        }
+    }
+
+    fn on_diff(&mut self, d: &DepthUpdate, lv: &[Level], c: &QueueCounters) {
+        use crate::book::{BookSync, SyncEvent};
+        let market = self.market;
+        let book = self
+            .books
+            .entry(d.header.symbol)
+            .or_insert_with(|| BookSync::new(market));
+        match book.on_diff(d, lv) {
+            SyncEvent::Buffered | SyncEvent::NeedSnapshot => self.need(d.header.symbol),
+            SyncEvent::Gap { .. } => {
+                // The break itself is already a `gap` record (sequence); this rebuilds the book.
+                c.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.need(d.header.symbol);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_snapshot(
+        &mut self,
+        sym: SymbolId,
+        r: Result<String, String>,
+        c: &QueueCounters,
+        url: &str,
+    ) {
+        use crate::book::SyncEvent;
+        self.asked.remove(&sym);
+        let parsed = r.and_then(|b| parse_snapshot(&b));
+        let Some(book) = self.books.get_mut(&sym) else {
+            return;
+        };
+        match parsed {
+            Ok((last, bids, asks)) => match book.on_snapshot(last, &bids, &asks) {
+                SyncEvent::Live => {
+                    c.books_synced.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => self.need(sym),
+            },
+            Err(e) => {
+                c.rest_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("tickwire: source {url}: depth snapshot: {e}");
+                self.next_at = tokio::time::Instant::now() + REST_BACKOFF;
+                self.need(sym);
+            }
+        }
+    }
+
+    /// `depth_snapshot` records of the live books' top `n` levels.
+    fn snapshots(&self, n: usize, market: Market, out: &mut Vec<Msg>) {
+        let now = crate::clock::now_ns();
+        for (sym, b) in &self.books {
+            if !b.is_live() {
+                continue;
+            }
+            let (bids, asks) = b.top(n);
+            let levels = LevelRange {
+                start: 0,
+                bids: bids.len() as u32,
+                asks: asks.len() as u32,
+                pad: 0,
+            };
+            let mut arena = bids;
+            arena.extend(asks);
+            let rec = Record::DepthSnapshot(DepthSnapshot {
+                header: Header::new(Kind::DepthSnapshot, market, *sym, NULL_I64, now),
+                last_update_id: b.last_update_id(),
+                levels,
+            });
+            out.push(Msg::new(rec, &arena));
+        }
+    }
 }
 
 impl SourceConfig {
@@ -61,6 +243,9 @@ impl SourceConfig {
             drain_on_stop: false,
             subscribe: false,
             idle_timeout: Duration::from_secs(60),
+            rest: None,
+            book_every: None,
+            book_levels: 20,
         }
     }
 }
@@ -284,6 +469,7 @@ pub async fn run(
     counters: Arc<QueueCounters>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
+    let dec_symbols = symbols.clone();
     let mut dec = Decoder::new(cfg.market, symbols);
     let mut seq = Seq::default();
     let mut out: Vec<Msg> = Vec::with_capacity(8);
@@ -306,6 +492,21 @@ pub async fn run(
         _ => (cfg.url.clone(), Vec::new()),
     };
     let mut next_id = 1u64;
+    let (snap_tx, mut snap_rx) =
+        tokio::sync::mpsc::channel::<(SymbolId, Result<String, String>)>(256);
+    let mut books = cfg.rest.as_ref().map(|r| Books {
+        market,
+        rest: r.trim_end_matches('/').to_string(),
+        books: FxHashMap::default(),
+        want: Default::default(),
+        asked: Default::default(),
+        next_at: tokio::time::Instant::now(),
+    });
+    let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
+    let depth_path = match market {
+        Market::Spot => "/api/v3/depth",
+        Market::Usdm => "/fapi/v1/depth",
+    };
     loop {
         if *stop.borrow() {
             break;
@@ -346,6 +547,11 @@ pub async fn run(
             }
         }
         connected_before = true;
+        if let Some(b) = books.as_mut() {
+            // Whatever was missed while disconnected: every book starts over.
+            b.books.clear();
+            b.want.clear();
+        }
         let (mut wtx, mut wrx) = ws.split();
         let mut ctl = cfg.subscribe.then(|| Control::new(&streams, next_id));
         if let Some(c) = &ctl {
@@ -391,6 +597,38 @@ pub async fn run(
                     stopping = true;
                     if cfg.drain_on_stop { continue } else { break }
                 }
+                _ = tokio::time::sleep_until(books.as_ref().map_or_else(tokio::time::Instant::now, |b| b.next_at)),
+                    if books.as_ref().is_some_and(|b| !b.want.is_empty()) => {
+                    if let Some(b) = books.as_mut() {
+                        if let Some(sym) = b.want.pop_front() {
+                            b.asked.insert(sym);
+                            b.next_at = tokio::time::Instant::now() + REST_GAP;
+                            let name = dec_symbols.name(sym).unwrap_or_default();
+                            let url = format!("{}{depth_path}?symbol={name}&limit=1000", b.rest);
+                            let tx = snap_tx.clone();
+                            counters.rest_requests.fetch_add(1, Ordering::Relaxed);
+                            tokio::spawn(async move {
+                                let _ = tx.send((sym, http_get(&url).await)).await;
+                            });
+                        }
+                    }
+                    continue;
+                }
+                r = snap_rx.recv(), if books.is_some() => {
+                    if let (Some(b), Some((sym, body))) = (books.as_mut(), r) {
+                        b.on_snapshot(sym, body, &counters, &cfg.url);
+                    }
+                    continue;
+                }
+                _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
+                    if let Some(b) = &books {
+                        b.snapshots(cfg.book_levels, market, &mut out);
+                        for msg in out.drain(..) {
+                            push(&tx, cfg.full, &counters, msg)?;
+                        }
+                    }
+                    continue;
+                }
             };
             let m = match m {
                 Some(Ok(m)) => m,
@@ -424,6 +662,9 @@ pub async fn run(
                 if let Some(g) = seq.check(r, market) {
                     out.push(Msg::new(Record::Gap(g), &[]));
                 }
+                if let (Record::DepthUpdate(d), Some(b)) = (r, books.as_mut()) {
+                    b.on_diff(d, lv, &counters);
+                }
                 out.push(Msg::new(*r, lv));
             });
             if r.is_err() {
@@ -447,6 +688,13 @@ pub async fn run(
         published = dec.stats().clone();
         if stopping {
             break;
+        }
+    }
+    // One last look at every live book.
+    if let (Some(b), Some(_)) = (&books, cfg.book_every) {
+        b.snapshots(cfg.book_levels, market, &mut out);
+        for msg in out.drain(..) {
+            push(&tx, cfg.full, &counters, msg)?;
         }
     }
     Ok(())

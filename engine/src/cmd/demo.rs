@@ -77,6 +77,10 @@ pub struct Args {
     /// matched to the answers) instead of naming them in the URL.
     #[arg(long)]
     pub subscribe: bool,
+    /// Emit a `depth_snapshot` record of each live order book (synced from the simulator's REST
+    /// snapshots) every this many ms; 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub book_snapshot_ms: u64,
     /// Reconnect a connection that has been silent this many seconds.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout_secs: u64,
@@ -159,6 +163,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         stats_secs: args.stats_secs,
         subscribe: args.subscribe,
+        book_sync: true,
+        book_every: (args.book_snapshot_ms > 0)
+            .then(|| Duration::from_millis(args.book_snapshot_ms)),
+        book_levels: 20,
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         wait_subscribers: args.wait_subscribers,
         duration: Some(Duration::from_secs(args.duration)),

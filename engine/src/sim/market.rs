@@ -223,6 +223,10 @@ pub struct SymbolMarket {
 
 const LEVELS: i64 = 40;
 
+/// A book as the simulator holds it: last update id, bids and asks best first, as raw
+/// (price, quantity) in 1e-8 units.
+pub type BookView = (i64, Vec<(i64, i64)>, Vec<(i64, i64)>);
+
 impl SymbolMarket {
     /// A market for `spec`.
     pub fn new(spec: SymbolSpec, market: Market) -> Self {
@@ -256,6 +260,48 @@ impl SymbolMarket {
                 .insert(mid + i * m.spec.tick, m.spec.lot * (1 + i % 5));
         }
         m
+    }
+
+    /// The REST depth snapshot (`/api/v3/depth`, `/fapi/v1/depth`) of the book as it stands:
+    /// the `limit` best levels a side and the last update id sent (or skipped).
+    pub fn depth_json(&self, limit: usize, now_ms: i64) -> String {
+        let bids: Vec<(i64, i64)> = self
+            .bids
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(p, q)| (*p, *q))
+            .collect();
+        let asks: Vec<(i64, i64)> = self
+            .asks
+            .iter()
+            .take(limit)
+            .map(|(p, q)| (*p, *q))
+            .collect();
+        let mut out = format!("{{\"lastUpdateId\":{}", self.update_id);
+        if self.market == Market::Usdm {
+            let _ = write!(out, ",\"E\":{now_ms},\"T\":{}", now_ms - 1);
+        }
+        out.push_str(",\"bids\":");
+        self.levels(&mut out, &bids);
+        out.push_str(",\"asks\":");
+        self.levels(&mut out, &asks);
+        out.push('}');
+        out
+    }
+
+    /// The book: last update id, bids best first, asks best first (raw 1e-8 units).
+    pub fn book(&self) -> BookView {
+        (
+            self.update_id,
+            self.bids.iter().rev().map(|(p, q)| (*p, *q)).collect(),
+            self.asks.iter().map(|(p, q)| (*p, *q)).collect(),
+        )
+    }
+
+    /// The symbol, upper case.
+    pub fn name(&self) -> &str {
+        &self.spec.name
     }
 
     /// The stream name of `kind` for this symbol.

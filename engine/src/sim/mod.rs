@@ -16,7 +16,11 @@
 //! Replay ([`Replay`]): instead of the synthetic market, every connection is sent the lines
 //! of a frames file in order, at the configured rate or as fast as possible.
 //!
-//! Not built yet (issue #3): the REST depth snapshot.
+//! REST depth snapshots (`GET /api/v3/depth?symbol=X&limit=N` on the spot server,
+//! `/fapi/v1/depth` on USD-M) on the same address, from the same book the connection's diffs
+//! come from (the book of the newest connection that serves the symbol); more than
+//! [`REST_PER_SECOND`] requests a second are answered 429, as Binance does over its weight
+//! limit.
 
 pub mod market;
 
@@ -125,6 +129,19 @@ impl Faults {
     }
 }
 
+/// REST requests a server answers per second before it answers 429.
+pub const REST_PER_SECOND: usize = 20;
+
+/// The books REST snapshots are served from: per symbol (upper case), the market of the newest
+/// connection.
+type Books = Arc<std::sync::Mutex<std::collections::HashMap<String, Shared>>>;
+/// One symbol's market, shared by a connection and the REST handler.
+type Shared = Arc<std::sync::Mutex<SymbolMarket>>;
+
+fn lock(m: &Shared) -> std::sync::MutexGuard<'_, SymbolMarket> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// What the simulator sent.
 #[derive(Debug, Default)]
 pub struct SimCounters {
@@ -154,6 +171,10 @@ pub struct SimCounters {
     pub pongs: AtomicU64,
     /// Connections closed because a pong did not come in time.
     pub pong_timeouts: AtomicU64,
+    /// REST depth snapshots served.
+    pub rest_snapshots: AtomicU64,
+    /// REST requests answered 429 (over the limit).
+    pub rest_limited: AtomicU64,
 }
 
 impl SimCounters {
@@ -172,6 +193,7 @@ pub struct SimServer {
     pub counters: Arc<SimCounters>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    books: Books,
 }
 
 impl SimServer {
@@ -182,6 +204,10 @@ impl SimServer {
         let counters = Arc::new(SimCounters::default());
         let (stop, stop_rx) = watch::channel(false);
         let c = counters.clone();
+        let books: Books = Arc::default();
+        let b = books.clone();
+        let rest: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>> =
+            Arc::default();
         let task = tokio::spawn(async move {
             let mut conns = Vec::new();
             let mut stop_rx2 = stop_rx.clone();
@@ -191,7 +217,7 @@ impl SimServer {
                         Ok((sock, _)) => {
                             c.connections.fetch_add(1, Ordering::Relaxed);
                             let seed = cfg.seed.wrapping_add(c.connections.load(Ordering::Relaxed));
-                            conns.push(tokio::spawn(serve(sock, cfg.clone(), seed, c.clone(), stop_rx.clone())));
+                            conns.push(tokio::spawn(serve(sock, cfg.clone(), seed, c.clone(), stop_rx.clone(), b.clone(), rest.clone())));
                         }
                         Err(e) => tracing_warn(&format!("sim accept failed: {e}")),
                     },
@@ -209,7 +235,13 @@ impl SimServer {
             counters,
             stop,
             task,
+            books,
         })
+    }
+
+    /// The books REST snapshots are served from, readable after the server stops.
+    pub fn books(&self) -> SimBooks {
+        SimBooks(self.books.clone())
     }
 
     /// The combined-stream URL of every stream kind of `market` for `symbols`.
@@ -227,6 +259,26 @@ impl SimServer {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// The simulator's books (see [`SimServer::books`]).
+#[derive(Clone)]
+pub struct SimBooks(Books);
+
+impl std::fmt::Debug for SimBooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SimBooks")
+    }
+}
+
+impl SimBooks {
+    /// The book of `symbol`: last update id, bids and asks best first (raw 1e-8 units).
+    pub fn book(&self, symbol: &str) -> Option<market::BookView> {
+        let books = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        books
+            .get(&symbol.to_ascii_uppercase())
+            .map(|m| lock(m).book())
     }
 }
 
@@ -281,7 +333,7 @@ struct Subs {
 }
 
 impl Subs {
-    fn new(streams: Vec<(usize, StreamKind)>, markets: &[SymbolMarket], market: Market) -> Subs {
+    fn new(streams: Vec<(usize, StreamKind)>, markets: &[Shared], market: Market) -> Subs {
         let mut s = Subs {
             streams,
             names: vec![],
@@ -292,7 +344,7 @@ impl Subs {
         s.rebuild(markets, market);
         s
     }
-    fn rebuild(&mut self, markets: &[SymbolMarket], market: Market) {
+    fn rebuild(&mut self, markets: &[Shared], market: Market) {
         self.weights = self
             .streams
             .iter()
@@ -307,7 +359,7 @@ impl Subs {
         self.names = self
             .streams
             .iter()
-            .map(|(i, k)| markets[*i].stream(*k))
+            .map(|(i, k)| lock(&markets[*i]).stream(*k))
             .collect();
         self.seen.resize(self.streams.len(), false);
     }
@@ -318,12 +370,7 @@ const MAX_STREAMS: usize = 1024;
 
 /// Answers one control message; `None` when it is not one (ignored, as Binance does with
 /// unknown frames).
-fn control(
-    text: &str,
-    subs: &mut Subs,
-    markets: &[SymbolMarket],
-    cfg: &SimConfig,
-) -> (String, bool) {
+fn control(text: &str, subs: &mut Subs, markets: &[Shared], cfg: &SimConfig) -> (String, bool) {
     let err = |code: u32, msg: &str, id: &serde_json::Value| {
         (
             format!(
@@ -393,17 +440,103 @@ fn incoming_limit(market: Market) -> usize {
     }
 }
 
+/// If the connection is a REST depth request, answers it and returns true.
+async fn rest(
+    sock: &mut TcpStream,
+    counters: &SimCounters,
+    books: &Books,
+    recent: &std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 2048];
+    let head = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let n = sock.peek(&mut buf).await.unwrap_or(0);
+            if n == 0 || n == buf.len() || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..head]).into_owned();
+    let target = text.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !text.starts_with("GET ") || !matches!(path, "/api/v3/depth" | "/fapi/v1/depth") {
+        return false;
+    }
+    let mut discard = vec![0u8; head];
+    let _ = sock.read_exact(&mut discard).await;
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+    };
+    let limited = {
+        let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        while r
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            r.pop_front();
+        }
+        r.push_back(now);
+        r.len() > REST_PER_SECOND
+    };
+    let (status, body) = if limited {
+        counters.rest_limited.fetch_add(1, Ordering::Relaxed);
+        (
+            "429 Too Many Requests",
+            r#"{"code":-1003,"msg":"Too many requests; current limit is 20 requests per second."}"#
+                .to_string(),
+        )
+    } else {
+        let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
+        let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+        let market = books
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&symbol)
+            .cloned();
+        match market {
+            Some(m) => {
+                counters.rest_snapshots.fetch_add(1, Ordering::Relaxed);
+                let now_ms = crate::clock::now_ns() / 1_000_000;
+                ("200 OK", lock(&m).depth_json(limit.clamp(1, 5000), now_ms))
+            }
+            None => (
+                "400 Bad Request",
+                r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_string(),
+            ),
+        }
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+    let _ = sock.shutdown().await;
+    true
+}
+
 async fn serve(
-    sock: TcpStream,
+    mut sock: TcpStream,
     cfg: SimConfig,
     seed: u64,
     counters: Arc<SimCounters>,
     mut stop: watch::Receiver<bool>,
+    books: Books,
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
 ) {
     if *stop.borrow() {
         return; // accepted in the same instant the stop came: refuse it, no handshake
     }
     let _ = sock.set_nodelay(true);
+    if rest(&mut sock, &counters, &books, &recent).await {
+        return;
+    }
     let mut path = String::new();
     // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
@@ -424,11 +557,23 @@ async fn serve(
             return;
         }
     };
-    let mut markets: Vec<SymbolMarket> = cfg
+    let markets: Vec<Shared> = cfg
         .symbols
         .iter()
-        .map(|s| SymbolMarket::new(s.clone(), cfg.market))
+        .map(|s| {
+            Arc::new(std::sync::Mutex::new(SymbolMarket::new(
+                s.clone(),
+                cfg.market,
+            )))
+        })
         .collect();
+    {
+        // REST snapshots of these symbols now come from this connection's books.
+        let mut b = books.lock().unwrap_or_else(|p| p.into_inner());
+        for m in &markets {
+            b.insert(lock(m).name().to_ascii_uppercase(), m.clone());
+        }
+    }
     let mut subs = Subs::new(streams, &markets, cfg.market);
     let mut rng = Rng::new(seed);
     let mut frame = String::with_capacity(4096);
@@ -598,11 +743,11 @@ async fn serve(
                     && rng.below(faults.gap_every) == 0
                 {
                     // Skipped right before this stream's next frame, which shows the jump.
-                    markets[si].skip_ids(kind, 1 + rng.below(3) as i64);
+                    lock(&markets[si]).skip_ids(kind, 1 + rng.below(3) as i64);
                     gaps[kind.record_kind().index()] += 1;
                 }
                 subs.seen[pick] = true;
-                markets[si].frame(kind, now_ms, &mut rng, &mut frame);
+                lock(&markets[si]).frame(kind, now_ms, &mut rng, &mut frame);
                 let text = if combined {
                     format!(r#"{{"stream":"{}","data":{}}}"#, subs.names[pick], frame)
                 } else {
