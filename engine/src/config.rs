@@ -85,6 +85,9 @@ pub struct ConnectionConfig {
     pub book_snapshot_ms: u64,
     /// Levels a side in those records.
     pub book_levels: usize,
+    /// Replace each connection after this many seconds, with overlap and duplicates dropped,
+    /// ahead of Binance's 24 h close (0: never).
+    pub rotate_after_secs: u64,
 }
 
 impl Default for ConnectionConfig {
@@ -95,6 +98,7 @@ impl Default for ConnectionConfig {
             book_sync: true,
             book_snapshot_ms: 0,
             book_levels: 20,
+            rotate_after_secs: 23 * 3600,
         }
     }
 }
@@ -709,6 +713,9 @@ impl Config {
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
             book_sync: self.connection.book_sync,
+            // The in-process simulator's connections are markets of their own: no rotation.
+            rotate_after: (self.connection.rotate_after_secs > 0 && !self.simulator.enabled)
+                .then(|| Duration::from_secs(self.connection.rotate_after_secs)),
             book_every: (self.connection.book_snapshot_ms > 0)
                 .then(|| Duration::from_millis(self.connection.book_snapshot_ms)),
             book_levels: self.connection.book_levels.max(1),

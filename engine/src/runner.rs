@@ -102,6 +102,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Keep live order books of the depth streams, synced from REST snapshots.
     pub book_sync: bool,
+    /// Replace each connection after this long (before Binance's 24 h close).
+    pub rotate_after: Option<Duration>,
     /// Emit `depth_snapshot` records of the live books this often.
     pub book_every: Option<Duration>,
     /// Levels a side in those records.
@@ -330,10 +332,13 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     .map(|h| format!("http://{h}")),
                 book_every: s.book_every,
                 book_levels: s.book_levels,
+                overlap: None,
+                delivered: None,
                 url,
             };
-            tasks.push(tokio::spawn(source::run(
+            tasks.push(tokio::spawn(source::rotating(
                 cfg,
+                s.rotate_after,
                 symbols.clone(),
                 tx.clone(),
                 counters.queue.clone(),
@@ -469,7 +474,7 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
     }
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
+        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"rotations\":{},\"duplicates\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
                 zc.sent.load(Ordering::Relaxed),
         c.dropped(),
         qc.reconnects.load(Ordering::Relaxed),
@@ -480,6 +485,8 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
         qc.control_requests.load(Ordering::Relaxed),
         qc.control_errors.load(Ordering::Relaxed),
         sims(|x| x.controls.load(Ordering::Relaxed)),
+        qc.rotations.load(Ordering::Relaxed),
+        qc.duplicates.load(Ordering::Relaxed),
         qc.books_synced.load(Ordering::Relaxed),
         qc.resyncs.load(Ordering::Relaxed),
         qc.rest_requests.load(Ordering::Relaxed),

@@ -24,7 +24,13 @@
 //! live book's top levels are written as `depth_snapshot` records. REST is plain HTTP (the
 //! simulator); HTTPS to Binance's REST endpoints is not spoken yet.
 //!
-//! Not built yet (issue #3): 24 h rotation with overlap.
+//! Rotation ([`rotating`]): Binance closes every connection after 24 h. Before that (after
+//! `rotate_after`) a second connection to the same streams is opened; the old one is left as
+//! soon as the new one delivers. While they overlap, and until the new one has passed every
+//! position the old one reached, an [`Overlap`] filter drops the duplicates: a record whose
+//! position (trade, aggregate-trade or update id; event time for kinds without an id) is not
+//! beyond the last one seen for its (kind, symbol, interval) is counted in `duplicates` and
+//! dropped. Outside rotations nothing is filtered.
 
 use crate::queue::{FullPolicy, Msg, QueueCounters};
 use crossbeam_channel::{SendTimeoutError, Sender};
@@ -64,6 +70,125 @@ pub struct SourceConfig {
     pub book_every: Option<Duration>,
     /// Levels a side in those records.
     pub book_levels: usize,
+    /// Set by [`rotating`]: the duplicate filter shared with the other connection of a
+    /// rotation.
+    pub overlap: Option<Arc<Overlap>>,
+    /// Set by [`rotating`]: raised at this connection's first record.
+    pub delivered: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// A record's place in its stream, for the duplicate filter: (kind, symbol, interval) and a
+/// position that grows along the stream.
+fn position(r: &Record) -> Option<((u8, SymbolId, u8), i64)> {
+    let h = r.header();
+    let (sub, pos) = match r {
+        Record::Trade(t) => (0, t.trade_id),
+        Record::AggTrade(a) => (0, a.agg_trade_id),
+        Record::DepthUpdate(d) => (0, d.final_update_id),
+        Record::DepthSnapshot(d) => (0, d.last_update_id),
+        Record::BookTicker(b) if b.update_id != NULL_I64 => (0, b.update_id),
+        Record::Kline(k) => (k.interval, h.event_time),
+        Record::Gap(_) => return None,
+        _ => (0, h.event_time),
+    };
+    (pos != NULL_I64).then_some(((r.kind() as u8, h.symbol, sub), pos))
+}
+
+/// The duplicate filter of a rotation (see the module docs).
+#[derive(Debug, Default)]
+pub struct Overlap {
+    active: std::sync::atomic::AtomicBool,
+    /// Incremented at each rotation; a connection merges its positions once per epoch.
+    epoch: std::sync::atomic::AtomicU64,
+    /// The last epoch some connection merged its positions in.
+    merged: std::sync::atomic::AtomicU64,
+    state: std::sync::Mutex<OverlapState>,
+}
+
+#[derive(Debug, Default)]
+struct OverlapState {
+    /// Last position seen per key while active.
+    last: FxHashMap<(u8, SymbolId, u8), i64>,
+    /// After the old connection left: the positions the new one has yet to pass.
+    pending: Option<FxHashMap<(u8, SymbolId, u8), i64>>,
+}
+
+impl Overlap {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OverlapState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts filtering (a rotation begins); the running connection merges its positions at
+    /// its next record.
+    pub fn begin(&self) {
+        let mut g = self.lock();
+        g.last.clear();
+        g.pending = None;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// Whether a connection has merged its positions since the last [`Overlap::begin`].
+    pub fn merged(&self) -> bool {
+        self.merged.load(Ordering::Acquire) == self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Merges a connection's last positions (once per epoch; `seen` is its epoch).
+    fn merge(&self, positions: &FxHashMap<(u8, SymbolId, u8), i64>, seen: &mut u64) {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if *seen == epoch {
+            return;
+        }
+        *seen = epoch;
+        let mut g = self.lock();
+        for (k, &p) in positions {
+            let e = g.last.entry(*k).or_insert(p);
+            *e = (*e).max(p);
+        }
+        self.merged.store(epoch, Ordering::Release);
+    }
+
+    /// The old connection has left: filter on until the new one has passed where it was.
+    pub fn old_left(&self) {
+        let mut g = self.lock();
+        g.pending = Some(g.last.clone());
+        if g.last.is_empty() {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+
+    /// Stops filtering.
+    pub fn end(&self) {
+        self.active.store(false, Ordering::Release);
+    }
+
+    /// Whether the filter is on.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// True when `r` repeats a position already seen (drop it).
+    fn duplicate(&self, r: &Record) -> bool {
+        let Some((key, pos)) = position(r) else {
+            return false;
+        };
+        let mut g = self.lock();
+        let dup = g.last.get(&key).is_some_and(|&l| pos <= l);
+        if !dup {
+            g.last.insert(key, pos);
+            let mut done = false;
+            if let Some(p) = g.pending.as_mut() {
+                if p.get(&key).is_some_and(|&l| pos > l) {
+                    p.remove(&key);
+                }
+                done = p.is_empty();
+            }
+            if done {
+                self.active.store(false, Ordering::Release);
+            }
+        }
+        dup
+    }
 }
 
 /// Time between two REST snapshot requests of one connection: 10 a second, within Binance's
@@ -246,6 +371,8 @@ impl SourceConfig {
             rest: None,
             book_every: None,
             book_levels: 20,
+            overlap: None,
+            delivered: None,
         }
     }
 }
@@ -470,6 +597,10 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
     let dec_symbols = symbols.clone();
+    // Rotation: this connection's last position per stream (merged into the overlap filter
+    // when a rotation begins).
+    let mut positions: FxHashMap<(u8, SymbolId, u8), i64> = FxHashMap::default();
+    let mut merged_epoch = 0u64;
     let mut dec = Decoder::new(cfg.market, symbols);
     let mut seq = Seq::default();
     let mut out: Vec<Msg> = Vec::with_capacity(8);
@@ -659,6 +790,21 @@ pub async fn run(
                 continue;
             }
             let r = dec.decode(bytes, recv, &mut |r: &Record, lv: &[Level]| {
+                if let Some(o) = &cfg.overlap {
+                    if o.is_active() {
+                        o.merge(&positions, &mut merged_epoch);
+                        if o.duplicate(r) {
+                            counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                    if let Some((k, p)) = position(r) {
+                        positions.insert(k, p);
+                    }
+                }
+                if let Some(d) = &cfg.delivered {
+                    d.store(true, Ordering::Release);
+                }
                 if let Some(g) = seq.check(r, market) {
                     out.push(Msg::new(Record::Gap(g), &[]));
                 }
@@ -698,4 +844,74 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Runs one connection's streams with rotation: every `rotate_after` a new connection is
+/// opened, the old one left once the new one delivers, and the overlap's duplicates dropped
+/// (see the module docs). Without `rotate_after` this is [`run`].
+pub async fn rotating(
+    cfg: SourceConfig,
+    rotate_after: Option<Duration>,
+    symbols: Arc<SymbolTable>,
+    tx: Sender<Msg>,
+    counters: Arc<QueueCounters>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), SourceError> {
+    let Some(every) = rotate_after else {
+        return run(cfg, symbols, tx, counters, stop).await;
+    };
+    let overlap = Arc::new(Overlap::default());
+    let start = |stop: watch::Receiver<bool>| {
+        let mut c = cfg.clone();
+        c.overlap = Some(overlap.clone());
+        let delivered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        c.delivered = Some(delivered.clone());
+        let task = tokio::spawn(run(c, symbols.clone(), tx.clone(), counters.clone(), stop));
+        (task, delivered)
+    };
+    let (mut stop_cur, rx) = watch::channel(false);
+    let (mut cur, _) = start(rx);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => {
+                // The run's own stop: the current connection stops as `run` does.
+                let _ = stop_cur.send(true);
+                overlap.end();
+                return cur.await.unwrap_or(Ok(()));
+            }
+        }
+        overlap.begin();
+        // The running connection hands over where it is before the new one starts.
+        let t0 = tokio::time::Instant::now();
+        while !overlap.merged() && t0.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (stop_next, rx) = watch::channel(false);
+        let (next, delivered) = start(rx);
+        let t0 = tokio::time::Instant::now();
+        while !delivered.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(30) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        // Leave the old connection now: what it has not delivered, the new one does.
+        cur.abort();
+        let _ = cur.await;
+        overlap.old_left();
+        counters.rotations.fetch_add(1, Ordering::Relaxed);
+        let overlap2 = overlap.clone();
+        tokio::spawn(async move {
+            // A key the new connection never reaches again must not filter for ever.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            overlap2.end();
+        });
+        cur = next;
+        stop_cur = stop_next;
+        if *stop.borrow() {
+            let _ = stop_cur.send(true);
+            return cur.await.unwrap_or(Ok(()));
+        }
+    }
 }

@@ -437,3 +437,84 @@ async fn books_resynced_after_gaps_equal_the_simulators_books() {
         assert!(compared >= 3, "{market:?}: compared {compared} books");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_with_overlap_loses_and_duplicates_nothing() {
+    let Some(path) = std::env::var_os("TICKWIRE_SHARED")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")))
+        .map(|p| p.join("fixtures/binance/captures/usdm_2021-07-22.jsonl"))
+        .filter(|p| p.exists())
+    else {
+        eprintln!("SKIPPED: no ../shared/fixtures");
+        return;
+    };
+    let replay = Arc::new(Replay::load(&path, Market::Usdm).expect("replay"));
+    let mut want = [0u64; Kind::COUNT];
+    for k in replay.kinds.iter().flatten() {
+        want[k.index()] += 1;
+    }
+    let total: u64 = want.iter().sum();
+    // The file takes about 3 s per connection; the connection is replaced after 1.5 s, and
+    // the new one replays from the first frame: everything the old one delivered comes again.
+    let mut cfg = sim_config(
+        Market::Usdm,
+        replay.lines.len() as u64 / 3,
+        Faults::default(),
+    );
+    cfg.replay = Some(replay.clone());
+    let sim = SimServer::start(cfg, "127.0.0.1:0").await.expect("sim");
+    let (tx, rx) = crossbeam_channel::bounded(1 << 20);
+    let counters = Arc::new(QueueCounters::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let src = source_config(
+        format!("ws://{}/stream", sim.addr),
+        Market::Usdm,
+        false,
+        Duration::from_secs(30),
+    );
+    let task = tokio::spawn(source::rotating(
+        src,
+        Some(Duration::from_millis(1500)),
+        SymbolTable::new(),
+        tx,
+        counters.clone(),
+        stop_rx,
+    ));
+    let mut got = [0u64; Kind::COUNT];
+    let t0 = Instant::now();
+    while got.iter().sum::<u64>() - got[Kind::Gap.index()] < total {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out: {got:?} of {want:?}"
+        );
+        for m in rx.try_iter() {
+            got[m.rec.kind().index()] += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The overlap's duplicates are dropped: wait for the new connection to finish its replay.
+    wait_until("the replacement's replay", Duration::from_secs(30), || {
+        counters.frames.load(Ordering::Relaxed) >= 2 * replay.lines.len() as u64 - 50
+            || counters.rotations.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    sim.stop().await;
+    task.await.expect("task").expect("source");
+    for m in rx.try_iter() {
+        got[m.rec.kind().index()] += 1;
+    }
+    assert!(counters.rotations.load(Ordering::Relaxed) >= 1);
+    assert!(
+        counters.duplicates.load(Ordering::Relaxed) > 0,
+        "the overlap repeated frames"
+    );
+    for k in Kind::ALL.iter().filter(|k| **k != Kind::Gap) {
+        assert_eq!(
+            got[k.index()],
+            want[k.index()],
+            "{k:?}: nothing lost, nothing twice"
+        );
+    }
+}

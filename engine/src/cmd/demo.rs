@@ -164,6 +164,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stats_secs: args.stats_secs,
         subscribe: args.subscribe,
         book_sync: true,
+        // No rotation: each simulator connection is a market of its own (ids start afresh),
+        // so two overlapping connections are not duplicates of each other. Rotation is tested
+        // against replayed captures (engine/tests/sim_source.rs).
+        rotate_after: None,
         book_every: (args.book_snapshot_ms > 0)
             .then(|| Duration::from_millis(args.book_snapshot_ms)),
         book_levels: 20,
