@@ -119,6 +119,7 @@ fn bench(c: &mut Criterion) {
         cache,
         symbols,
         store: None,
+        live: None,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

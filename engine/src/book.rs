@@ -355,3 +355,53 @@ mod tests {
         );
     }
 }
+
+/// A book as the query API serves it: last update id, receive time (ns) of the diff that made
+/// it, bids and asks best first.
+#[derive(Debug, Clone, Default)]
+pub struct BookView {
+    /// Last update id applied.
+    pub last_update_id: i64,
+    /// When it was published, ns since the epoch.
+    pub at_ns: i64,
+    /// Bids, best first.
+    pub bids: Vec<Level>,
+    /// Asks, best first.
+    pub asks: Vec<Level>,
+}
+
+/// The sources' live books, published for the query API (`/v1/book`): per (market, symbol).
+#[derive(Debug, Default)]
+pub struct LiveBooks {
+    books: std::sync::Mutex<std::collections::HashMap<(Market, String), BookView>>,
+}
+
+impl LiveBooks {
+    /// Levels a side published per book.
+    pub const LEVELS: usize = 1000;
+
+    /// Replaces the published view of (market, symbol).
+    pub fn publish(&self, market: Market, symbol: &str, view: BookView) {
+        self.books
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((market, symbol.to_string()), view);
+    }
+
+    /// Removes (market, symbol): its book is no longer live.
+    pub fn withdraw(&self, market: Market, symbol: &str) {
+        self.books
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(market, symbol.to_string()));
+    }
+
+    /// The view of `symbol` in `market` (any market when `None`, spot first).
+    pub fn get(&self, market: Option<Market>, symbol: &str) -> Option<(Market, BookView)> {
+        let g = self.books.lock().unwrap_or_else(|p| p.into_inner());
+        [Market::Spot, Market::Usdm]
+            .into_iter()
+            .filter(|m| market.is_none_or(|x| x == *m))
+            .find_map(|m| g.get(&(m, symbol.to_string())).map(|v| (m, v.clone())))
+    }
+}

@@ -7,8 +7,9 @@
 //!   decimals as exact strings at scale 8 and times as integers (µs; `recv_time` ns).
 //! - `GET /v1/candles?market=&symbol=&interval=1s|1m|5m|1h&from=&to=`: OHLCV by trade time
 //!   from the trades, exact decimals (VWAP truncated at scale 8), JSON lines.
-//! - `GET /v1/book?market=&symbol=&depth=N`: the newest partial-depth snapshot of the symbol
-//!   (top N levels each side), JSON.
+//! - `GET /v1/book?market=&symbol=&depth=N`: the live order book of the symbol (top N levels
+//!   a side, as the source keeps it from diffs and REST snapshots, published every 100 ms), or
+//!   where none is live the newest partial-depth snapshot, JSON.
 //!
 //! Times (`from`, `to`) are milliseconds since the epoch or RFC 3339 UTC
 //! (`2026-11-30T12:00:00Z`, fractions allowed). Rows are selected by receive time.
@@ -309,6 +310,8 @@ pub struct Api {
     pub symbols: Arc<tickwire_codecs::symbol::SymbolTable>,
     /// The store behind the cache, if any.
     pub store: Option<ReadStore>,
+    /// The sources' live order books.
+    pub live: Option<Arc<crate::book::LiveBooks>>,
 }
 
 /// Rows newest first by receive time (ties: later position first), at most `limit`, as one
@@ -605,6 +608,38 @@ impl Api {
             Some(Ok(n)) if n > 0 => n,
             Some(_) => return Reply::bad("depth must be a positive integer"),
         };
+        if let Some((m, v)) = self.live.as_ref().and_then(|l| l.get(f.market, &symbol)) {
+            self.counters().hits.fetch_add(1, Ordering::Relaxed);
+            let side = |ls: &[tickwire_codecs::record::Level]| {
+                let v: Vec<String> = ls
+                    .iter()
+                    .take(depth)
+                    .map(|l| {
+                        format!(
+                            "[\"{}\",\"{}\"]",
+                            scaled(i128::from(l.price), 8),
+                            scaled(l.qty.get(), 8)
+                        )
+                    })
+                    .collect();
+                format!("[{}]", v.join(","))
+            };
+            let body = format!(
+                "{{\"market\":\"{}\",\"symbol\":{},\"last_update_id\":{},\"recv_time\":{},\"bids\":{},\"asks\":{}}}\n",
+                m.as_str(),
+                json_str(&symbol),
+                v.last_update_id,
+                v.at_ns,
+                side(&v.bids),
+                side(&v.asks)
+            );
+            return Reply {
+                status: "200 OK",
+                content_type: "application/json",
+                headers: vec!["X-Tickwire-Book-Source: live".into()],
+                body: body.into_bytes(),
+            };
+        }
         let scan = self.cache.scan_newest(
             Kind::DepthSnapshot,
             f.market,

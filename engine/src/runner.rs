@@ -235,10 +235,14 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         .is_some()
         .then(|| Arc::new(Cache::new(s.cache, crate::clock::now_ns())));
     counters.cache = cache.as_ref().map(|c| c.counters());
+    let live_books = cache
+        .as_ref()
+        .map(|_| Arc::new(crate::book::LiveBooks::default()));
     let api = cache.as_ref().map(|c| {
         Arc::new(Api {
             cache: c.clone(),
             symbols: symbols.clone(),
+            live: live_books.clone(),
             store: s.read_through.as_ref().map(|r| match r {
                 ReadThrough::Postgres { url, schema } => {
                     ReadStore::Postgres(PgReader::new(url, schema))
@@ -332,6 +336,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     .map(|h| format!("http://{h}")),
                 book_every: s.book_every,
                 book_levels: s.book_levels,
+                live: live_books.clone(),
                 overlap: None,
                 delivered: None,
                 url,

@@ -70,6 +70,8 @@ pub struct SourceConfig {
     pub book_every: Option<Duration>,
     /// Levels a side in those records.
     pub book_levels: usize,
+    /// Publish the live books here every 100 ms (for the query API's `/v1/book`).
+    pub live: Option<Arc<crate::book::LiveBooks>>,
     /// Set by [`rotating`]: the duplicate filter shared with the other connection of a
     /// rotation.
     pub overlap: Option<Arc<Overlap>>,
@@ -331,6 +333,31 @@ impl Books {
         }
     }
 
+    /// Publishes every book's top levels (withdraws the ones not live).
+    fn publish(&self, live: &crate::book::LiveBooks, names: &SymbolTable) {
+        let now = crate::clock::now_ns();
+        for (sym, b) in &self.books {
+            let Some(name) = names.name(*sym) else {
+                continue;
+            };
+            if !b.is_live() {
+                live.withdraw(self.market, &name);
+                continue;
+            }
+            let (bids, asks) = b.top(crate::book::LiveBooks::LEVELS);
+            live.publish(
+                self.market,
+                &name,
+                crate::book::BookView {
+                    last_update_id: b.last_update_id(),
+                    at_ns: now,
+                    bids,
+                    asks,
+                },
+            );
+        }
+    }
+
     /// `depth_snapshot` records of the live books' top `n` levels.
     fn snapshots(&self, n: usize, market: Market, out: &mut Vec<Msg>) {
         let now = crate::clock::now_ns();
@@ -371,6 +398,7 @@ impl SourceConfig {
             rest: None,
             book_every: None,
             book_levels: 20,
+            live: None,
             overlap: None,
             delivered: None,
         }
@@ -634,6 +662,7 @@ pub async fn run(
         next_at: tokio::time::Instant::now(),
     });
     let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
+    let mut live_tick = tokio::time::interval(Duration::from_millis(100));
     let depth_path = match market {
         Market::Spot => "/api/v3/depth",
         Market::Usdm => "/fapi/v1/depth",
@@ -748,6 +777,12 @@ pub async fn run(
                 r = snap_rx.recv(), if books.is_some() => {
                     if let (Some(b), Some((sym, body))) = (books.as_mut(), r) {
                         b.on_snapshot(sym, body, &counters, &cfg.url);
+                    }
+                    continue;
+                }
+                _ = live_tick.tick(), if cfg.live.is_some() && books.is_some() => {
+                    if let (Some(b), Some(l)) = (&books, &cfg.live) {
+                        b.publish(l, &dec_symbols);
                     }
                     continue;
                 }

@@ -87,11 +87,16 @@ def test_query_api_matches_parquet(tmp_path):
         limited = get(f"{base}/v1/trade?{q}&limit=10&symbol=btcusdt&market=spot")[2].decode().splitlines()
         assert len(limited) == 10 and all('"symbol":"BTCUSDT"' in l and '"market":"spot"' in l for l in limited)
         candles = [json.loads(l) for l in get(f"{base}/v1/candles?market=spot&symbol=ETHUSDT&interval=1s&from=0&to={to_ms}")[2].decode().splitlines()]
-        st, _, book = get(f"{base}/v1/book?market=spot&symbol=BTCUSDT&depth=5")
-        assert st == 200
+        # The live order book (synced from the simulator's REST snapshots), deeper than the
+        # partial-depth streams' 5 or 20 levels.
+        st, h, book = get(f"{base}/v1/book?market=spot&symbol=BTCUSDT&depth=30")
+        assert st == 200 and h["X-Tickwire-Book-Source"] == "live", h
         book = json.loads(book)
-        assert len(book["bids"]) == 5 and len(book["asks"]) == 5
+        # (spot partial depth has 5 levels; diffs remove levels, so a side may hold fewer than 30)
+        assert 5 < len(book["bids"]) <= 30 and 5 < len(book["asks"]) <= 30, book
         assert D(book["bids"][0][0]) < D(book["asks"][0][0])
+        assert [D(b[0]) for b in book["bids"]] == sorted((D(b[0]) for b in book["bids"]), reverse=True)
+        assert [D(a[0]) for a in book["asks"]] == sorted(D(a[0]) for a in book["asks"])
         for url, code, words in [("/v1/nope", 404, "unknown kind"), ("/v1/trade?symbol=NOPEUSDT", 404, "unknown symbol"),
                                  ("/v1/trade?from=10&to=5", 400, "bad time range"), ("/v1/trade?from=yesterday", 400, "bad time"),
                                  ("/v1/trade?market=coinm", 400, "unknown market"), ("/v1/candles?interval=7m", 400, "unknown interval"),
