@@ -78,8 +78,8 @@ pub struct ConnectionConfig {
     pub subscribe: bool,
     /// Reconnect a connection that has been silent (no frame, no ping) this many seconds.
     pub idle_timeout_secs: u64,
-    /// Keep a live order book per depth stream, synced from REST snapshots (plain `ws://`
-    /// endpoints, i.e. the simulator, whose REST is `http://` on the same address).
+    /// Keep a live order book per depth stream, synced from REST snapshots (the simulator's
+    /// own address over HTTP, Binance's REST hosts over HTTPS).
     pub book_sync: bool,
     /// Emit a `depth_snapshot` record of each live book every this many ms (0: never).
     pub book_snapshot_ms: u64,

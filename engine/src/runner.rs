@@ -116,6 +116,20 @@ pub struct Settings {
     pub duration: Option<Duration>,
 }
 
+/// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
+/// `http://host:port`; Binance's stream hosts have their REST hosts.
+pub fn rest_base(ws_url: &str, market: Market) -> Option<String> {
+    if let Some(r) = ws_url.strip_prefix("ws://") {
+        return r.split('/').next().map(|h| format!("http://{h}"));
+    }
+    let host = ws_url.strip_prefix("wss://")?.split('/').next()?;
+    match (market, host.split(':').next()?) {
+        (Market::Spot, h) if h.ends_with("binance.com") => Some("https://api.binance.com".into()),
+        (Market::Usdm, h) if h.ends_with("binance.com") => Some("https://fapi.binance.com".into()),
+        _ => None,
+    }
+}
+
 /// All the counters of a run, shared with the stats line and /metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -327,13 +341,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 drain_on_stop,
                 subscribe: s.subscribe,
                 idle_timeout: s.idle_timeout,
-                // REST snapshots from the same host over plain HTTP (the simulator); live
-                // `wss://` endpoints would need HTTPS, not spoken here yet.
-                rest: url
-                    .strip_prefix("ws://")
-                    .and_then(|r| r.split('/').next())
-                    .filter(|_| s.book_sync)
-                    .map(|h| format!("http://{h}")),
+                // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
+                // over HTTPS.
+                rest: s.book_sync.then(|| rest_base(&url, market)).flatten(),
+                rest_roots: Vec::new(),
                 book_every: s.book_every,
                 book_levels: s.book_levels,
                 live: live_books.clone(),
@@ -533,4 +544,34 @@ pub async fn wait_for_stop(d: Option<Duration>) {
         }
     }
     tokio::select! { _ = sleep => {}, _ = tokio::signal::ctrl_c() => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rest_hosts_follow_the_stream_hosts() {
+        assert_eq!(
+            rest_base("ws://127.0.0.1:9001/stream?streams=a", Market::Spot).as_deref(),
+            Some("http://127.0.0.1:9001")
+        );
+        assert_eq!(
+            rest_base(
+                "wss://stream.binance.com:9443/stream?streams=a",
+                Market::Spot
+            )
+            .as_deref(),
+            Some("https://api.binance.com")
+        );
+        assert_eq!(
+            rest_base(
+                "wss://fstream.binance.com/public/stream?streams=a",
+                Market::Usdm
+            )
+            .as_deref(),
+            Some("https://fapi.binance.com")
+        );
+        assert_eq!(rest_base("wss://example.org/ws", Market::Spot), None);
+    }
 }

@@ -21,8 +21,8 @@
 //! request, at most one every 100 ms per connection and 1 s after a 429 or a failure, so many
 //! symbols resyncing at once stay within Binance's weight limits. The break itself is the
 //! sequence `gap` record; `resyncs` and `books_synced` count the rest. With `book_every`, each
-//! live book's top levels are written as `depth_snapshot` records. REST is plain HTTP (the
-//! simulator); HTTPS to Binance's REST endpoints is not spoken yet.
+//! live book's top levels are written as `depth_snapshot` records. REST is HTTP or HTTPS
+//! (rustls with the webpki roots).
 //!
 //! Rotation ([`rotating`]): Binance closes every connection after 24 h. Before that (after
 //! `rotate_after`) a second connection to the same streams is opened; the old one is left as
@@ -70,6 +70,8 @@ pub struct SourceConfig {
     pub book_every: Option<Duration>,
     /// Levels a side in those records.
     pub book_levels: usize,
+    /// Certificates trusted for `https://` REST besides the webpki roots (a private CA).
+    pub rest_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Publish the live books here every 100 ms (for the query API's `/v1/book`).
     pub live: Option<Arc<crate::book::LiveBooks>>,
     /// Set by [`rotating`]: the duplicate filter shared with the other connection of a
@@ -200,28 +202,72 @@ const REST_GAP: Duration = Duration::from_millis(100);
 /// After a 429 (over the limit) or a failure, the next request waits this long.
 const REST_BACKOFF: Duration = Duration::from_secs(1);
 
-/// One REST GET over plain HTTP/1.1 (the simulator; `https` is not spoken here); the body of
-/// a 200 answer.
-async fn http_get(url: &str) -> Result<String, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// REST endpoints are supported"))?;
-    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-    let mut sock =
-        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(host))
+/// One REST GET over HTTP/1.1, `http://` or `https://` (rustls, the webpki roots plus
+/// `extra_roots`); the body of a 200 answer.
+pub async fn http_get(
+    url: &str,
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<String, String> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("{url}: not an http:// or https:// URL"));
+    };
+    let (hostport, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+    let addr = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{}", if tls { 443 } else { 80 })
+    };
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    .map_err(|_| format!("{addr}: connect timed out"))?
+    .map_err(|e| format!("{addr}: {e}"))?;
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        mut sock: S,
+        req: String,
+    ) -> Result<Vec<u8>, String> {
+        sock.write_all(req.as_bytes())
             .await
-            .map_err(|_| format!("{host}: connect timed out"))?
-            .map_err(|e| format!("{host}: {e}"))?;
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        // A TLS peer that closes without close_notify still gave us the whole body.
+        let r = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out))
+            .await
+            .map_err(|_| "read timed out".to_string())?;
+        match r {
+            Ok(_) => Ok(out),
+            Err(e) if !out.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(out),
+            Err(e) => Err(e.to_string()),
+        }
+    }
     let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    sock.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out))
-        .await
-        .map_err(|_| "read timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    let out = if tls {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for c in extra_roots {
+            roots.add(c.clone()).map_err(|e| e.to_string())?;
+        }
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| format!("{host}: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("{host}: TLS: {e}"))?;
+        exchange(stream, req).await?
+    } else {
+        exchange(tcp, req).await?
+    };
     let text = String::from_utf8_lossy(&out);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split_whitespace().nth(1).unwrap_or("");
@@ -398,6 +444,7 @@ impl SourceConfig {
             rest: None,
             book_every: None,
             book_levels: 20,
+            rest_roots: Vec::new(),
             live: None,
             overlap: None,
             delivered: None,
@@ -766,9 +813,10 @@ pub async fn run(
                             let name = dec_symbols.name(sym).unwrap_or_default();
                             let url = format!("{}{depth_path}?symbol={name}&limit=1000", b.rest);
                             let tx = snap_tx.clone();
+                            let roots = cfg.rest_roots.clone();
                             counters.rest_requests.fetch_add(1, Ordering::Relaxed);
                             tokio::spawn(async move {
-                                let _ = tx.send((sym, http_get(&url).await)).await;
+                                let _ = tx.send((sym, http_get(&url, &roots).await)).await;
                             });
                         }
                     }
