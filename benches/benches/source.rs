@@ -63,14 +63,15 @@ async fn to_source() -> Duration {
         .await
         .expect("sim");
     let url = sim.combined_url(Market::Spot, &default_symbols());
-    let (tx, rx) = crossbeam_channel::bounded(65_536);
+    let (tx, rx) = crossbeam_channel::bounded::<tickwire_engine::queue::Bundle>(4_096);
     let done = Arc::new(AtomicU64::new(0));
     let d = done.clone();
     let drain = std::thread::spawn(move || {
         let mut n = 0u64;
-        while rx.recv().is_ok() {
-            n += 1;
-            if n == FRAMES {
+        while let Ok(b) = rx.recv() {
+            let before = n;
+            n += b.len() as u64;
+            if before < FRAMES && n >= FRAMES {
                 d.store(1, Ordering::Release);
             }
         }

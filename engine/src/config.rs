@@ -165,7 +165,8 @@ pub struct PipelineConfig {
     pub max_rows: usize,
     /// Flush a batch when its oldest row is this old.
     pub max_age_ms: u64,
-    /// Capacity of the queue from the sources, in records.
+    /// Size of the queue from the sources, in records: `queue / 16` bundles (at least 64) of
+    /// up to 32 records each.
     pub queue: usize,
     /// What a full queue does.
     pub when_full: WhenFull,

@@ -13,7 +13,7 @@ use crate::cache::{Cache, SNAPSHOT_EVERY};
 use crate::metrics::{Histogram, Shared};
 use crate::names::Names;
 use crate::publish::Publisher;
-use crate::queue::Msg;
+use crate::queue::{Bundle, Msg};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -138,8 +138,8 @@ struct Open {
     dirty: bool,
 }
 
-/// Capacity of the queue between the publish and the columnarize stage, in records.
-const STAGE_QUEUE: usize = 65_536;
+/// Capacity of the queue between the publish and the columnarize stage, in bundles.
+const STAGE_QUEUE: usize = 4_096;
 
 /// The pipeline: a publish stage (this thread) and a columnarize stage (a thread it starts).
 ///
@@ -147,12 +147,12 @@ const STAGE_QUEUE: usize = 65_536;
 /// takes milliseconds, so it runs on its own thread, fed by a bounded queue that blocks the
 /// publish stage only when columnarizing falls a whole queue behind (back-pressure, no loss).
 pub struct Pipeline {
-    rx: Receiver<Msg>,
+    rx: Receiver<Bundle>,
     names: Names,
     publisher: Option<Publisher>,
     counters: Arc<PipelineCounters>,
     columnarizer: Columnarizer,
-    col_tx: Sender<Msg>,
+    col_tx: Sender<Bundle>,
     publish: Histogram,
     exchange: Histogram,
 }
@@ -166,7 +166,7 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// A pipeline reading `rx`, publishing with `publisher`, flushing to `sinks`.
     pub fn new(
-        rx: Receiver<Msg>,
+        rx: Receiver<Bundle>,
         symbols: Arc<SymbolTable>,
         publisher: Option<Publisher>,
         flush: FlushConfig,
@@ -263,28 +263,32 @@ struct Publish<'a> {
     names: &'a mut Names,
     publisher: &'a mut Option<Publisher>,
     counters: &'a Arc<PipelineCounters>,
-    col_tx: &'a Sender<Msg>,
+    col_tx: &'a Sender<Bundle>,
     publish: &'a mut Histogram,
     exchange: &'a mut Histogram,
 }
 
 impl Publish<'_> {
-    fn take(&mut self, msg: Msg) {
-        let h = *msg.rec.header();
-        self.counters.records[msg.rec.kind().index()].fetch_add(1, Ordering::Relaxed);
-        if let Some(p) = self.publisher.as_mut() {
-            p.publish(&msg.rec, msg.levels(), self.names.get(h.symbol));
-            let now = crate::clock::now_ns();
-            self.publish
-                .record(((now - h.recv_time) / 1000).max(0) as u64);
-            if h.event_time != tickwire_codecs::record::NULL_I64 {
-                self.exchange
-                    .record((now / 1000 - h.event_time).max(0) as u64);
+    fn take(&mut self, bundle: Bundle) {
+        for msg in &bundle {
+            let h = *msg.rec.header();
+            self.counters.records[msg.rec.kind().index()].fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = self.publisher.as_mut() {
+                p.publish(&msg.rec, msg.levels(), self.names.get(h.symbol));
+                let now = crate::clock::now_ns();
+                self.publish
+                    .record(((now - h.recv_time) / 1000).max(0) as u64);
+                if h.event_time != tickwire_codecs::record::NULL_I64 {
+                    self.exchange
+                        .record((now / 1000 - h.event_time).max(0) as u64);
+                }
             }
         }
-        // Blocks only while the columnarize stage is a whole queue behind.
-        if self.col_tx.send(msg).is_err() {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        // The bundle moves on whole. Blocks only while the columnarize stage is a whole
+        // queue behind.
+        let n = bundle.len() as u64;
+        if self.col_tx.send(bundle).is_err() {
+            self.counters.errors.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -299,7 +303,7 @@ impl Publish<'_> {
 
 /// The columnarize stage: Arrow builders per (kind, market, day), flushed to the sinks.
 struct Columnarizer {
-    rx: Receiver<Msg>,
+    rx: Receiver<Bundle>,
     names: Names,
     flush: FlushConfig,
     sinks: Vec<Sender<Batch>>,
@@ -312,6 +316,12 @@ struct Columnarizer {
 }
 
 impl Columnarizer {
+    fn take_bundle(&mut self, bundle: Bundle) {
+        for msg in bundle {
+            self.take(msg);
+        }
+    }
+
     fn take(&mut self, msg: Msg) {
         let h = *msg.rec.header();
         let kind = msg.rec.kind();
@@ -428,10 +438,10 @@ impl Columnarizer {
         loop {
             match self.rx.recv_timeout(tick) {
                 Ok(m) => {
-                    self.take(m);
+                    self.take_bundle(m);
                     for _ in 0..4096 {
                         match self.rx.try_recv() {
-                            Ok(m) => self.take(m),
+                            Ok(m) => self.take_bundle(m),
                             Err(_) => break,
                         }
                     }

@@ -39,6 +39,15 @@ pub struct Msg {
     pub levels: Option<Box<[Level]>>,
 }
 
+/// What goes through the queue: the records of one or more frames, in order. A source
+/// sends the records of every frame already received as one bundle (at most [`MAX_BUNDLE`]),
+/// so under load one channel operation carries hundreds of records, and at low rates a bundle
+/// is one frame's records and waits for nothing.
+pub type Bundle = Vec<Msg>;
+
+/// The most records a source puts in one bundle.
+pub const MAX_BUNDLE: usize = 32;
+
 impl Msg {
     /// Copies `rec` and the levels it indexes in `arena`.
     pub fn new(rec: Record, arena: &[Level]) -> Msg {

@@ -197,7 +197,7 @@ fn stats_line(
     let (pub_lat, lag) = (pc.recv_to_publish.snapshot(), pc.exchange_lag.snapshot());
     let _ = write!(
         line,
-        " | queue {queue_len}/{queue_cap} | drops queue={} zmq={} | flushed rows={} avg_wait={:.0}ms | recv->pub p50={}us p99={}us | exch lag p50={}us p99={}us | decode_errors={}",
+        " | queue {queue_len}/{queue_cap} bundles | drops queue={} zmq={} | flushed rows={} avg_wait={:.0}ms | recv->pub p50={}us p99={}us | exch lag p50={}us p99={}us | decode_errors={}",
         c.queue.dropped.load(Ordering::Relaxed),
         c.zmq.dropped.load(Ordering::Relaxed),
         pc.rows.load(Ordering::Relaxed),
@@ -275,7 +275,9 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             }),
         })
     });
-    let (tx, rx) = crossbeam_channel::bounded(s.queue);
+    // The queue carries bundles (one or more frames' records, see `queue::Bundle`); `queue`
+    // records of capacity become queue/16 bundles (at least 64).
+    let (tx, rx) = crossbeam_channel::bounded::<crate::queue::Bundle>((s.queue / 16).max(64));
     let pipeline = Pipeline::new(
         rx.clone(),
         symbols.clone(),

@@ -32,7 +32,7 @@
 //! beyond the last one seen for its (kind, symbol, interval) is counted in `duplicates` and
 //! dropped. Outside rotations nothing is filtered.
 
-use crate::queue::{FullPolicy, Msg, QueueCounters};
+use crate::queue::{Bundle, FullPolicy, Msg, QueueCounters, MAX_BUNDLE};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use futures_util::{SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
@@ -610,12 +610,18 @@ impl Seq {
     }
 }
 
+/// Sends `bundle` (left empty) under the full policy; records dropped are counted.
 fn push(
-    tx: &Sender<Msg>,
+    tx: &Sender<Bundle>,
     full: FullPolicy,
     c: &QueueCounters,
-    msg: Msg,
+    bundle: &mut Bundle,
 ) -> Result<(), SourceError> {
+    if bundle.is_empty() {
+        return Ok(());
+    }
+    let n = bundle.len() as u64;
+    let msg = std::mem::replace(bundle, Vec::with_capacity(16));
     let r = match full {
         FullPolicy::Block { max_wait } => tx.send_timeout(msg, max_wait),
         FullPolicy::DropNewest => tx.try_send(msg).map_err(|e| match e {
@@ -625,11 +631,11 @@ fn push(
     };
     match r {
         Ok(()) => {
-            c.pushed.fetch_add(1, Ordering::Relaxed);
+            c.pushed.fetch_add(n, Ordering::Relaxed);
             Ok(())
         }
         Err(SendTimeoutError::Timeout(_)) => {
-            c.dropped.fetch_add(1, Ordering::Relaxed);
+            c.dropped.fetch_add(n, Ordering::Relaxed);
             Ok(())
         }
         Err(SendTimeoutError::Disconnected(_)) => Err(SourceError::QueueClosed),
@@ -667,7 +673,7 @@ impl Backoff {
 pub async fn run(
     cfg: SourceConfig,
     symbols: Arc<SymbolTable>,
-    tx: Sender<Msg>,
+    tx: Sender<Bundle>,
     counters: Arc<QueueCounters>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
@@ -679,6 +685,8 @@ pub async fn run(
     let mut dec = Decoder::new(cfg.market, symbols);
     let mut seq = Seq::default();
     let mut out: Vec<Msg> = Vec::with_capacity(8);
+    // Records waiting to go as one bundle: sent before the task waits for a frame.
+    let mut bundle: Bundle = Vec::with_capacity(16);
     let mut published = dec.stats().clone();
     let mut backoff = Backoff {
         attempt: 0,
@@ -750,7 +758,7 @@ pub async fn run(
                     reason: GapReason::Reconnect as u8,
                     pad: [0; 6],
                 };
-                push(&tx, cfg.full, &counters, Msg::new(Record::Gap(g), &[]))?;
+                bundle.push(Msg::new(Record::Gap(g), &[]));
             }
         }
         connected_before = true;
@@ -768,80 +776,90 @@ pub async fn run(
         let mut stopping = *stop.borrow();
         loop {
             let has_ctl = !stopping && ctl.as_ref().is_some_and(|c| !c.queue.is_empty());
-            let m = tokio::select! {
-                m = tokio::time::timeout(cfg.idle_timeout, wrx.next()) => match m {
-                    Ok(m) => m,
-                    Err(_) => {
-                        counters.idle_reconnects.fetch_add(1, Ordering::Relaxed);
-                        eprintln!(
-                            "tickwire: source {}: nothing for {:?}; reconnecting",
-                            cfg.url, cfg.idle_timeout
-                        );
-                        break;
-                    }
-                },
-                _ = pace.tick(), if has_ctl => {
-                    let next = ctl.as_mut().and_then(|c| {
-                        let (id, req) = c.queue.pop_front()?;
-                        let method = if req.contains("LIST_SUBSCRIPTIONS") {
-                            "LIST_SUBSCRIPTIONS"
-                        } else {
-                            "SUBSCRIBE"
-                        };
-                        c.pending.insert(id, method);
-                        Some(req)
-                    });
-                    if let Some(req) = next {
-                        counters.control_requests.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = wtx.send(Message::text(req)).await {
-                            eprintln!("tickwire: source {}: {e}", cfg.url);
+            // A frame already received joins the bundle; otherwise the bundle goes first.
+            let ready = if bundle.len() < MAX_BUNDLE {
+                futures_util::FutureExt::now_or_never(wrx.next())
+            } else {
+                None
+            };
+            if ready.is_none() {
+                push(&tx, cfg.full, &counters, &mut bundle)?;
+            }
+            let m = if let Some(m) = ready {
+                m
+            } else {
+                tokio::select! {
+                    m = tokio::time::timeout(cfg.idle_timeout, wrx.next()) => match m {
+                        Ok(m) => m,
+                        Err(_) => {
+                            counters.idle_reconnects.fetch_add(1, Ordering::Relaxed);
+                            eprintln!(
+                                "tickwire: source {}: nothing for {:?}; reconnecting",
+                                cfg.url, cfg.idle_timeout
+                            );
                             break;
                         }
-                    }
-                    continue;
-                }
-                _ = stop.changed(), if !stopping => {
-                    stopping = true;
-                    if cfg.drain_on_stop { continue } else { break }
-                }
-                _ = tokio::time::sleep_until(books.as_ref().map_or_else(tokio::time::Instant::now, |b| b.next_at)),
-                    if books.as_ref().is_some_and(|b| !b.want.is_empty()) => {
-                    if let Some(b) = books.as_mut() {
-                        if let Some(sym) = b.want.pop_front() {
-                            b.asked.insert(sym);
-                            b.next_at = tokio::time::Instant::now() + REST_GAP;
-                            let name = dec_symbols.name(sym).unwrap_or_default();
-                            let url = format!("{}{depth_path}?symbol={name}&limit=1000", b.rest);
-                            let tx = snap_tx.clone();
-                            let roots = cfg.rest_roots.clone();
-                            counters.rest_requests.fetch_add(1, Ordering::Relaxed);
-                            tokio::spawn(async move {
-                                let _ = tx.send((sym, http_get(&url, &roots).await)).await;
-                            });
+                    },
+                    _ = pace.tick(), if has_ctl => {
+                        let next = ctl.as_mut().and_then(|c| {
+                            let (id, req) = c.queue.pop_front()?;
+                            let method = if req.contains("LIST_SUBSCRIPTIONS") {
+                                "LIST_SUBSCRIPTIONS"
+                            } else {
+                                "SUBSCRIBE"
+                            };
+                            c.pending.insert(id, method);
+                            Some(req)
+                        });
+                        if let Some(req) = next {
+                            counters.control_requests.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = wtx.send(Message::text(req)).await {
+                                eprintln!("tickwire: source {}: {e}", cfg.url);
+                                break;
+                            }
                         }
+                        continue;
                     }
-                    continue;
-                }
-                r = snap_rx.recv(), if books.is_some() => {
-                    if let (Some(b), Some((sym, body))) = (books.as_mut(), r) {
-                        b.on_snapshot(sym, body, &counters, &cfg.url);
+                    _ = stop.changed(), if !stopping => {
+                        stopping = true;
+                        if cfg.drain_on_stop { continue } else { break }
                     }
-                    continue;
-                }
-                _ = live_tick.tick(), if cfg.live.is_some() && books.is_some() => {
-                    if let (Some(b), Some(l)) = (&books, &cfg.live) {
-                        b.publish(l, &dec_symbols);
-                    }
-                    continue;
-                }
-                _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
-                    if let Some(b) = &books {
-                        b.snapshots(cfg.book_levels, market, &mut out);
-                        for msg in out.drain(..) {
-                            push(&tx, cfg.full, &counters, msg)?;
+                    _ = tokio::time::sleep_until(books.as_ref().map_or_else(tokio::time::Instant::now, |b| b.next_at)),
+                        if books.as_ref().is_some_and(|b| !b.want.is_empty()) => {
+                        if let Some(b) = books.as_mut() {
+                            if let Some(sym) = b.want.pop_front() {
+                                b.asked.insert(sym);
+                                b.next_at = tokio::time::Instant::now() + REST_GAP;
+                                let name = dec_symbols.name(sym).unwrap_or_default();
+                                let url = format!("{}{depth_path}?symbol={name}&limit=1000", b.rest);
+                                let tx = snap_tx.clone();
+                                let roots = cfg.rest_roots.clone();
+                                counters.rest_requests.fetch_add(1, Ordering::Relaxed);
+                                tokio::spawn(async move {
+                                    let _ = tx.send((sym, http_get(&url, &roots).await)).await;
+                                });
+                            }
                         }
+                        continue;
                     }
-                    continue;
+                    r = snap_rx.recv(), if books.is_some() => {
+                        if let (Some(b), Some((sym, body))) = (books.as_mut(), r) {
+                            b.on_snapshot(sym, body, &counters, &cfg.url);
+                        }
+                        continue;
+                    }
+                    _ = live_tick.tick(), if cfg.live.is_some() && books.is_some() => {
+                        if let (Some(b), Some(l)) = (&books, &cfg.live) {
+                            b.publish(l, &dec_symbols);
+                        }
+                        continue;
+                    }
+                    _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
+                        if let Some(b) = &books {
+                            b.snapshots(cfg.book_levels, market, &mut bundle);
+                        }
+                        continue;
+                    }
                 }
             };
             let m = match m {
@@ -905,7 +923,7 @@ pub async fn run(
                         counters.gaps[k.index()].fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                push(&tx, cfg.full, &counters, msg)?;
+                bundle.push(msg);
             }
             // Decoder counters are published every 1024 frames (hot loops count locally).
             if dec.stats().frames - published.frames >= 1024 {
@@ -913,6 +931,7 @@ pub async fn run(
                 published = dec.stats().clone();
             }
         }
+        push(&tx, cfg.full, &counters, &mut bundle)?;
         counters.publish_decode(&published, dec.stats());
         published = dec.stats().clone();
         if stopping {
@@ -921,11 +940,9 @@ pub async fn run(
     }
     // One last look at every live book.
     if let (Some(b), Some(_)) = (&books, cfg.book_every) {
-        b.snapshots(cfg.book_levels, market, &mut out);
-        for msg in out.drain(..) {
-            push(&tx, cfg.full, &counters, msg)?;
-        }
+        b.snapshots(cfg.book_levels, market, &mut bundle);
     }
+    push(&tx, cfg.full, &counters, &mut bundle)?;
     Ok(())
 }
 
@@ -936,7 +953,7 @@ pub async fn rotating(
     cfg: SourceConfig,
     rotate_after: Option<Duration>,
     symbols: Arc<SymbolTable>,
-    tx: Sender<Msg>,
+    tx: Sender<Bundle>,
     counters: Arc<QueueCounters>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {

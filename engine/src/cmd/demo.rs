@@ -93,7 +93,8 @@ pub struct Args {
     /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
-    /// Capacity of the queue from the sources to the pipeline, in records.
+    /// Size of the queue from the sources to the pipeline, in records (`queue / 16` bundles of
+    /// up to 32 records).
     #[arg(long, default_value_t = 65_536)]
     pub queue: usize,
 }
