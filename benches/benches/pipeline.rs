@@ -221,6 +221,7 @@ fn zmq_publish(c: &mut Criterion) {
             bind: "tcp://127.0.0.1:*".into(),
             encoding: Encoding::Binary,
             sndhwm: 100_000,
+            batches: false,
         },
         counters,
     )

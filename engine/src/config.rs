@@ -199,6 +199,8 @@ pub struct ZmqConfig {
     pub encoding: EncodingName,
     /// Messages a subscriber may have queued before further ones are refused and counted.
     pub sndhwm: i32,
+    /// Also publish every flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
+    pub batches: bool,
 }
 
 impl Default for ZmqConfig {
@@ -208,6 +210,7 @@ impl Default for ZmqConfig {
             bind: "tcp://127.0.0.1:5556".into(),
             encoding: EncodingName::Binary,
             sndhwm: 100_000,
+            batches: false,
         }
     }
 }
@@ -676,6 +679,7 @@ impl Config {
                 EncodingName::Json => Encoding::Json,
             },
             sndhwm: self.zmq.sndhwm,
+            batches: self.zmq.batches,
         });
         Ok(Settings {
             input,

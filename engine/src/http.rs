@@ -135,6 +135,15 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     );
     counter(
         &mut o,
+        "tickwire_zmq_batches_total",
+        "Flushed batches published as Arrow IPC on batch.* topics, by outcome.",
+        &[
+            ("result=\"sent\"".into(), l(&c.zmq.batches_sent)),
+            ("result=\"dropped\"".into(), l(&c.zmq.batches_dropped)),
+        ],
+    );
+    counter(
+        &mut o,
         "tickwire_flushed_rows_total",
         "Rows flushed to the sinks in batches.",
         &[(String::new(), l(&c.pipeline.rows))],

@@ -153,6 +153,7 @@ pub struct Pipeline {
     counters: Arc<PipelineCounters>,
     columnarizer: Columnarizer,
     col_tx: Sender<Bundle>,
+    batch_rx: Option<Receiver<Batch>>,
     publish: Histogram,
     exchange: Histogram,
 }
@@ -175,6 +176,15 @@ impl Pipeline {
         cache: Option<Arc<Cache>>,
     ) -> Self {
         let (col_tx, col_rx) = crossbeam_channel::bounded(STAGE_QUEUE);
+        // Flushed batches back to this stage for Arrow IPC publishing: bounded; a batch that
+        // does not fit is counted (batches_dropped), never waited for.
+        let (batch_tx, batch_rx) = match publisher.as_ref().filter(|p| p.batches()) {
+            Some(_) => {
+                let (t, r) = crossbeam_channel::bounded(256);
+                (Some(t), Some(r))
+            }
+            None => (None, None),
+        };
         let columnarizer = Columnarizer {
             rx: col_rx,
             names: Names::new(symbols.clone()),
@@ -185,6 +195,11 @@ impl Pipeline {
             counters: counters.clone(),
             hist: Histogram::default(),
             cache,
+            batch_tx,
+            zmq_counters: publisher
+                .as_ref()
+                .map(Publisher::counters)
+                .unwrap_or_default(),
         };
         Pipeline {
             rx,
@@ -193,6 +208,7 @@ impl Pipeline {
             counters,
             columnarizer,
             col_tx,
+            batch_rx,
             publish: Histogram::default(),
             exchange: Histogram::default(),
         }
@@ -212,6 +228,7 @@ impl Pipeline {
             mut publisher,
             counters,
             col_tx,
+            batch_rx,
             mut publish,
             mut exchange,
             ..
@@ -221,6 +238,7 @@ impl Pipeline {
             publisher: &mut publisher,
             counters: &counters,
             col_tx: &col_tx,
+            batch_rx: &batch_rx,
             publish: &mut publish,
             exchange: &mut exchange,
         };
@@ -240,6 +258,7 @@ impl Pipeline {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            stage.batches();
             if last.elapsed() >= tick {
                 stage.housekeeping();
                 last = Instant::now();
@@ -255,6 +274,12 @@ impl Pipeline {
             }
             Err(e) => eprintln!("tickwire: cannot start the columnarize thread: {e}"),
         }
+        // The batches the columnarize stage flushed at its end.
+        if let (Some(rx), Some(p)) = (&batch_rx, publisher.as_mut()) {
+            for b in rx.try_iter() {
+                p.publish_batch(&b);
+            }
+        }
     }
 }
 
@@ -264,6 +289,8 @@ struct Publish<'a> {
     publisher: &'a mut Option<Publisher>,
     counters: &'a Arc<PipelineCounters>,
     col_tx: &'a Sender<Bundle>,
+    /// Flushed batches to publish as Arrow IPC (when the publisher does).
+    batch_rx: &'a Option<Receiver<Batch>>,
     publish: &'a mut Histogram,
     exchange: &'a mut Histogram,
 }
@@ -292,6 +319,15 @@ impl Publish<'_> {
         }
     }
 
+    /// Publishes the flushed batches handed back by the columnarize stage.
+    fn batches(&mut self) {
+        if let (Some(rx), Some(p)) = (self.batch_rx, self.publisher.as_mut()) {
+            for b in rx.try_iter() {
+                p.publish_batch(&b);
+            }
+        }
+    }
+
     fn housekeeping(&mut self) {
         self.counters.recv_to_publish.publish(self.publish);
         self.counters.exchange_lag.publish(self.exchange);
@@ -313,6 +349,9 @@ struct Columnarizer {
     hist: Histogram,
     /// The query cache: every flushed batch, and copies of the open ones.
     cache: Option<Arc<Cache>>,
+    /// Flushed batches for the publish stage to send as Arrow IPC.
+    batch_tx: Option<Sender<Batch>>,
+    zmq_counters: Arc<crate::publish::PubCounters>,
 }
 
 impl Columnarizer {
@@ -377,6 +416,13 @@ impl Columnarizer {
                         b.data.clone(),
                         crate::clock::now_ns(),
                     );
+                }
+                if let Some(tx) = &self.batch_tx {
+                    if tx.try_send(b.clone()).is_err() {
+                        self.zmq_counters
+                            .batches_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 for tx in &self.sinks {
                     // Blocks while the sink's queue is full: back-pressure, not loss.

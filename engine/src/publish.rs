@@ -47,6 +47,8 @@ pub struct PubConfig {
     pub encoding: Encoding,
     /// Messages a subscriber may have queued before further ones are refused and counted.
     pub sndhwm: i32,
+    /// Also publish every flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
+    pub batches: bool,
 }
 
 impl PubConfig {
@@ -56,6 +58,7 @@ impl PubConfig {
             bind: bind.into(),
             encoding: Encoding::Binary,
             sndhwm: 100_000,
+            batches: false,
         }
     }
 }
@@ -69,6 +72,11 @@ pub struct PubCounters {
     pub dropped: AtomicU64,
     /// Send errors other than a full queue.
     pub errors: AtomicU64,
+    /// Arrow IPC batch messages sent (`batch.*` topics; not in `sent`).
+    pub batches_sent: AtomicU64,
+    /// Arrow IPC batch messages not sent: refused by a full subscriber queue, or not handed
+    /// over because the publish stage was a whole queue of batches behind.
+    pub batches_dropped: AtomicU64,
 }
 
 /// Why the publisher could not start.
@@ -92,6 +100,7 @@ pub struct Publisher {
     topics: FxHashMap<(u8, u8, SymbolId), (Vec<u8>, u64)>,
     buf: Vec<u8>,
     counters: std::sync::Arc<PubCounters>,
+    batches: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -156,6 +165,7 @@ impl Publisher {
             topics: FxHashMap::default(),
             buf: Vec::with_capacity(4096),
             counters,
+            batches: cfg.batches,
         })
     }
 
@@ -187,6 +197,49 @@ impl Publisher {
     }
 
     /// Publishes a ready-made message (control and probe messages); never blocks.
+    /// Publishes one flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
+    pub fn publish_batch(&mut self, b: &tickwire_sinks::Batch) {
+        let topic = format!("batch.{}.{}", b.key.kind.as_str(), b.key.market.as_str());
+        self.buf.clear();
+        let encoded = arrow_ipc::writer::StreamWriter::try_new(&mut self.buf, &b.data.schema())
+            .and_then(|mut w| {
+                w.write(&b.data)?;
+                w.finish()
+            });
+        if let Err(e) = encoded {
+            eprintln!("tickwire: zmq batch {topic}: {e}");
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let r = self
+            .sock
+            .send(topic.as_bytes(), zmq::DONTWAIT | zmq::SNDMORE)
+            .and_then(|()| self.sock.send(&self.buf[..], zmq::DONTWAIT));
+        match r {
+            Ok(()) => {
+                self.counters.batches_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(zmq::Error::EAGAIN) => {
+                self.counters
+                    .batches_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Its counters.
+    pub fn counters(&self) -> std::sync::Arc<PubCounters> {
+        self.counters.clone()
+    }
+
+    /// Whether batches are published too.
+    pub fn batches(&self) -> bool {
+        self.batches
+    }
+
     pub fn publish_raw(&mut self, topic: &[u8], payload: &[u8]) {
         let r = self
             .sock

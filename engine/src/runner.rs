@@ -492,7 +492,7 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
     }
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"rotations\":{},\"duplicates\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
+        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
                 zc.sent.load(Ordering::Relaxed),
         c.dropped(),
         qc.reconnects.load(Ordering::Relaxed),
@@ -505,6 +505,8 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
         sims(|x| x.controls.load(Ordering::Relaxed)),
         qc.rotations.load(Ordering::Relaxed),
         qc.duplicates.load(Ordering::Relaxed),
+        zc.batches_sent.load(Ordering::Relaxed),
+        zc.batches_dropped.load(Ordering::Relaxed),
         qc.books_synced.load(Ordering::Relaxed),
         qc.resyncs.load(Ordering::Relaxed),
         qc.rest_requests.load(Ordering::Relaxed),

@@ -43,6 +43,9 @@ pub struct Args {
     /// ZMQ payload encoding.
     #[arg(long, value_enum, default_value = "binary")]
     pub encoding: Encoding,
+    /// Also publish every flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
+    #[arg(long)]
+    pub zmq_batches: bool,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 2)]
     pub stats_secs: u64,
@@ -135,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bind: args.zmq.clone(),
             encoding: args.encoding,
             sndhwm: 100_000,
+            batches: args.zmq_batches,
         }),
         sinks,
         flush: FlushConfig {
