@@ -124,7 +124,8 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
         std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
     );
     cfg.database.clone_from(&db);
-    cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-spill-{}", std::process::id()));
+    cfg.durability.spill_dir =
+        std::env::temp_dir().join(format!("tickwire-spill-{}", std::process::id()));
     let mut sink = ClickHouseSink::new(cfg).expect("sink starts and migrates");
     assert_eq!(sink.version(), version.trim());
     let batches = batches(2);
@@ -178,7 +179,7 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
         std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
     );
     cfg2.database.clone_from(&db);
-    cfg2.spill_dir = std::env::temp_dir();
+    cfg2.durability.spill_dir = std::env::temp_dir();
     ClickHouseSink::new(cfg2).expect("restart");
     assert_eq!(
         clickhouse(&format!("SELECT count() FROM {db}.schema_migrations"))
@@ -202,7 +203,7 @@ fn candles_follow_trade_time_across_inserts() {
         std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
     );
     cfg.database.clone_from(&db);
-    cfg.spill_dir = std::env::temp_dir();
+    cfg.durability.spill_dir = std::env::temp_dir();
     let mut sink = ClickHouseSink::new(cfg).expect("sink");
     let t0: i64 = 1_700_000_040_000_000; // µs, a minute boundary (1700000040 s)
     let mut trades = Vec::new(); // (symbol, time µs, id, price raw, qty raw)

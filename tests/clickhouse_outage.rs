@@ -75,8 +75,9 @@ fn every_batch_lands_exactly_once_across_a_server_outage() {
         std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
     );
     cfg.database.clone_from(&db);
-    cfg.max_attempts = 400; // at shutdown: up to ~30 min of retries
-    cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-outage-{}", std::process::id()));
+    cfg.durability.max_attempts = 400; // at shutdown: up to ~30 min of retries
+    cfg.durability.spill_dir =
+        std::env::temp_dir().join(format!("tickwire-outage-{}", std::process::id()));
     let mut sink = ClickHouseSink::new(cfg).expect("sink");
     let (batches, rows) = (60usize, 2_000usize);
     let writer = std::thread::spawn(move || {
@@ -161,10 +162,10 @@ fn spilled_batches_are_replayed_at_the_next_start() {
         std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
     );
     cfg.database.clone_from(&db);
-    cfg.max_attempts = 2;
-    cfg.retry_base = Duration::from_millis(10);
-    cfg.spill_dir = spill.clone();
-    cfg.memory_budget_bytes = 1; // nothing may wait in memory: straight to disk
+    cfg.durability.max_attempts = 2;
+    cfg.durability.retry_base = Duration::from_millis(10);
+    cfg.durability.spill_dir = spill.clone();
+    cfg.durability.memory_budget_bytes = 1; // nothing may wait in memory: straight to disk
     let mut sink = ClickHouseSink::new(cfg.clone()).expect("sink");
     kill_server();
     for i in 0..3 {

@@ -72,9 +72,9 @@ fn config(schema: &str) -> PostgresConfig {
     let mut cfg = PostgresConfig::new(postgres_url());
     cfg.schema = schema.to_string();
     cfg.timescale = Timescale::Off;
-    cfg.retry_base = Duration::from_millis(20);
-    cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-pg-outage-{schema}"));
-    let _ = std::fs::remove_dir_all(&cfg.spill_dir);
+    cfg.durability.retry_base = Duration::from_millis(20);
+    cfg.durability.spill_dir = std::env::temp_dir().join(format!("tickwire-pg-outage-{schema}"));
+    let _ = std::fs::remove_dir_all(&cfg.durability.spill_dir);
     cfg
 }
 
@@ -93,7 +93,7 @@ fn every_batch_lands_exactly_once_across_a_server_restart() {
     };
     let schema = "tw_test_pg_restart";
     let mut cfg = config(schema);
-    cfg.max_attempts = 400; // at close: up to ~30 s of retries
+    cfg.durability.max_attempts = 400; // at close: up to ~30 s of retries
     let mut sink = PostgresSink::new(cfg).expect("sink");
     const ROWS: usize = 2_000;
     let mut n = 0u64;
@@ -139,7 +139,7 @@ fn batches_spilled_while_the_server_is_down_are_replayed_at_the_next_start() {
     };
     let schema = "tw_test_pg_spill";
     let mut cfg = config(schema);
-    cfg.max_attempts = 3;
+    cfg.durability.max_attempts = 3;
     let mut sink = PostgresSink::new(cfg.clone()).expect("sink");
     sink.write(&trade_batch(1, 1_000)).expect("write");
     assert!(ctl("stop"), "pg_ctlcluster stop");
@@ -160,7 +160,7 @@ fn batches_spilled_while_the_server_is_down_are_replayed_at_the_next_start() {
     );
     assert_eq!(stored(schema), "6000|6000|6");
     assert_eq!(
-        std::fs::read_dir(&cfg.spill_dir)
+        std::fs::read_dir(&cfg.durability.spill_dir)
             .expect("spill dir")
             .count(),
         0,

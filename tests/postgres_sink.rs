@@ -23,7 +23,7 @@ use tickwire_tests::{bench_batches, dec, postgres, postgres_url};
 fn config(schema: &str) -> PostgresConfig {
     let mut cfg = PostgresConfig::new(postgres_url());
     cfg.schema = schema.to_string();
-    cfg.spill_dir = std::env::temp_dir().join(format!("tickwire-pg-{schema}"));
+    cfg.durability.spill_dir = std::env::temp_dir().join(format!("tickwire-pg-{schema}"));
     cfg.timescale = Timescale::Off;
     cfg
 }

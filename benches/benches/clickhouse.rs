@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
     let db = "tickwire_bench";
     let mut cfg = ClickHouseConfig::new(&url);
     cfg.database = db.into();
-    cfg.spill_dir = std::env::temp_dir().join("tickwire-bench-spill");
+    cfg.durability.spill_dir = std::env::temp_dir().join("tickwire-bench-spill");
     let mut sink = match ClickHouseSink::new(cfg) {
         Ok(s) => s,
         Err(e) => {

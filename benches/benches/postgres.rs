@@ -89,7 +89,7 @@ fn bench(c: &mut Criterion) {
     let mut cfg = PostgresConfig::new(&url);
     cfg.schema = SCHEMA.into();
     cfg.timescale = Timescale::Off;
-    cfg.spill_dir = std::env::temp_dir().join("tickwire-bench-pg-spill");
+    cfg.durability.spill_dir = std::env::temp_dir().join("tickwire-bench-pg-spill");
     let mut sink = match PostgresSink::new(cfg) {
         Ok(s) => s,
         Err(e) => {

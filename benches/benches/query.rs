@@ -150,7 +150,7 @@ fn bench(c: &mut Criterion) {
     let db = "tickwire_bench_query";
     let mut cfg = ClickHouseConfig::new(&ch_url);
     cfg.database = db.into();
-    cfg.spill_dir = std::env::temp_dir().join("tickwire-bench-query-spill");
+    cfg.durability.spill_dir = std::env::temp_dir().join("tickwire-bench-query-spill");
     let ch = match ClickHouseSink::new(cfg) {
         Ok(mut sink) => {
             let _ = http(

@@ -649,10 +649,10 @@ impl Config {
                     c.database.clone_from(&ch.database);
                     c.user.clone_from(&ch.user);
                     c.password.clone_from(&ch.password);
-                    c.max_attempts = ch.max_attempts;
-                    c.memory_budget_bytes = ch.memory_budget_mb << 20;
+                    c.durability.max_attempts = ch.max_attempts;
+                    c.durability.memory_budget_bytes = ch.memory_budget_mb << 20;
                     c.ttl_days = ch.ttl_days;
-                    c.spill_dir.clone_from(&ch.spill_dir);
+                    c.durability.spill_dir.clone_from(&ch.spill_dir);
                     sinks.push(Box::new(ClickHouseSink::new(c)?));
                 }
                 SinkConfig::Postgres(pg) => {
@@ -665,9 +665,9 @@ impl Config {
                     };
                     c.compress_after_days = pg.compress_after_days;
                     c.retention_days = pg.retention_days;
-                    c.max_attempts = pg.max_attempts;
-                    c.memory_budget_bytes = pg.memory_budget_mb << 20;
-                    c.spill_dir.clone_from(&pg.spill_dir);
+                    c.durability.max_attempts = pg.max_attempts;
+                    c.durability.memory_budget_bytes = pg.memory_budget_mb << 20;
+                    c.durability.spill_dir.clone_from(&pg.spill_dir);
                     sinks.push(Box::new(PostgresSink::new(c)?));
                 }
             }

@@ -73,8 +73,10 @@ pub enum Inserted {
 pub trait Store {
     /// Sink name (`clickhouse`, `postgres`).
     fn name(&self) -> &'static str;
-    /// The table of a kind.
-    fn table(&self, kind: Kind) -> &'static str;
+    /// The table of a kind (the same in every store).
+    fn table(&self, kind: Kind) -> &'static str {
+        crate::table_name(kind)
+    }
     /// Stores `data` into `table` as batch `id`, all rows or none. With `check_first`, a batch
     /// an earlier attempt may have stored is looked up first and not sent twice.
     fn insert(
@@ -98,6 +100,30 @@ pub struct Durability {
     /// Arrow memory of the batches held while the store fails; beyond it the oldest are
     /// spilled to disk.
     pub memory_budget_bytes: usize,
+}
+
+impl Durability {
+    /// Defaults with spill files under `spill_dir`: retries from 100 ms, 20 attempts at
+    /// shutdown, 256 MiB held in memory.
+    pub fn new(spill_dir: impl Into<PathBuf>) -> Self {
+        Durability {
+            max_attempts: 20,
+            retry_base: Duration::from_millis(100),
+            spill_dir: spill_dir.into(),
+            memory_budget_bytes: 256 << 20,
+        }
+    }
+}
+
+/// A current-thread tokio runtime for a store's client on the sink's own thread.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, SinkError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SinkError::Io {
+            path: "tokio runtime".into(),
+            source: e,
+        })
 }
 
 /// The id of batch `seq` of the process started at `run_ns`: a 64-bit mix (splitmix64) of the

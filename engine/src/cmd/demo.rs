@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.clickhouse {
         let mut cfg = ClickHouseConfig::new(url);
         cfg.database.clone_from(&args.clickhouse_database);
-        cfg.spill_dir = args.out.join("_clickhouse-spill");
+        cfg.durability.spill_dir = args.out.join("_clickhouse-spill");
         cfg.password = std::env::var("TICKWIRE_CLICKHOUSE_PASSWORD").ok();
         cfg.user = std::env::var("TICKWIRE_CLICKHOUSE_USER").ok();
         sinks.push(Box::new(
@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.postgres {
         let mut cfg = PostgresConfig::new(url);
         cfg.schema.clone_from(&args.postgres_schema);
-        cfg.spill_dir = args.out.join("_postgres-spill");
+        cfg.durability.spill_dir = args.out.join("_postgres-spill");
         sinks.push(Box::new(PostgresSink::new(cfg).with_context(|| {
             format!("postgres sink at {}", tickwire_sinks::postgres::redact(url))
         })?));

@@ -1,7 +1,6 @@
 //! ClickHouse sink configuration.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use crate::durable::Durability;
 
 /// ClickHouse sink settings.
 #[derive(Clone)]
@@ -14,15 +13,8 @@ pub struct ClickHouseConfig {
     pub user: Option<String>,
     /// Password; never logged.
     pub password: Option<String>,
-    /// At shutdown: attempts before what is still pending is spilled to disk.
-    pub max_attempts: u32,
-    /// First retry delay; doubles per attempt up to 5 s, ±20% jitter.
-    pub retry_base: Duration,
-    /// Where spilled batches and dead letters are written (Parquet files).
-    pub spill_dir: PathBuf,
-    /// Arrow memory of the batches held while the server fails; beyond it the oldest are
-    /// spilled to disk.
-    pub memory_budget_bytes: usize,
+    /// Retries, memory budget and spill directory.
+    pub durability: Durability,
     /// Hot tier: delete market data older than this many days (modern servers; gaps kept).
     pub ttl_days: Option<u32>,
 }
@@ -34,7 +26,7 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("max_attempts", &self.max_attempts)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -48,10 +40,7 @@ impl ClickHouseConfig {
             database: "tickwire".into(),
             user: None,
             password: None,
-            max_attempts: 20,
-            retry_base: Duration::from_millis(100),
-            spill_dir: PathBuf::from("clickhouse-spill"),
-            memory_budget_bytes: 256 << 20,
+            durability: Durability::new("clickhouse-spill"),
             ttl_days: None,
         }
     }

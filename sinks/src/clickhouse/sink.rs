@@ -1,12 +1,11 @@
 //! The ClickHouse sink: the ClickHouse [`Store`] inside the shared [`Durable`] core.
 
-use super::ddl::{statements, table_name, ttl_statements, Dialect, BATCH_COLUMN};
+use super::ddl::{statements, ttl_statements, Dialect, BATCH_COLUMN};
 use super::{native, ClickHouseConfig};
-use crate::durable::{Durability, Durable, Failure, Inserted, Store, StoreError};
+use crate::durable::{runtime, Durable, Failure, Inserted, Store, StoreError};
 use crate::SinkError;
 use arrow_array::RecordBatch;
 use std::time::Duration;
-use tickwire_codecs::record::Kind;
 
 /// Writes batches into ClickHouse tables (see the module docs).
 pub type ClickHouseSink = Durable<ClickHouseStore>;
@@ -53,13 +52,7 @@ fn classify(e: &::clickhouse::error::Error) -> Failure {
 impl ClickHouseStore {
     /// Connects, picks the dialect by server version and applies the schema (idempotent).
     pub fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| SinkError::Io {
-                path: "tokio runtime".into(),
-                source: e,
-            })?;
+        let rt = runtime()?;
         let mut client = ::clickhouse::Client::default()
             .with_url(&cfg.url)
             .with_validation(false);
@@ -129,15 +122,7 @@ impl Durable<ClickHouseStore> {
     /// Connects (see [`ClickHouseStore::connect`]) and sends earlier runs' spill files.
     pub fn new(cfg: ClickHouseConfig) -> Result<Self, SinkError> {
         let store = ClickHouseStore::connect(&cfg)?;
-        Durable::with_store(
-            store,
-            Durability {
-                max_attempts: cfg.max_attempts,
-                retry_base: cfg.retry_base,
-                spill_dir: cfg.spill_dir.clone(),
-                memory_budget_bytes: cfg.memory_budget_bytes,
-            },
-        )
+        Durable::with_store(store, cfg.durability)
     }
 
     /// The server's version string.
@@ -149,10 +134,6 @@ impl Durable<ClickHouseStore> {
 impl Store for ClickHouseStore {
     fn name(&self) -> &'static str {
         "clickhouse"
-    }
-
-    fn table(&self, kind: Kind) -> &'static str {
-        table_name(kind)
     }
 
     /// One attempt to store a Native block with batch id `id`. A batch is one UTC day of one

@@ -1,7 +1,6 @@
 //! PostgreSQL sink configuration.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use crate::durable::Durability;
 
 /// Whether to use TimescaleDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +28,8 @@ pub struct PostgresConfig {
     /// Connections, each with one COPY in flight (a batch larger than
     /// [`super::sink::PART_ROWS`] rows goes in parts over several at once).
     pub connections: usize,
-    /// At shutdown: attempts before what is still pending is spilled to disk.
-    pub max_attempts: u32,
-    /// First retry delay; doubles per attempt up to 5 s, ±20% jitter.
-    pub retry_base: Duration,
-    /// Where spilled batches and dead letters are written (Parquet files).
-    pub spill_dir: PathBuf,
-    /// Arrow memory of the batches held while the server fails; beyond it the oldest are
-    /// spilled to disk.
-    pub memory_budget_bytes: usize,
+    /// Retries, memory budget and spill directory.
+    pub durability: Durability,
 }
 
 /// `url` with its password replaced by `***`.
@@ -60,7 +52,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("url", &redact(&self.url))
             .field("schema", &self.schema)
             .field("timescale", &self.timescale)
-            .field("max_attempts", &self.max_attempts)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -77,10 +69,7 @@ impl PostgresConfig {
             compress_after_days: 7,
             retention_days: 30,
             connections: 2,
-            max_attempts: 20,
-            retry_base: Duration::from_millis(100),
-            spill_dir: PathBuf::from("postgres-spill"),
-            memory_budget_bytes: 256 << 20,
+            durability: Durability::new("postgres-spill"),
         }
     }
 }

@@ -3,11 +3,10 @@
 use super::config::redact;
 use super::ddl::{self, LEDGER, MIGRATIONS};
 use super::{copy, PostgresConfig, Timescale};
-use crate::durable::{Durability, Durable, Failure, Inserted, Store, StoreError};
+use crate::durable::{runtime, Durable, Failure, Inserted, Store, StoreError};
 use crate::SinkError;
 use arrow_array::RecordBatch;
 use futures_util::SinkExt;
-use tickwire_codecs::record::Kind;
 use tokio_postgres::{Client, NoTls};
 
 /// Writes batches into PostgreSQL/TimescaleDB tables (see the module docs).
@@ -165,13 +164,7 @@ impl PostgresStore {
     /// Connects and applies the migrations.
     pub fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
         identifier(&cfg.schema)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| SinkError::Io {
-                path: "tokio runtime".into(),
-                source: e,
-            })?;
+        let rt = runtime()?;
         let (client, flavor) = rt.block_on(async {
             let client = connect(&cfg.url).await?;
             let flavor = migrate(&client, cfg).await?;
@@ -197,15 +190,7 @@ impl Durable<PostgresStore> {
     /// Connects (see [`PostgresStore::connect`]) and sends earlier runs' spill files.
     pub fn new(cfg: PostgresConfig) -> Result<Self, SinkError> {
         let store = PostgresStore::connect(&cfg)?;
-        Durable::with_store(
-            store,
-            Durability {
-                max_attempts: cfg.max_attempts,
-                retry_base: cfg.retry_base,
-                spill_dir: cfg.spill_dir.clone(),
-                memory_budget_bytes: cfg.memory_budget_bytes,
-            },
-        )
+        Durable::with_store(store, cfg.durability)
     }
 
     /// `timescale` (hypertables, policies, continuous aggregate) or `plain`.
@@ -217,10 +202,6 @@ impl Durable<PostgresStore> {
 impl Store for PostgresStore {
     fn name(&self) -> &'static str {
         "postgres"
-    }
-
-    fn table(&self, kind: Kind) -> &'static str {
-        ddl::table_name(kind)
     }
 
     /// Stores the batch as parts of [`PART_ROWS`] rows (fixed, so a retry cuts the same
