@@ -74,8 +74,8 @@ struct Entry {
 struct Inner {
     /// Flushed batches, oldest first.
     flushed: VecDeque<Entry>,
-    /// The still-open batch per (kind, market, day), newest copy.
-    open: HashMap<(Kind, Market, i32), Arc<RecordBatch>>,
+    /// The still-open batch per (kind, market, day), newest copy, with its newest receive time.
+    open: HashMap<(Kind, Market, i32), (i64, Arc<RecordBatch>)>,
     /// Per (kind, market): receive time (ns) from which the cache holds everything.
     covered_from: HashMap<(Kind, Market), i64>,
     bytes: usize,
@@ -190,9 +190,10 @@ impl Cache {
 
     /// Replaces the copy of the still-open batch of (kind, market, day).
     pub fn set_open(&self, kind: Kind, market: Market, day: i32, batch: RecordBatch) {
+        let newest = max_recv(&batch);
         self.write()
             .open
-            .insert((kind, market, day), Arc::new(batch));
+            .insert((kind, market, day), (newest, Arc::new(batch)));
     }
 
     /// The receive time (ns) from which the cache holds every row of `kind` (and `market`).
@@ -215,21 +216,33 @@ impl Cache {
     /// The batches of `kind` (and `market`) that may hold rows received at or after
     /// `from_ns`, unfiltered (flushed ones oldest first, then the open ones).
     pub fn raw(&self, kind: Kind, market: Option<Market>, from_ns: i64) -> Vec<Arc<RecordBatch>> {
+        self.candidates(kind, market, from_ns)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect()
+    }
+
+    /// The batches of `kind` (and `market`) with a row received at or after `from_ns`, each
+    /// with its newest receive time: flushed ones oldest first, then the open ones.
+    fn candidates(
+        &self,
+        kind: Kind,
+        market: Option<Market>,
+        from_ns: i64,
+    ) -> Vec<(i64, Arc<RecordBatch>)> {
         let g = self.read();
         let mine = |k: Kind, m: Market| k == kind && market.is_none_or(|x| x == m);
-        let mut v: Vec<Arc<RecordBatch>> = g
-            .flushed
+        g.flushed
             .iter()
             .filter(|e| mine(e.kind, e.market) && e.max_recv >= from_ns)
-            .map(|e| e.batch.clone())
-            .collect();
-        v.extend(
-            g.open
-                .iter()
-                .filter(|((k, m, _), _)| mine(*k, *m))
-                .map(|(_, b)| b.clone()),
-        );
-        v
+            .map(|e| (e.max_recv, e.batch.clone()))
+            .chain(
+                g.open
+                    .iter()
+                    .filter(|((k, m, _), (newest, _))| mine(*k, *m) && *newest >= from_ns)
+                    .map(|(_, (newest, b))| (*newest, b.clone())),
+            )
+            .collect()
     }
 
     /// Rows of `kind` (and `market`, `symbol` when given) received in `[from_ns, to_ns)`.
@@ -257,23 +270,7 @@ impl Cache {
         limit: usize,
     ) -> Scan {
         let covered_from = self.covered_from(kind, market);
-        let mut cands: Vec<(i64, Arc<RecordBatch>)> = {
-            let g = self.read();
-            let mine = |k: Kind, m: Market| k == kind && market.is_none_or(|x| x == m);
-            let mut v: Vec<(i64, Arc<RecordBatch>)> = g
-                .flushed
-                .iter()
-                .filter(|e| mine(e.kind, e.market) && e.max_recv >= from_ns)
-                .map(|e| (e.max_recv, e.batch.clone()))
-                .collect();
-            v.extend(
-                g.open
-                    .iter()
-                    .filter(|((k, m, _), _)| mine(*k, *m))
-                    .map(|(_, b)| (max_recv(b), b.clone())),
-            );
-            v
-        };
+        let mut cands = self.candidates(kind, market, from_ns);
         cands.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut batches = Vec::new();
         let (mut rows, mut threshold) = (0usize, None::<i64>);
