@@ -255,8 +255,8 @@ pub async fn serve(
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let target = req.split_whitespace().nth(1).unwrap_or("");
                 let (path, query) = target.split_once('?').unwrap_or((target, ""));
-                if path.starts_with("/v1/") {
-                    let reply = match &api {
+                let reply = match path {
+                    p if p.starts_with("/v1/") => match &api {
                         Some(api) => {
                             let accept = req
                                 .lines()
@@ -268,61 +268,50 @@ pub async fn serve(
                                 .unwrap_or_default();
                             api.handle(path, query, &accept).await
                         }
-                        None => Reply {
-                            status: "404 Not Found",
-                            content_type: "text/plain",
-                            headers: vec![],
-                            body: b"no query API: the cache is off\n".to_vec(),
-                        },
-                    };
-                    let mut head = format!(
-                        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                        reply.status,
-                        reply.content_type,
-                        reply.body.len()
-                    );
-                    for h in &reply.headers {
-                        head.push_str(h);
-                        head.push_str("\r\n");
-                    }
-                    head.push_str("\r\n");
-                    let _ = sock.write_all(head.as_bytes()).await;
-                    let _ = sock.write_all(&reply.body).await;
-                    let _ = sock.shutdown().await;
-                    return;
-                }
-                let (status, ctype, body) = match path {
+                        None => Reply::text("404 Not Found", "no query API: the cache is off\n"),
+                    },
                     "/health" => {
                         let stopping = health.stopping.load(Ordering::Relaxed);
-                        let body = format!(
-                            "{{\"status\":\"{}\",\"uptime_s\":{:.3}}}",
-                            if stopping { "stopping" } else { "ok" },
-                            t0.elapsed().as_secs_f64()
-                        );
-                        (
-                            if stopping {
+                        Reply {
+                            status: if stopping {
                                 "503 Service Unavailable"
                             } else {
                                 "200 OK"
                             },
-                            "application/json",
-                            body,
-                        )
+                            content_type: "application/json",
+                            headers: vec![],
+                            body: format!(
+                                "{{\"status\":\"{}\",\"uptime_s\":{:.3}}}",
+                                if stopping { "stopping" } else { "ok" },
+                                t0.elapsed().as_secs_f64()
+                            )
+                            .into_bytes(),
+                        }
                     }
-                    "/metrics" => (
-                        "200 OK",
-                        "text/plain; version=0.0.4",
-                        metrics_text(&c, t0.elapsed().as_secs_f64()),
-                    ),
-                    _ => (
+                    "/metrics" => Reply {
+                        status: "200 OK",
+                        content_type: "text/plain; version=0.0.4",
+                        headers: vec![],
+                        body: metrics_text(&c, t0.elapsed().as_secs_f64()).into_bytes(),
+                    },
+                    _ => Reply::text(
                         "404 Not Found",
-                        "text/plain",
-                        "not found: try /health, /metrics or /v1/<kind>\n".to_string(),
+                        "not found: try /health, /metrics or /v1/<kind>\n",
                     ),
                 };
-                let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let mut head = format!(
+                    "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    reply.status,
+                    reply.content_type,
+                    reply.body.len()
+                );
+                for h in &reply.headers {
+                    head.push_str(h);
+                    head.push_str("\r\n");
+                }
+                head.push_str("\r\n");
                 let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(body.as_bytes()).await;
+                let _ = sock.write_all(&reply.body).await;
                 let _ = sock.shutdown().await;
             });
         }

@@ -52,6 +52,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A plain-text answer.
+    pub fn text(status: &'static str, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: "text/plain",
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
     fn error(status: &'static str, msg: impl std::fmt::Display) -> Reply {
         Reply {
             status,
@@ -611,18 +621,14 @@ impl Api {
         if let Some((m, v)) = self.live.as_ref().and_then(|l| l.get(f.market, &symbol)) {
             self.counters().hits.fetch_add(1, Ordering::Relaxed);
             let side = |ls: &[tickwire_codecs::record::Level]| {
-                let v: Vec<String> = ls
-                    .iter()
-                    .take(depth)
-                    .map(|l| {
-                        format!(
-                            "[\"{}\",\"{}\"]",
-                            scaled(i128::from(l.price), 8),
-                            scaled(l.qty.get(), 8)
-                        )
-                    })
-                    .collect();
-                format!("[{}]", v.join(","))
+                let mut o = String::new();
+                level_pairs(
+                    &mut o,
+                    ls.iter()
+                        .take(depth)
+                        .map(|l| (i128::from(l.price), l.qty.get())),
+                );
+                o
             };
             let body = format!(
                 "{{\"market\":\"{}\",\"symbol\":{},\"last_update_id\":{},\"recv_time\":{},\"bids\":{},\"asks\":{}}}\n",
@@ -824,7 +830,19 @@ fn value(o: &mut String, a: &ArrayRef, r: usize) {
     }
 }
 
-/// Appends `[["p","q"],...]`, at most `n` levels.
+/// Appends `[["p","q"],...]` of (price, quantity) raw values at scale 8.
+fn level_pairs(o: &mut String, pairs: impl Iterator<Item = (i128, i128)>) {
+    o.push('[');
+    for (k, (p, q)) in pairs.enumerate() {
+        if k > 0 {
+            o.push(',');
+        }
+        let _ = write!(o, "[\"{}\",\"{}\"]", scaled(p, 8), scaled(q, 8));
+    }
+    o.push(']');
+}
+
+/// Appends the levels of row `r` of a levels column, at most `n`.
 fn levels(o: &mut String, a: &ArrayRef, r: usize, n: usize) {
     let list = a.as_list::<i32>();
     let offs = list.value_offsets();
@@ -833,20 +851,8 @@ fn levels(o: &mut String, a: &ArrayRef, r: usize, n: usize) {
         st.column(0).as_primitive::<Decimal128Type>(),
         st.column(1).as_primitive::<Decimal128Type>(),
     );
-    o.push('[');
     let (lo, hi) = (offs[r] as usize, offs[r + 1] as usize);
-    for (k, i) in (lo..hi).take(n).enumerate() {
-        if k > 0 {
-            o.push(',');
-        }
-        let _ = write!(
-            o,
-            "[\"{}\",\"{}\"]",
-            scaled(p.value(i), 8),
-            scaled(q.value(i), 8)
-        );
-    }
-    o.push(']');
+    level_pairs(o, (lo..hi).take(n).map(|i| (p.value(i), q.value(i))));
 }
 
 /// JSON lines: `{"kind":..., <column>: <value>, ...}` per row.

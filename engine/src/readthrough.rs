@@ -91,6 +91,17 @@ fn parse_levels(s: &str) -> Result<Vec<(i128, i128)>, String> {
         .collect()
 }
 
+/// A dictionary-encoded text column with keys `K`.
+fn dictionary<K: arrow_array::types::ArrowDictionaryKeyType>(
+    texts: impl Iterator<Item = Result<Option<String>, String>>,
+) -> Result<ArrayRef, String> {
+    let mut b = StringDictionaryBuilder::<K>::new();
+    for t in texts {
+        b.append_option(t?);
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 /// One row: each column's text, `None` for NULL.
 type TextRow = Vec<Option<String>>;
 
@@ -115,20 +126,8 @@ pub fn to_batch(kind: Kind, rows: &[TextRow], recv_us: bool) -> Result<RecordBat
         };
         let a: ArrayRef = match f.data_type() {
             DataType::Dictionary(k, _) => match **k {
-                DataType::Int8 => {
-                    let mut b = StringDictionaryBuilder::<Int8Type>::new();
-                    for r in rows {
-                        b.append_option(text(r)?);
-                    }
-                    Arc::new(b.finish())
-                }
-                _ => {
-                    let mut b = StringDictionaryBuilder::<Int32Type>::new();
-                    for r in rows {
-                        b.append_option(text(r)?);
-                    }
-                    Arc::new(b.finish())
-                }
+                DataType::Int8 => dictionary::<Int8Type>(rows.iter().map(text))?,
+                _ => dictionary::<Int32Type>(rows.iter().map(text))?,
             },
             DataType::Utf8 => {
                 let mut b = StringBuilder::new();
