@@ -7,14 +7,13 @@
 //! decoded and columnarized by tickwire.
 
 use std::process::Command;
-use std::sync::Arc;
-use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::record::{Kind, Market, Record};
 use tickwire_sinks::clickhouse::ddl::{table_name, Dialect};
 use tickwire_sinks::clickhouse::native::encode;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use tickwire_sinks::{Batch, BatchKey};
-use tickwire_tests::{bench_batches as batches, clickhouse, dec, workspace};
+use tickwire_tests::{
+    bench_batches as batches, candle_trades, clickhouse, dec, expected_candles, trade_rows_batch,
+    workspace, CANDLE_T0,
+};
 
 #[test]
 fn modern_native_blocks_load_into_chdb() {
@@ -195,8 +194,6 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
 /// follow trade time, not insert order).
 #[test]
 fn candles_follow_trade_time_across_inserts() {
-    use tickwire_codecs::decimal::DpSet;
-    use tickwire_codecs::record::{Header, SymbolId, Trade};
     clickhouse("SELECT 1").expect("ClickHouse is up (the test command starts it)");
     let db = format!("tickwire_candle_test_{}", std::process::id());
     let mut cfg = ClickHouseConfig::new(
@@ -205,80 +202,25 @@ fn candles_follow_trade_time_across_inserts() {
     cfg.database.clone_from(&db);
     cfg.durability.spill_dir = std::env::temp_dir();
     let mut sink = ClickHouseSink::new(cfg).expect("sink");
-    let t0: i64 = 1_700_000_040_000_000; // µs, a minute boundary (1700000040 s)
-    let mut trades = Vec::new(); // (symbol, time µs, id, price raw, qty raw)
-    let mut x: u64 = 12345;
-    for (s, sym) in ["BTCUSDT", "ETHUSDT"].iter().enumerate() {
-        for i in 0..90i64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let time = t0 + i * 2_000_000 + s as i64; // 2 s apart: 30 trades a minute, 3 minutes
-            trades.push((
-                *sym,
-                time,
-                1_000 + i,
-                3_000_000_000_000 + (x % 10_000) as i64 * 1_000_000,
-                1_000_000 + (x % 1_000) as i128,
-            ));
-        }
-    }
-    let batch = |rows: &[(&str, i64, i64, i64, i128)], seq: u64| {
-        let mut b = BatchBuilder::new(Kind::Trade, rows.len());
-        for &(sym, time, id, price, qty) in rows {
-            let mut dp = DpSet::ALL_NULL;
-            dp.set(0, 8);
-            dp.set(1, 8);
-            let t = Trade {
-                header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), time, time * 1000),
-                trade_id: id,
-                price,
-                qty: qty.into(),
-                trade_time: time,
-                dp,
-                is_buyer_maker: 0,
-                pad: [0; 7],
-            };
-            b.append(&Record::Trade(t), &[], sym).expect("append");
-        }
-        Batch {
-            key: BatchKey {
-                kind: Kind::Trade,
-                market: Market::Spot,
-                day: 19_675,
-            },
-            seq,
-            data: Arc::new(b.finish().expect("batch")),
-        }
-    };
-    let (early, late): (Vec<_>, Vec<_>) = trades.iter().partition(|t| t.1 < t0 + 90_000_000);
-    sink.write(&batch(&late, 1)).expect("late first");
-    sink.write(&batch(&early, 2)).expect("then early");
+    let trades = candle_trades();
+    let (early, late): (Vec<_>, Vec<_>) = trades.iter().partition(|t| t.1 < CANDLE_T0 + 90_000_000);
+    sink.write(&trade_rows_batch(&late, 1)).expect("late first");
+    sink.write(&trade_rows_batch(&early, 2))
+        .expect("then early");
     let fmt = |raw: i128| tickwire_codecs::decimal::to_string(raw, 8);
-    let mut want = Vec::new();
-    for sym in ["BTCUSDT", "ETHUSDT"] {
-        for m in 0..3i64 {
-            let mut ts: Vec<_> = trades
-                .iter()
-                .filter(|t| t.0 == sym && (t.1 - t0) / 60_000_000 == m)
-                .collect();
-            ts.sort_by_key(|t| (t.1, t.2));
-            let open = ts[0].3;
-            let close = ts[ts.len() - 1].3;
-            let high = ts.iter().map(|t| t.3).max().unwrap_or(0);
-            let low = ts.iter().map(|t| t.3).min().unwrap_or(0);
-            let vol: i128 = ts.iter().map(|t| t.4).sum();
-            want.push(format!(
-                "{sym}\t{}\t{}\t{}\t{}\t{}\t{}",
+    let want: Vec<String> = expected_candles(&trades)
+        .into_iter()
+        .map(|(sym, _, open, high, low, close, vol, n)| {
+            format!(
+                "{sym}\t{}\t{}\t{}\t{}\t{}\t{n}",
                 fmt(open.into()),
                 fmt(high.into()),
                 fmt(low.into()),
                 fmt(close.into()),
-                fmt(vol),
-                ts.len()
-            ));
-        }
-    }
+                fmt(vol)
+            )
+        })
+        .collect();
     let got = clickhouse(&format!(
         "SELECT symbol, toString(argMinMerge(open)), toString(maxMerge(high)), toString(minMerge(low)), \
          toString(argMaxMerge(close)), toString(sumMerge(volume)), countMerge(trade_count) \

@@ -13,12 +13,13 @@ use arrow_schema::{DataType, TimeUnit};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::record::{Kind, Market, Record};
+use tickwire_codecs::record::Kind;
 use tickwire_sinks::postgres::ddl::table_name;
 use tickwire_sinks::postgres::{PostgresConfig, PostgresSink, Timescale};
-use tickwire_sinks::{Batch, BatchKey};
-use tickwire_tests::{bench_batches, dec, postgres, postgres_url};
+use tickwire_tests::{
+    bench_batches, candle_trades, dec, expected_candles, postgres, postgres_url, trade_rows_batch,
+    CANDLE_T0,
+};
 
 fn config(schema: &str) -> PostgresConfig {
     let mut cfg = PostgresConfig::new(postgres_url());
@@ -238,83 +239,28 @@ fn the_sink_writes_every_kind_into_postgres_exactly() {
 /// the later trades are written first (open and close follow trade time, not insert order).
 #[test]
 fn candles_follow_trade_time_across_inserts() {
-    use tickwire_codecs::decimal::DpSet;
-    use tickwire_codecs::record::{Header, SymbolId, Trade};
     let schema = fresh("tw_test_candles");
     let mut sink = PostgresSink::new(config(&schema)).expect("sink");
-    let t0: i64 = 1_700_000_040_000_000; // µs, a minute boundary
-    let mut trades = Vec::new(); // (symbol, time µs, id, price raw, qty raw)
-    let mut x: u64 = 12345;
-    for (s, sym) in ["BTCUSDT", "ETHUSDT"].iter().enumerate() {
-        for i in 0..90i64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            trades.push((
-                *sym,
-                t0 + i * 2_000_000 + s as i64,
-                1_000 + i,
-                3_000_000_000_000 + (x % 10_000) as i64 * 1_000_000,
-                1_000_000 + (x % 1_000) as i128,
-            ));
-        }
-    }
-    let batch = |rows: &[&(&str, i64, i64, i64, i128)], seq: u64| {
-        let mut b = BatchBuilder::new(Kind::Trade, rows.len());
-        for &&(sym, time, id, price, qty) in rows {
-            let mut dp = DpSet::ALL_NULL;
-            dp.set(0, 8);
-            dp.set(1, 8);
-            let t = Trade {
-                header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), time, time * 1000),
-                trade_id: id,
-                price,
-                qty: qty.into(),
-                trade_time: time,
-                dp,
-                is_buyer_maker: 0,
-                pad: [0; 7],
-            };
-            b.append(&Record::Trade(t), &[], sym).expect("append");
-        }
-        Batch {
-            key: BatchKey {
-                kind: Kind::Trade,
-                market: Market::Spot,
-                day: 19_675,
-            },
-            seq,
-            data: Arc::new(b.finish().expect("batch")),
-        }
-    };
-    let (early, late): (Vec<_>, Vec<_>) = trades.iter().partition(|t| t.1 < t0 + 90_000_000);
-    sink.write(&batch(&late, 1)).expect("late first");
-    sink.write(&batch(&early, 2)).expect("then early");
+    let trades = candle_trades();
+    let (early, late): (Vec<_>, Vec<_>) = trades.iter().partition(|t| t.1 < CANDLE_T0 + 90_000_000);
+    sink.write(&trade_rows_batch(&late, 1)).expect("late first");
+    sink.write(&trade_rows_batch(&early, 2))
+        .expect("then early");
     sink.close().expect("close");
     let fmt = |raw: i128| tickwire_codecs::decimal::to_string(raw, 8);
-    let mut want = Vec::new();
-    for sym in ["BTCUSDT", "ETHUSDT"] {
-        for m in 0..3i64 {
-            let mut ts: Vec<_> = trades
-                .iter()
-                .filter(|t| t.0 == sym && (t.1 - t0) / 60_000_000 == m)
-                .collect();
-            ts.sort_by_key(|t| (t.1, t.2));
-            let high = ts.iter().map(|t| t.3).max().expect("trades");
-            let low = ts.iter().map(|t| t.3).min().expect("trades");
-            let vol: i128 = ts.iter().map(|t| t.4).sum();
-            want.push(format!(
-                "{sym}|{}|{}|{}|{}|{}|{}|{}",
-                (t0 / 1_000_000 + m * 60),
-                fmt(i128::from(ts[0].3)),
-                fmt(i128::from(high)),
-                fmt(i128::from(low)),
-                fmt(i128::from(ts[ts.len() - 1].3)),
-                fmt(vol),
-                ts.len()
-            ));
-        }
-    }
+    let want: Vec<String> = expected_candles(&trades)
+        .into_iter()
+        .map(|(sym, minute, open, high, low, close, vol, n)| {
+            format!(
+                "{sym}|{minute}|{}|{}|{}|{}|{}|{n}",
+                fmt(open.into()),
+                fmt(high.into()),
+                fmt(low.into()),
+                fmt(close.into()),
+                fmt(vol)
+            )
+        })
+        .collect();
     let have = postgres(&format!(
         "SELECT symbol, extract(epoch from minute)::bigint, open, high, low, close, volume, trades FROM {schema}.candles_1m ORDER BY symbol, minute"
     ))

@@ -298,20 +298,9 @@ async fn the_source_subscribes_and_checks_the_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_is_replayed_frame_for_frame() {
-    let Some(fixtures) = std::env::var_os("TICKWIRE_SHARED")
-        .map(std::path::PathBuf::from)
-        .or_else(|| Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")))
-        .map(|p| p.join("fixtures/binance/captures/usdm_2021-07-22.jsonl"))
-        .filter(|p| p.exists())
-    else {
-        eprintln!("SKIPPED: no ../shared/fixtures");
+    let Some((replay, want)) = usdm_capture() else {
         return;
     };
-    let replay = Arc::new(Replay::load(&fixtures, Market::Usdm).expect("replay"));
-    let mut want = [0u64; Kind::COUNT];
-    for k in replay.kinds.iter().flatten() {
-        want[k.index()] += 1;
-    }
     assert!(want.iter().sum::<u64>() > 1000);
     let mut cfg = sim_config(Market::Usdm, 0, Faults::default());
     cfg.replay = Some(replay.clone());
@@ -354,6 +343,26 @@ async fn a_capture_is_replayed_frame_for_frame() {
         );
     }
     assert_eq!(got.iter().sum::<u64>() - got[Kind::Gap.index()], total);
+}
+
+/// The real USD-M capture of ../shared as a replay, with the records per kind it decodes to;
+/// `None` (the test is skipped, and says so) without ../shared.
+fn usdm_capture() -> Option<(Arc<Replay>, [u64; Kind::COUNT])> {
+    let Some(path) = std::env::var_os("TICKWIRE_SHARED")
+        .map(std::path::PathBuf::from)
+        .or_else(|| Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")))
+        .map(|p| p.join("fixtures/binance/captures/usdm_2021-07-22.jsonl"))
+        .filter(|p| p.exists())
+    else {
+        eprintln!("SKIPPED: no ../shared/fixtures");
+        return None;
+    };
+    let replay = Arc::new(Replay::load(&path, Market::Usdm).expect("replay"));
+    let mut want = [0u64; Kind::COUNT];
+    for k in replay.kinds.iter().flatten() {
+        want[k.index()] += 1;
+    }
+    Some((replay, want))
 }
 
 /// Last update id, bids, asks as (price, quantity) raw.
@@ -437,20 +446,9 @@ async fn books_resynced_after_gaps_equal_the_simulators_books() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_with_overlap_loses_and_duplicates_nothing() {
-    let Some(path) = std::env::var_os("TICKWIRE_SHARED")
-        .map(std::path::PathBuf::from)
-        .or_else(|| Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared")))
-        .map(|p| p.join("fixtures/binance/captures/usdm_2021-07-22.jsonl"))
-        .filter(|p| p.exists())
-    else {
-        eprintln!("SKIPPED: no ../shared/fixtures");
+    let Some((replay, want)) = usdm_capture() else {
         return;
     };
-    let replay = Arc::new(Replay::load(&path, Market::Usdm).expect("replay"));
-    let mut want = [0u64; Kind::COUNT];
-    for k in replay.kinds.iter().flatten() {
-        want[k.index()] += 1;
-    }
     let total: u64 = want.iter().sum();
     // The file takes about 3 s per connection; the connection is replaced after 1.5 s, and
     // the new one replays from the first frame: everything the old one delivered comes again.

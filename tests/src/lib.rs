@@ -223,3 +223,94 @@ pub fn postgres(sql: &str) -> Result<String, String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// One trade of the candle tests: (symbol, trade time µs, trade id, price raw, qty raw).
+pub type TradeRow = (&'static str, i64, i64, i64, i128);
+
+/// A minute boundary (µs): the candle tests' trades start here.
+pub const CANDLE_T0: i64 = 1_700_000_040_000_000;
+
+/// 90 trades each of BTCUSDT and ETHUSDT, 2 s apart from [`CANDLE_T0`] (30 a minute, three
+/// minutes), with pseudo-random prices and quantities.
+pub fn candle_trades() -> Vec<TradeRow> {
+    let mut trades = Vec::new();
+    let mut x: u64 = 12345;
+    for (s, sym) in ["BTCUSDT", "ETHUSDT"].iter().enumerate() {
+        for i in 0..90i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            trades.push((
+                *sym,
+                CANDLE_T0 + i * 2_000_000 + s as i64,
+                1_000 + i,
+                3_000_000_000_000 + (x % 10_000) as i64 * 1_000_000,
+                1_000_000 + (x % 1_000) as i128,
+            ));
+        }
+    }
+    trades
+}
+
+/// A spot trades batch of `rows` (receive time = trade time), sequence `seq`.
+pub fn trade_rows_batch(rows: &[&TradeRow], seq: u64) -> Batch {
+    let mut b = BatchBuilder::new(Kind::Trade, rows.len());
+    for &&(sym, time, id, price, qty) in rows {
+        let mut dp = tickwire_codecs::decimal::DpSet::ALL_NULL;
+        dp.set(0, 8);
+        dp.set(1, 8);
+        let t = Trade {
+            header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), time, time * 1000),
+            trade_id: id,
+            price,
+            qty: qty.into(),
+            trade_time: time,
+            dp,
+            is_buyer_maker: 0,
+            pad: [0; 7],
+        };
+        b.append(&Record::Trade(t), &[], sym).expect("append");
+    }
+    Batch {
+        key: BatchKey {
+            kind: Kind::Trade,
+            market: Market::Spot,
+            day: 19_675,
+        },
+        seq,
+        data: Arc::new(b.finish().expect("batch")),
+    }
+}
+
+/// One expected 1-minute candle: symbol, minute start (s), open, high, low, close (raw), volume
+/// (raw), trade count.
+pub type Candle = (&'static str, i64, i64, i64, i64, i64, i128, usize);
+
+/// The 1-minute candles of [`candle_trades`], by symbol then minute, open and close by
+/// (trade time, id).
+pub fn expected_candles(trades: &[TradeRow]) -> Vec<Candle> {
+    let mut want = Vec::new();
+    for sym in ["BTCUSDT", "ETHUSDT"] {
+        for m in 0..3i64 {
+            let mut ts: Vec<_> = trades
+                .iter()
+                .filter(|t| t.0 == sym && (t.1 - CANDLE_T0) / 60_000_000 == m)
+                .collect();
+            ts.sort_by_key(|t| (t.1, t.2));
+            let high = ts.iter().map(|t| t.3).max().expect("trades");
+            let low = ts.iter().map(|t| t.3).min().expect("trades");
+            let vol: i128 = ts.iter().map(|t| t.4).sum();
+            want.push((
+                sym,
+                CANDLE_T0 / 1_000_000 + m * 60,
+                ts[0].3,
+                high,
+                low,
+                ts[ts.len() - 1].3,
+                vol,
+                ts.len(),
+            ));
+        }
+    }
+    want
+}
