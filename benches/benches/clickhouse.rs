@@ -7,13 +7,8 @@
 //! `cargo bench -p tickwire-benches --bench clickhouse`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::sync::Arc;
 use std::time::Duration;
-use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::decimal::DpSet;
-use tickwire_codecs::record::*;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
-use tickwire_sinks::{Batch, BatchKey};
 
 /// One `trades` row as the crate's `Inserter` takes it (RowBinary, column order of the table;
 /// decimals as their raw integers, times as integers).
@@ -33,7 +28,6 @@ struct TradeRow {
 }
 
 const N: usize = 50_000;
-const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"];
 
 fn bench(c: &mut Criterion) {
     let url =
@@ -49,54 +43,23 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    let t0 = 1_700_000_000_000_000i64;
-    let mut b = BatchBuilder::new(Kind::Trade, N);
-    let mut rows = Vec::with_capacity(N);
-    for i in 0..N as i64 {
-        let mut dp = DpSet::ALL_NULL;
-        dp.set(0, 2);
-        dp.set(1, 5);
-        let sym = SYMBOLS[i as usize % 4];
-        let t = Trade {
-            header: Header::new(
-                Kind::Trade,
-                Market::Spot,
-                SymbolId(0),
-                t0 + i,
-                (t0 + i) * 1000,
-            ),
-            trade_id: i,
-            price: 3_700_000_000_000 + (i % 1000) * 1_000_000,
-            qty: (100_000 + i128::from(i % 777)).into(),
-            trade_time: t0 + i,
-            dp,
-            is_buyer_maker: (i % 2) as u8,
-            pad: [0; 7],
-        };
-        b.append(&Record::Trade(t), &[], sym).expect("append");
-        rows.push(TradeRow {
+    let (batch, trades) = tickwire_benches::store_trades(N);
+    let rows: Vec<TradeRow> = trades
+        .iter()
+        .map(|(sym, t)| TradeRow {
             exchange: "binance".into(),
             market: "spot".into(),
-            symbol: sym.into(),
-            event_time: Some(t0 + i),
-            recv_time: (t0 + i) * 1000,
-            trade_id: i,
+            symbol: (*sym).into(),
+            event_time: Some(t.header.event_time),
+            recv_time: t.header.recv_time,
+            trade_id: t.trade_id,
             price: t.price,
             qty: t.qty.get(),
             is_buyer_maker: t.is_buyer_maker,
-            trade_time: t0 + i,
+            trade_time: t.trade_time,
             _batch: 1,
-        });
-    }
-    let batch = Batch {
-        key: BatchKey {
-            kind: Kind::Trade,
-            market: Market::Spot,
-            day: 19_675,
-        },
-        seq: 1,
-        data: Arc::new(b.finish().expect("batch")),
-    };
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

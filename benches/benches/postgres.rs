@@ -14,10 +14,7 @@
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tickwire_codecs::arrow::BatchBuilder;
-use tickwire_codecs::decimal::DpSet;
 use tickwire_codecs::record::*;
 use tickwire_sinks::postgres::{copy::put_numeric, PostgresConfig, PostgresSink, Timescale};
 use tickwire_sinks::{Batch, BatchKey};
@@ -25,7 +22,6 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 const N: usize = 50_000;
-const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"];
 const SCHEMA: &str = "tickwire_bench";
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
@@ -70,6 +66,8 @@ impl ToSql for Ts {
 
 /// One trades row as a row-wise writer holds it.
 struct Row {
+    exchange: &'static str,
+    market: &'static str,
     symbol: &'static str,
     time: Ts,
     recv: Ts,
@@ -78,6 +76,24 @@ struct Row {
     qty: Numeric,
     maker: bool,
     trade_time: Ts,
+}
+
+impl Row {
+    /// Its values in [`COLUMNS`] order, as a row-wise writer binds them.
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.exchange,
+            &self.market,
+            &self.symbol,
+            &self.time,
+            &self.recv,
+            &self.trade_id,
+            &self.price,
+            &self.qty,
+            &self.maker,
+            &self.trade_time,
+        ]
+    }
 }
 
 const COLUMNS: &str =
@@ -97,43 +113,23 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    let t0 = 1_700_000_000_000_000i64;
-    let mut b = BatchBuilder::new(Kind::Trade, N);
-    let mut rows = Vec::with_capacity(N);
-    for i in 0..N as i64 {
-        let mut dp = DpSet::ALL_NULL;
-        dp.set(0, 2);
-        dp.set(1, 5);
-        let sym = SYMBOLS[i as usize % 4];
-        let t = Trade {
-            header: Header::new(
-                Kind::Trade,
-                Market::Spot,
-                SymbolId(0),
-                t0 + i,
-                (t0 + i) * 1000,
-            ),
-            trade_id: i,
-            price: 3_700_000_000_000 + (i % 1000) * 1_000_000,
-            qty: (100_000 + i128::from(i % 777)).into(),
-            trade_time: t0 + i,
-            dp,
-            is_buyer_maker: (i % 2) as u8,
-            pad: [0; 7],
-        };
-        b.append(&Record::Trade(t), &[], sym).expect("append");
-        rows.push(Row {
+    let (batch, trades) = tickwire_benches::store_trades(N);
+    let rows: Vec<Row> = trades
+        .iter()
+        .map(|(sym, t)| Row {
+            exchange: "binance",
+            market: "spot",
             symbol: sym,
-            time: Ts(t0 + i),
-            recv: Ts(t0 + i),
-            trade_id: i,
+            time: Ts(t.header.event_time),
+            recv: Ts(t.header.recv_time / 1000),
+            trade_id: t.trade_id,
             price: Numeric(i128::from(t.price)),
             qty: Numeric(t.qty.get()),
-            maker: i % 2 == 1,
-            trade_time: Ts(t0 + i),
-        });
-    }
-    let data = Arc::new(b.finish().expect("batch"));
+            maker: t.is_buyer_maker == 1,
+            trade_time: Ts(t.trade_time),
+        })
+        .collect();
+    let data = batch.data.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -163,7 +159,6 @@ fn bench(c: &mut Criterion) {
             values.join(", ")
         )))
         .expect("prepare");
-    let (binance, spot) = ("binance", "spot");
 
     let mut g = c.benchmark_group("postgres_insert");
     g.throughput(Throughput::Elements(N as u64));
@@ -202,18 +197,7 @@ fn bench(c: &mut Criterion) {
                     for chunk in rows.chunks(100) {
                         let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(1000);
                         for r in chunk {
-                            params.extend_from_slice(&[
-                                &binance,
-                                &spot,
-                                &r.symbol,
-                                &r.time,
-                                &r.recv,
-                                &r.trade_id,
-                                &r.price,
-                                &r.qty,
-                                &r.maker,
-                                &r.trade_time,
-                            ]);
+                            params.extend_from_slice(&r.params());
                         }
                         tx.execute(&insert100, &params).await.expect("insert");
                     }
@@ -253,21 +237,7 @@ fn bench(c: &mut Criterion) {
                     let w = BinaryCopyInWriter::new(sink, &types);
                     futures_util::pin_mut!(w);
                     for r in &rows {
-                        w.as_mut()
-                            .write(&[
-                                &binance,
-                                &spot,
-                                &r.symbol,
-                                &r.time,
-                                &r.recv,
-                                &r.trade_id,
-                                &r.price,
-                                &r.qty,
-                                &r.maker,
-                                &r.trade_time,
-                            ])
-                            .await
-                            .expect("row");
+                        w.as_mut().write(&r.params()).await.expect("row");
                     }
                     w.finish().await.expect("finish");
                     tx.commit().await.expect("commit");

@@ -523,6 +523,50 @@ pub fn decode<J: Reader>(
     })
 }
 
+/// The store benchmarks' input: `n` spot trades round robin over four symbols, one µs apart,
+/// as one Arrow batch (what tickwire's sinks take) and as the records and symbols each row was
+/// made from (what the row-wise baselines are built from).
+pub fn store_trades(n: usize) -> (tickwire_sinks::Batch, Vec<(&'static str, Trade)>) {
+    const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"];
+    let t0 = 1_700_000_000_000_000i64;
+    let mut b = tickwire_codecs::arrow::BatchBuilder::new(Kind::Trade, n);
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n as i64 {
+        let mut dp = DpSet::ALL_NULL;
+        dp.set(0, 2);
+        dp.set(1, 5);
+        let sym = SYMBOLS[i as usize % 4];
+        let t = Trade {
+            header: Header::new(
+                Kind::Trade,
+                Market::Spot,
+                SymbolId(0),
+                t0 + i,
+                (t0 + i) * 1000,
+            ),
+            trade_id: i,
+            price: 3_700_000_000_000 + (i % 1000) * 1_000_000,
+            qty: (100_000 + i128::from(i % 777)).into(),
+            trade_time: t0 + i,
+            dp,
+            is_buyer_maker: (i % 2) as u8,
+            pad: [0; 7],
+        };
+        b.append(&Record::Trade(t), &[], sym).expect("append");
+        rows.push((sym, t));
+    }
+    let batch = tickwire_sinks::Batch {
+        key: tickwire_sinks::BatchKey {
+            kind: Kind::Trade,
+            market: Market::Spot,
+            day: 19_675,
+        },
+        seq: 1,
+        data: std::sync::Arc::new(b.finish().expect("batch")),
+    };
+    (batch, rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
