@@ -51,6 +51,8 @@ pub struct CacheCounters {
     pub misses: AtomicU64,
     /// Queries answered from the store and the cache together.
     pub partial_hits: AtomicU64,
+    /// Queries that failed: the store behind the cache failed (502) or a scan did (500).
+    pub errors: AtomicU64,
     /// Batches evicted (age or memory).
     pub evicted_batches: AtomicU64,
     /// Rows evicted.
@@ -253,7 +255,7 @@ impl Cache {
         symbol: Option<&str>,
         from_ns: i64,
         to_ns: i64,
-    ) -> Scan {
+    ) -> Result<Scan, String> {
         self.scan_newest(kind, market, symbol, from_ns, to_ns, usize::MAX)
     }
 
@@ -268,7 +270,7 @@ impl Cache {
         from_ns: i64,
         to_ns: i64,
         limit: usize,
-    ) -> Scan {
+    ) -> Result<Scan, String> {
         let covered_from = self.covered_from(kind, market);
         let mut cands = self.candidates(kind, market, from_ns);
         cands.sort_by_key(|c| std::cmp::Reverse(c.0));
@@ -278,7 +280,7 @@ impl Cache {
             if threshold.is_some_and(|t| *newest < t) {
                 break;
             }
-            if let Some(sel) = select(b, symbol, from_ns, to_ns) {
+            if let Some(sel) = select(b, symbol, from_ns, to_ns)? {
                 rows += sel.num_rows();
                 batches.push(sel);
                 if threshold.is_none() && rows >= limit {
@@ -298,10 +300,10 @@ impl Cache {
             }
         }
         batches.reverse();
-        Scan {
+        Ok(Scan {
             batches,
             covered_from,
-        }
+        })
     }
 }
 
@@ -311,10 +313,11 @@ pub fn select(
     symbol: Option<&str>,
     from_ns: i64,
     to_ns: i64,
-) -> Option<RecordBatch> {
+) -> Result<Option<RecordBatch>, String> {
     let recv = b
-        .column_by_name("recv_time")?
-        .as_primitive_opt::<TimestampNanosecondType>()?;
+        .column_by_name("recv_time")
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or("a cached batch without recv_time")?;
     let sym_key: Option<Option<i32>> = symbol.map(|s| {
         b.column_by_name("symbol")
             .and_then(|c| c.as_dictionary_opt::<Int32Type>())
@@ -326,7 +329,7 @@ pub fn select(
             })
     });
     if let Some(None) = sym_key {
-        return None; // the symbol is not in this batch
+        return Ok(None); // the symbol is not in this batch
     }
     let keys = b
         .column_by_name("symbol")
@@ -345,11 +348,13 @@ pub fn select(
         .collect();
     let n = mask.true_count();
     if n == 0 {
-        None
+        Ok(None)
     } else if n == b.num_rows() {
-        Some(b.clone())
+        Ok(Some(b.clone()))
     } else {
-        arrow_select::filter::filter_record_batch(b, &mask).ok()
+        arrow_select::filter::filter_record_batch(b, &mask)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -396,16 +401,32 @@ mod tests {
             40,
         );
         c.set_open(Kind::Trade, Market::Spot, 0, trades(&[("BTCUSDT", 50)]));
-        let all = c.scan(Kind::Trade, None, None, i64::MIN, i64::MAX);
+        let all = c
+            .scan(Kind::Trade, None, None, i64::MIN, i64::MAX)
+            .expect("scan");
         assert_eq!(rows(&all), 4);
-        let btc = c.scan(Kind::Trade, Some(Market::Spot), Some("BTCUSDT"), 20, 60);
+        let btc = c
+            .scan(Kind::Trade, Some(Market::Spot), Some("BTCUSDT"), 20, 60)
+            .expect("scan");
         assert_eq!(rows(&btc), 2, "30 and the open 50");
-        assert_eq!(rows(&c.scan(Kind::Trade, None, Some("XRPUSDT"), 0, 99)), 0);
         assert_eq!(
-            rows(&c.scan(Kind::Trade, Some(Market::Usdm), None, 0, 99)),
+            rows(
+                &c.scan(Kind::Trade, None, Some("XRPUSDT"), 0, 99)
+                    .expect("scan")
+            ),
             0
         );
-        assert_eq!(rows(&c.scan(Kind::AggTrade, None, None, 0, 99)), 0);
+        assert_eq!(
+            rows(
+                &c.scan(Kind::Trade, Some(Market::Usdm), None, 0, 99)
+                    .expect("scan")
+            ),
+            0
+        );
+        assert_eq!(
+            rows(&c.scan(Kind::AggTrade, None, None, 0, 99).expect("scan")),
+            0
+        );
         // A flush of the open batch replaces its copy: nothing twice.
         c.insert(
             Kind::Trade,
@@ -415,7 +436,10 @@ mod tests {
             60,
         );
         assert_eq!(
-            rows(&c.scan(Kind::Trade, None, None, i64::MIN, i64::MAX)),
+            rows(
+                &c.scan(Kind::Trade, None, None, i64::MIN, i64::MAX)
+                    .expect("scan")
+            ),
             4
         );
     }
@@ -436,7 +460,9 @@ mod tests {
                 );
             }
         }
-        let s = c.scan_newest(Kind::Trade, None, Some("A"), i64::MIN, i64::MAX, 3);
+        let s = c
+            .scan_newest(Kind::Trade, None, Some("A"), i64::MIN, i64::MAX, 3)
+            .expect("scan");
         let mut recv: Vec<i64> = s
             .batches
             .iter()
@@ -462,7 +488,12 @@ mod tests {
             },
             5,
         );
-        assert_eq!(c.scan(Kind::Trade, None, None, 0, 9).covered_from, 5);
+        assert_eq!(
+            c.scan(Kind::Trade, None, None, 0, 9)
+                .expect("scan")
+                .covered_from,
+            5
+        );
         c.insert(
             Kind::Trade,
             Market::Spot,
@@ -477,7 +508,7 @@ mod tests {
             Arc::new(trades(&[("A", 150)])),
             160,
         );
-        let s = c.scan(Kind::Trade, None, None, 0, 999);
+        let s = c.scan(Kind::Trade, None, None, 0, 999).expect("scan");
         assert_eq!(rows(&s), 1, "the row at 10 is older than 160 - 100");
         assert_eq!(s.covered_from, 11);
         let counters = c.counters();
@@ -497,7 +528,7 @@ mod tests {
             20,
         );
         assert_eq!(
-            rows(&small.scan(Kind::Trade, None, None, 0, 99)),
+            rows(&small.scan(Kind::Trade, None, None, 0, 99).expect("scan")),
             0,
             "over budget"
         );

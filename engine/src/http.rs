@@ -199,6 +199,7 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
                 ("result=\"hit\"".into(), l(&cc.hits)),
                 ("result=\"partial_hit\"".into(), l(&cc.partial_hits)),
                 ("result=\"miss\"".into(), l(&cc.misses)),
+                ("result=\"error\"".into(), l(&cc.errors)),
             ],
         );
         counter(

@@ -378,6 +378,13 @@ impl Api {
         self.cache.counters()
     }
 
+    /// A failed query (the store or a scan): counted, and answered with `status`.
+    fn failed(&self, status: &'static str, msg: impl std::fmt::Display) -> Reply {
+        self.counters().errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("tickwire: query: {msg}");
+        Reply::error(status, msg)
+    }
+
     /// Counts a query as a hit (cache alone), partial hit (store and cache) or miss.
     fn tally(&self, tiers: &[&str]) {
         let c = self.counters();
@@ -399,9 +406,10 @@ impl Api {
         let covered = self.cache.covered_from(kind, f.market);
         let use_store = self.store.is_some() && f.from < covered;
         let cache_from = if use_store { covered } else { f.from };
-        let scan =
-            self.cache
-                .scan_newest(kind, f.market, f.symbol.as_deref(), cache_from, f.to, limit);
+        let scan = self
+            .cache
+            .scan_newest(kind, f.market, f.symbol.as_deref(), cache_from, f.to, limit)
+            .map_err(|e| self.failed("500 Internal Server Error", e))?;
         let cached: usize = scan.batches.iter().map(|b| b.num_rows()).sum();
         let mut tiers = Vec::new();
         let mut batches = Vec::new();
@@ -411,7 +419,7 @@ impl Api {
                 let older = s
                     .fetch(kind, f, covered.min(f.to), limit - cached)
                     .await
-                    .map_err(|e| Reply::error("502 Bad Gateway", format!("{name}: {e}")))?;
+                    .map_err(|e| self.failed("502 Bad Gateway", format!("{name}: {e}")))?;
                 batches.extend(older);
                 tiers.push(name);
             }
@@ -444,7 +452,7 @@ impl Api {
         };
         let out = match newest_first(kind, &batches, limit) {
             Ok(b) => b,
-            Err(e) => return Reply::error("500 Internal Server Error", e),
+            Err(e) => return self.failed("500 Internal Server Error", e),
         };
         let tiers = format!("X-Tickwire-Tiers: {}", tiers.join(","));
         let rows = format!("X-Tickwire-Rows: {}", out.num_rows());
@@ -453,7 +461,7 @@ impl Api {
             Format::Csv => ("text/csv", csv(&out)),
             Format::Arrow => match arrow_ipc(&out) {
                 Ok(b) => (ARROW_STREAM, b),
-                Err(e) => return Reply::error("500 Internal Server Error", e),
+                Err(e) => return self.failed("500 Internal Server Error", e),
             },
         };
         Reply {
@@ -497,7 +505,7 @@ impl Api {
                 {
                     Ok(older) => parts.extend(older.into_iter().map(|b| (Arc::new(b), i64::MIN))),
                     Err(e) => {
-                        return Reply::error("502 Bad Gateway", format!("{}: {e}", store.name()))
+                        return self.failed("502 Bad Gateway", format!("{}: {e}", store.name()))
                     }
                 }
                 tiers.push(store.name());
@@ -654,13 +662,17 @@ impl Api {
             i64::MAX,
             1,
         );
+        let scan = match scan {
+            Ok(s) => s,
+            Err(e) => return self.failed("500 Internal Server Error", e),
+        };
         let b = match newest_first(Kind::DepthSnapshot, &scan.batches, 1) {
             Ok(b) if b.num_rows() == 1 => b,
             Ok(_) => {
                 self.counters().misses.fetch_add(1, Ordering::Relaxed);
                 return Reply::not_found(format!("no book for {symbol} yet"));
             }
-            Err(e) => return Reply::error("500 Internal Server Error", e),
+            Err(e) => return self.failed("500 Internal Server Error", e),
         };
         self.counters().hits.fetch_add(1, Ordering::Relaxed);
         let r = 0;

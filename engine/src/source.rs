@@ -903,7 +903,11 @@ pub async fn run(
                         positions.insert(k, p);
                     }
                 }
-                if let Some(d) = &cfg.delivered {
+                if let Some(d) = cfg
+                    .delivered
+                    .as_ref()
+                    .filter(|d| !d.load(Ordering::Relaxed))
+                {
                     d.store(true, Ordering::Release);
                 }
                 if let Some(g) = seq.check(r, market) {
