@@ -1,7 +1,9 @@
 //! The pipeline: publish, columnarize, flush to the sinks.
 //!
-//! Two OS threads. The publish stage ("pipeline") owns the ZMQ socket: for each record it takes
-//! from the queue it publishes it at once and passes it on. The columnarize stage
+//! Two OS threads. The records arrive published already (each source publishes a frame's
+//! records right after decoding it, see [`SharedPublisher`]). The "pipeline" thread counts
+//! them and passes each bundle on; it also sends flushed batches as Arrow IPC, reads ZMQ
+//! subscriptions and publishes the latency histograms. The columnarize stage
 //! ("columnarize") owns the Arrow builders and appends each record to the builder of its
 //! (kind, market, UTC day of `recv_time`). A builder is flushed when it holds `max_rows` rows
 //! or its oldest row is `max_age` old; the flushed `RecordBatch` goes, as one `Arc`, to every
@@ -12,7 +14,7 @@
 use crate::cache::{Cache, SNAPSHOT_EVERY};
 use crate::metrics::{Histogram, Shared};
 use crate::names::Names;
-use crate::publish::Publisher;
+use crate::publish::SharedPublisher;
 use crate::queue::{Bundle, Msg};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustc_hash::FxHashMap;
@@ -88,6 +90,7 @@ impl SinkRunner {
         let join = std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
+                crate::priority::lower_current_thread(crate::priority::BACKGROUND);
                 loop {
                     match rx.recv_timeout(Duration::from_secs(1)) {
                         Ok(b) => {
@@ -141,21 +144,18 @@ struct Open {
 /// Capacity of the queue between the publish and the columnarize stage, in bundles.
 const STAGE_QUEUE: usize = 4_096;
 
-/// The pipeline: a publish stage (this thread) and a columnarize stage (a thread it starts).
+/// The pipeline: this thread and a columnarize stage (a thread it starts).
 ///
-/// Publishing never waits behind Arrow work: finishing a batch (all kinds age out together)
-/// takes milliseconds, so it runs on its own thread, fed by a bounded queue that blocks the
-/// publish stage only when columnarizing falls a whole queue behind (back-pressure, no loss).
+/// Finishing a batch (all kinds age out together) takes milliseconds, so it runs on its own
+/// thread, fed by a bounded queue that blocks this one only when columnarizing falls a whole
+/// queue behind (back-pressure reaches the sources, whose full policy applies; no loss).
 pub struct Pipeline {
     rx: Receiver<Bundle>,
-    names: Names,
-    publisher: Option<Publisher>,
+    publisher: Option<Arc<SharedPublisher>>,
     counters: Arc<PipelineCounters>,
     columnarizer: Columnarizer,
     col_tx: Sender<Bundle>,
     batch_rx: Option<Receiver<Batch>>,
-    publish: Histogram,
-    exchange: Histogram,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -165,11 +165,13 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline reading `rx`, publishing with `publisher`, flushing to `sinks`.
+    /// A pipeline reading `rx`, flushing to `sinks`; with a `publisher` (which the sources
+    /// publish each record with), it sends the flushed batches as Arrow IPC where the
+    /// publisher is configured to, reads subscriptions and publishes the latency histograms.
     pub fn new(
         rx: Receiver<Bundle>,
         symbols: Arc<SymbolTable>,
-        publisher: Option<Publisher>,
+        publisher: Option<Arc<SharedPublisher>>,
         flush: FlushConfig,
         sinks: &[SinkRunner],
         counters: Arc<PipelineCounters>,
@@ -187,7 +189,7 @@ impl Pipeline {
         };
         let columnarizer = Columnarizer {
             rx: col_rx,
-            names: Names::new(symbols.clone()),
+            names: Names::new(symbols),
             flush,
             sinks: sinks.iter().map(|s| s.tx.clone()).collect(),
             open: FxHashMap::default(),
@@ -196,21 +198,15 @@ impl Pipeline {
             hist: Histogram::default(),
             cache,
             batch_tx,
-            zmq_counters: publisher
-                .as_ref()
-                .map(Publisher::counters)
-                .unwrap_or_default(),
+            zmq_counters: publisher.as_ref().map(|p| p.counters()).unwrap_or_default(),
         };
         Pipeline {
             rx,
-            names: Names::new(symbols),
             publisher,
             counters,
             columnarizer,
             col_tx,
             batch_rx,
-            publish: Histogram::default(),
-            exchange: Histogram::default(),
         }
     }
 
@@ -220,27 +216,25 @@ impl Pipeline {
         let col = self.columnarizer;
         let col_thread = std::thread::Builder::new()
             .name("columnarize".into())
-            .spawn(move || col.run());
+            .spawn(move || {
+                crate::priority::lower_current_thread(crate::priority::BACKGROUND);
+                col.run()
+            });
         // `self.columnarizer` has moved; the rest of `self` stays here.
         let Pipeline {
             rx,
-            mut names,
-            mut publisher,
+            publisher,
             counters,
             col_tx,
             batch_rx,
-            mut publish,
-            mut exchange,
             ..
         } = self;
         let mut stage = Publish {
-            names: &mut names,
-            publisher: &mut publisher,
+            publisher: publisher.as_deref(),
             counters: &counters,
             col_tx: &col_tx,
             batch_rx: &batch_rx,
-            publish: &mut publish,
-            exchange: &mut exchange,
+            buf: Vec::new(),
         };
         let tick = Duration::from_millis(50);
         let mut last = Instant::now();
@@ -265,6 +259,7 @@ impl Pipeline {
             }
         }
         stage.housekeeping();
+        let mut buf = std::mem::take(&mut stage.buf);
         drop(col_tx);
         match col_thread {
             Ok(t) => {
@@ -275,41 +270,30 @@ impl Pipeline {
             Err(e) => eprintln!("tickwire: cannot start the columnarize thread: {e}"),
         }
         // The batches the columnarize stage flushed at its end.
-        if let (Some(rx), Some(p)) = (&batch_rx, publisher.as_mut()) {
+        if let (Some(rx), Some(p)) = (&batch_rx, publisher.as_deref()) {
             for b in rx.try_iter() {
-                p.publish_batch(&b);
+                p.publish_batch(&b, &mut buf);
             }
         }
     }
 }
 
-/// The publish stage's borrowed state while it runs.
+/// The pipeline thread's borrowed state while it runs.
 struct Publish<'a> {
-    names: &'a mut Names,
-    publisher: &'a mut Option<Publisher>,
+    publisher: Option<&'a SharedPublisher>,
     counters: &'a Arc<PipelineCounters>,
     col_tx: &'a Sender<Bundle>,
     /// Flushed batches to publish as Arrow IPC (when the publisher does).
     batch_rx: &'a Option<Receiver<Batch>>,
-    publish: &'a mut Histogram,
-    exchange: &'a mut Histogram,
+    /// Scratch space for encoding them.
+    buf: Vec<u8>,
 }
 
 impl Publish<'_> {
     fn take(&mut self, bundle: Bundle) {
+        // Published already, by the source that decoded them.
         for msg in &bundle {
-            let h = *msg.rec.header();
             self.counters.records[msg.rec.kind().index()].fetch_add(1, Ordering::Relaxed);
-            if let Some(p) = self.publisher.as_mut() {
-                p.publish(&msg.rec, msg.levels(), self.names.get(h.symbol));
-                let now = crate::clock::now_ns();
-                self.publish
-                    .record(((now - h.recv_time) / 1000).max(0) as u64);
-                if h.event_time != tickwire_codecs::record::NULL_I64 {
-                    self.exchange
-                        .record((now / 1000 - h.event_time).max(0) as u64);
-                }
-            }
         }
         // The bundle moves on whole. Blocks only while the columnarize stage is a whole
         // queue behind.
@@ -321,18 +305,16 @@ impl Publish<'_> {
 
     /// Publishes the flushed batches handed back by the columnarize stage.
     fn batches(&mut self) {
-        if let (Some(rx), Some(p)) = (self.batch_rx, self.publisher.as_mut()) {
+        if let (Some(rx), Some(p)) = (self.batch_rx, self.publisher) {
             for b in rx.try_iter() {
-                p.publish_batch(&b);
+                p.publish_batch(&b, &mut self.buf);
             }
         }
     }
 
     fn housekeeping(&mut self) {
-        self.counters.recv_to_publish.publish(self.publish);
-        self.counters.exchange_lag.publish(self.exchange);
-        if let Some(p) = self.publisher.as_mut() {
-            p.poll_subscriptions();
+        if let Some(p) = self.publisher {
+            p.housekeeping(&self.counters.recv_to_publish, &self.counters.exchange_lag);
         }
     }
 }
@@ -349,7 +331,7 @@ struct Columnarizer {
     hist: Histogram,
     /// The query cache: every flushed batch, and copies of the open ones.
     cache: Option<Arc<Cache>>,
-    /// Flushed batches for the publish stage to send as Arrow IPC.
+    /// Flushed batches for the pipeline thread to send as Arrow IPC.
     batch_tx: Option<Sender<Batch>>,
     zmq_counters: Arc<crate::publish::PubCounters>,
 }

@@ -240,7 +240,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     );
                 }
             }
-            Some(p)
+            Some(Arc::new(crate::publish::SharedPublisher::new(
+                p,
+                symbols.clone(),
+            )))
         }
         None => None,
     };
@@ -281,7 +284,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     let pipeline = Pipeline::new(
         rx.clone(),
         symbols.clone(),
-        publisher,
+        publisher.clone(),
         s.flush,
         &sinks,
         counters.pipeline.clone(),
@@ -298,10 +301,29 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("http")
+                .on_thread_start(|| {
+                    crate::priority::lower_current_thread(crate::priority::BACKGROUND)
+                })
                 .enable_all()
                 .build()?,
         ),
         None => None,
+    };
+    // The simulator stands in for an exchange on another machine: it gets runtime threads of
+    // its own ("sim"), so its frame generation never holds up a source task on the engine's
+    // two workers (tokio does not preempt a task; a 1 ms burst would sit in front of a read).
+    let sim_rt = match &s.input {
+        Input::Simulator { .. } => Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("sim")
+                .on_thread_start(|| {
+                    crate::priority::lower_current_thread(crate::priority::SIMULATOR)
+                })
+                .enable_all()
+                .build()?,
+        ),
+        Input::Urls(_) => None,
     };
     let counters = rt.block_on(async {
         // Inputs.
@@ -323,8 +345,11 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                         faults: *faults,
                         replay: None,
                     };
-                    let sim = SimServer::start(cfg, "127.0.0.1:0")
+                    let sim_rt = sim_rt.as_ref().expect("simulator runtime");
+                    let sim = sim_rt
+                        .spawn(SimServer::start(cfg, "127.0.0.1:0"))
                         .await
+                        .context("simulator thread")?
                         .context("simulator")?;
                     urls.push((market, sim.combined_url(market, specs)));
                     counters.sims.push(sim.counters.clone());
@@ -352,6 +377,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 live: live_books.clone(),
                 overlap: None,
                 delivered: None,
+                publish: publisher.clone(),
                 url,
             };
             tasks.push(tokio::spawn(source::rotating(
@@ -425,6 +451,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         }
         anyhow::Ok(counters)
     })?;
+    if let Some(srt) = sim_rt {
+        // Stopped above: every simulator task has ended.
+        srt.shutdown_background();
+    }
     if let Some(hrt) = http_rt {
         // A query still running is abandoned; its connection closes.
         hrt.shutdown_background();

@@ -79,6 +79,8 @@ pub struct SourceConfig {
     pub overlap: Option<Arc<Overlap>>,
     /// Set by [`rotating`]: raised at this connection's first record.
     pub delivered: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Publish each frame's records here right after decoding it (before they are queued).
+    pub publish: Option<Arc<crate::publish::SharedPublisher>>,
 }
 
 /// A record's place in its stream, for the duplicate filter: (kind, symbol, interval) and a
@@ -448,6 +450,7 @@ impl SourceConfig {
             live: None,
             overlap: None,
             delivered: None,
+            publish: None,
         }
     }
 }
@@ -610,13 +613,34 @@ impl Seq {
     }
 }
 
-/// Sends `bundle` (left empty) under the full policy; records dropped are counted.
+/// Publishes the records of a bundle as they join it.
+struct Publish<'a> {
+    to: Option<&'a crate::publish::SharedPublisher>,
+    /// Records at the front of the bundle published already.
+    done: usize,
+}
+
+impl Publish<'_> {
+    /// Publishes the bundle's records not yet published.
+    fn catch_up(&mut self, bundle: &Bundle) {
+        if let Some(p) = self.to {
+            p.publish(&bundle[self.done.min(bundle.len())..]);
+        }
+        self.done = bundle.len();
+    }
+}
+
+/// Publishes what is left of `bundle`, then sends it (left empty) under the full policy;
+/// records dropped are counted (they were published, not stored).
 fn push(
     tx: &Sender<Bundle>,
     full: FullPolicy,
     c: &QueueCounters,
     bundle: &mut Bundle,
+    publish: &mut Publish<'_>,
 ) -> Result<(), SourceError> {
+    publish.catch_up(bundle);
+    publish.done = 0;
     if bundle.is_empty() {
         return Ok(());
     }
@@ -687,6 +711,10 @@ pub async fn run(
     let mut out: Vec<Msg> = Vec::with_capacity(8);
     // Records waiting to go as one bundle: sent before the task waits for a frame.
     let mut bundle: Bundle = Vec::with_capacity(16);
+    let mut publish = Publish {
+        to: cfg.publish.as_deref(),
+        done: 0,
+    };
     let mut published = dec.stats().clone();
     let mut backoff = Backoff {
         attempt: 0,
@@ -783,7 +811,7 @@ pub async fn run(
                 None
             };
             if ready.is_none() {
-                push(&tx, cfg.full, &counters, &mut bundle)?;
+                push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
             }
             let m = if let Some(m) = ready {
                 m
@@ -929,13 +957,15 @@ pub async fn run(
                 }
                 bundle.push(msg);
             }
+            // Published now, one frame at a time; queued for the columnarizer with the bundle.
+            publish.catch_up(&bundle);
             // Decoder counters are published every 1024 frames (hot loops count locally).
             if dec.stats().frames - published.frames >= 1024 {
                 counters.publish_decode(&published, dec.stats());
                 published = dec.stats().clone();
             }
         }
-        push(&tx, cfg.full, &counters, &mut bundle)?;
+        push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
         counters.publish_decode(&published, dec.stats());
         published = dec.stats().clone();
         if stopping {
@@ -946,7 +976,7 @@ pub async fn run(
     if let (Some(b), Some(_)) = (&books, cfg.book_every) {
         b.snapshots(cfg.book_levels, market, &mut bundle);
     }
-    push(&tx, cfg.full, &counters, &mut bundle)?;
+    push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
     Ok(())
 }
 
