@@ -310,3 +310,60 @@ fn timescale_path_where_the_extension_exists() {
     assert_eq!(jobs, (Kind::ALL.len() * 2).to_string());
     postgres(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
 }
+
+/// A retry after a part committed sends only the parts the ledger lacks, cut exactly as the
+/// first attempt cut them, even when the number of connections (and so the cut a fresh
+/// attempt would choose) changed in between; a batch fully there is not sent again.
+#[test]
+fn a_retry_sends_only_the_missing_parts_cut_as_before() {
+    use tickwire_sinks::durable::{Inserted, Store};
+    use tickwire_sinks::postgres::PostgresStore;
+    let schema = fresh("tw_test_parts");
+    let batch = tickwire_tests::trade_batch(1, 20_000);
+    let (id, table) = (77_u64, "trades");
+    let count = || {
+        postgres(&format!(
+            "SELECT count(*), count(DISTINCT trade_id), min(trade_id), max(trade_id) FROM {schema}.trades"
+        ))
+        .expect("count")
+    };
+
+    let mut two = PostgresStore::connect(&config(&schema)).expect("connect");
+    assert!(matches!(
+        two.insert(table, id, &batch.data, false).expect("insert"),
+        Inserted::Stored(_)
+    ));
+    assert_eq!(count(), "20000|20000|1|20000");
+    assert_eq!(
+        postgres(&format!(
+            "SELECT string_agg(part || ':' || parts || ':' || rows, ',' ORDER BY part) FROM {schema}.tickwire_batches WHERE batch_id = {id}"
+        ))
+        .expect("ledger"),
+        "0:2:10000,1:2:10000",
+        "one part per connection"
+    );
+
+    // Part 1's transaction never committed: its rows and its ledger row are not there.
+    postgres(&format!(
+        "DELETE FROM {schema}.trades WHERE trade_id > 10000; DELETE FROM {schema}.tickwire_batches WHERE batch_id = {id} AND part = 1"
+    ))
+    .expect("delete");
+    assert_eq!(count(), "10000|10000|1|10000");
+
+    // The retry comes from a sink that now has 4 connections (a fresh attempt would cut 4
+    // parts): it still sends part 1 of 2, rows 10001..=20000, and nothing else.
+    let mut cfg = config(&schema);
+    cfg.connections = 4;
+    let mut four = PostgresStore::connect(&cfg).expect("connect");
+    assert!(matches!(
+        four.insert(table, id, &batch.data, true).expect("retry"),
+        Inserted::Stored(_)
+    ));
+    assert_eq!(count(), "20000|20000|1|20000");
+    assert!(matches!(
+        four.insert(table, id, &batch.data, true).expect("again"),
+        Inserted::AlreadyThere
+    ));
+    assert_eq!(count(), "20000|20000|1|20000");
+    postgres(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
+}

@@ -25,8 +25,8 @@ pub struct PostgresConfig {
     pub compress_after_days: u32,
     /// TimescaleDB: drop market data older than this many days (gaps are kept).
     pub retention_days: u32,
-    /// Connections, each with one COPY in flight (a batch larger than
-    /// [`super::sink::PART_ROWS`] rows goes in parts over several at once).
+    /// Connections, each with one COPY in flight (a batch goes in one part per connection,
+    /// see [`super::sink::part_count`]).
     pub connections: usize,
     /// Retries, memory budget and spill directory.
     pub durability: Durability,

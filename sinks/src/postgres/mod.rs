@@ -2,8 +2,9 @@
 //! sink.
 //!
 //! Inserts are `COPY <schema>.<table> (<columns>) FROM STDIN (FORMAT binary)` with a body
-//! encoded straight from the Arrow batch ([`copy`]). A batch goes in parts of
-//! [`sink::PART_ROWS`] rows, up to one per connection in flight at once (2 by default). Each
+//! encoded straight from the Arrow batch ([`copy`]). A batch goes in
+//! [`sink::part_count`] equal parts (one per connection, 2 by default, within 4,096-65,536
+//! rows a part), all in flight at once. Each
 //! part is one transaction holding its COPY and its row in the ledger (`tickwire_batches`:
 //! batch id, part, parts, table, rows), so after a failed attempt (connection lost, server
 //! restarted, commit acknowledgement lost) the sink asks the ledger which parts are stored and

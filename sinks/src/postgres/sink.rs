@@ -204,10 +204,11 @@ impl Store for PostgresStore {
         "postgres"
     }
 
-    /// Stores the batch as parts of [`PART_ROWS`] rows (fixed, so a retry cuts the same
-    /// parts), up to one per connection in flight at once. Each part is one transaction: its
-    /// COPY and its ledger row `(batch_id, part)`. After a failed attempt only the parts the
-    /// ledger does not have are sent.
+    /// Stores the batch as [`part_count`] equal parts, up to one per connection in flight at
+    /// once. Each part is one transaction: its COPY and its ledger row `(batch_id, part,
+    /// parts)`. After a failed attempt only the parts the ledger does not have are sent, cut
+    /// as the ledger's `parts` says (so a retry cuts the same parts even if the number of
+    /// connections changed in between).
     fn insert(
         &mut self,
         table: &str,
@@ -216,7 +217,6 @@ impl Store for PostgresStore {
         check_first: bool,
     ) -> Result<Inserted, StoreError> {
         let rows = data.num_rows();
-        let parts = rows.div_ceil(PART_ROWS).max(1);
         let columns: Vec<&str> = data
             .schema_ref()
             .fields()
@@ -231,31 +231,34 @@ impl Store for PostgresStore {
         let ledger = format!(
             "INSERT INTO {s}.{LEDGER} (batch_id, part, parts, table_name, rows) VALUES ($1, $2, $3, $4, $5)"
         );
-        let probe = format!("SELECT part FROM {s}.{LEDGER} WHERE batch_id = $1");
+        let probe = format!("SELECT part, parts, rows FROM {s}.{LEDGER} WHERE batch_id = $1");
         let id = id as i64;
         let (url, pool, want) = (&self.url, &mut self.clients, self.connections.max(1));
         let r = self.rt.block_on(async {
-            let mut todo: Vec<usize> = (0..parts).collect();
+            let mut parts = part_count(rows, want);
+            let mut size = rows.div_ceil(parts).max(1);
+            let mut have: Vec<i32> = Vec::new();
             if check_first {
                 ensure(pool, url, 1).await?;
-                let have: Vec<i32> = pool[0]
-                    .query(&probe, &[&id])
-                    .await?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                todo.retain(|p| !have.contains(&(*p as i32)));
-                if todo.is_empty() {
-                    return Ok(Inserted::AlreadyThere);
+                for r in pool[0].query(&probe, &[&id]).await? {
+                    let (p, n): (i32, i32) = (r.get(0), r.get(2));
+                    have.push(p);
+                    (parts, size) = landed_cut(rows, p, r.get(1), n);
                 }
+            }
+            let todo: Vec<usize> = (0..parts)
+                .filter(|p| !have.contains(&(*p as i32)))
+                .collect();
+            if todo.is_empty() {
+                return Ok(Inserted::AlreadyThere);
             }
             let mut sent = 0u64;
             for wave in todo.chunks(want) {
                 ensure(pool, url, wave.len()).await?;
                 let mut bodies = Vec::with_capacity(wave.len());
                 for &p in wave {
-                    let off = p * PART_ROWS;
-                    let part = data.slice(off, PART_ROWS.min(rows - off));
+                    let off = (p * size).min(rows);
+                    let part = data.slice(off, size.min(rows - off));
                     let mut body = Vec::new();
                     copy::encode(&part, &mut body).map_err(PartError::Data)?;
                     sent += body.len() as u64;
@@ -297,9 +300,36 @@ impl Store for PostgresStore {
     }
 }
 
-/// Rows per COPY: a batch of more rows goes as several parts, in flight on several
-/// connections at once.
-pub const PART_ROWS: usize = 8_192;
+/// How an earlier attempt cut a batch of `rows`, from one part it landed (`part` of `parts`,
+/// `n` rows): every part but the last has the same size, so the cut is exact whatever rule
+/// cut it (this one, or an older build's fixed 8,192-row parts).
+fn landed_cut(rows: usize, part: i32, parts: i32, n: i32) -> (usize, usize) {
+    let (parts, n) = (parts.max(1) as usize, n.max(0) as usize);
+    let size = if (part as usize) + 1 < parts {
+        n
+    } else if parts > 1 {
+        rows.saturating_sub(n) / (parts - 1)
+    } else {
+        rows
+    };
+    (parts, size.max(1))
+}
+
+/// Fewest rows worth a COPY of their own: a smaller batch goes whole.
+pub const MIN_PART_ROWS: usize = 4_096;
+/// Most rows in one COPY (bounds the body held in memory per connection).
+pub const MAX_PART_ROWS: usize = 65_536;
+
+/// Parts a batch of `rows` is cut into with `connections` connections: one per connection
+/// (each COPY is a transaction with a commit, so fewer, larger parts cost fewer WAL flushes;
+/// measured in perf/RESULTS.md), more where a part would exceed [`MAX_PART_ROWS`], fewer
+/// where one would be under [`MIN_PART_ROWS`]; at least one.
+pub fn part_count(rows: usize, connections: usize) -> usize {
+    connections
+        .max(rows.div_ceil(MAX_PART_ROWS))
+        .min(rows.div_ceil(MIN_PART_ROWS))
+        .max(1)
+}
 
 enum PartError {
     Data(arrow_schema::ArrowError),
@@ -329,6 +359,41 @@ mod tests {
         assert!(super::identifier("tw_2").is_ok());
         for bad in ["", "2x", "a;drop", "a b", "\"q\""] {
             assert!(super::identifier(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod part_tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_one_per_connection_within_the_bounds() {
+        assert_eq!(part_count(0, 2), 1);
+        assert_eq!(part_count(100, 2), 1);
+        assert_eq!(part_count(MIN_PART_ROWS, 2), 1);
+        assert_eq!(part_count(MIN_PART_ROWS + 1, 2), 2);
+        assert_eq!(part_count(16_384, 2), 2);
+        assert_eq!(part_count(50_000, 2), 2);
+        assert_eq!(part_count(50_000, 4), 4);
+        assert_eq!(part_count(50_000, 1), 1);
+        assert_eq!(part_count(200_000, 2), 4);
+        // An earlier cut is recovered from any one part it landed, for this rule and for the
+        // fixed 8,192-row parts of older builds.
+        assert_eq!(landed_cut(50_000, 0, 2, 25_000), (2, 25_000));
+        assert_eq!(landed_cut(50_000, 1, 2, 25_000), (2, 25_000));
+        assert_eq!(landed_cut(50_000, 3, 7, 8_192), (7, 8_192));
+        assert_eq!(landed_cut(50_000, 6, 7, 50_000 - 6 * 8_192), (7, 8_192));
+        assert_eq!(landed_cut(300, 0, 1, 300), (1, 300));
+        // Every row is in exactly one part, and no part is over the maximum.
+        for (rows, conns) in [(1, 2), (4_097, 2), (50_001, 3), (300_000, 2), (7, 9)] {
+            let parts = part_count(rows, conns);
+            let size = rows.div_ceil(parts);
+            assert!(size <= MAX_PART_ROWS);
+            let covered: usize = (0..parts)
+                .map(|p| size.min(rows - (p * size).min(rows)))
+                .sum();
+            assert_eq!(covered, rows, "{rows} rows, {conns} connections");
         }
     }
 }
