@@ -191,22 +191,48 @@ fn columnarize_and_parquet(c: &mut Criterion) {
     let batch = bb.finish().expect("batch");
     let mut g = c.benchmark_group("parquet");
     g.throughput(Throughput::Elements(batch.num_rows() as u64));
-    g.bench_function("trade/zstd3/16384_rows", |b| {
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_compression(parquet::basic::Compression::ZSTD(
-                parquet::basic::ZstdLevel::try_new(3).expect("level"),
-            ))
-            .build();
-        b.iter(|| {
-            let mut buf = Vec::with_capacity(1 << 20);
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
-                    .expect("writer");
-            w.write(&batch).expect("write");
-            w.close().expect("close");
-            black_box(buf.len())
-        })
-    });
+    let encode = |props: &parquet::file::properties::WriterProperties| {
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
+                .expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        buf.len()
+    };
+    let zstd3 =
+        parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::try_new(3).expect("level"));
+    let variants = [
+        // Baseline: the parquet crate's defaults (dictionary everywhere, no compression).
+        (
+            "parquet_defaults",
+            parquet::file::properties::WriterProperties::builder().build(),
+        ),
+        // Dictionary everywhere, zstd 3.
+        (
+            "zstd3_dictionary_all",
+            parquet::file::properties::WriterProperties::builder()
+                .set_compression(zstd3)
+                .set_dictionary_enabled(true)
+                .build(),
+        ),
+        // What the sink writes (tickwire_sinks::parquet::writer_properties).
+        (
+            "tickwire_sink",
+            tickwire_sinks::parquet::writer_properties(&batch.schema(), 3, 128 * 1024)
+                .expect("props"),
+        ),
+    ];
+    for (name, props) in &variants {
+        eprintln!(
+            "parquet {name}: {} bytes for {} trades",
+            encode(props),
+            batch.num_rows()
+        );
+        g.bench_function(format!("trade/{name}/16384_rows"), |b| {
+            b.iter(|| black_box(encode(props)))
+        });
+    }
     g.finish();
 }
 

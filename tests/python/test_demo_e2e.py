@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -47,6 +48,14 @@ def test_parquet_rows_per_kind_with_hive_partitions(run):
         assert t.num_rows == s["records"][k], k
         assert set(t.column("market").to_pylist()) <= {"spot", "usdm"}
         assert pa.types.is_dictionary(t.schema.field("symbol").type)
+        # In the files: symbols dictionary-encoded, the numeric columns not (see
+        # sinks/src/parquet/sink.rs writer_properties), all of them zstd.
+        f = pq.ParquetFile(next((run["out"] / k).rglob("*.parquet")))
+        cols = {f.metadata.row_group(0).column(i).path_in_schema: f.metadata.row_group(0).column(i)
+                for i in range(f.metadata.num_columns)}
+        assert "RLE_DICTIONARY" in cols["symbol"].encodings, k
+        assert "RLE_DICTIONARY" not in cols["recv_time"].encodings, k
+        assert {c.compression for c in cols.values()} == {"ZSTD"}, k
     usdm_only = ds.dataset(run["out"] / "mark_price", format="parquet", partitioning="hive").to_table()
     assert set(usdm_only.column("market").to_pylist()) == {"usdm"}
     # No half-written files are visible.

@@ -11,4 +11,4 @@ mod config;
 mod sink;
 
 pub use config::ParquetConfig;
-pub use sink::ParquetSink;
+pub use sink::{writer_properties, ParquetSink};

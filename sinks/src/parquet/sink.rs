@@ -25,7 +25,6 @@ struct OpenFile {
 /// Writes batches into a hive-partitioned Parquet dataset (see the module docs).
 pub struct ParquetSink {
     cfg: ParquetConfig,
-    props: WriterProperties,
     open: HashMap<BatchKey, OpenFile>,
     counters: Arc<SinkCounters>,
 }
@@ -46,6 +45,33 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
     }
 }
 
+/// The writer properties of a file of `schema`: zstd at `zstd_level`, row groups of at most
+/// `row_group_rows` rows, and dictionary encoding for the text columns (symbol, and the few
+/// short texts of some kinds) only. Prices, quantities, ids and times rarely repeat within a
+/// page: a dictionary for them is built, found too large and dropped page after page, which
+/// costs encoding time and saves nothing that zstd does not (`cargo bench -p tickwire-benches
+/// --bench pipeline -- parquet`, perf/RESULTS.md).
+pub fn writer_properties(
+    schema: &arrow_schema::Schema,
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> Result<WriterProperties, SinkError> {
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_created_by("tickwire".into());
+    for f in schema.fields() {
+        if matches!(
+            f.data_type(),
+            arrow_schema::DataType::Dictionary(_, _) | arrow_schema::DataType::Utf8
+        ) {
+            b = b.set_column_dictionary_enabled(f.name().as_str().into(), true);
+        }
+    }
+    Ok(b.build())
+}
+
 /// The batch without the `market` column, which lives in the path.
 fn project(batch: &RecordBatch) -> Result<RecordBatch, SinkError> {
     let schema = batch.schema();
@@ -59,15 +85,10 @@ impl ParquetSink {
     /// A sink writing under `cfg.dir` (created if missing).
     pub fn new(cfg: ParquetConfig) -> Result<Self, SinkError> {
         std::fs::create_dir_all(&cfg.dir).map_err(io(&cfg.dir))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(cfg.zstd_level)?))
-            .set_dictionary_enabled(true)
-            .set_max_row_group_row_count(Some(cfg.row_group_rows))
-            .set_created_by("tickwire".into())
-            .build();
+        // Refuse a bad level now, not at the first file.
+        ZstdLevel::try_new(cfg.zstd_level)?;
         Ok(ParquetSink {
             cfg,
-            props,
             open: HashMap::new(),
             counters: Arc::default(),
         })
@@ -103,7 +124,8 @@ impl ParquetSink {
         let path = dir.join(format!("part-{n:05}.parquet"));
         let tmp = dir.join(format!(".part-{n:05}.parquet.tmp"));
         let file = File::create(&tmp).map_err(io(&tmp))?;
-        let writer = ArrowWriter::try_new(file, schema, Some(self.props.clone()))?;
+        let props = writer_properties(&schema, self.cfg.zstd_level, self.cfg.row_group_rows)?;
+        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
         Ok(OpenFile {
             writer,
             tmp,
