@@ -163,6 +163,74 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// Baseline for the columnarizer: the same trade batch built the way a batch is usually built
+/// from records held in a `Vec`, a column at a time with arrow-rs's iterator constructors
+/// (every record kept until the batch is made, one pass over them per column).
+fn column_at_a_time(recs: &[Record], names: &[Arc<str>]) -> arrow_array::RecordBatch {
+    use arrow_array::types::{Int32Type, Int8Type};
+    use arrow_array::{
+        ArrayRef, BooleanArray, Decimal128Array, DictionaryArray, Int64Array,
+        TimestampMicrosecondArray, TimestampNanosecondArray,
+    };
+    let t: Vec<&tickwire_codecs::record::Trade> = recs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Trade(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let null = tickwire_codecs::record::NULL_I64;
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(
+            t.iter()
+                .map(|_| "binance")
+                .collect::<DictionaryArray<Int8Type>>(),
+        ),
+        Arc::new(
+            t.iter()
+                .map(|_| "spot")
+                .collect::<DictionaryArray<Int8Type>>(),
+        ),
+        Arc::new(
+            t.iter()
+                .map(|t| &*names[t.header.symbol.0 as usize])
+                .collect::<DictionaryArray<Int32Type>>(),
+        ),
+        Arc::new(
+            t.iter()
+                .map(|t| (t.header.event_time != null).then_some(t.header.event_time))
+                .collect::<TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        ),
+        Arc::new(
+            TimestampNanosecondArray::from_iter_values(t.iter().map(|t| t.header.recv_time))
+                .with_timezone("UTC"),
+        ),
+        Arc::new(Int64Array::from_iter_values(t.iter().map(|t| t.trade_id))),
+        Arc::new(
+            Decimal128Array::from_iter_values(t.iter().map(|t| i128::from(t.price)))
+                .with_precision_and_scale(18, 8)
+                .expect("price type"),
+        ),
+        Arc::new(
+            Decimal128Array::from_iter_values(t.iter().map(|t| t.qty.get()))
+                .with_precision_and_scale(38, 8)
+                .expect("qty type"),
+        ),
+        Arc::new(
+            t.iter()
+                .map(|t| Some(t.is_buyer_maker != 0))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(t.iter().map(|t| t.trade_time))
+                .with_timezone("UTC"),
+        ),
+    ];
+    arrow_array::RecordBatch::try_new(tickwire_codecs::arrow::schema(Kind::Trade), cols)
+        .expect("batch")
+}
+
 fn columnarize_and_parquet(c: &mut Criterion) {
     let (recs, table) = trades(16_384);
     let names: Vec<Arc<str>> = (0..table.len() as u32)
@@ -182,6 +250,21 @@ fn columnarize_and_parquet(c: &mut Criterion) {
             }
             black_box(bb.finish().ok())
         })
+    });
+    // The baseline must build the very same batch.
+    {
+        let mut bb = BatchBuilder::new(Kind::Trade, recs.len());
+        for r in &recs {
+            let _ = bb.append(r, &[], &names[r.header().symbol.0 as usize]);
+        }
+        assert_eq!(
+            bb.finish().expect("batch"),
+            column_at_a_time(&recs, &names),
+            "the baseline builds the same batch"
+        );
+    }
+    g.bench_function("trade/arrow_rs_column_at_a_time_baseline/16384_rows", |b| {
+        b.iter(|| black_box(column_at_a_time(&recs, &names)))
     });
     g.finish();
     let mut bb = BatchBuilder::new(Kind::Trade, recs.len());

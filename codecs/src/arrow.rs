@@ -19,8 +19,8 @@
 
 use crate::record::*;
 use arrow_array::builder::{
-    BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
-    TimestampMicrosecondBuilder, TimestampNanosecondBuilder,
+    BooleanBuilder, Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    TimestampNanosecondBuilder,
 };
 use arrow_array::types::{Int32Type, Int8Type};
 use arrow_array::{ArrayRef, Decimal128Array, ListArray, RecordBatch, StructArray};
@@ -406,9 +406,9 @@ enum ColB {
 /// Appends records of one kind and finishes them into a [`RecordBatch`] of [`schema`].
 pub struct BatchBuilder {
     kind: Kind,
-    exchange: StringDictionaryBuilder<Int8Type>,
-    market: StringDictionaryBuilder<Int8Type>,
-    symbol: StringDictionaryBuilder<Int32Type>,
+    exchange: IdDict<Int8Type>,
+    market: IdDict<Int8Type>,
+    symbol: IdDict<Int32Type>,
     event_time: TimestampMicrosecondBuilder,
     recv_time: TimestampNanosecondBuilder,
     cols: Vec<ColB>,
@@ -445,9 +445,9 @@ impl BatchBuilder {
             .collect();
         BatchBuilder {
             kind,
-            exchange: StringDictionaryBuilder::new(),
-            market: StringDictionaryBuilder::new(),
-            symbol: StringDictionaryBuilder::new(),
+            exchange: IdDict::new(capacity),
+            market: IdDict::new(capacity),
+            symbol: IdDict::new(capacity),
             event_time: TimestampMicrosecondBuilder::with_capacity(capacity),
             recv_time: TimestampNanosecondBuilder::with_capacity(capacity),
             cols,
@@ -486,11 +486,13 @@ impl BatchBuilder {
             )));
         }
         let h = rec.header();
-        self.exchange
-            .append(Exchange::from_code(h.exchange).map_or("", Exchange::as_str))?;
-        self.market
-            .append(Market::from_code(h.market).map_or("", Market::as_str))?;
-        self.symbol.append(symbol)?;
+        self.exchange.append(usize::from(h.exchange), || {
+            Exchange::from_code(h.exchange).map_or("", Exchange::as_str)
+        })?;
+        self.market.append(usize::from(h.market), || {
+            Market::from_code(h.market).map_or("", Market::as_str)
+        })?;
+        self.symbol.append(h.symbol.0 as usize, || symbol)?;
         opt_i64(&mut self.event_time, h.event_time, true);
         self.recv_time.append_value(h.recv_time);
         let range = rec.levels().unwrap_or_default();
@@ -568,9 +570,9 @@ impl BatchBuilder {
             };
         }
         let mut arrays: Vec<ArrayRef> = vec![
-            Arc::new(fin!(self.exchange)),
-            Arc::new(fin!(self.market)),
-            Arc::new(fin!(self.symbol)),
+            Arc::new(self.exchange.finish(take)?),
+            Arc::new(self.market.finish(take)?),
+            Arc::new(self.symbol.finish(take)?),
             Arc::new(fin!(self.event_time).with_timezone("UTC")),
             Arc::new(fin!(self.recv_time).with_timezone("UTC")),
         ];
@@ -619,6 +621,62 @@ impl BatchBuilder {
             self.rows = 0;
         }
         RecordBatch::try_new(schema(self.kind), arrays)
+    }
+}
+
+/// A dictionary column whose values are known by a small id (a symbol id, an exchange or market
+/// code): a row costs an array lookup for its key instead of hashing its string. Values are in
+/// order of first appearance, as arrow-rs's `StringDictionaryBuilder` has them; each finished
+/// batch starts a new dictionary.
+struct IdDict<K: arrow_array::types::ArrowDictionaryKeyType> {
+    keys: arrow_array::builder::PrimitiveBuilder<K>,
+    values: StringBuilder,
+    /// Key of each id seen in this batch.
+    slot: Vec<Option<K::Native>>,
+    len: usize,
+}
+
+impl<K: arrow_array::types::ArrowDictionaryKeyType> IdDict<K> {
+    fn new(capacity: usize) -> Self {
+        IdDict {
+            keys: arrow_array::builder::PrimitiveBuilder::with_capacity(capacity),
+            values: StringBuilder::new(),
+            slot: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Appends the value of `id`; `name` gives its string the first time the id appears.
+    fn append<'a>(&mut self, id: usize, name: impl FnOnce() -> &'a str) -> Result<(), ArrowError> {
+        if id >= self.slot.len() {
+            self.slot.resize(id + 1, None);
+        }
+        let key = match self.slot[id] {
+            Some(k) => k,
+            None => {
+                let k = arrow_buffer::ArrowNativeType::from_usize(self.len)
+                    .ok_or(ArrowError::DictionaryKeyOverflowError)?;
+                self.values.append_value(name());
+                self.len += 1;
+                self.slot[id] = Some(k);
+                k
+            }
+        };
+        self.keys.append_value(key);
+        Ok(())
+    }
+
+    /// The column; `take`: the builder starts empty (with a new dictionary), else it keeps
+    /// its rows.
+    fn finish(&mut self, take: bool) -> Result<arrow_array::DictionaryArray<K>, ArrowError> {
+        let (keys, values) = if take {
+            self.slot.iter_mut().for_each(|s| *s = None);
+            self.len = 0;
+            (self.keys.finish(), self.values.finish())
+        } else {
+            (self.keys.finish_cloned(), self.values.finish_cloned())
+        };
+        arrow_array::DictionaryArray::try_new(keys, Arc::new(values))
     }
 }
 
@@ -718,6 +776,77 @@ mod tests {
         let done = b.finish().expect("finish");
         assert_eq!(snap, done);
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn each_batch_has_its_own_symbol_dictionary_in_order_of_appearance() {
+        let t = SymbolTable::new();
+        let mut d = Decoder::new(Market::Spot, t.clone());
+        let mut b = BatchBuilder::new(Kind::Trade, 4);
+        let mut feed = |b: &mut BatchBuilder, sym: &str, id: u32| {
+            let f = format!(
+                r#"{{"e":"trade","E":1,"s":"{sym}","t":{id},"p":"1.5","q":"2","T":1,"m":true}}"#
+            );
+            d.decode(f.as_bytes(), 9, &mut |r: &Record, lv: &[Level]| {
+                let name = t.name(r.header().symbol).unwrap_or_default();
+                assert!(b.append(r, lv, &name).is_ok());
+            })
+            .expect("decodes");
+        };
+        let symbols = |batch: &RecordBatch| -> (Vec<String>, Vec<String>) {
+            let col = batch.column_by_name("symbol").expect("symbol");
+            let dict = col.as_dictionary::<Int32Type>();
+            let values = dict.values().as_string::<i32>();
+            let dictionary = values.iter().map(|v| v.unwrap_or("").to_string()).collect();
+            let rows = dict
+                .keys()
+                .values()
+                .iter()
+                .map(|&k| values.value(k as usize).to_string())
+                .collect();
+            (dictionary, rows)
+        };
+        for (sym, id) in [("BTCUSDT", 1), ("ETHUSDT", 2), ("BTCUSDT", 3)] {
+            feed(&mut b, sym, id);
+        }
+        let first = b.finish().expect("finish");
+        assert_eq!(
+            symbols(&first),
+            (
+                vec!["BTCUSDT".into(), "ETHUSDT".into()],
+                vec!["BTCUSDT".into(), "ETHUSDT".into(), "BTCUSDT".into()]
+            )
+        );
+        // The next batch starts a dictionary of its own: only its symbols, in its order.
+        for (sym, id) in [("SOLUSDT", 4), ("ETHUSDT", 5)] {
+            feed(&mut b, sym, id);
+        }
+        let second = b.finish().expect("finish");
+        assert_eq!(
+            symbols(&second),
+            (
+                vec!["SOLUSDT".into(), "ETHUSDT".into()],
+                vec!["SOLUSDT".into(), "ETHUSDT".into()]
+            )
+        );
+        let exchange = second.column_by_name("exchange").expect("exchange");
+        let market = second.column_by_name("market").expect("market");
+        assert_eq!(
+            dict8_rows(exchange),
+            ["binance", "binance"],
+            "constant columns"
+        );
+        assert_eq!(dict8_rows(market), ["spot", "spot"]);
+    }
+
+    fn dict8_rows(a: &ArrayRef) -> Vec<String> {
+        let d = a.as_dictionary::<Int8Type>();
+        let v = d.values().as_string::<i32>();
+        d.keys()
+            .values()
+            .iter()
+            .map(|&k| v.value(k as usize).to_string())
+            .collect()
     }
 
     #[test]
