@@ -486,13 +486,17 @@ impl BatchBuilder {
             )));
         }
         let h = rec.header();
-        self.exchange.append(usize::from(h.exchange), || {
-            Exchange::from_code(h.exchange).map_or("", Exchange::as_str)
-        })?;
-        self.market.append(usize::from(h.market), || {
-            Market::from_code(h.market).map_or("", Market::as_str)
-        })?;
-        self.symbol.append(h.symbol.0 as usize, || symbol)?;
+        self.exchange.append(
+            usize::from(h.exchange),
+            Exchange::from_code(h.exchange).map_or("", Exchange::as_str),
+            false,
+        )?;
+        self.market.append(
+            usize::from(h.market),
+            Market::from_code(h.market).map_or("", Market::as_str),
+            false,
+        )?;
+        self.symbol.append(h.symbol.0 as usize, symbol, true)?;
         opt_i64(&mut self.event_time, h.event_time, true);
         self.recv_time.append_value(h.recv_time);
         let range = rec.levels().unwrap_or_default();
@@ -646,24 +650,50 @@ impl<K: arrow_array::types::ArrowDictionaryKeyType> IdDict<K> {
         }
     }
 
-    /// Appends the value of `id`; `name` gives its string the first time the id appears.
-    fn append<'a>(&mut self, id: usize, name: impl FnOnce() -> &'a str) -> Result<(), ArrowError> {
+    /// Appends `name`, known by `id`. The key of the id's last value is taken when that value
+    /// is `name` (a compare of a few bytes); otherwise the values are searched, and `name`
+    /// added if missing, so a caller whose ids and names disagree still gets the names it
+    /// gave, each once in the dictionary.
+    ///
+    /// `checked: false` skips the compare where the name is a function of the id (exchange
+    /// and market codes).
+    fn append(&mut self, id: usize, name: &str, checked: bool) -> Result<(), ArrowError> {
         if id >= self.slot.len() {
             self.slot.resize(id + 1, None);
         }
-        let key = match self.slot[id] {
+        let key = match self.slot[id].filter(|k| !checked || self.value(*k) == name.as_bytes()) {
             Some(k) => k,
             None => {
-                let k = arrow_buffer::ArrowNativeType::from_usize(self.len)
-                    .ok_or(ArrowError::DictionaryKeyOverflowError)?;
-                self.values.append_value(name());
-                self.len += 1;
+                // A new id, or one whose name changed: the value may be there already (values
+                // stay unique, as readers of the dictionary expect).
+                let found = (0..self.len)
+                    .map(arrow_buffer::ArrowNativeType::from_usize)
+                    .find_map(|k: Option<K::Native>| {
+                        k.filter(|k| self.value(*k) == name.as_bytes())
+                    });
+                let k = match found {
+                    Some(k) => k,
+                    None => {
+                        let k = arrow_buffer::ArrowNativeType::from_usize(self.len)
+                            .ok_or(ArrowError::DictionaryKeyOverflowError)?;
+                        self.values.append_value(name);
+                        self.len += 1;
+                        k
+                    }
+                };
                 self.slot[id] = Some(k);
                 k
             }
         };
         self.keys.append_value(key);
         Ok(())
+    }
+
+    /// The bytes of the value with key `k`.
+    fn value(&self, k: K::Native) -> &[u8] {
+        let (offsets, values) = (self.values.offsets_slice(), self.values.values_slice());
+        let i = arrow_buffer::ArrowNativeType::as_usize(k);
+        &values[offsets[i] as usize..offsets[i + 1] as usize]
     }
 
     /// The column; `take`: the builder starts empty (with a new dictionary), else it keeps
@@ -837,6 +867,33 @@ mod tests {
             "constant columns"
         );
         assert_eq!(dict8_rows(market), ["spot", "spot"]);
+    }
+
+    #[test]
+    fn names_that_disagree_with_their_ids_are_kept_each_once() {
+        let mut b = BatchBuilder::new(Kind::Trade, 4);
+        for name in ["AAA", "BBB", "AAA", "CCC", "BBB"] {
+            let t = Trade {
+                header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), 1, 2),
+                ..Trade::default()
+            };
+            assert!(b.append(&Record::Trade(t), &[], name).is_ok());
+        }
+        let batch = b.finish().expect("finish");
+        let d = batch
+            .column_by_name("symbol")
+            .expect("symbol")
+            .as_dictionary::<Int32Type>();
+        let values = d.values().as_string::<i32>();
+        let dictionary: Vec<&str> = values.iter().map(|v| v.unwrap_or("")).collect();
+        assert_eq!(dictionary, ["AAA", "BBB", "CCC"]);
+        let rows: Vec<&str> = d
+            .keys()
+            .values()
+            .iter()
+            .map(|&k| values.value(k as usize))
+            .collect();
+        assert_eq!(rows, ["AAA", "BBB", "AAA", "CCC", "BBB"]);
     }
 
     fn dict8_rows(a: &ArrayRef) -> Vec<String> {
