@@ -13,7 +13,6 @@ pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod pipeline;
-pub mod priority;
 pub mod publish;
 pub mod query;
 pub mod queue;

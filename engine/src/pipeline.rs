@@ -90,7 +90,6 @@ impl SinkRunner {
         let join = std::thread::Builder::new()
             .name(format!("sink-{name}"))
             .spawn(move || {
-                crate::priority::lower_current_thread(crate::priority::BACKGROUND);
                 loop {
                     match rx.recv_timeout(Duration::from_secs(1)) {
                         Ok(b) => {
@@ -216,10 +215,7 @@ impl Pipeline {
         let col = self.columnarizer;
         let col_thread = std::thread::Builder::new()
             .name("columnarize".into())
-            .spawn(move || {
-                crate::priority::lower_current_thread(crate::priority::BACKGROUND);
-                col.run()
-            });
+            .spawn(move || col.run());
         // `self.columnarizer` has moved; the rest of `self` stays here.
         let Pipeline {
             rx,

@@ -301,9 +301,6 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("http")
-                .on_thread_start(|| {
-                    crate::priority::lower_current_thread(crate::priority::BACKGROUND)
-                })
                 .enable_all()
                 .build()?,
         ),
@@ -317,9 +314,6 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("sim")
-                .on_thread_start(|| {
-                    crate::priority::lower_current_thread(crate::priority::SIMULATOR)
-                })
                 .enable_all()
                 .build()?,
         ),
