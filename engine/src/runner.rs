@@ -211,13 +211,19 @@ fn stats_line(
     line
 }
 
+/// A multi-thread tokio runtime of `workers` threads named `name`, with I/O and timers.
+fn runtime(name: &str, workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
 /// Runs until the duration passes or SIGINT/SIGTERM, stops cleanly, and returns the summary
 /// JSON line.
 pub fn run(s: Settings) -> anyhow::Result<String> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = runtime("tokio-rt-worker", 2)?;
     let symbols = SymbolTable::new();
     let sinks: Vec<SinkRunner> = s
         .sinks
@@ -297,26 +303,14 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     let t0 = Instant::now();
     let health = Arc::new(Health::default());
     let http_rt = match &s.http {
-        Some(_) => Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("http")
-                .enable_all()
-                .build()?,
-        ),
+        Some(_) => Some(runtime("http", 1)?),
         None => None,
     };
     // The simulator stands in for an exchange on another machine: it gets runtime threads of
     // its own ("sim"), so its frame generation never holds up a source task on the engine's
     // two workers (tokio does not preempt a task; a 1 ms burst would sit in front of a read).
     let sim_rt = match &s.input {
-        Input::Simulator { .. } => Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("sim")
-                .enable_all()
-                .build()?,
-        ),
+        Input::Simulator { .. } => Some(runtime("sim", 2)?),
         Input::Urls(_) => None,
     };
     let counters = rt.block_on(async {
