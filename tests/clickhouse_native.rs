@@ -11,8 +11,8 @@ use tickwire_sinks::clickhouse::ddl::{table_name, Dialect};
 use tickwire_sinks::clickhouse::native::encode;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_tests::{
-    bench_batches as batches, candle_trades, clickhouse, dec, expected_candles, trade_rows_batch,
-    workspace, CANDLE_T0,
+    bench_batches as batches, candle_trades, clickhouse, dec, expected_candle_lines,
+    trade_rows_batch, workspace, CANDLE_T0,
 };
 
 #[test]
@@ -207,20 +207,7 @@ fn candles_follow_trade_time_across_inserts() {
     sink.write(&trade_rows_batch(&late, 1)).expect("late first");
     sink.write(&trade_rows_batch(&early, 2))
         .expect("then early");
-    let fmt = |raw: i128| tickwire_codecs::decimal::to_string(raw, 8);
-    let want: Vec<String> = expected_candles(&trades)
-        .into_iter()
-        .map(|(sym, _, open, high, low, close, vol, n)| {
-            format!(
-                "{sym}\t{}\t{}\t{}\t{}\t{}\t{n}",
-                fmt(open.into()),
-                fmt(high.into()),
-                fmt(low.into()),
-                fmt(close.into()),
-                fmt(vol)
-            )
-        })
-        .collect();
+    let want = expected_candle_lines(&trades, "\t", false);
     let got = clickhouse(&format!(
         "SELECT symbol, toString(argMinMerge(open)), toString(maxMerge(high)), toString(minMerge(low)), \
          toString(argMaxMerge(close)), toString(sumMerge(volume)), countMerge(trade_count) \

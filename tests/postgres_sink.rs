@@ -17,8 +17,8 @@ use tickwire_codecs::record::Kind;
 use tickwire_sinks::postgres::ddl::table_name;
 use tickwire_sinks::postgres::{PostgresConfig, PostgresSink, Timescale};
 use tickwire_tests::{
-    bench_batches, candle_trades, dec, expected_candles, postgres, postgres_url, trade_rows_batch,
-    CANDLE_T0,
+    bench_batches, candle_trades, dec, expected_candle_lines, postgres, postgres_url,
+    trade_rows_batch, CANDLE_T0,
 };
 
 fn config(schema: &str) -> PostgresConfig {
@@ -247,20 +247,7 @@ fn candles_follow_trade_time_across_inserts() {
     sink.write(&trade_rows_batch(&early, 2))
         .expect("then early");
     sink.close().expect("close");
-    let fmt = |raw: i128| tickwire_codecs::decimal::to_string(raw, 8);
-    let want: Vec<String> = expected_candles(&trades)
-        .into_iter()
-        .map(|(sym, minute, open, high, low, close, vol, n)| {
-            format!(
-                "{sym}|{minute}|{}|{}|{}|{}|{}|{n}",
-                fmt(open.into()),
-                fmt(high.into()),
-                fmt(low.into()),
-                fmt(close.into()),
-                fmt(vol)
-            )
-        })
-        .collect();
+    let want = expected_candle_lines(&trades, "|", true);
     let have = postgres(&format!(
         "SELECT symbol, extract(epoch from minute)::bigint, open, high, low, close, volume, trades FROM {schema}.candles_1m ORDER BY symbol, minute"
     ))

@@ -286,6 +286,26 @@ pub fn trade_rows_batch(rows: &[&TradeRow], seq: u64) -> Batch {
 /// (raw), trade count.
 pub type Candle = (&'static str, i64, i64, i64, i64, i64, i128, usize);
 
+/// [`expected_candles`] as text lines the way a store prints them: symbol, the minute start
+/// in seconds when `with_minute`, open, high, low, close and volume as exact decimals, trade
+/// count, joined by `sep`.
+pub fn expected_candle_lines(trades: &[TradeRow], sep: &str, with_minute: bool) -> Vec<String> {
+    let fmt = |raw: i128| tickwire_codecs::decimal::to_string(raw, 8);
+    expected_candles(trades)
+        .into_iter()
+        .map(|(sym, minute, open, high, low, close, vol, n)| {
+            let mut f = vec![sym.to_string()];
+            if with_minute {
+                f.push(minute.to_string());
+            }
+            f.extend([open, high, low, close].map(|p| fmt(p.into())));
+            f.push(fmt(vol));
+            f.push(n.to_string());
+            f.join(sep)
+        })
+        .collect()
+}
+
 /// The 1-minute candles of [`candle_trades`], by symbol then minute, open and close by
 /// (trade time, id).
 pub fn expected_candles(trades: &[TradeRow]) -> Vec<Candle> {
