@@ -5,29 +5,11 @@
 
 use serde_json::Value;
 use tickwire_codecs::binance::Decoder;
-use tickwire_codecs::decimal::{parse_i128, parse_i64};
 use tickwire_codecs::record::{DepthUpdate, Level, Market, Record};
 use tickwire_codecs::symbol::SymbolTable;
 use tickwire_engine::book::{BookSync, SyncEvent};
+use tickwire_engine::source::parse_snapshot;
 use tickwire_tests::fixtures;
-
-fn levels(v: &Value) -> Vec<Level> {
-    v.as_array()
-        .expect("levels")
-        .iter()
-        .map(|l| {
-            let p = parse_i64(l[0].as_str().expect("price").as_bytes()).expect("price");
-            let q = parse_i128(l[1].as_str().expect("qty").as_bytes()).expect("qty");
-            Level {
-                price: p.raw,
-                qty: q.raw.into(),
-                price_dp: p.dp,
-                qty_dp: q.dp,
-                pad: [0; 6],
-            }
-        })
-        .collect()
-}
 
 fn check(market: Market, capture: &str, key: &str) -> usize {
     let Some(dir) = fixtures() else {
@@ -65,8 +47,9 @@ fn check(market: Market, capture: &str, key: &str) -> usize {
         for (_, d, lv) in &mine {
             assert_eq!(book.on_diff(d, lv), SyncEvent::Buffered);
         }
-        let last = resp["lastUpdateId"].as_i64().expect("lastUpdateId");
-        let ev = book.on_snapshot(last, &levels(&resp["bids"]), &levels(&resp["asks"]));
+        // The snapshot goes through the source's own parser.
+        let (last, bids, asks) = parse_snapshot(&resp.to_string()).expect("snapshot");
+        let ev = book.on_snapshot(last, &bids, &asks);
         assert_eq!(
             ev,
             SyncEvent::Live,

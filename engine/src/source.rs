@@ -282,8 +282,8 @@ pub async fn http_get(
     Ok(body.to_string())
 }
 
-/// Parses a REST depth snapshot: (lastUpdateId, bids, asks) with exact levels.
-fn parse_snapshot(body: &str) -> Result<(i64, Vec<Level>, Vec<Level>), String> {
+/// Parses a REST depth snapshot body: (lastUpdateId, bids, asks) with exact levels.
+pub fn parse_snapshot(body: &str) -> Result<(i64, Vec<Level>, Vec<Level>), String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let last = v
         .get("lastUpdateId")
