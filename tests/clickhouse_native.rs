@@ -8,8 +8,9 @@
 
 use std::process::Command;
 use tickwire_sinks::clickhouse::ddl::{table_name, Dialect};
-use tickwire_sinks::clickhouse::native::encode;
+use tickwire_sinks::clickhouse::native::{encode, key_order};
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
+use tickwire_sinks::{Batch, BatchKey};
 use tickwire_tests::{
     bench_batches as batches, candle_trades, clickhouse, dec, expected_candle_lines,
     trade_rows_batch, workspace, CANDLE_T0,
@@ -232,5 +233,185 @@ fn candles_follow_trade_time_across_inserts() {
     let total: i128 = trades.iter().map(|t| t.4).sum();
     let (n, v) = daily.trim().split_once('\t').expect("two columns");
     assert_eq!((n, dec(v)), ("180", total));
+    clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
+}
+
+/// A spot depth-diff batch whose rows interleave three symbols, with 0-3 bids and 0-2 asks
+/// each (distinct prices and quantities), and whose receive times go back once: the order a
+/// clock step leaves. Rows: (symbol, first update id, recv time ns, bids, asks).
+type DepthRow = (&'static str, i64, i64, Vec<(i64, i128)>, Vec<(i64, i128)>);
+
+fn interleaved_depth() -> (Batch, Vec<DepthRow>) {
+    use tickwire_codecs::record::*;
+    let syms = ["SOLUSDT", "BTCUSDT", "ETHUSDT"];
+    let mut rows: Vec<DepthRow> = Vec::new();
+    for i in 0..60i64 {
+        let level = |side: i64, k: i64| {
+            (
+                1_000_000_000 * (i + 1) + side * 1000 + k,
+                i128::from(i * 100 + side * 10 + k + 1),
+            )
+        };
+        let recv = CANDLE_T0 * 1000 + if i == 40 { 5 } else { i * 1_000 };
+        rows.push((
+            syms[i as usize % 3],
+            1_000 + i,
+            recv,
+            (0..i % 4).map(|k| level(0, k)).collect(),
+            (0..i % 3).map(|k| level(1, k)).collect(),
+        ));
+    }
+    let mut b = tickwire_codecs::arrow::BatchBuilder::new(Kind::DepthUpdate, rows.len());
+    for (sym, id, recv, bids, asks) in &rows {
+        let levels: Vec<Level> = bids
+            .iter()
+            .chain(asks)
+            .map(|&(price, qty)| Level {
+                price,
+                qty: qty.into(),
+                price_dp: 8,
+                qty_dp: 8,
+                pad: [0; 6],
+            })
+            .collect();
+        let d = DepthUpdate {
+            header: Header::new(
+                Kind::DepthUpdate,
+                Market::Spot,
+                SymbolId(0),
+                recv / 1000,
+                *recv,
+            ),
+            first_update_id: *id,
+            final_update_id: *id,
+            prev_final_update_id: NULL_I64,
+            transaction_time: NULL_I64,
+            levels: LevelRange {
+                start: 0,
+                bids: bids.len() as u32,
+                asks: asks.len() as u32,
+                pad: 0,
+            },
+        };
+        b.append(&Record::DepthUpdate(d), &levels, sym)
+            .expect("append");
+    }
+    let batch = Batch {
+        key: BatchKey {
+            kind: Kind::DepthUpdate,
+            market: Market::Spot,
+            day: 19_675,
+        },
+        seq: 7,
+        data: std::sync::Arc::new(b.finish().expect("batch")),
+    };
+    (batch, rows)
+}
+
+/// Rows are sent in the tables' key order (market, symbol, recv_time), each column gathered
+/// straight into the block: the block equals the one encoded from the batch sorted by arrow
+/// beforehand, for trades (symbols interleaved) and depth diffs (levels, a receive time that
+/// goes back), in both dialects.
+#[test]
+fn blocks_are_sent_in_the_tables_key_order() {
+    let mut trades = candle_trades();
+    // BTC and ETH alternate, as they arrive.
+    trades.sort_by_key(|t| (t.1, t.0));
+    let trades = trade_rows_batch(&trades.iter().collect::<Vec<_>>(), 3);
+    let (depth, _) = interleaved_depth();
+    for b in [&trades, &depth] {
+        let data = &b.data;
+        let order = key_order(data).expect("interleaved rows need an order");
+        let sorted = arrow_select::take::take_record_batch(
+            data,
+            &arrow_array::UInt32Array::from(order.clone()),
+        )
+        .expect("take");
+        let key = |i: usize| {
+            let s = arrow_array::cast::as_dictionary_array::<arrow_array::types::Int32Type>(
+                sorted.column_by_name("symbol").expect("symbol"),
+            );
+            let name = s
+                .values()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("names")
+                .value(s.keys().value(i) as usize)
+                .to_string();
+            let recv = sorted
+                .column_by_name("recv_time")
+                .expect("recv")
+                .as_any()
+                .downcast_ref::<arrow_array::TimestampNanosecondArray>()
+                .expect("ns")
+                .value(i);
+            (name, recv)
+        };
+        for i in 1..sorted.num_rows() {
+            assert!(
+                key(i - 1) <= key(i),
+                "row {i}: {:?} > {:?}",
+                key(i - 1),
+                key(i)
+            );
+        }
+        assert_eq!(key_order(&sorted), None, "sorted rows are sent as they are");
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..data.num_rows() as u32).collect::<Vec<_>>());
+        for d in [Dialect::Modern, Dialect::Legacy] {
+            assert_eq!(
+                encode(data, d, 9).expect("encodes"),
+                encode(&sorted, d, 9).expect("encodes"),
+                "{:?} {d:?}",
+                b.key.kind
+            );
+        }
+    }
+}
+
+/// The real 18.16 server reads back every depth diff of an interleaved batch row by row with
+/// its own levels (the gathered offsets and elements of the Nested columns line up).
+#[test]
+fn gathered_depth_levels_read_back_row_by_row() {
+    clickhouse("SELECT 1").expect("ClickHouse is up (the test command starts it)");
+    let db = format!("tickwire_order_test_{}", std::process::id());
+    let mut cfg = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg.database.clone_from(&db);
+    cfg.durability.spill_dir =
+        std::env::temp_dir().join(format!("tickwire-order-spill-{}", std::process::id()));
+    let mut sink = ClickHouseSink::new(cfg).expect("sink starts and migrates");
+    let (batch, rows) = interleaved_depth();
+    sink.write(&batch).expect("written");
+    sink.close().expect("closed");
+    let got = clickhouse(&format!(
+        "SELECT symbol, first_update_id, recv_time, bids.price, bids.qty, asks.price, asks.qty \
+         FROM {db}.depth_updates ORDER BY first_update_id FORMAT TSV"
+    ))
+    .expect("read back");
+    let e8 = |v: i128| format!("{}.{:08}", v / 100_000_000, v % 100_000_000);
+    let list = |side: &[(i64, i128)], price: bool| {
+        let items: Vec<String> = side
+            .iter()
+            .map(|&(p, q)| e8(if price { i128::from(p) } else { q }))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
+    let want: Vec<String> = rows
+        .iter()
+        .map(|(sym, id, recv, bids, asks)| {
+            format!(
+                "{sym}\t{id}\t{recv}\t{}\t{}\t{}\t{}",
+                list(bids, true),
+                list(bids, false),
+                list(asks, true),
+                list(asks, false)
+            )
+        })
+        .collect();
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(got, want);
     clickhouse(&format!("DROP DATABASE {db}")).expect("drop");
 }

@@ -22,7 +22,7 @@
 use super::ddl::{column_type, Dialect, BATCH_COLUMN};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Decimal128Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
+    Decimal128Type, Int16Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
     TimestampNanosecondType,
 };
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -88,52 +88,172 @@ fn strings(a: &ArrayRef) -> Result<Vec<Option<&str>>, ArrowError> {
     }
 }
 
-/// Writes a non-list column's data (after the null map, if any).
-fn values(out: &mut Vec<u8>, f: &Field, a: &ArrayRef) -> Result<(), ArrowError> {
+fn null_map(out: &mut Vec<u8>, a: &ArrayRef, rows: &[u32]) {
+    if a.null_count() == 0 {
+        out.resize(out.len() + rows.len(), 0);
+        return;
+    }
+    out.extend(rows.iter().map(|&i| u8::from(a.is_null(i as usize))));
+}
+
+/// The rank of each distinct text of a dictionary column's values, in byte order (equal texts
+/// share a rank), and the number of ranks. `None` for other columns or a column with nulls.
+fn dictionary_ranks(a: &ArrayRef) -> Option<(Vec<u32>, u32)> {
+    fn ranks(vals: &arrow_array::StringArray) -> (Vec<u32>, u32) {
+        let mut by_text: Vec<u32> = (0..vals.len() as u32).collect();
+        by_text.sort_unstable_by(|&x, &y| vals.value(x as usize).cmp(vals.value(y as usize)));
+        let mut rank = vec![0u32; vals.len()];
+        let mut r = 0u32;
+        for (n, w) in by_text.iter().enumerate() {
+            if n > 0 && vals.value(*w as usize) != vals.value(by_text[n - 1] as usize) {
+                r += 1;
+            }
+            rank[*w as usize] = r;
+        }
+        (rank, r + 1)
+    }
+    if a.null_count() > 0 {
+        return None;
+    }
+    let DataType::Dictionary(k, v) = a.data_type() else {
+        return None;
+    };
+    if **v != DataType::Utf8 {
+        return None;
+    }
+    macro_rules! keyed {
+        ($t:ty) => {{
+            let d = a.as_dictionary::<$t>();
+            let (rank, n) = ranks(d.values().as_string::<i32>());
+            let keys = d
+                .keys()
+                .values()
+                .iter()
+                .map(|&k| rank.get(k as usize).copied())
+                .collect::<Option<Vec<u32>>>()?;
+            Some((keys, n))
+        }};
+    }
+    match k.as_ref() {
+        DataType::Int8 => keyed!(Int8Type),
+        DataType::Int16 => keyed!(Int16Type),
+        DataType::Int32 => keyed!(Int32Type),
+        _ => None,
+    }
+}
+
+/// The order in which the rows of `batch` are sent: the tables' sorting key
+/// `(market, symbol, recv_time)`.
+///
+/// ClickHouse sorts each inserted block by the table's key unless the block already is in that
+/// order, which it checks first; sending it sorted saves the server the sort and the
+/// permutation of every column (perf/RESULTS.md, issue #5). A batch arrives in receive order
+/// with its symbols interleaved, and each symbol's rows come from one connection in receive
+/// order, so a stable counting sort by (market, symbol) puts it in key order in one pass; if
+/// receive times still go back somewhere (a clock step), a stable sort by the whole key does.
+/// `None` when the rows already are in key order, or when the batch has no such key columns
+/// (the server sorts then, as for any block).
+pub fn key_order(batch: &RecordBatch) -> Option<Vec<u32>> {
+    let (market, markets) = dictionary_ranks(batch.column_by_name("market")?)?;
+    let (symbol, symbols) = dictionary_ranks(batch.column_by_name("symbol")?)?;
+    let recv = batch.column_by_name("recv_time")?;
+    let recv = recv.as_primitive_opt::<TimestampNanosecondType>()?.values();
+    let groups = markets.checked_mul(symbols)? as usize;
+    let group = |i: usize| (market[i] * symbols + symbol[i]) as usize;
+    let n = batch.num_rows();
+    let mut sorted = true;
+    for i in 1..n {
+        let (g0, g1) = (group(i - 1), group(i));
+        if g1 < g0 || (g1 == g0 && recv[i] < recv[i - 1]) {
+            sorted = false;
+            break;
+        }
+    }
+    if sorted {
+        return None;
+    }
+    let mut start = vec![0u32; groups + 1];
+    for i in 0..n {
+        start[group(i) + 1] += 1;
+    }
+    for g in 0..groups {
+        start[g + 1] += start[g];
+    }
+    let mut order = vec![0u32; n];
+    for i in 0..n {
+        let g = group(i);
+        order[start[g] as usize] = i as u32;
+        start[g] += 1;
+    }
+    if order.windows(2).any(|w| {
+        group(w[0] as usize) == group(w[1] as usize) && recv[w[1] as usize] < recv[w[0] as usize]
+    }) {
+        order.sort_by_key(|&i| (group(i as usize), recv[i as usize]));
+    }
+    Some(order)
+}
+
+/// Writes a non-list column's data (after the null map, if any) for the rows (or list
+/// elements) `rows`, in that order.
+fn values(out: &mut Vec<u8>, f: &Field, a: &ArrayRef, rows: &[u32]) -> Result<(), ArrowError> {
+    fn fixed<const W: usize, T: Copy>(
+        out: &mut Vec<u8>,
+        v: &[T],
+        rows: &[u32],
+        le: impl Fn(T) -> [u8; W],
+    ) {
+        out.reserve(rows.len() * W);
+        for &i in rows {
+            out.extend_from_slice(&le(v[i as usize]));
+        }
+    }
     match f.data_type() {
-        DataType::Int64 => a
-            .as_primitive::<Int64Type>()
-            .values()
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => a
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => a
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DataType::Decimal128(p, _) if *p <= 18 => a
-            .as_primitive::<Decimal128Type>()
-            .values()
-            .iter()
-            .for_each(|v| out.extend_from_slice(&(*v as i64).to_le_bytes())),
-        DataType::Decimal128(_, _) => a
-            .as_primitive::<Decimal128Type>()
-            .values()
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DataType::Boolean => a
-            .as_boolean()
-            .iter()
-            .for_each(|v| out.push(u8::from(v.unwrap_or(false)))),
+        DataType::Int64 => fixed(
+            out,
+            a.as_primitive::<Int64Type>().values(),
+            rows,
+            i64::to_le_bytes,
+        ),
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => fixed(
+            out,
+            a.as_primitive::<TimestampMicrosecondType>().values(),
+            rows,
+            i64::to_le_bytes,
+        ),
+        DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, _) => fixed(
+            out,
+            a.as_primitive::<TimestampNanosecondType>().values(),
+            rows,
+            i64::to_le_bytes,
+        ),
+        DataType::Decimal128(p, _) if *p <= 18 => fixed(
+            out,
+            a.as_primitive::<Decimal128Type>().values(),
+            rows,
+            |v| (v as i64).to_le_bytes(),
+        ),
+        DataType::Decimal128(_, _) => fixed(
+            out,
+            a.as_primitive::<Decimal128Type>().values(),
+            rows,
+            i128::to_le_bytes,
+        ),
+        DataType::Boolean => {
+            let b = a.as_boolean();
+            out.extend(
+                rows.iter()
+                    .map(|&i| u8::from(b.is_valid(i as usize) && b.value(i as usize))),
+            );
+        }
         DataType::Utf8 | DataType::Dictionary(_, _) => {
-            for s in strings(a)? {
-                string(out, s.unwrap_or("").as_bytes());
+            let s = strings(a)?;
+            for &i in rows {
+                string(out, s[i as usize].unwrap_or("").as_bytes());
             }
         }
         _ => return Err(unsupported(f)),
     }
     Ok(())
-}
-
-fn null_map(out: &mut Vec<u8>, a: &ArrayRef) {
-    for i in 0..a.len() {
-        out.push(u8::from(a.is_null(i)));
-    }
 }
 
 /// The Native type of a column as sent (the table's type without codecs; `LowCardinality`
@@ -151,65 +271,77 @@ fn wire_type(f: &Field, d: Dialect) -> String {
 }
 
 /// Encodes `batch` as one Native block for a table of dialect `d`, with `batch_id` in every
-/// row's [`BATCH_COLUMN`] (`UInt64`).
+/// row's [`BATCH_COLUMN`] (`UInt64`). Rows go in the tables' key order ([`key_order`]), each
+/// column gathered straight into the block.
 pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: u64) -> Result<Vec<u8>, ArrowError> {
     let schema = batch.schema();
-    let mut cols: Vec<(String, String, Vec<u8>)> = Vec::with_capacity(schema.fields().len() + 2);
+    let n = batch.num_rows();
+    let rows = key_order(batch).unwrap_or_else(|| (0..n as u32).collect());
+    let lists = |f: &Field| matches!(f.data_type(), DataType::List(_));
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match d {
+            Dialect::Legacy if lists(f) => 2,
+            _ => 1,
+        })
+        .sum::<u64>()
+        + 1;
+    let mut out = Vec::with_capacity(n * 96 + 1024);
+    varuint(&mut out, columns);
+    varuint(&mut out, n as u64);
+    let header = |out: &mut Vec<u8>, name: &str, ty: &str| {
+        string(out, name.as_bytes());
+        string(out, ty.as_bytes());
+    };
     for (f, a) in schema.fields().iter().zip(batch.columns()) {
-        if let DataType::List(_) = f.data_type() {
-            let list = a.as_list::<i32>();
-            let items = list.values().as_struct();
-            let (price, qty) = (items.column(0), items.column(1));
-            let mut offsets = Vec::with_capacity(list.len() * 8);
-            let base = list.value_offsets()[0];
-            for o in &list.value_offsets()[1..] {
-                offsets.extend_from_slice(&((o - base) as u64).to_le_bytes());
+        if !lists(f) {
+            header(&mut out, f.name(), &wire_type(f, d));
+            if f.is_nullable() {
+                null_map(&mut out, a, &rows);
             }
-            let start = base as usize;
-            let end = list.value_offsets()[list.len()] as usize;
-            let (price, qty) = (
-                price.slice(start, end - start),
-                qty.slice(start, end - start),
-            );
-            let pf = Field::new("price", price.data_type().clone(), false);
-            let qf = Field::new("qty", qty.data_type().clone(), false);
-            match d {
-                Dialect::Modern => {
-                    let mut data = offsets;
-                    values(&mut data, &pf, &price)?;
-                    values(&mut data, &qf, &qty)?;
-                    cols.push((f.name().clone(), wire_type(f, d), data));
-                }
-                Dialect::Legacy => {
-                    for (sub, sf, arr) in [("price", &pf, &price), ("qty", &qf, &qty)] {
-                        let mut data = offsets.clone();
-                        values(&mut data, sf, arr)?;
-                        let ty = match sf.data_type() {
-                            DataType::Decimal128(p, s) => format!("Array(Decimal({p}, {s}))"),
-                            _ => return Err(unsupported(f)),
-                        };
-                        cols.push((format!("{}.{sub}", f.name()), ty, data));
-                    }
-                }
-            }
+            values(&mut out, f, a, &rows)?;
             continue;
         }
-        let mut data = Vec::with_capacity(a.len() * 9);
-        if f.is_nullable() {
-            null_map(&mut data, a);
+        // Levels: `UInt64` end offsets of each row's elements, then the elements of the rows
+        // in order, price and quantity (one tuple array, or two Nested arrays on 18.16).
+        let list = a.as_list::<i32>();
+        let ends = list.value_offsets();
+        let mut offsets = Vec::with_capacity(n * 8);
+        let mut elements = Vec::with_capacity(list.values().len());
+        for &r in &rows {
+            let (s, e) = (ends[r as usize] as u32, ends[r as usize + 1] as u32);
+            elements.extend(s..e);
+            offsets.extend_from_slice(&(elements.len() as u64).to_le_bytes());
         }
-        values(&mut data, f, a)?;
-        cols.push((f.name().clone(), wire_type(f, d), data));
+        let items = list.values().as_struct();
+        let (price, qty) = (items.column(0), items.column(1));
+        let pf = Field::new("price", price.data_type().clone(), false);
+        let qf = Field::new("qty", qty.data_type().clone(), false);
+        match d {
+            Dialect::Modern => {
+                header(&mut out, f.name(), &wire_type(f, d));
+                out.extend_from_slice(&offsets);
+                values(&mut out, &pf, price, &elements)?;
+                values(&mut out, &qf, qty, &elements)?;
+            }
+            Dialect::Legacy => {
+                for (sf, arr) in [(&pf, price), (&qf, qty)] {
+                    let DataType::Decimal128(p, s) = sf.data_type() else {
+                        return Err(unsupported(f));
+                    };
+                    let name = format!("{}.{}", f.name(), sf.name());
+                    header(&mut out, &name, &format!("Array(Decimal({p}, {s}))"));
+                    out.extend_from_slice(&offsets);
+                    values(&mut out, sf, arr, &elements)?;
+                }
+            }
+        }
     }
-    let ids: Vec<u8> = batch_id.to_le_bytes().repeat(batch.num_rows());
-    cols.push((BATCH_COLUMN.to_string(), "UInt64".to_string(), ids));
-    let mut out = Vec::with_capacity(cols.iter().map(|c| c.2.len() + 64).sum());
-    varuint(&mut out, cols.len() as u64);
-    varuint(&mut out, batch.num_rows() as u64);
-    for (name, ty, data) in cols {
-        string(&mut out, name.as_bytes());
-        string(&mut out, ty.as_bytes());
-        out.extend_from_slice(&data);
+    header(&mut out, BATCH_COLUMN, "UInt64");
+    out.reserve(n * 8);
+    for _ in 0..n {
+        out.extend_from_slice(&batch_id.to_le_bytes());
     }
     Ok(out)
 }
