@@ -60,7 +60,7 @@ pub struct BookSync {
     bids: Side,
     asks: Side,
     last_update_id: i64,
-    buffer: Vec<(DepthUpdate, Vec<Level>)>,
+    buffer: std::collections::VecDeque<(DepthUpdate, Vec<Level>)>,
     /// Diffs the buffer may hold before the oldest are dropped (a resync then needs a newer
     /// snapshot anyway).
     max_buffer: usize,
@@ -85,7 +85,7 @@ impl BookSync {
             bids: Side::new(),
             asks: Side::new(),
             last_update_id: 0,
-            buffer: Vec::new(),
+            buffer: std::collections::VecDeque::new(),
             max_buffer: 10_000,
         }
     }
@@ -160,14 +160,16 @@ impl BookSync {
         match self.state {
             State::Buffering => {
                 if self.buffer.len() == self.max_buffer {
-                    self.buffer.remove(0);
+                    // A ring: dropping the oldest is O(1) (a `Vec::remove(0)` here moved the
+                    // whole buffer, ~1 MB, for every diff of a book that could not sync).
+                    self.buffer.pop_front();
                 }
                 let mut own = Vec::with_capacity((d.levels.bids + d.levels.asks) as usize);
                 own.extend_from_slice(d.levels.bids(levels));
                 own.extend_from_slice(d.levels.asks(levels));
                 let mut d = *d;
                 d.levels.start = 0;
-                self.buffer.push((d, own));
+                self.buffer.push_back((d, own));
                 SyncEvent::Buffered
             }
             State::Live => match self.continues(d) {
@@ -193,7 +195,7 @@ impl BookSync {
         bids: &[Level],
         asks: &[Level],
     ) -> SyncEvent {
-        if let Some((first, _)) = self.buffer.first() {
+        if let Some((first, _)) = self.buffer.front() {
             // A snapshot from before the first buffered diff leaves a hole between them.
             let too_old = match self.market {
                 Market::Spot => last_update_id + 1 < first.first_update_id,
@@ -282,6 +284,36 @@ mod tests {
             qty_dp: 0,
             pad: [0; 6],
         }
+    }
+
+    /// A book that cannot sync keeps only the newest `max_buffer` diffs, oldest dropped first.
+    #[test]
+    fn a_full_buffer_drops_its_oldest_diffs() {
+        let frames: Vec<String> = (1..=5)
+            .map(|i| format!(r#"{{"e":"depthUpdate","E":1,"s":"X","U":{i},"u":{i},"b":[["{i}","1"]],"a":[]}}"#))
+            .collect();
+        let ds = diffs(
+            Market::Spot,
+            &frames.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let mut b = BookSync::new(Market::Spot);
+        b.max_buffer = 3;
+        for (d, l) in &ds {
+            assert_eq!(b.on_diff(d, l), SyncEvent::Buffered);
+        }
+        assert_eq!(b.buffer.len(), 3);
+        assert_eq!(
+            b.on_snapshot(1, &[], &[]),
+            SyncEvent::NeedSnapshot,
+            "diffs 1 and 2 were dropped: 1 + 1 < 3"
+        );
+        assert_eq!(b.on_snapshot(2, &[], &[]), SyncEvent::Live);
+        assert_eq!(b.last_update_id(), 5);
+        assert_eq!(
+            b.bids().keys().copied().collect::<Vec<_>>(),
+            vec![300_000_000, 400_000_000, 500_000_000],
+            "diffs 3, 4 and 5 applied in order"
+        );
     }
 
     #[test]
