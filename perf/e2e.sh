@@ -7,6 +7,8 @@
 # For each rate: what the simulator actually sent per second, whether everything arrived
 # (records == sent, nothing dropped), and the receive->publish latency percentiles.
 # The simulator runs in the same process and shares the machine's cores with the engine.
+# PRERENDER=1: it renders all its frames before the run and only sends them during it
+# (`tickwire demo --prerender`), so that it costs its writes alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-8}; shift || true
@@ -20,7 +22,7 @@ echo "|---:|---:|:---:|---:|---:|---:|---:|---:|"
 port=5590
 for r in "${rates[@]}"; do
   port=$((port + 1))
-  line=$("$bin" demo --duration "$secs" --rate "$r" --out "$out/$r" --zmq "tcp://127.0.0.1:$port" --stats-secs 0 | tail -1)
+  line=$("$bin" demo --duration "$secs" --rate "$r" --out "$out/$r" --zmq "tcp://127.0.0.1:$port" --stats-secs 0 ${PRERENDER:+--prerender} | tail -1)
   python3 - "$r" "$line" <<'PY'
 import json, sys
 r, s = int(sys.argv[1]), json.loads(sys.argv[2])

@@ -630,6 +630,7 @@ impl Config {
                 symbols: default_symbols(),
                 rate: self.simulator.rate,
                 faults: crate::sim::Faults::default(),
+                prerender: false,
             }
         } else {
             Input::Urls(self.urls())

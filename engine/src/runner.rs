@@ -10,7 +10,7 @@ use crate::query::{Api, ReadStore};
 use crate::queue::{FullPolicy, QueueCounters};
 use crate::readthrough::{ChReader, PgReader};
 use crate::sim::market::SymbolSpec;
-use crate::sim::{Faults, SimConfig, SimCounters, SimServer};
+use crate::sim::{Faults, Replay, SimConfig, SimCounters, SimServer};
 use crate::source::{self, SourceConfig};
 use anyhow::Context;
 use std::fmt::Write as _;
@@ -34,6 +34,9 @@ pub enum Input {
         rate: u64,
         /// Faults the simulator injects.
         faults: Faults,
+        /// Render every frame of the run before it starts and only send them during it (a
+        /// load generator that costs its writes alone; for finding the engine's ceiling).
+        prerender: bool,
     },
 }
 
@@ -300,6 +303,29 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         .name("pipeline".into())
         .spawn(move || pipeline.run())?;
 
+    // Pre-rendered simulator frames: rendered (a market on each core) before the clock starts.
+    let rendered: [Option<Arc<Replay>>; 2] = match &s.input {
+        Input::Simulator {
+            symbols,
+            rate,
+            prerender: true,
+            ..
+        } => {
+            let count = (rate / 2).saturating_mul(
+                s.duration
+                    .unwrap_or(Duration::from_secs(10))
+                    .as_secs()
+                    .max(1),
+            ) as usize;
+            std::thread::scope(|sc| {
+                let [a, b] = [(Market::Spot, 7), (Market::Usdm, 8)].map(|(m, seed)| {
+                    sc.spawn(move || Arc::new(Replay::render(m, symbols, count, seed)))
+                });
+                [a.join().ok(), b.join().ok()]
+            })
+        }
+        _ => [None, None],
+    };
     let t0 = Instant::now();
     let health = Arc::new(Health::default());
     let http_rt = match &s.http {
@@ -323,6 +349,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 symbols: specs,
                 rate,
                 faults,
+                ..
             } => {
                 for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
                     let cfg = SimConfig {
@@ -331,7 +358,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                         rate: rate / 2,
                         seed: 7 + i as u64,
                         faults: *faults,
-                        replay: None,
+                        replay: rendered[i].clone(),
                     };
                     let sim_rt = sim_rt.as_ref().expect("simulator runtime");
                     let sim = sim_rt

@@ -100,6 +100,11 @@ pub struct Args {
     /// up to 32 records).
     #[arg(long, default_value_t = 65_536)]
     pub queue: usize,
+    /// Render all the simulator's frames (`--rate` x `--duration`) before the run starts and
+    /// only send them during it, so that the load generator costs its writes alone (perf:
+    /// the engine's own ceiling). Frames are kept in memory, about 300 bytes each.
+    #[arg(long)]
+    pub prerender: bool,
 }
 
 /// Runs the demo.
@@ -133,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 Faults::default()
             },
+            prerender: args.prerender,
         },
         zmq: Some(PubConfig {
             bind: args.zmq.clone(),

@@ -196,7 +196,7 @@ impl StreamKind {
 }
 
 /// One symbol's evolving market.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SymbolMarket {
     spec: SymbolSpec,
     lower: String,

@@ -57,21 +57,25 @@ pub struct SimConfig {
 /// the `sent` counts).
 #[derive(Debug)]
 pub struct Replay {
-    /// The frames.
-    pub lines: Vec<String>,
+    /// The frames (shared with every send: a frame is never copied to be sent).
+    pub lines: Vec<tokio_tungstenite::tungstenite::Utf8Bytes>,
     /// The kind of the record each frame decodes to (`None`: a control, unknown or invalid
     /// frame, sent but not counted in `sent`).
     pub kinds: Vec<Option<Kind>>,
+    /// Books the REST snapshots of a replaying server serve, by symbol (rendered frames: each
+    /// symbol's book right after its first depth diff, which the diffs then bridge on both
+    /// markets); a symbol without one is served a fresh book.
+    pub books: Vec<SymbolMarket>,
 }
 
 impl Replay {
     /// Reads `path`, classifying each line with tickwire's own decoder.
     pub fn load(path: &std::path::Path, market: Market) -> std::io::Result<Replay> {
         let text = std::fs::read_to_string(path)?;
-        let lines: Vec<String> = text
+        let lines: Vec<tokio_tungstenite::tungstenite::Utf8Bytes> = text
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
+            .map(Into::into)
             .collect();
         let mut dec = tickwire_codecs::binance::Decoder::new(
             market,
@@ -92,7 +96,67 @@ impl Replay {
                 k
             })
             .collect();
-        Ok(Replay { lines, kinds })
+        Ok(Replay {
+            lines,
+            kinds,
+            books: Vec::new(),
+        })
+    }
+
+    /// `count` frames of the synthetic market rendered ahead of time: what one connection to
+    /// every stream of `symbols` on `market` would be sent (combined-stream frames, the live
+    /// mix of stream kinds, ids continuing from the books' initial state, which is what the
+    /// REST snapshots of a replaying server serve). Sending them costs only the writes: a load
+    /// generator for finding the engine's own ceiling (`tickwire demo --prerender`).
+    pub fn render(market: Market, symbols: &[SymbolSpec], count: usize, seed: u64) -> Replay {
+        let mut markets: Vec<SymbolMarket> = symbols
+            .iter()
+            .map(|s| SymbolMarket::new(s.clone(), market))
+            .collect();
+        let streams: Vec<(usize, StreamKind, u64, String)> = markets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                StreamKind::mix(market)
+                    .iter()
+                    .map(move |&(k, w)| (i, k, u64::from(w), m.stream(k)))
+            })
+            .collect();
+        let total: u64 = streams.iter().map(|s| s.2).sum();
+        let mut rng = Rng::new(seed);
+        let (mut lines, mut kinds) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        let mut data = String::with_capacity(4096);
+        let mut books: Vec<Option<SymbolMarket>> = vec![None; markets.len()];
+        let mut now_ms = 0;
+        for n in 0..count {
+            if n % 1024 == 0 {
+                now_ms = crate::clock::now_ns() / 1_000_000;
+            }
+            let mut r = rng.below(total.max(1));
+            let Some(&(i, kind, _, ref name)) = streams.iter().find(|s| {
+                let hit = r < s.2;
+                r = r.saturating_sub(s.2);
+                hit
+            }) else {
+                break;
+            };
+            markets[i].frame(kind, now_ms, &mut rng, &mut data);
+            if kind == StreamKind::Depth && books[i].is_none() {
+                books[i] = Some(markets[i].clone());
+            }
+            lines.push(format!(r#"{{"stream":"{name}","data":{data}}}"#).into());
+            kinds.push(Some(kind.record_kind()));
+        }
+        let books = books
+            .into_iter()
+            .zip(symbols)
+            .map(|(b, s)| b.unwrap_or_else(|| SymbolMarket::new(s.clone(), market)))
+            .collect();
+        Replay {
+            lines,
+            kinds,
+            books,
+        }
     }
 }
 
@@ -561,10 +625,15 @@ async fn serve(
         .symbols
         .iter()
         .map(|s| {
-            Arc::new(std::sync::Mutex::new(SymbolMarket::new(
-                s.clone(),
-                cfg.market,
-            )))
+            let replayed = cfg
+                .replay
+                .as_ref()
+                .and_then(|r| r.books.iter().find(|b| b.name() == s.name));
+            Arc::new(std::sync::Mutex::new(
+                replayed
+                    .cloned()
+                    .unwrap_or_else(|| SymbolMarket::new(s.clone(), cfg.market)),
+            ))
         })
         .collect();
     {
@@ -693,7 +762,7 @@ async fn serve(
                 let Some(line) = rep.lines.get(replay_at) else {
                     break;
                 };
-                if !put(&mut tx, Message::text(line.clone()), false).await {
+                if !put(&mut tx, Message::Text(line.clone()), false).await {
                     return;
                 }
                 if let Some(k) = rep.kinds[replay_at] {
@@ -809,3 +878,71 @@ async fn put(tx: &mut WsTx, m: Message, flush: bool) -> bool {
 
 /// Bytes of an oversized frame's payload (2 MiB: beyond any real Binance frame).
 pub const OVERSIZED: usize = 2 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::{BookSync, SyncEvent};
+    use tickwire_codecs::binance::Decoder;
+    use tickwire_codecs::record::{Level, Record};
+    use tickwire_codecs::symbol::SymbolTable;
+
+    /// Rendered frames decode to the kinds they are counted as, and each symbol's depth diffs
+    /// bridge the book its REST snapshot serves (by the engine's own sync rules, spot and
+    /// USD-M) and then continue it without a break.
+    #[test]
+    fn rendered_frames_decode_and_bridge_their_snapshots() {
+        for market in [Market::Spot, Market::Usdm] {
+            let symbols = market::default_symbols();
+            let r = Replay::render(market, &symbols, 5_000, 3);
+            assert_eq!((r.lines.len(), r.kinds.len()), (5_000, 5_000));
+            let table = SymbolTable::new();
+            let mut dec = Decoder::new(market, table.clone());
+            let mut books: std::collections::HashMap<String, (BookSync, usize)> =
+                Default::default();
+            let mut applied = 0;
+            for (line, kind) in r.lines.iter().zip(&r.kinds) {
+                let mut got: Vec<(Record, Vec<Level>)> = Vec::new();
+                dec.decode(line.as_bytes(), 0, &mut |rec: &Record, lv: &[Level]| {
+                    got.push((*rec, lv.to_vec()))
+                })
+                .expect("decodes");
+                assert_eq!(got.len(), 1, "{line}");
+                assert_eq!(Some(got[0].0.kind()), *kind, "{line}");
+                let (Record::DepthUpdate(d), lv) = &got[0] else {
+                    continue;
+                };
+                let name = table.name(d.header.symbol).unwrap_or_default();
+                let (book, seen) = books
+                    .entry(name.to_string())
+                    .or_insert_with(|| (BookSync::new(market), 0));
+                *seen += 1;
+                let event = book.on_diff(d, lv);
+                if *seen < 3 {
+                    assert_eq!(event, SyncEvent::Buffered);
+                    continue;
+                }
+                if *seen == 3 {
+                    // The snapshot arrives after two diffs were buffered.
+                    let served = r
+                        .books
+                        .iter()
+                        .find(|b| b.name() == name.as_ref() as &str)
+                        .expect("a book per symbol");
+                    let (last, _, _) = served.book();
+                    assert_eq!(event, SyncEvent::Buffered);
+                    assert_eq!(
+                        book.on_snapshot(last, &[], &[]),
+                        SyncEvent::Live,
+                        "{market:?} {name}"
+                    );
+                    continue;
+                }
+                assert_eq!(event, SyncEvent::Applied, "{market:?} {name}");
+                applied += 1;
+            }
+            assert_eq!(books.len(), symbols.len(), "diffs for every symbol");
+            assert!(applied > 100, "{applied} diffs applied after the snapshots");
+        }
+    }
+}
