@@ -49,7 +49,19 @@ pub enum SyncEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Buffering,
+    /// A snapshot newer than every buffered diff is applied; the next diff must bridge it.
+    Bridging,
     Live,
+}
+
+/// Where a diff stands against a snapshot's last update id.
+enum Against {
+    /// The snapshot already contains it.
+    Contained,
+    /// It is the first diff to apply on the snapshot.
+    Bridges,
+    /// It starts after the snapshot: updates in between are missing.
+    Hole,
 }
 
 /// Order book and sync state of one symbol.
@@ -90,9 +102,10 @@ impl BookSync {
         }
     }
 
-    /// True once a snapshot has been applied and continuity holds.
+    /// True once a snapshot has been applied and continuity holds (the book is the snapshot
+    /// while its bridging diff is awaited).
     pub fn is_live(&self) -> bool {
-        self.state == State::Live
+        self.state != State::Buffering
     }
 
     /// The last update id applied.
@@ -122,6 +135,26 @@ impl BookSync {
         apply_side(&mut self.bids, d.levels.bids(levels));
         apply_side(&mut self.asks, d.levels.asks(levels));
         self.last_update_id = d.final_update_id;
+    }
+
+    /// Binance's rules for the first diff after a snapshot with `last` (spot: drop `u <= last`,
+    /// bridge `U <= last + 1 <= u`; USD-M: drop `u < last`, bridge `U <= last <= u`).
+    fn against(&self, d: &DepthUpdate, last: i64) -> Against {
+        let (contained, bridges) = match self.market {
+            Market::Spot => (
+                d.final_update_id <= last,
+                d.first_update_id <= last + 1 && last < d.final_update_id,
+            ),
+            Market::Usdm => (
+                d.final_update_id < last,
+                d.first_update_id <= last && last <= d.final_update_id,
+            ),
+        };
+        match (contained, bridges) {
+            (true, _) => Against::Contained,
+            (false, true) => Against::Bridges,
+            (false, false) => Against::Hole,
+        }
     }
 
     fn reset(&mut self) {
@@ -172,6 +205,22 @@ impl BookSync {
                 self.buffer.push_back((d, own));
                 SyncEvent::Buffered
             }
+            State::Bridging => match self.against(d, self.last_update_id) {
+                Against::Contained => SyncEvent::Stale,
+                Against::Bridges => {
+                    self.apply(d, levels);
+                    self.state = State::Live;
+                    SyncEvent::Applied
+                }
+                Against::Hole => {
+                    let expected = self.last_update_id + 1;
+                    self.reset();
+                    SyncEvent::Gap {
+                        expected,
+                        got: d.first_update_id,
+                    }
+                }
+            },
             State::Live => match self.continues(d) {
                 Ok(true) => {
                     self.apply(d, levels);
@@ -213,33 +262,22 @@ impl BookSync {
         let buffered = std::mem::take(&mut self.buffer);
         let mut bridged = false;
         for (d, levels) in &buffered {
-            let contained = match self.market {
-                Market::Spot => d.final_update_id <= last_update_id,
-                Market::Usdm => d.final_update_id < last_update_id,
-            };
-            if contained {
-                continue;
-            }
             if !bridged {
-                let bridges = match self.market {
-                    Market::Spot => {
-                        d.first_update_id <= last_update_id + 1
-                            && last_update_id < d.final_update_id
+                match self.against(d, last_update_id) {
+                    Against::Contained => continue,
+                    Against::Bridges => {
+                        bridged = true;
+                        self.apply(d, levels);
+                        continue;
                     }
-                    Market::Usdm => {
-                        d.first_update_id <= last_update_id && last_update_id <= d.final_update_id
+                    Against::Hole => {
+                        self.reset();
+                        return SyncEvent::Gap {
+                            expected: last_update_id + 1,
+                            got: d.first_update_id,
+                        };
                     }
-                };
-                if !bridges {
-                    self.reset();
-                    return SyncEvent::Gap {
-                        expected: last_update_id + 1,
-                        got: d.first_update_id,
-                    };
                 }
-                bridged = true;
-                self.apply(d, levels);
-                continue;
             }
             match self.continues(d) {
                 Ok(true) => self.apply(d, levels),
@@ -250,7 +288,13 @@ impl BookSync {
                 }
             }
         }
-        self.state = State::Live;
+        // A snapshot newer than every buffered diff (the diffs it needs are still on their
+        // way): the first one to come must bridge it, as a buffered one would have.
+        self.state = if bridged {
+            State::Live
+        } else {
+            State::Bridging
+        };
         SyncEvent::Live
     }
 }
@@ -314,6 +358,66 @@ mod tests {
             vec![300_000_000, 400_000_000, 500_000_000],
             "diffs 3, 4 and 5 applied in order"
         );
+    }
+
+    /// A snapshot newer than every buffered diff: the next diff bridges it by the snapshot
+    /// rules (not the continuity rule, which would call it a gap), on both markets.
+    #[test]
+    fn a_snapshot_ahead_of_the_buffer_is_bridged_by_the_next_diff() {
+        for (market, frames) in [
+            (
+                Market::Spot,
+                [
+                    r#"{"e":"depthUpdate","E":1,"s":"X","U":1,"u":5,"b":[["1","1"]],"a":[]}"#,
+                    r#"{"e":"depthUpdate","E":1,"s":"X","U":6,"u":9,"b":[["2","1"]],"a":[]}"#,
+                    r#"{"e":"depthUpdate","E":1,"s":"X","U":10,"u":11,"b":[["3","1"]],"a":[]}"#,
+                ],
+            ),
+            (
+                Market::Usdm,
+                [
+                    r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":1,"u":5,"pu":0,"b":[["1","1"]],"a":[]}"#,
+                    r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":6,"u":9,"pu":5,"b":[["2","1"]],"a":[]}"#,
+                    r#"{"e":"depthUpdate","E":1,"T":1,"s":"X","U":10,"u":11,"pu":9,"b":[["3","1"]],"a":[]}"#,
+                ],
+            ),
+        ] {
+            let ds = diffs(market, &frames);
+            let mut b = BookSync::new(market);
+            assert_eq!(b.on_diff(&ds[0].0, &ds[0].1), SyncEvent::Buffered);
+            assert_eq!(b.on_snapshot(7, &[], &[]), SyncEvent::Live, "{market:?}");
+            assert_eq!(b.last_update_id(), 7);
+            assert_eq!(b.on_diff(&ds[0].0, &ds[0].1), SyncEvent::Stale);
+            assert_eq!(
+                b.on_diff(&ds[1].0, &ds[1].1),
+                SyncEvent::Applied,
+                "{market:?}"
+            );
+            assert_eq!(
+                b.on_diff(&ds[2].0, &ds[2].1),
+                SyncEvent::Applied,
+                "{market:?}"
+            );
+            assert_eq!(b.last_update_id(), 11);
+            assert_eq!(b.bids().len(), 2, "{market:?}: levels 2 and 3, not 1");
+            // A diff that starts past the snapshot leaves a hole (spot: the snapshot is
+            // awaiting its bridge; USD-M: diff 1 bridged it, and 10-11 does not continue).
+            let mut b = BookSync::new(market);
+            assert_eq!(b.on_diff(&ds[0].0, &ds[0].1), SyncEvent::Buffered);
+            assert_eq!(b.on_snapshot(5, &[], &[]), SyncEvent::Live);
+            let hole = match market {
+                Market::Spot => SyncEvent::Gap {
+                    expected: 6,
+                    got: 10,
+                },
+                Market::Usdm => SyncEvent::Gap {
+                    expected: 5,
+                    got: 9,
+                },
+            };
+            assert_eq!(b.on_diff(&ds[2].0, &ds[2].1), hole, "{market:?}");
+            assert!(!b.is_live());
+        }
     }
 
     #[test]
