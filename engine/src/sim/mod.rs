@@ -62,10 +62,13 @@ pub struct Replay {
     /// The kind of the record each frame decodes to (`None`: a control, unknown or invalid
     /// frame, sent but not counted in `sent`).
     pub kinds: Vec<Option<Kind>>,
-    /// Books the REST snapshots of a replaying server serve, by symbol (rendered frames: each
-    /// symbol's book right after its first depth diff, which the diffs then bridge on both
-    /// markets); a symbol without one is served a fresh book.
-    pub books: Vec<SymbolMarket>,
+    /// Books the REST snapshots of a replaying server serve (rendered frames only): a
+    /// symbol's book as it stood right after the depth diff on line `.0`, in line order, the
+    /// first one right after the symbol's first diff (which its later diffs bridge on both
+    /// markets). Once a connection has sent line `.0`, its REST snapshots of that symbol come
+    /// from `.1`, so a snapshot is never older than what the client may have buffered. A
+    /// symbol without one is served a fresh book.
+    pub books: Vec<(usize, SymbolMarket)>,
 }
 
 impl Replay {
@@ -126,7 +129,8 @@ impl Replay {
         let mut rng = Rng::new(seed);
         let (mut lines, mut kinds) = (Vec::with_capacity(count), Vec::with_capacity(count));
         let mut data = String::with_capacity(4096);
-        let mut books: Vec<Option<SymbolMarket>> = vec![None; markets.len()];
+        let mut books = Vec::new();
+        let mut diffs = vec![0u64; markets.len()];
         let mut now_ms = 0;
         for n in 0..count {
             if n % 1024 == 0 {
@@ -141,17 +145,15 @@ impl Replay {
                 break;
             };
             markets[i].frame(kind, now_ms, &mut rng, &mut data);
-            if kind == StreamKind::Depth && books[i].is_none() {
-                books[i] = Some(markets[i].clone());
+            if kind == StreamKind::Depth {
+                if diffs[i] % BOOK_EVERY == 0 {
+                    books.push((n, markets[i].clone()));
+                }
+                diffs[i] += 1;
             }
             lines.push(format!(r#"{{"stream":"{name}","data":{data}}}"#).into());
             kinds.push(Some(kind.record_kind()));
         }
-        let books = books
-            .into_iter()
-            .zip(symbols)
-            .map(|(b, s)| b.unwrap_or_else(|| SymbolMarket::new(s.clone(), market)))
-            .collect();
         Replay {
             lines,
             kinds,
@@ -159,6 +161,9 @@ impl Replay {
         }
     }
 }
+
+/// A rendered replay keeps a REST book of a symbol every this many of its depth diffs.
+const BOOK_EVERY: u64 = 256;
 
 /// Faults the simulator injects; each is off at zero / `None`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -628,7 +633,8 @@ async fn serve(
             let replayed = cfg
                 .replay
                 .as_ref()
-                .and_then(|r| r.books.iter().find(|b| b.name() == s.name));
+                .and_then(|r| r.books.iter().find(|b| b.1.name() == s.name))
+                .map(|b| &b.1);
             Arc::new(std::sync::Mutex::new(
                 replayed
                     .cloned()
@@ -656,6 +662,7 @@ async fn serve(
     let faults = cfg.faults;
     let mut frame_no = 0u64;
     let mut replay_at = 0usize;
+    let mut next_book = 0usize;
     let mut incoming: std::collections::VecDeque<std::time::Instant> = Default::default();
     let mut last_ping = t0;
     let mut awaiting: Option<(u64, std::time::Instant)> = None;
@@ -770,6 +777,16 @@ async fn serve(
                 }
                 replay_at += 1;
                 sent += 1;
+            }
+            // REST snapshots follow what has been sent.
+            while let Some((at, book)) = rep.books.get(next_book) {
+                if *at >= replay_at {
+                    break;
+                }
+                if let Some(m) = markets.iter().find(|m| lock(m).name() == book.name()) {
+                    *lock(m) = book.clone();
+                }
+                next_book += 1;
             }
         } else if !subs.streams.is_empty() {
             let now_ms = crate::clock::now_ns() / 1_000_000;
@@ -894,8 +911,8 @@ mod tests {
     fn rendered_frames_decode_and_bridge_their_snapshots() {
         for market in [Market::Spot, Market::Usdm] {
             let symbols = market::default_symbols();
-            let r = Replay::render(market, &symbols, 5_000, 3);
-            assert_eq!((r.lines.len(), r.kinds.len()), (5_000, 5_000));
+            let r = Replay::render(market, &symbols, 20_000, 3);
+            assert_eq!((r.lines.len(), r.kinds.len()), (20_000, 20_000));
             let table = SymbolTable::new();
             let mut dec = Decoder::new(market, table.clone());
             let mut books: std::collections::HashMap<String, (BookSync, usize)> =
@@ -924,10 +941,10 @@ mod tests {
                 }
                 if *seen == 3 {
                     // The snapshot arrives after two diffs were buffered.
-                    let served = r
+                    let (_, served) = r
                         .books
                         .iter()
-                        .find(|b| b.name() == name.as_ref() as &str)
+                        .find(|b| b.1.name() == name.as_ref() as &str)
                         .expect("a book per symbol");
                     let (last, _, _) = served.book();
                     assert_eq!(event, SyncEvent::Buffered);
@@ -942,6 +959,26 @@ mod tests {
                 applied += 1;
             }
             assert_eq!(books.len(), symbols.len(), "diffs for every symbol");
+            // Every REST book is the symbol's book right after the diff on its line.
+            assert!(r.books.len() > symbols.len(), "books along the way");
+            for (at, book) in &r.books {
+                let mut u = None;
+                dec.decode(
+                    r.lines[*at].as_bytes(),
+                    0,
+                    &mut |rec: &Record, _: &[Level]| {
+                        if let Record::DepthUpdate(d) = rec {
+                            u = Some((
+                                table.name(d.header.symbol).unwrap_or_default(),
+                                d.final_update_id,
+                            ));
+                        }
+                    },
+                )
+                .expect("decodes");
+                let (name, u) = u.expect("a depth diff on the book's line");
+                assert_eq!((&*name, u), (book.name(), book.book().0));
+            }
             assert!(applied > 100, "{applied} diffs applied after the snapshots");
         }
     }
