@@ -102,7 +102,7 @@ pub struct Args {
     pub queue: usize,
     /// Render all the simulator's frames (`--rate` x `--duration`) before the run starts and
     /// only send them during it, so that the load generator costs its writes alone (perf:
-    /// the engine's own ceiling). Frames are kept in memory, about 300 bytes each.
+    /// the engine's own ceiling). Frames are kept in memory, about 500 bytes each.
     #[arg(long)]
     pub prerender: bool,
 }
