@@ -16,6 +16,20 @@ use tickwire_tests::{
     trade_rows_batch, workspace, CANDLE_T0,
 };
 
+/// The sink's config for database `db` on the test command's server, spilling into a
+/// directory `<spill>-<pid>` under the temporary directory (or the temporary directory itself).
+fn sink_config(db: &str, spill: Option<&str>) -> ClickHouseConfig {
+    let mut cfg = ClickHouseConfig::new(
+        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+    );
+    cfg.database = db.to_string();
+    cfg.durability.spill_dir = match spill {
+        Some(name) => std::env::temp_dir().join(format!("{name}-{}", std::process::id())),
+        None => std::env::temp_dir(),
+    };
+    cfg
+}
+
 #[test]
 fn modern_native_blocks_load_into_chdb() {
     let dir = std::env::temp_dir().join(format!("tickwire-native-{}", std::process::id()));
@@ -120,13 +134,8 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
     let version =
         clickhouse("SELECT version()").expect("ClickHouse is up (the test command starts it)");
     let db = format!("tickwire_sink_test_{}", std::process::id());
-    let mut cfg = ClickHouseConfig::new(
-        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-    );
-    cfg.database.clone_from(&db);
-    cfg.durability.spill_dir =
-        std::env::temp_dir().join(format!("tickwire-spill-{}", std::process::id()));
-    let mut sink = ClickHouseSink::new(cfg).expect("sink starts and migrates");
+    let mut sink = ClickHouseSink::new(sink_config(&db, Some("tickwire-spill")))
+        .expect("sink starts and migrates");
     assert_eq!(sink.version(), version.trim());
     let batches = batches(2);
     let mut rows = std::collections::HashMap::<&str, usize>::new();
@@ -175,12 +184,7 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
         clickhouse(&format!("SELECT count() FROM {db}.schema_migrations")).expect("migrations");
     assert_eq!(migrations.trim(), "1");
     // A second start migrates nothing new.
-    let mut cfg2 = ClickHouseConfig::new(
-        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-    );
-    cfg2.database.clone_from(&db);
-    cfg2.durability.spill_dir = std::env::temp_dir();
-    ClickHouseSink::new(cfg2).expect("restart");
+    ClickHouseSink::new(sink_config(&db, None)).expect("restart");
     assert_eq!(
         clickhouse(&format!("SELECT count() FROM {db}.schema_migrations"))
             .expect("migrations")
@@ -197,12 +201,7 @@ fn the_sink_writes_every_kind_into_clickhouse_exactly() {
 fn candles_follow_trade_time_across_inserts() {
     clickhouse("SELECT 1").expect("ClickHouse is up (the test command starts it)");
     let db = format!("tickwire_candle_test_{}", std::process::id());
-    let mut cfg = ClickHouseConfig::new(
-        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-    );
-    cfg.database.clone_from(&db);
-    cfg.durability.spill_dir = std::env::temp_dir();
-    let mut sink = ClickHouseSink::new(cfg).expect("sink");
+    let mut sink = ClickHouseSink::new(sink_config(&db, None)).expect("sink");
     let trades = candle_trades();
     let (early, late): (Vec<_>, Vec<_>) = trades.iter().partition(|t| t.1 < CANDLE_T0 + 90_000_000);
     sink.write(&trade_rows_batch(&late, 1)).expect("late first");
@@ -376,13 +375,8 @@ fn blocks_are_sent_in_the_tables_key_order() {
 fn gathered_depth_levels_read_back_row_by_row() {
     clickhouse("SELECT 1").expect("ClickHouse is up (the test command starts it)");
     let db = format!("tickwire_order_test_{}", std::process::id());
-    let mut cfg = ClickHouseConfig::new(
-        std::env::var("TICKWIRE_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
-    );
-    cfg.database.clone_from(&db);
-    cfg.durability.spill_dir =
-        std::env::temp_dir().join(format!("tickwire-order-spill-{}", std::process::id()));
-    let mut sink = ClickHouseSink::new(cfg).expect("sink starts and migrates");
+    let mut sink = ClickHouseSink::new(sink_config(&db, Some("tickwire-order-spill")))
+        .expect("sink starts and migrates");
     let (batch, rows) = interleaved_depth();
     sink.write(&batch).expect("written");
     sink.close().expect("closed");
