@@ -65,11 +65,20 @@ def test_query_api_matches_parquet(tmp_path):
     http = f"127.0.0.1:{free_port()}"
     base = f"http://{http}"
     out = tmp_path / "data"
-    demo = start_demo(out, http, 6)
+    demo = start_demo(out, http, 10)
     try:
         wait_for(lambda: get(f"{base}/health")[0] == 200 if _up(base) else False, "the API")
         wait_for(lambda: int(get(f"{base}/v1/trade?limit=1")[1].get("X-Tickwire-Rows", 0)) > 0, "trades")
-        time.sleep(2)  # let a few flushes happen, so both flushed and open batches are in range
+        # Let a few flushes happen, so both flushed and open batches are in range, and wait for
+        # three seconds of ETHUSDT candles (the last may be incomplete; two are compared).
+        time.sleep(1)
+
+        def three_seconds():
+            to = int(time.time() * 1000) - 200
+            body = get(f"{base}/v1/candles?market=spot&symbol=ETHUSDT&interval=1s&from=0&to={to}")[2]
+            return len(body.decode().splitlines()) >= 3
+
+        wait_for(three_seconds, "three seconds of candles")
         to_ms = int(time.time() * 1000) - 200
         q = f"from=0&to={to_ms}&limit=1000000"
         st, h, body = get(f"{base}/v1/trade?{q}")

@@ -45,13 +45,12 @@ bind = "127.0.0.1:9"
     wait(lambda: get(f"http://127.0.0.1:{http}/health")[0] == 200, 20, "/health to answer")
     status, body = get(f"http://127.0.0.1:{http}/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
-    time.sleep(1.0)
+    trades = lambda m: metric(m, "tickwire_records_total")['tickwire_records_total{kind="trade"}']
+    wait(lambda: trades(get(f"http://127.0.0.1:{http}/metrics")[1]) > 0, 20, "the first trades")
     _, m1 = get(f"http://127.0.0.1:{http}/metrics")
     time.sleep(1.0)
     _, m2 = get(f"http://127.0.0.1:{http}/metrics")
-    t1 = metric(m1, "tickwire_records_total")['tickwire_records_total{kind="trade"}']
-    t2 = metric(m2, "tickwire_records_total")['tickwire_records_total{kind="trade"}']
-    assert t2 > t1 > 0
+    assert trades(m2) > trades(m1) > 0
     assert "# TYPE tickwire_recv_to_publish_seconds histogram" in m2
     assert metric(m2, "tickwire_dropped_total") == {f'tickwire_dropped_total{{where="{w}"}}': 0.0 for w in ("queue", "zmq", "sink_queue")}
     assert get(f"http://127.0.0.1:{http}/nope")[0] == 404
