@@ -109,6 +109,9 @@ pub struct Args {
 
 /// Runs the demo.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.prerender && args.rate == 0 {
+        anyhow::bail!("--prerender renders --rate x --duration frames: it needs --rate > 0");
+    }
     let parquet = ParquetSink::new(ParquetConfig::new(&args.out)).context("parquet sink")?;
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(parquet)];
     if let Some(url) = &args.clickhouse {
