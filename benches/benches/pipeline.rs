@@ -305,6 +305,12 @@ fn columnarize_and_parquet(c: &mut Criterion) {
             tickwire_sinks::parquet::writer_properties(&batch.schema(), 3, 128 * 1024)
                 .expect("props"),
         ),
+        // The same at zstd level 1 (`zstd_level = 1` in the sink's config).
+        (
+            "tickwire_sink_zstd1",
+            tickwire_sinks::parquet::writer_properties(&batch.schema(), 1, 128 * 1024)
+                .expect("props"),
+        ),
     ];
     for (name, props) in &variants {
         eprintln!(
