@@ -321,8 +321,14 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 let [a, b] = [(Market::Spot, 7), (Market::Usdm, 8)].map(|(m, seed)| {
                     sc.spawn(move || Arc::new(Replay::render(m, symbols, count, seed)))
                 });
-                [a.join().ok(), b.join().ok()]
-            })
+                // A render that failed stops the run: it never falls back to the live market.
+                let joined = |h: std::thread::ScopedJoinHandle<'_, Arc<Replay>>| {
+                    h.join()
+                        .map(Some)
+                        .map_err(|_| anyhow::anyhow!("rendering the simulator's frames failed"))
+                };
+                anyhow::Ok([joined(a)?, joined(b)?])
+            })?
         }
         _ => [None, None],
     };

@@ -116,16 +116,17 @@ impl Replay {
             .iter()
             .map(|s| SymbolMarket::new(s.clone(), market))
             .collect();
-        let streams: Vec<(usize, StreamKind, u64, String)> = markets
+        let (streams, weights): (Vec<(usize, StreamKind, String)>, Vec<u32>) = markets
             .iter()
             .enumerate()
             .flat_map(|(i, m)| {
                 StreamKind::mix(market)
                     .iter()
-                    .map(move |&(k, w)| (i, k, u64::from(w), m.stream(k)))
+                    .map(move |&(k, w)| ((i, k, m.stream(k)), w))
             })
-            .collect();
-        let total: u64 = streams.iter().map(|s| s.2).sum();
+            .unzip();
+        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        let count = if total == 0 { 0 } else { count };
         let mut rng = Rng::new(seed);
         let (mut lines, mut kinds) = (Vec::with_capacity(count), Vec::with_capacity(count));
         let mut data = String::with_capacity(4096);
@@ -136,14 +137,8 @@ impl Replay {
             if n % 1024 == 0 {
                 now_ms = crate::clock::now_ns() / 1_000_000;
             }
-            let mut r = rng.below(total.max(1));
-            let Some(&(i, kind, _, ref name)) = streams.iter().find(|s| {
-                let hit = r < s.2;
-                r = r.saturating_sub(s.2);
-                hit
-            }) else {
-                break;
-            };
+            let (i, kind, name) = &streams[pick(&mut rng, &weights, total)];
+            let (i, kind) = (*i, *kind);
             markets[i].frame(kind, now_ms, &mut rng, &mut data);
             if kind == StreamKind::Depth {
                 if diffs[i] % BOOK_EVERY == 0 {
@@ -151,7 +146,7 @@ impl Replay {
                 }
                 diffs[i] += 1;
             }
-            lines.push(format!(r#"{{"stream":"{name}","data":{data}}}"#).into());
+            lines.push(combined_frame(name, &data).into());
             kinds.push(Some(kind.record_kind()));
         }
         Replay {
@@ -160,6 +155,24 @@ impl Replay {
             books,
         }
     }
+}
+
+/// The index of the stream a random draw picks, each stream drawn in proportion to its
+/// weight (`total`: the weights' sum, > 0).
+fn pick(rng: &mut Rng, weights: &[u32], total: u64) -> usize {
+    let mut r = rng.below(total);
+    for (i, &w) in weights.iter().enumerate() {
+        if r < u64::from(w) {
+            return i;
+        }
+        r -= u64::from(w);
+    }
+    0
+}
+
+/// A combined-stream frame (`/stream?streams=`): `data` wrapped with its stream's name.
+fn combined_frame(stream: &str, data: &str) -> String {
+    format!(r#"{{"stream":"{stream}","data":{data}}}"#)
 }
 
 /// A rendered replay keeps a REST book of a symbol every this many of its depth diffs.
@@ -809,15 +822,7 @@ async fn serve(
                     }
                     oversized += 1;
                 }
-                let mut r = rng.below(subs.total);
-                let mut pick = 0;
-                for (i, &w) in subs.weights.iter().enumerate() {
-                    if r < u64::from(w) {
-                        pick = i;
-                        break;
-                    }
-                    r -= u64::from(w);
-                }
+                let pick = pick(&mut rng, &subs.weights, subs.total);
                 let (si, kind) = subs.streams[pick];
                 let sequenced = matches!(
                     kind,
@@ -835,7 +840,7 @@ async fn serve(
                 subs.seen[pick] = true;
                 lock(&markets[si]).frame(kind, now_ms, &mut rng, &mut frame);
                 let text = if combined {
-                    format!(r#"{{"stream":"{}","data":{}}}"#, subs.names[pick], frame)
+                    combined_frame(&subs.names[pick], &frame)
                 } else {
                     frame.clone()
                 };
