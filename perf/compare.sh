@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Same-run comparison of tickwire builds: `tickwire demo` at each rate, each binary in turn,
 # for a number of rounds; prints sent msg/s, whether everything arrived, and receive -> ZMQ
-# publish latency percentiles.
+# publish latency percentiles. PRERENDER=1: every run pre-renders its frames (`--prerender`).
 #   bash perf/compare.sh SECONDS ROUNDS "RATE..." NAME=BINARY...
 # e.g. build the commit before into /tmp/tw_base, this one into /tmp/tw_new, then
 #   bash perf/compare.sh 5 2 "100000 400000 800000" base=/tmp/tw_base new=/tmp/tw_new
@@ -17,7 +17,7 @@ for round in $(seq "$rounds"); do
     for nb in "$@"; do
       name=${nb%%=*} bin=${nb#*=}
       port=$((port + 1))
-      line=$("$bin" demo --duration "$secs" --rate "$r" --out "$out/$name$r$round" --zmq "tcp://127.0.0.1:$port" --stats-secs 0 | tail -1)
+      line=$("$bin" demo --duration "$secs" --rate "$r" --out "$out/$name$r$round" --zmq "tcp://127.0.0.1:$port" --stats-secs 0 ${PRERENDER:+--prerender} | tail -1)
       python3 - "$round" "$r" "$name" "$line" <<'PY'
 import json, sys
 rd, r, name, s = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])

@@ -6,11 +6,14 @@
 #   bash perf/cpu_cost.sh [SECONDS] [RATE]      (SECONDS >= 5)
 # PRERENDER=1: the simulator renders its frames before the run and only sends them during it
 # (`tickwire demo --prerender`; RATE must then be > 0: it sets how many frames are rendered).
+# BIN=PATH: measure that tickwire binary instead of building this tree's (same-run A/B runs).
 set -euo pipefail
 secs=${1:-8} rate=${2:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -q -p tickwire-engine --bin tickwire --manifest-path "$root/Cargo.toml"
-bin=${CARGO_TARGET_DIR:-$root/target}/release/tickwire
+if [ -n "${BIN:-}" ]; then bin=$BIN; else
+  cargo build --release -q -p tickwire-engine --bin tickwire --manifest-path "$root/Cargo.toml"
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/tickwire
+fi
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 hz=$(getconf CLK_TCK)
 http=127.0.0.1:9599
