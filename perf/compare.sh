@@ -24,7 +24,7 @@ rd, r, name, s = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv
 sent = sum(s["sent"].values()); rec = sum(v for k, v in s["records"].items() if k != "gap")
 lat = s["latency_us"]["recv_to_publish"]
 ok = "yes" if rec == sent and s["dropped"] == 0 and s["errors"] == 0 else "NO"
-print(f"| {rd} | {r:,} | {name} | {sent / s['duration_s']:,.0f} | {ok} | {lat['p50']} | {lat['p99']} | {lat['p999']} |")
+print(f"| {rd} | {r:,} | {name} | {sent / s['input_s']:,.0f} | {ok} | {lat['p50']} | {lat['p99']} | {lat['p999']} |")
 PY
     done
   done

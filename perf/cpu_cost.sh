@@ -49,7 +49,7 @@ fb, cb = read(b)
 msgs = fb - fa
 s = json.loads(open(summary).read().strip().splitlines()[-1])
 total = sum(v for k, v in s["records"].items() if k != "gap")
-print(f"rate {rate}: {total / s['duration_s']:,.0f} msg/s over the run, {msgs:,.0f} messages between the samples, "
+print(f"rate {rate}: {total / s['input_s']:,.0f} msg/s over the run, {msgs:,.0f} messages between the samples, "
       f"records == sent: {total == sum(s['sent'].values())}, dropped {s['dropped']}")
 print("| thread | CPU s | CPU us per message |")
 print("|---|---:|---:|")

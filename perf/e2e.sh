@@ -4,7 +4,8 @@
 #
 #   bash perf/e2e.sh [SECONDS] [RATE...]
 #
-# For each rate: what the simulator actually sent per second, whether everything arrived
+# For each rate: what the simulator actually sent per second (over the time it ran, the
+# summary's `input_s`), whether everything arrived
 # (records == sent, nothing dropped), and the receive->publish latency percentiles.
 # The simulator runs in the same process and shares the machine's cores with the engine.
 # PRERENDER=1: it renders all its frames before the run and only sends them during it
@@ -29,7 +30,7 @@ r, s = int(sys.argv[1]), json.loads(sys.argv[2])
 sent = sum(s["sent"].values()); rec = sum(v for k, v in s["records"].items() if k != "gap")
 lat = s["latency_us"]
 ok = "yes" if rec == sent and s["dropped"] == 0 and s["errors"] == 0 else "NO"
-print(f"| {r:,} | {sent / s['duration_s']:,.0f} | {ok} | {s['dropped']} | {lat['recv_to_publish']['p50']} | "
+print(f"| {r:,} | {sent / s['input_s']:,.0f} | {ok} | {s['dropped']} | {lat['recv_to_publish']['p50']} | "
       f"{lat['recv_to_publish']['p99']} | {lat['recv_to_publish']['p999']} | {lat['recv_to_flush']['p50'] / 1000:.0f} |")
 PY
   rm -rf "${out:?}/$r"

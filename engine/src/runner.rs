@@ -345,7 +345,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
         Input::Urls(_) => None,
     };
-    let counters = rt.block_on(async {
+    let (counters, input_s) = rt.block_on(async {
         // Inputs.
         let mut sims = Vec::new();
         let mut urls = Vec::new();
@@ -449,6 +449,9 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             })
         });
         wait_for_stop(s.duration).await;
+        // How long the inputs ran (a simulator sends only until now): the time its rate is
+        // measured over, unlike `duration_s`, which ends after the last flush.
+        let input_s = t0.elapsed();
         health.stopping.store(true, Ordering::Relaxed);
         // Sources first: no reconnects from here on. Then the simulators stop and close after
         // their last frame, which draining sources read to the end.
@@ -470,7 +473,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         if let Some(t) = http_task {
             t.abort();
         }
-        anyhow::Ok(counters)
+        anyhow::Ok((counters, input_s))
     })?;
     if let Some(srt) = sim_rt {
         // Stopped above: every simulator task has ended.
@@ -491,10 +494,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             sink_errors += 1;
         }
     }
-    Ok(summary(&counters, sink_errors, t0))
+    Ok(summary(&counters, sink_errors, t0, input_s))
 }
 
-fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
+fn summary(c: &Counters, sink_errors: u64, t0: Instant, input_s: Duration) -> String {
     let (qc, pc, zc) = (&c.queue, &c.pipeline, &c.zmq);
     let sink_errors = sink_errors
         + c.sinks
@@ -543,7 +546,7 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
     }
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"duration_s\":{:.3}}}",
+        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}}}",
                 zc.sent.load(Ordering::Relaxed),
         c.dropped(),
         qc.reconnects.load(Ordering::Relaxed),
@@ -572,6 +575,7 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant) -> String {
         pub_lat.quantile(0.999),
         flush_lat.quantile(0.5),
         flush_lat.quantile(0.99),
+        input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
     s

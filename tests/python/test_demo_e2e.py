@@ -38,6 +38,9 @@ def test_counts_reconcile(run):
     assert s["rows"]["parquet"] == total
     assert s["published"] == total
     assert s["dropped"] == 0 and s["errors"] == 0
+    # The demo ran 4 s (conftest): the inputs ran that long, the whole run to the last flush
+    # no less.
+    assert 4.0 <= s["input_s"] <= s["duration_s"], s
     assert "rec/s" in run["stats"] and "lag p50" in run["stats"], "stats line on stderr"
 
 
