@@ -667,11 +667,11 @@ async fn serve(
     let mut frame = String::with_capacity(4096);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let unlimited = cfg.rate == 0;
-    let per_ms = cfg.rate as f64 / 1000.0;
-    let mut budget = 0.0f64;
+    let mut pace = Pace {
+        per_s: cfg.rate,
+        scheduled: 0,
+    };
     let t0 = std::time::Instant::now();
-    let mut sent_total = 0u64;
     let faults = cfg.faults;
     let mut frame_no = 0u64;
     let mut replay_at = 0usize;
@@ -720,8 +720,7 @@ async fn serve(
                     }
                     if had && !subs.streams.is_empty() {
                         // Start the schedule now: no burst for the time without streams.
-                        budget = 0.0;
-                        sent_total = (t0.elapsed().as_secs_f64() * cfg.rate as f64) as u64;
+                        pace.skip_to(t0.elapsed());
                     }
                     if !put(&mut tx, Message::text(reply), true).await {
                         return;
@@ -757,18 +756,7 @@ async fn serve(
                 }
             }
         }
-        // Catch up to the schedule (rate * elapsed), in bursts of at most 10 ms of traffic.
-        let due = if unlimited {
-            sent_total + 2_000
-        } else {
-            (t0.elapsed().as_secs_f64() * cfg.rate as f64) as u64
-        };
-        budget = budget.max(0.0) + (due.saturating_sub(sent_total)) as f64;
-        let n = if unlimited {
-            2_000
-        } else {
-            (budget as u64).min((per_ms * 10.0).max(1.0) as u64)
-        };
+        let n = pace.next(t0.elapsed());
         if n == 0 {
             continue;
         }
@@ -865,8 +853,6 @@ async fn serve(
         }
         counters.malformed.fetch_add(malformed, Ordering::Relaxed);
         counters.oversized.fetch_add(oversized, Ordering::Relaxed);
-        sent_total += n;
-        budget -= n as f64;
     }
     // Clean close: everything fed was flushed; the close frame follows the data.
     if put(&mut tx, Message::Close(None), true).await {
@@ -901,10 +887,96 @@ async fn put(tx: &mut WsTx, m: Message, flush: bool) -> bool {
 /// Bytes of an oversized frame's payload (2 MiB: beyond any real Binance frame).
 pub const OVERSIZED: usize = 2 << 20;
 
+/// A connection's send schedule: `per_s` frames a second from its start (0: as fast as the
+/// client reads), caught up in bursts of at most 10 ms of traffic when it falls behind, and
+/// never ahead of the schedule.
+#[derive(Debug)]
+struct Pace {
+    per_s: u64,
+    /// Frames scheduled so far (sent, or given up on when the connection ends).
+    scheduled: u64,
+}
+
+impl Pace {
+    /// Frames as fast as the client reads: this many a turn.
+    const UNLIMITED_BURST: u64 = 2_000;
+
+    /// The frames to send now, `elapsed` after the start; counts them as scheduled.
+    fn next(&mut self, elapsed: Duration) -> u64 {
+        let n = if self.per_s == 0 {
+            Self::UNLIMITED_BURST
+        } else {
+            let burst = (self.per_s / 100).max(1);
+            self.due(elapsed).saturating_sub(self.scheduled).min(burst)
+        };
+        self.scheduled += n;
+        n
+    }
+
+    /// Skips the frames due by `elapsed` (the time before the first subscription).
+    fn skip_to(&mut self, elapsed: Duration) {
+        self.scheduled = self.scheduled.max(self.due(elapsed));
+    }
+
+    fn due(&self, elapsed: Duration) -> u64 {
+        (elapsed.as_nanos() * u128::from(self.per_s) / 1_000_000_000) as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::book::{BookSync, SyncEvent};
+
+    #[test]
+    fn a_schedule_that_fell_behind_catches_up_in_bursts_and_never_gets_ahead() {
+        let ms = Duration::from_millis;
+        let mut p = Pace {
+            per_s: 100_000,
+            scheduled: 0,
+        };
+        assert_eq!(p.next(ms(1)), 100);
+        // The client stalled the sender for half a second: 49,900 frames behind.
+        let mut t = 500;
+        let mut bursts = 0;
+        loop {
+            let n = p.next(ms(t));
+            assert!(n <= 1_000, "a burst is at most 10 ms of traffic: {n}");
+            assert!(
+                p.scheduled <= p.due(ms(t)),
+                "ahead of the schedule at {t} ms"
+            );
+            bursts += 1;
+            if p.scheduled == p.due(ms(t)) || bursts > 1_000 {
+                break;
+            }
+            t += 1;
+        }
+        // 1,000 frames a turn against 100 more due each turn: caught up in ~55 turns.
+        assert!((50..=60).contains(&bursts), "{bursts}");
+        // Back on the schedule: each 1 ms turn sends what came due in it, nothing more (the
+        // old budget added the whole deficit again every turn and then ran ahead of it).
+        for _ in 0..1_000 {
+            t += 1;
+            assert_eq!(p.next(ms(t)), 100, "at {t} ms");
+            assert_eq!(p.scheduled, p.due(ms(t)));
+        }
+    }
+
+    #[test]
+    fn a_schedule_skips_the_time_before_the_first_subscription() {
+        let mut p = Pace {
+            per_s: 10_000,
+            scheduled: 0,
+        };
+        p.skip_to(Duration::from_secs(3));
+        assert_eq!(p.next(Duration::from_millis(3_001)), 10);
+        let mut u = Pace {
+            per_s: 0,
+            scheduled: 0,
+        };
+        assert_eq!(u.next(Duration::from_secs(1)), Pace::UNLIMITED_BURST);
+    }
     use tickwire_codecs::binance::Decoder;
     use tickwire_codecs::record::{Level, Record};
     use tickwire_codecs::symbol::SymbolTable;
