@@ -66,6 +66,17 @@ impl Histogram {
         self.sum = self.sum.saturating_add(us);
     }
 
+    /// The values of both `self` and `other`.
+    pub fn merged(&self, other: &Histogram) -> Histogram {
+        let mut m = self.clone();
+        for (a, b) in m.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        m.total += other.total;
+        m.sum = m.sum.saturating_add(other.sum);
+        m
+    }
+
     /// Values recorded.
     pub fn count(&self) -> u64 {
         self.total
@@ -153,5 +164,25 @@ mod tests {
         assert_eq!(h.count_le(100), 100);
         assert_eq!(h.count(), 1000);
         assert_eq!(Histogram::default().quantile(0.5), 0);
+    }
+
+    #[test]
+    fn merged_holds_the_values_of_both() {
+        let (mut odd, mut even, mut all) = (
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        );
+        for v in 1..=5000u64 {
+            all.record(v);
+            if v % 2 == 1 { &mut odd } else { &mut even }.record(v);
+        }
+        let m = odd.merged(&even);
+        assert_eq!(m.count(), 5000);
+        assert_eq!(m.sum(), all.sum());
+        for q in [0.1, 0.5, 0.9, 0.99, 1.0] {
+            assert_eq!(m.quantile(q), all.quantile(q), "{q}");
+        }
+        assert_eq!(m.count_le(1000), 1000);
     }
 }

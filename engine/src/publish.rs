@@ -97,17 +97,37 @@ pub struct Publisher {
     sock: zmq::Socket,
     _ctx: zmq::Context,
     encoding: Encoding,
-    topics: FxHashMap<(u8, u8, SymbolId), (Vec<u8>, u64)>,
-    buf: Vec<u8>,
+    /// Per market (spot, USD-M): each market's connection writes only its own lane, so the
+    /// two source threads do not pass the topic table's and the buffer's cache lines back and
+    /// forth with every record.
+    lanes: [Lane; 2],
     counters: std::sync::Arc<PubCounters>,
     batches: bool,
+}
+
+/// The topics and scratch buffer of one market, on cache lines of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Lane {
+    /// (kind, symbol) -> topic and its last sequence number.
+    topics: FxHashMap<(u8, SymbolId), (Vec<u8>, u64)>,
+    buf: Vec<u8>,
+}
+
+/// The lane of a record's market (0 spot, 1 USD-M).
+#[inline]
+fn lane(market: u8) -> usize {
+    usize::from(market == Market::Usdm as u8)
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
             .field("encoding", &self.encoding)
-            .field("topics", &self.topics.len())
+            .field(
+                "topics",
+                &self.lanes.iter().map(|l| l.topics.len()).sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -162,8 +182,7 @@ impl Publisher {
             sock,
             _ctx: ctx,
             encoding: cfg.encoding,
-            topics: FxHashMap::default(),
-            buf: Vec::with_capacity(4096),
+            lanes: Default::default(),
             counters,
             batches: cfg.batches,
         })
@@ -254,22 +273,22 @@ impl Publisher {
     /// Publishes one record; never blocks.
     pub fn publish(&mut self, rec: &Record, levels: &[Level], symbol: &str) {
         let h = rec.header();
-        let key = (h.kind, h.market, h.symbol);
-        let (topic, seq) = self.topics.entry(key).or_insert_with(|| {
+        let Lane { topics, buf } = &mut self.lanes[lane(h.market)];
+        let (topic, seq) = topics.entry((h.kind, h.symbol)).or_insert_with(|| {
             let kind = Kind::from_code(h.kind).map_or("unknown", Kind::as_str);
             let market = Market::from_code(h.market).map_or("unknown", Market::as_str);
             (format!("{kind}.{market}.{symbol}").into_bytes(), 0)
         });
         *seq += 1;
-        self.buf.clear();
+        buf.clear();
         match self.encoding {
-            Encoding::Binary => encode_binary(&mut self.buf, rec, levels, *seq),
-            Encoding::Json => write_record(&mut self.buf, rec, symbol, levels),
+            Encoding::Binary => encode_binary(buf, rec, levels, *seq),
+            Encoding::Json => write_record(buf, rec, symbol, levels),
         }
         let r = self
             .sock
             .send(&topic[..], zmq::DONTWAIT | zmq::SNDMORE)
-            .and_then(|()| self.sock.send(&self.buf[..], zmq::DONTWAIT));
+            .and_then(|()| self.sock.send(&buf[..], zmq::DONTWAIT));
         self.count(r);
     }
 }
@@ -308,6 +327,14 @@ pub struct SharedPublisher {
 struct Inline {
     publisher: Publisher,
     names: crate::names::Names,
+    /// Latencies by market lane (see [`Lane`]), merged when published.
+    lat: [Latency; 2],
+}
+
+/// One market's latency histograms, on cache lines of their own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Latency {
     /// Receive to publish, µs, per record.
     publish: crate::metrics::Histogram,
     /// Exchange event time to publish, µs, per record with an event time.
@@ -334,8 +361,7 @@ impl SharedPublisher {
             inner: std::sync::Mutex::new(Inline {
                 publisher,
                 names: crate::names::Names::new(symbols),
-                publish: crate::metrics::Histogram::default(),
-                exchange: crate::metrics::Histogram::default(),
+                lat: Default::default(),
             }),
         }
     }
@@ -355,16 +381,16 @@ impl SharedPublisher {
         let Inline {
             publisher,
             names,
-            publish,
-            exchange,
+            lat,
         } = &mut *g;
         for msg in msgs {
             let h = *msg.rec.header();
             publisher.publish(&msg.rec, msg.levels(), names.get(h.symbol));
             let now = crate::clock::now_ns();
-            publish.record(((now - h.recv_time) / 1000).max(0) as u64);
+            let l = &mut lat[lane(h.market)];
+            l.publish.record(((now - h.recv_time) / 1000).max(0) as u64);
             if h.event_time != tickwire_codecs::record::NULL_I64 {
-                exchange.record((now / 1000 - h.event_time).max(0) as u64);
+                l.exchange.record((now / 1000 - h.event_time).max(0) as u64);
             }
         }
     }
@@ -394,8 +420,9 @@ impl SharedPublisher {
     ) {
         let mut g = self.lock();
         g.publisher.poll_subscriptions();
-        publish.publish(&g.publish);
-        exchange.publish(&g.exchange);
+        let [a, b] = &g.lat;
+        publish.publish(&a.publish.merged(&b.publish));
+        exchange.publish(&a.exchange.merged(&b.exchange));
     }
 
     /// Its counters.
