@@ -92,7 +92,8 @@ pub struct PubError {
 /// The version byte of the binary layout.
 pub const BINARY_VERSION: u8 = 1;
 
-/// Owns the PUB socket; lives on the pipeline thread.
+/// Owns the PUB socket. The engine shares it between the source tasks and the pipeline thread
+/// through a [`SharedPublisher`]; tests and benches drive it directly.
 pub struct Publisher {
     sock: zmq::Socket,
     _ctx: zmq::Context,
@@ -317,7 +318,9 @@ pub fn encode_batch(
 /// `zmq_send` (which only hands the message to libzmq's I/O thread). The pipeline thread
 /// sends the Arrow IPC batches (encoded before the lock is taken), reads subscription messages
 /// and publishes the latency histograms. One `Mutex`, held while one frame's records are
-/// sent (about 100 ns a record); contended only when two connections publish at once.
+/// sent (about 100 ns a record); contended only when two connections publish at once. What a
+/// record's publishing writes besides the socket (topic table, encode buffer, histograms) is
+/// kept per market lane, so the spot and USD-M connections do not write the same cache lines.
 pub struct SharedPublisher {
     inner: std::sync::Mutex<Inline>,
     counters: std::sync::Arc<PubCounters>,
