@@ -110,8 +110,9 @@ pub struct Publisher {
 #[repr(align(128))]
 #[derive(Default)]
 struct Lane {
-    /// (kind, symbol) -> topic and its last sequence number.
-    topics: FxHashMap<(u8, SymbolId), (Vec<u8>, u64)>,
+    /// (kind, market, symbol) -> topic and its last sequence number (the market stays in the
+    /// key: a lane is a cache-line choice, not the topic's identity).
+    topics: FxHashMap<(u8, u8, SymbolId), (Vec<u8>, u64)>,
     buf: Vec<u8>,
 }
 
@@ -275,11 +276,13 @@ impl Publisher {
     pub fn publish(&mut self, rec: &Record, levels: &[Level], symbol: &str) {
         let h = rec.header();
         let Lane { topics, buf } = &mut self.lanes[lane(h.market)];
-        let (topic, seq) = topics.entry((h.kind, h.symbol)).or_insert_with(|| {
-            let kind = Kind::from_code(h.kind).map_or("unknown", Kind::as_str);
-            let market = Market::from_code(h.market).map_or("unknown", Market::as_str);
-            (format!("{kind}.{market}.{symbol}").into_bytes(), 0)
-        });
+        let (topic, seq) = topics
+            .entry((h.kind, h.market, h.symbol))
+            .or_insert_with(|| {
+                let kind = Kind::from_code(h.kind).map_or("unknown", Kind::as_str);
+                let market = Market::from_code(h.market).map_or("unknown", Market::as_str);
+                (format!("{kind}.{market}.{symbol}").into_bytes(), 0)
+            });
         *seq += 1;
         buf.clear();
         match self.encoding {

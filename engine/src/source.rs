@@ -634,6 +634,14 @@ impl Publish<'_> {
     }
 }
 
+/// Adds the frames a source has counted locally to the shared counter.
+fn add_frames(c: &QueueCounters, frames: &mut u64) {
+    if *frames > 0 {
+        c.frames
+            .fetch_add(std::mem::take(frames), Ordering::Relaxed);
+    }
+}
+
 /// Publishes what is left of `bundle`, then sends it (left empty) under the full policy;
 /// records dropped are counted (they were published, not stored).
 fn push(
@@ -818,11 +826,9 @@ pub async fn run(
                 None
             };
             if ready.is_none() {
+                // Counted before the push, which may end the task with an error.
+                add_frames(&counters, &mut frames);
                 push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
-                if frames > 0 {
-                    counters.frames.fetch_add(frames, Ordering::Relaxed);
-                    frames = 0;
-                }
             }
             let m = if let Some(m) = ready {
                 m
@@ -971,10 +977,8 @@ pub async fn run(
                 published = dec.stats().clone();
             }
         }
+        add_frames(&counters, &mut frames);
         push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
-        counters
-            .frames
-            .fetch_add(std::mem::take(&mut frames), Ordering::Relaxed);
         counters.publish_decode(&published, dec.stats());
         published = dec.stats().clone();
         if stopping {
