@@ -108,6 +108,11 @@ impl BookSync {
         self.state != State::Buffering
     }
 
+    /// The first update id (`U`) of the oldest buffered diff, while one waits for a snapshot.
+    pub fn first_buffered(&self) -> Option<i64> {
+        self.buffer.front().map(|(d, _)| d.first_update_id)
+    }
+
     /// The last update id applied.
     pub fn last_update_id(&self) -> i64 {
         self.last_update_id

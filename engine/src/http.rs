@@ -129,6 +129,28 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     );
     counter(
         &mut o,
+        "tickwire_rest_requests_total",
+        "REST depth snapshots requested, and those that failed (each retried).",
+        &[
+            ("result=\"requested\"".into(), l(&c.queue.rest_requests)),
+            ("result=\"failed\"".into(), l(&c.queue.rest_errors)),
+        ],
+    );
+    counter(
+        &mut o,
+        "tickwire_books_synced_total",
+        "Order books made live from a snapshot (first syncs and resyncs).",
+        &[(String::new(), l(&c.queue.books_synced))],
+    );
+    counter(
+        &mut o,
+        "tickwire_book_resyncs_total",
+        "Order books discarded because their diffs broke.",
+        &[(String::new(), l(&c.queue.resyncs))],
+    );
+    let _ = writeln!(o, "# HELP tickwire_books_unsynced Order books waiting for a snapshot that bridges their diffs.\n# TYPE tickwire_books_unsynced gauge\ntickwire_books_unsynced {}", l(&c.queue.books_unsynced));
+    counter(
+        &mut o,
         "tickwire_published_total",
         "Messages published over ZMQ.",
         &[(String::new(), l(&c.zmq.sent))],
@@ -163,8 +185,14 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     counter(
         &mut o,
         "tickwire_sink_rows_total",
-        "Rows a sink has durably written.",
+        "Rows a sink has durably written (acknowledged by the store; Parquet: in closed files).",
         &sink(|s| s.rows.load(Ordering::Relaxed)),
+    );
+    counter(
+        &mut o,
+        "tickwire_sink_rows_written_total",
+        "Rows a sink has handed to its store (Parquet: written into open files, durable when they close).",
+        &sink(|s| s.written_rows.load(Ordering::Relaxed)),
     );
     counter(
         &mut o,

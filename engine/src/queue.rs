@@ -114,6 +114,8 @@ pub struct QueueCounters {
     pub books_synced: AtomicU64,
     /// Order books discarded because their diffs broke (then resynced).
     pub resyncs: AtomicU64,
+    /// Order books not live now (waiting for a snapshot that bridges their diffs): a gauge.
+    pub books_unsynced: AtomicU64,
     /// Connections replaced ahead of Binance's 24 h close.
     pub rotations: AtomicU64,
     /// Records dropped as duplicates of a rotation's overlap (not losses).

@@ -345,7 +345,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
         Input::Urls(_) => None,
     };
-    let (counters, input_s) = rt.block_on(async {
+    let (counters, input_s, unsynced) = rt.block_on(async {
         // Inputs.
         let mut sims = Vec::new();
         let mut urls = Vec::new();
@@ -452,6 +452,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         // How long the inputs ran (a simulator sends only until now): the time its rate is
         // measured over, unlike `duration_s`, which ends after the last flush.
         let input_s = t0.elapsed();
+        // Books not live when the stop came (the gauge falls to 0 as the sources end).
+        let unsynced = counters.queue.books_unsynced.load(Ordering::Relaxed);
         health.stopping.store(true, Ordering::Relaxed);
         // Sources first: no reconnects from here on. Then the simulators stop and close after
         // their last frame, which draining sources read to the end.
@@ -473,7 +475,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         if let Some(t) = http_task {
             t.abort();
         }
-        anyhow::Ok((counters, input_s))
+        anyhow::Ok((counters, input_s, unsynced))
     })?;
     if let Some(srt) = sim_rt {
         // Stopped above: every simulator task has ended.
@@ -494,49 +496,28 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             sink_errors += 1;
         }
     }
-    Ok(summary(&counters, sink_errors, t0, input_s))
+    Ok(summary(&counters, sink_errors, t0, input_s, unsynced))
 }
 
-fn summary(c: &Counters, sink_errors: u64, t0: Instant, input_s: Duration) -> String {
+/// The exit summary (one JSON line). Every command has the engine's own fields; the
+/// simulator's ground truth (`sent`, `injected`, `sim`) only appears when an in-process
+/// simulator ran (`demo`, or `run` with `[simulator] enabled`). `rows` are the rows each sink
+/// has durably written (at exit every Parquet file is closed, so these are final);
+/// `books.unsynced` the order books that were not live when the stop came.
+fn summary(
+    c: &Counters,
+    sink_errors: u64,
+    t0: Instant,
+    input_s: Duration,
+    unsynced: u64,
+) -> String {
     let (qc, pc, zc) = (&c.queue, &c.pipeline, &c.zmq);
-    let sink_errors = sink_errors
-        + c.sinks
-            .iter()
-            .map(|(_, s)| s.errors.load(Ordering::Relaxed))
-            .sum::<u64>();
-    let errors = qc.decode_errors.load(Ordering::Relaxed)
-        + pc.errors.load(Ordering::Relaxed)
-        + sink_errors
-        + zc.errors.load(Ordering::Relaxed);
+    let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let sink_errors = sink_errors + c.sinks.iter().map(|(_, s)| l(&s.errors)).sum::<u64>();
+    let errors = l(&qc.decode_errors) + l(&pc.errors) + sink_errors + l(&zc.errors);
     let (pub_lat, flush_lat) = (pc.recv_to_publish.snapshot(), pc.recv_to_flush.snapshot());
-    let sims = |f: fn(&SimCounters) -> u64| c.sims.iter().map(|x| f(x)).sum::<u64>();
-    let per_kind = |f: fn(&SimCounters) -> &[std::sync::atomic::AtomicU64; Kind::COUNT]| {
-        move |k: Kind| {
-            c.sims
-                .iter()
-                .map(|x| f(x)[k.index()].load(Ordering::Relaxed))
-                .sum::<u64>()
-        }
-    };
-    let mut injected = String::from("{\"gaps\":");
-    kinds_json(&mut injected, per_kind(|x| &x.gaps));
-    let _ = write!(
-        injected,
-        ",\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{},\"pong_timeouts\":{}}}",
-        sims(|x| x.malformed.load(Ordering::Relaxed)),
-        sims(|x| x.oversized.load(Ordering::Relaxed)),
-        sims(|x| x.closes.load(Ordering::Relaxed)),
-        sims(|x| x.pings.load(Ordering::Relaxed)),
-        sims(|x| x.pong_timeouts.load(Ordering::Relaxed))
-    );
-    let mut detected = String::new();
-    kinds_json(&mut detected, |k| {
-        qc.gaps[k.index()].load(Ordering::Relaxed)
-    });
-    let mut s = String::from("{\"sent\":");
-    kinds_json(&mut s, per_kind(|x| &x.sent));
-    s.push_str(",\"records\":");
-    kinds_json(&mut s, |k| pc.records[k.index()].load(Ordering::Relaxed));
+    let mut s = String::from("{\"records\":");
+    kinds_json(&mut s, |k| l(&pc.records[k.index()]));
     s.push_str(",\"rows\":{");
     for (i, (name, n)) in c.sinks.iter().enumerate() {
         if i > 0 {
@@ -544,32 +525,32 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant, input_s: Duration) -> St
         }
         let _ = write!(s, "\"{name}\":{}", n.rows());
     }
+    s.push_str("},\"gaps\":");
+    kinds_json(&mut s, |k| l(&qc.gaps[k.index()]));
     let _ = write!(
         s,
-        "}},\"published\":{},\"dropped\":{},\"errors\":{errors},\"injected\":{injected},\"detected\":{detected},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"sim_controls\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books_synced\":{},\"resyncs\":{},\"rest_requests\":{},\"rest_errors\":{},\"sim_rest_snapshots\":{},\"sim_rest_limited\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}}}",
-                zc.sent.load(Ordering::Relaxed),
+        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{{\"synced\":{},\"unsynced\":{},\"resyncs\":{}}},\"rest\":{{\"requests\":{},\"errors\":{}}},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
+        l(&zc.sent),
         c.dropped(),
-        qc.reconnects.load(Ordering::Relaxed),
-        qc.frames.load(Ordering::Relaxed),
-        qc.decode_errors.load(Ordering::Relaxed),
-        qc.oversized.load(Ordering::Relaxed),
-        qc.idle_reconnects.load(Ordering::Relaxed),
-        qc.control_requests.load(Ordering::Relaxed),
-        qc.control_errors.load(Ordering::Relaxed),
-        sims(|x| x.controls.load(Ordering::Relaxed)),
-        qc.rotations.load(Ordering::Relaxed),
-        qc.duplicates.load(Ordering::Relaxed),
-        zc.batches_sent.load(Ordering::Relaxed),
-        zc.batches_dropped.load(Ordering::Relaxed),
-        qc.books_synced.load(Ordering::Relaxed),
-        qc.resyncs.load(Ordering::Relaxed),
-        qc.rest_requests.load(Ordering::Relaxed),
-        qc.rest_errors.load(Ordering::Relaxed),
-        sims(|x| x.rest_snapshots.load(Ordering::Relaxed)),
-        sims(|x| x.rest_limited.load(Ordering::Relaxed)),
-        qc.dropped.load(Ordering::Relaxed),
-        zc.dropped.load(Ordering::Relaxed),
-        pc.batches.load(Ordering::Relaxed),
+        l(&qc.reconnects),
+        l(&qc.frames),
+        l(&qc.decode_errors),
+        l(&qc.oversized),
+        l(&qc.idle_reconnects),
+        l(&qc.control_requests),
+        l(&qc.control_errors),
+        l(&qc.rotations),
+        l(&qc.duplicates),
+        l(&zc.batches_sent),
+        l(&zc.batches_dropped),
+        l(&qc.books_synced),
+        unsynced,
+        l(&qc.resyncs),
+        l(&qc.rest_requests),
+        l(&qc.rest_errors),
+        l(&qc.dropped),
+        l(&zc.dropped),
+        l(&pc.batches),
         pub_lat.quantile(0.5),
         pub_lat.quantile(0.99),
         pub_lat.quantile(0.999),
@@ -578,7 +559,44 @@ fn summary(c: &Counters, sink_errors: u64, t0: Instant, input_s: Duration) -> St
         input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
+    if !c.sims.is_empty() {
+        sim_summary(&mut s, &c.sims);
+    }
+    s.push('}');
     s
+}
+
+/// The in-process simulator's ground truth: what it sent and injected, and what it served.
+fn sim_summary(s: &mut String, sims: &[Arc<SimCounters>]) {
+    let sum = |f: fn(&SimCounters) -> &std::sync::atomic::AtomicU64| {
+        sims.iter()
+            .map(|x| f(x).load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let per_kind = |f: fn(&SimCounters) -> &[std::sync::atomic::AtomicU64; Kind::COUNT]| {
+        move |k: Kind| {
+            sims.iter()
+                .map(|x| f(x)[k.index()].load(Ordering::Relaxed))
+                .sum::<u64>()
+        }
+    };
+    s.push_str(",\"sent\":");
+    kinds_json(s, per_kind(|x| &x.sent));
+    s.push_str(",\"injected\":{\"gaps\":");
+    kinds_json(s, per_kind(|x| &x.gaps));
+    let _ = write!(
+        s,
+        ",\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{},\"pong_timeouts\":{}}},\"sim\":{{\"controls\":{},\"rest_snapshots\":{},\"rest_limited\":{},\"slow_closes\":{}}}",
+        sum(|x| &x.malformed),
+        sum(|x| &x.oversized),
+        sum(|x| &x.closes),
+        sum(|x| &x.pings),
+        sum(|x| &x.pong_timeouts),
+        sum(|x| &x.controls),
+        sum(|x| &x.rest_snapshots),
+        sum(|x| &x.rest_limited),
+        sum(|x| &x.slow_closes),
+    );
 }
 
 /// Returns after `d` (never, when None), or at SIGINT / SIGTERM.

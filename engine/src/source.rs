@@ -19,8 +19,11 @@
 //! Order books (`rest` set): every depth diff also feeds the symbol's [`crate::book::BookSync`];
 //! a book that needs a snapshot (first sync, a break, a snapshot too old) is queued for a REST
 //! request, at most one every 100 ms per connection and 1 s after a 429 or a failure, so many
-//! symbols resyncing at once stay within Binance's weight limits. The break itself is the
-//! sequence `gap` record; `resyncs` and `books_synced` count the rest. With `book_every`, each
+//! symbols resyncing at once stay within Binance's weight limits. A book whose snapshot does
+//! not bridge its diffs is asked again with a backoff of its own (250 ms doubling to 30 s),
+//! logged after its third attempt with the ids that did not meet, and counted in
+//! `books_unsynced` while it waits. The break itself is the sequence `gap` record; `resyncs`
+//! and `books_synced` count the rest. With `book_every`, each
 //! live book's top levels are written as `depth_snapshot` records. REST is HTTP or HTTPS
 //! (rustls with the webpki roots).
 //!
@@ -203,6 +206,22 @@ impl Overlap {
 const REST_GAP: Duration = Duration::from_millis(100);
 /// After a 429 (over the limit) or a failure, the next request waits this long.
 const REST_BACKOFF: Duration = Duration::from_secs(1);
+/// A book whose snapshot did not bridge (or failed) `n` times waits `RETRY_FIRST * 2^(n-1)`,
+/// at most `RETRY_MAX`, before its next one.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// A book still not synced after this many snapshots is logged (then at every doubling).
+const RETRY_LOG_AT: u32 = 3;
+
+/// The wait before the next snapshot of a book that failed `attempts` times in a row.
+fn retry_delay(attempts: u32) -> Duration {
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    RETRY_FIRST
+        .saturating_mul(1u32 << (attempts - 1).min(16))
+        .min(RETRY_MAX)
+}
 
 /// One REST GET over HTTP/1.1, `http://` or `https://` (rustls, the webpki roots plus
 /// `extra_roots`); the body of a 200 answer.
@@ -319,34 +338,116 @@ struct Books {
     market: Market,
     rest: String,
     books: FxHashMap<SymbolId, crate::book::BookSync>,
-    /// Symbols waiting for a snapshot request, in order.
-    want: std::collections::VecDeque<SymbolId>,
+    /// Symbols waiting for a snapshot request, each with the instant before which it must
+    /// not be asked (its backoff).
+    want: std::collections::VecDeque<(SymbolId, tokio::time::Instant)>,
     /// Requested, answer not yet taken.
     asked: rustc_hash::FxHashSet<SymbolId>,
+    /// Snapshots taken for a book since it was last live that did not make it live.
+    attempts: FxHashMap<SymbolId, u32>,
     /// No request before this instant.
     next_at: tokio::time::Instant,
+    /// Books of this connection that are not live (added to the shared `books_unsynced`).
+    unsynced: u64,
+    /// The shared counters (`books_unsynced` is kept equal to the sum over connections).
+    counters: Arc<QueueCounters>,
+}
+
+impl Drop for Books {
+    fn drop(&mut self) {
+        self.counters
+            .books_unsynced
+            .fetch_sub(self.unsynced, Ordering::Relaxed);
+    }
 }
 
 impl Books {
+    fn new(market: Market, rest: &str, counters: Arc<QueueCounters>) -> Books {
+        Books {
+            market,
+            rest: rest.trim_end_matches('/').to_string(),
+            books: FxHashMap::default(),
+            want: Default::default(),
+            asked: Default::default(),
+            attempts: FxHashMap::default(),
+            next_at: tokio::time::Instant::now(),
+            unsynced: 0,
+            counters,
+        }
+    }
+
+    /// Forgets every book (after a reconnect, each starts over).
+    fn reset(&mut self) {
+        self.books.clear();
+        self.want.clear();
+        self.attempts.clear();
+        self.counters
+            .books_unsynced
+            .fetch_sub(self.unsynced, Ordering::Relaxed);
+        self.unsynced = 0;
+    }
+
+    /// Queues a snapshot request for `sym`, after its backoff.
     fn need(&mut self, sym: SymbolId) {
-        if !self.asked.contains(&sym) && !self.want.contains(&sym) {
-            self.want.push_back(sym);
+        if !self.asked.contains(&sym) && !self.want.iter().any(|(s, _)| *s == sym) {
+            let n = self.attempts.get(&sym).copied().unwrap_or(0);
+            self.want
+                .push_back((sym, tokio::time::Instant::now() + retry_delay(n)));
+        }
+    }
+
+    /// When the next request may go: the earliest backoff among those waiting, and not
+    /// before the connection's own gap.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        let first = self.want.iter().map(|(_, at)| *at).min()?;
+        Some(first.max(self.next_at))
+    }
+
+    /// Takes the waiting symbol whose backoff ends first.
+    fn take(&mut self) -> Option<SymbolId> {
+        let i = (0..self.want.len()).min_by_key(|&i| self.want[i].1)?;
+        self.want.remove(i).map(|(s, _)| s)
+    }
+
+    /// Moves the shared `books_unsynced` by a book's change of state.
+    fn track(&mut self, was_live: bool, live: bool) {
+        if was_live && !live {
+            self.unsynced += 1;
+            self.counters.books_unsynced.fetch_add(1, Ordering::Relaxed);
+        } else if !was_live && live {
+            self.unsynced -= 1;
+            self.counters.books_unsynced.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     fn on_diff(&mut self, d: &DepthUpdate, lv: &[Level], c: &QueueCounters) {
         use crate::book::{BookSync, SyncEvent};
         let market = self.market;
-        let book = self
-            .books
-            .entry(d.header.symbol)
-            .or_insert_with(|| BookSync::new(market));
-        match book.on_diff(d, lv) {
-            SyncEvent::Buffered | SyncEvent::NeedSnapshot => self.need(d.header.symbol),
+        let sym = d.header.symbol;
+        let (was_live, ev, live) = match self.books.get_mut(&sym) {
+            Some(book) => {
+                let was = book.is_live();
+                let ev = book.on_diff(d, lv);
+                (was, ev, book.is_live())
+            }
+            None => {
+                let mut book = BookSync::new(market);
+                let ev = book.on_diff(d, lv);
+                let live = book.is_live();
+                self.books.insert(sym, book);
+                (true, ev, live) // a new book counts as one that just stopped being live
+            }
+        };
+        self.track(was_live, live);
+        match ev {
+            SyncEvent::Buffered | SyncEvent::NeedSnapshot => self.need(sym),
             SyncEvent::Gap { .. } => {
                 // The break itself is already a `gap` record (sequence); this rebuilds the book.
                 c.resyncs.fetch_add(1, Ordering::Relaxed);
-                self.need(d.header.symbol);
+                self.need(sym);
+            }
+            SyncEvent::Applied if !self.attempts.is_empty() => {
+                self.attempts.remove(&sym);
             }
             _ => {}
         }
@@ -358,6 +459,7 @@ impl Books {
         r: Result<String, String>,
         c: &QueueCounters,
         url: &str,
+        names: &SymbolTable,
     ) {
         use crate::book::SyncEvent;
         self.asked.remove(&sym);
@@ -365,20 +467,46 @@ impl Books {
         let Some(book) = self.books.get_mut(&sym) else {
             return;
         };
-        match parsed {
-            Ok((last, bids, asks)) => match book.on_snapshot(last, &bids, &asks) {
-                SyncEvent::Live => {
-                    c.books_synced.fetch_add(1, Ordering::Relaxed);
+        let was_live = book.is_live();
+        let why = match parsed {
+            Ok((last, bids, asks)) => {
+                let first = book.first_buffered();
+                let ev = book.on_snapshot(last, &bids, &asks);
+                let live = book.is_live();
+                self.track(was_live, live);
+                match ev {
+                        SyncEvent::Live => {
+                        // Its attempts are forgotten once a diff applies on top (a snapshot
+                        // from another book may look newer and break at the next diff).
+                        c.books_synced.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    _ => match first {
+                        Some(u) => format!(
+                            "snapshot lastUpdateId {last} does not reach the first buffered diff {u}"
+                        ),
+                        None => format!("snapshot lastUpdateId {last} did not bridge"),
+                    },
                 }
-                _ => self.need(sym),
-            },
+            }
             Err(e) => {
                 c.rest_errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("tickwire: source {url}: depth snapshot: {e}");
                 self.next_at = tokio::time::Instant::now() + REST_BACKOFF;
-                self.need(sym);
+                e
             }
+        };
+        let n = self.attempts.entry(sym).or_insert(0);
+        *n += 1;
+        let n = *n;
+        if n >= RETRY_LOG_AT && n.is_power_of_two() || n == RETRY_LOG_AT {
+            eprintln!(
+                "tickwire: source {url}: book {} not synced after {n} snapshots ({why}); next in {:.2} s",
+                names.name(sym).unwrap_or_default(),
+                retry_delay(n).as_secs_f64()
+            );
         }
+        self.need(sym);
     }
 
     /// Publishes every book's top levels (withdraws the ones not live).
@@ -452,6 +580,15 @@ impl SourceConfig {
             delivered: None,
             publish: None,
         }
+    }
+}
+
+/// How a connection is named in the log: its URL without the stream list, with the number
+/// of streams (`ws://host/stream (28 streams)`).
+pub fn label(url: &str) -> String {
+    match url.split_once("?streams=") {
+        Some((base, list)) => format!("{base} ({} streams)", list.split('/').count()),
+        None => url.to_string(),
     }
 }
 
@@ -714,6 +851,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), SourceError> {
     let dec_symbols = symbols.clone();
+    let name = label(&cfg.url);
     // Rotation: this connection's last position per stream (merged into the overlap filter
     // when a rotation begins).
     let mut positions: FxHashMap<(u8, SymbolId, u8), i64> = FxHashMap::default();
@@ -751,14 +889,10 @@ pub async fn run(
     let mut next_id = 1u64;
     let (snap_tx, mut snap_rx) =
         tokio::sync::mpsc::channel::<(SymbolId, Result<String, String>)>(256);
-    let mut books = cfg.rest.as_ref().map(|r| Books {
-        market,
-        rest: r.trim_end_matches('/').to_string(),
-        books: FxHashMap::default(),
-        want: Default::default(),
-        asked: Default::default(),
-        next_at: tokio::time::Instant::now(),
-    });
+    let mut books = cfg
+        .rest
+        .as_ref()
+        .map(|r| Books::new(market, r, counters.clone()));
     let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
     let mut live_tick = tokio::time::interval(Duration::from_millis(100));
     let depth_path = match market {
@@ -778,10 +912,7 @@ pub async fn run(
             Err(e) => {
                 counters.connect_errors.fetch_add(1, Ordering::Relaxed);
                 let wait = backoff.next();
-                eprintln!(
-                    "tickwire: source {}: connect failed: {e}; retrying in {wait:?}",
-                    cfg.url
-                );
+                eprintln!("tickwire: source {name}: connect failed: {e}; retrying in {wait:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = stop.changed() => break,
@@ -807,8 +938,7 @@ pub async fn run(
         connected_before = true;
         if let Some(b) = books.as_mut() {
             // Whatever was missed while disconnected: every book starts over.
-            b.books.clear();
-            b.want.clear();
+            b.reset();
         }
         let (mut wtx, mut wrx) = ws.split();
         let mut ctl = cfg.subscribe.then(|| Control::new(&streams, next_id));
@@ -839,8 +969,8 @@ pub async fn run(
                         Err(_) => {
                             counters.idle_reconnects.fetch_add(1, Ordering::Relaxed);
                             eprintln!(
-                                "tickwire: source {}: nothing for {:?}; reconnecting",
-                                cfg.url, cfg.idle_timeout
+                                "tickwire: source {name}: nothing for {:?}; reconnecting",
+                                cfg.idle_timeout
                             );
                             break;
                         }
@@ -859,7 +989,7 @@ pub async fn run(
                         if let Some(req) = next {
                             counters.control_requests.fetch_add(1, Ordering::Relaxed);
                             if let Err(e) = wtx.send(Message::text(req)).await {
-                                eprintln!("tickwire: source {}: {e}", cfg.url);
+                                eprintln!("tickwire: source {name}: {e}");
                                 break;
                             }
                         }
@@ -869,10 +999,10 @@ pub async fn run(
                         stopping = true;
                         if cfg.drain_on_stop { continue } else { break }
                     }
-                    _ = tokio::time::sleep_until(books.as_ref().map_or_else(tokio::time::Instant::now, |b| b.next_at)),
+                    _ = tokio::time::sleep_until(books.as_ref().and_then(Books::due).unwrap_or_else(tokio::time::Instant::now)),
                         if books.as_ref().is_some_and(|b| !b.want.is_empty()) => {
                         if let Some(b) = books.as_mut() {
-                            if let Some(sym) = b.want.pop_front() {
+                            if let Some(sym) = b.take() {
                                 b.asked.insert(sym);
                                 b.next_at = tokio::time::Instant::now() + REST_GAP;
                                 let name = dec_symbols.name(sym).unwrap_or_default();
@@ -889,7 +1019,7 @@ pub async fn run(
                     }
                     r = snap_rx.recv(), if books.is_some() => {
                         if let (Some(b), Some((sym, body))) = (books.as_mut(), r) {
-                            b.on_snapshot(sym, body, &counters, &cfg.url);
+                            b.on_snapshot(sym, body, &counters, &name, &dec_symbols);
                         }
                         continue;
                     }
@@ -910,7 +1040,7 @@ pub async fn run(
             let m = match m {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
-                    eprintln!("tickwire: source {}: {e}", cfg.url);
+                    eprintln!("tickwire: source {name}: {e}");
                     break;
                 }
                 None => break,
@@ -931,7 +1061,7 @@ pub async fn run(
             if let Some(c) = ctl.as_mut().filter(|_| Control::is_answer(bytes)) {
                 if let Err(e) = c.answer(bytes) {
                     counters.control_errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("tickwire: source {}: {e}", cfg.url);
+                    eprintln!("tickwire: source {name}: {e}");
                 }
                 continue;
             }

@@ -608,3 +608,67 @@ async fn records_are_published_as_decoded_even_when_the_queue_is_full() {
     assert_eq!(zc.sent.load(Ordering::Relaxed), sent);
     assert_eq!(zc.dropped.load(Ordering::Relaxed), 0);
 }
+
+/// A book whose snapshots never bridge its diffs (they come from another simulator, whose
+/// market has not moved) is counted in `books_unsynced` and asked again with a backoff, not
+/// ten times a second for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_book_that_cannot_bridge_is_counted_and_retried_with_backoff() {
+    let market = Market::Spot;
+    let ws_sim = SimServer::start(sim_config(market, 4_000, Faults::default()), "127.0.0.1:0")
+        .await
+        .expect("sim");
+    // No connection ever subscribes to this one: its books stay at their first update id.
+    let rest_sim = SimServer::start(sim_config(market, 4_000, Faults::default()), "127.0.0.1:0")
+        .await
+        .expect("sim");
+    let url = ws_sim.combined_url(market, &default_symbols());
+    // Move the first simulator's market past its first update ids before the source joins.
+    let (mut early, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    let mut depth = 0;
+    while depth < 200 {
+        if let Some(Ok(Message::Text(t))) = early.next().await {
+            depth += usize::from(t.as_str().contains("depthUpdate"));
+        }
+    }
+    let (tx, _rx) = crossbeam_channel::bounded(1 << 22);
+    let counters = Arc::new(QueueCounters::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut cfg = source_config(url, market, false, Duration::from_secs(30));
+    cfg.rest = Some(format!("http://{}", rest_sim.addr));
+    let books = default_symbols().len() as u64;
+    let t0 = Instant::now();
+    let task = tokio::spawn(source::run(
+        cfg,
+        SymbolTable::new(),
+        tx,
+        counters.clone(),
+        stop_rx,
+    ));
+    wait_until("every book unsynced", Duration::from_secs(10), || {
+        counters.books_unsynced.load(Ordering::Relaxed) == books
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let asked = counters.rest_requests.load(Ordering::Relaxed);
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(counters.books_synced.load(Ordering::Relaxed), 0);
+    assert_eq!(counters.books_unsynced.load(Ordering::Relaxed), books);
+    // Without a backoff: one request per 100 ms, ~10 a second. With it (250 ms doubling), at
+    // most 1 + log2(secs / 0.25) + 1 per book.
+    let ceiling = books * (2 + (secs / 0.25).log2().ceil() as u64);
+    assert!(asked >= 3 * books, "{asked} requests in {secs:.1} s");
+    assert!(
+        asked <= ceiling,
+        "{asked} requests in {secs:.1} s for {books} books (ceiling {ceiling}, no backoff ~{})",
+        (secs * 10.0) as u64
+    );
+    let _ = stop_tx.send(true);
+    ws_sim.stop().await;
+    rest_sim.stop().await;
+    task.await.expect("task").expect("source");
+    // The connection is gone: its books no longer count.
+    assert_eq!(counters.books_unsynced.load(Ordering::Relaxed), 0);
+}

@@ -390,6 +390,9 @@ impl<S: Store> Durable<S> {
 
     fn acknowledge(&self, rows: u64, done: Inserted) {
         self.counters.rows.fetch_add(rows, Ordering::Relaxed);
+        self.counters
+            .written_rows
+            .fetch_add(rows, Ordering::Relaxed);
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         match done {
             Inserted::Stored(bytes) => {

@@ -45,8 +45,11 @@ pub struct Batch {
 /// What a sink has done; read by the engine for stats and the summary.
 #[derive(Debug, Default)]
 pub struct SinkCounters {
-    /// Rows durably written (acknowledged).
+    /// Rows durably written: acknowledged by the store, or in a closed (renamed) Parquet file.
     pub rows: AtomicU64,
+    /// Rows handed to the store: a database sink counts them when acknowledged (as `rows`),
+    /// the Parquet sink as soon as they are in an open file (durable when it closes).
+    pub written_rows: AtomicU64,
     /// Batches durably written.
     pub batches: AtomicU64,
     /// Bytes written (files closed, or payload sent).

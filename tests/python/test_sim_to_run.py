@@ -18,10 +18,17 @@ KINDS = ["trade", "agg_trade", "book_ticker", "depth_update", "depth_snapshot", 
          "liquidation", "ticker"]
 
 
-def records(http):
+def metrics(http):
     with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
-        text = r.read().decode()
-    return {l.split('"')[1]: int(float(l.split()[-1])) for l in text.splitlines() if l.startswith("tickwire_records_total{")}
+        return r.read().decode()
+
+
+def records(http):
+    return {l.split('"')[1]: int(float(l.split()[-1])) for l in metrics(http).splitlines() if l.startswith("tickwire_records_total{")}
+
+
+def gauge(http, name):
+    return next(float(l.split()[-1]) for l in metrics(http).splitlines() if l.startswith(name + " "))
 
 
 def test_sim_process_to_run_process(tmp_path):
@@ -53,6 +60,10 @@ bind = "127.0.0.1:{http}"
     try:
         # Three connections (spot, usdm /public, usdm /market) deliver data.
         wait(lambda: sum(records(http).values()) > 20_000, 60, "records to flow")
+        # Every order book, spot's and USD-M's (its depth diffs on /public, the REST snapshot
+        # from the same simulated market), syncs from a snapshot.
+        wait(lambda: gauge(http, "tickwire_books_synced_total") >= 8 and gauge(http, "tickwire_books_unsynced") == 0,
+             30, "all 8 books to sync")
         sim.send_signal(signal.SIGTERM)
         sim_out, sim_err = sim.communicate(timeout=30)
         truth = json.loads(sim_out.decode().strip().splitlines()[-1])
@@ -71,3 +82,6 @@ bind = "127.0.0.1:{http}"
         assert s["records"][k] == sent[k], k
     assert s["dropped"] == 0 and s["errors"] == 0 and s["records"]["gap"] == 0
     assert s["rows"]["parquet"] == sum(sent.values())
+    assert s["books"]["synced"] >= 8 and s["books"]["unsynced"] == 0 and s["rest"]["errors"] == 0, s
+    # The simulator's ground truth belongs to `demo` (and `run` with its in-process simulator).
+    assert "sent" not in s and "injected" not in s and "sim" not in s

@@ -193,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The summary names where the data went.
     let summary = format!(
         "{},\"out\":{:?},\"zmq\":{:?}}}",
-        summary.trim_end_matches('}'),
+        summary.strip_suffix('}').unwrap_or(&summary),
         args.out.display().to_string(),
         args.zmq
     );

@@ -1,8 +1,9 @@
 //! `tickwire sim`: the Binance-compatible local simulator on its own.
 //!
 //! Serves spot on `--spot` and USD-M on `--usdm` (combined `/stream?streams=`, raw `/ws/<s>`,
-//! and USD-M's `/public` and `/market` prefixes), a synthetic market per symbol at `--rate`
-//! messages per second per connection, with optional faults. On exit (`--duration`, SIGINT or
+//! and USD-M's `/public` and `/market` prefixes), one synthetic market per server at `--rate`
+//! events per second over the streams its connections subscribe to (every connection to a
+//! stream is sent the same frames), with optional faults. On exit (`--duration`, SIGINT or
 //! SIGTERM) it closes every connection after its last frame and prints one JSON line: what it
 //! sent per record kind and the faults it injected, the ground truth to reconcile against.
 
@@ -23,7 +24,8 @@ pub struct Args {
     /// Address of the USD-M server.
     #[arg(long, default_value = "127.0.0.1:9002")]
     pub usdm: String,
-    /// Messages per second on each connection (0: as fast as the connection takes them).
+    /// Events per second of each server's market, over the streams its connections subscribe
+    /// to (0: as fast as they are taken). A replay is sent to each connection at this rate.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
     /// Replay this frames file (one frame per line, e.g. a capture) to every connection,
@@ -98,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let _ = write!(
                 out,
-                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{},\"refused\":{}}}",
+                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{},\"refused\":{},\"slow_closes\":{}}}",
                 market.as_str(),
                 kinds(&|k| c.sent[k.index()].load(Ordering::Relaxed)),
                 kinds(&|k| c.gaps[k.index()].load(Ordering::Relaxed)),
@@ -113,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 c.rate_limited.load(Ordering::Relaxed),
                 c.connections.load(Ordering::Relaxed),
                 c.refused.load(Ordering::Relaxed),
+                c.slow_closes.load(Ordering::Relaxed),
             );
         }
         out.push('}');

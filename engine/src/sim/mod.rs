@@ -2,8 +2,10 @@
 //!
 //! Serves Binance's WebSocket market streams on a local address: combined
 //! `/stream?streams=a/b/c` (frames wrapped as `{"stream":..,"data":..}`) and raw `/ws/<stream>`,
-//! fed by a synthetic market per symbol ([`market`]) at a configured rate. It counts what it
-//! sends per record kind: the ground truth end-to-end tests reconcile against.
+//! fed by one synthetic market per server ([`market`], driven by the [`hub`] task) at a
+//! configured rate: every connection subscribed to a stream is sent the same frames, as two
+//! clients of Binance see the same trades and the same diffs. It counts what it sends per
+//! record kind: the ground truth end-to-end tests reconcile against.
 //!
 //! Control messages as Binance answers them: `SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`
 //! (`{"result":null,"id":1}`, errors `{"error":{"code":2,"msg":..},"id":1}`), on any
@@ -17,11 +19,12 @@
 //! of a frames file in order, at the configured rate or as fast as possible.
 //!
 //! REST depth snapshots (`GET /api/v3/depth?symbol=X&limit=N` on the spot server,
-//! `/fapi/v1/depth` on USD-M) on the same address, from the same book the connection's diffs
-//! come from (the book of the newest connection that serves the symbol); more than
+//! `/fapi/v1/depth` on USD-M) on the same address, from the same book every connection's
+//! diffs come from (the server's one market); more than
 //! [`REST_PER_SECOND`] requests a second are answered 429, as Binance does over its weight
 //! limit.
 
+pub mod hub;
 pub mod market;
 
 use futures_util::{SinkExt, StreamExt};
@@ -32,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tickwire_codecs::record::{Kind, Market};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -43,7 +46,9 @@ pub struct SimConfig {
     pub market: Market,
     /// Symbols it knows.
     pub symbols: Vec<SymbolSpec>,
-    /// Messages per second on each connection.
+    /// Events per second of the server's market, over the streams its connections subscribe
+    /// to (each connection is sent those of its streams); 0: as fast as they are taken. A
+    /// replaying server sends each connection the file at this rate.
     pub rate: u64,
     /// Seed of the random market.
     pub seed: u64,
@@ -214,10 +219,9 @@ impl Faults {
 /// REST requests a server answers per second before it answers 429.
 pub const REST_PER_SECOND: usize = 20;
 
-/// The books REST snapshots are served from: per symbol (upper case), the market of the newest
-/// connection.
+/// The books REST snapshots are served from: per symbol (upper case), the server's market.
 type Books = Arc<std::sync::Mutex<std::collections::HashMap<String, Shared>>>;
-/// One symbol's market, shared by a connection and the REST handler.
+/// One symbol's market, shared by the hub, every connection and the REST handler.
 type Shared = Arc<std::sync::Mutex<SymbolMarket>>;
 
 fn lock(m: &Shared) -> std::sync::MutexGuard<'_, SymbolMarket> {
@@ -253,6 +257,9 @@ pub struct SimCounters {
     pub pongs: AtomicU64,
     /// Connections closed because a pong did not come in time.
     pub pong_timeouts: AtomicU64,
+    /// Connections closed because they took nothing for [`WRITE_TIMEOUT`] while frames were
+    /// waiting for them.
+    pub slow_closes: AtomicU64,
     /// REST depth snapshots served.
     pub rest_snapshots: AtomicU64,
     /// REST requests answered 429 (over the limit).
@@ -285,8 +292,42 @@ impl SimServer {
         let addr = listener.local_addr()?;
         let counters = Arc::new(SimCounters::default());
         let (stop, stop_rx) = watch::channel(false);
+        // One market per symbol for the whole server: every connection and REST snapshot.
+        let markets: Arc<Vec<Shared>> = Arc::new(
+            cfg.symbols
+                .iter()
+                .map(|s| {
+                    let replayed = cfg
+                        .replay
+                        .as_ref()
+                        .and_then(|r| r.books.iter().find(|b| b.1.name() == s.name))
+                        .map(|b| b.1.clone());
+                    Arc::new(std::sync::Mutex::new(
+                        replayed.unwrap_or_else(|| SymbolMarket::new(s.clone(), cfg.market)),
+                    ))
+                })
+                .collect(),
+        );
+        let books: Books = Arc::new(std::sync::Mutex::new(
+            markets
+                .iter()
+                .map(|m| (lock(m).name().to_ascii_uppercase(), m.clone()))
+                .collect(),
+        ));
+        let (ctl, hub) = if cfg.replay.is_none() {
+            let (ctl, ctl_rx) = mpsc::channel(1_024);
+            let hub = tokio::spawn(hub::run(
+                markets.clone(),
+                cfg.clone(),
+                counters.clone(),
+                ctl_rx,
+                stop_rx.clone(),
+            ));
+            (Some(ctl), Some(hub))
+        } else {
+            (None, None)
+        };
         let c = counters.clone();
-        let books: Books = Arc::default();
         let b = books.clone();
         let rest: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>> =
             Arc::default();
@@ -297,9 +338,8 @@ impl SimServer {
                 tokio::select! {
                     r = listener.accept() => match r {
                         Ok((sock, _)) => {
-                            c.connections.fetch_add(1, Ordering::Relaxed);
-                            let seed = cfg.seed.wrapping_add(c.connections.load(Ordering::Relaxed));
-                            conns.push(tokio::spawn(serve(sock, cfg.clone(), seed, c.clone(), stop_rx.clone(), b.clone(), rest.clone())));
+                            let id = c.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                            conns.push(tokio::spawn(serve(sock, cfg.clone(), id, c.clone(), stop_rx.clone(), markets.clone(), b.clone(), ctl.clone(), rest.clone())));
                         }
                         Err(e) => tracing_warn(&format!("sim accept failed: {e}")),
                     },
@@ -308,6 +348,10 @@ impl SimServer {
             }
             // No new connections once stopping: a client reconnecting now is refused.
             drop(listener);
+            drop(ctl);
+            if let Some(h) = hub {
+                let _ = h.await;
+            }
             for t in conns {
                 let _ = t.await;
             }
@@ -404,61 +448,48 @@ fn parse_path(path: &str, symbols: &[SymbolSpec]) -> Result<Vec<(usize, StreamKi
         .collect()
 }
 
-/// A connection's subscriptions and what the frame picker derives from them.
+/// A connection's subscriptions (symbol index, stream kind) and their names, in order.
 struct Subs {
     streams: Vec<(usize, StreamKind)>,
     names: Vec<String>,
-    weights: Vec<u32>,
-    total: u64,
-    /// Per stream: has it sent a frame (a skip is visible only after one).
-    seen: Vec<bool>,
 }
 
 impl Subs {
-    fn new(streams: Vec<(usize, StreamKind)>, markets: &[Shared], market: Market) -> Subs {
+    fn new(streams: Vec<(usize, StreamKind)>, markets: &[Shared]) -> Subs {
         let mut s = Subs {
             streams,
             names: vec![],
-            weights: vec![],
-            total: 0,
-            seen: vec![],
         };
-        s.rebuild(markets, market);
+        s.rebuild(markets);
         s
     }
-    fn rebuild(&mut self, markets: &[Shared], market: Market) {
-        self.weights = self
-            .streams
-            .iter()
-            .map(|(_, k)| {
-                StreamKind::mix(market)
-                    .iter()
-                    .find(|(m, _)| m == k)
-                    .map_or(1, |(_, w)| *w)
-            })
-            .collect();
-        self.total = self.weights.iter().map(|&w| u64::from(w)).sum();
+    fn rebuild(&mut self, markets: &[Shared]) {
         self.names = self
             .streams
             .iter()
             .map(|(i, k)| lock(&markets[*i]).stream(*k))
             .collect();
-        self.seen.resize(self.streams.len(), false);
     }
 }
 
 /// The most streams one connection may have.
 const MAX_STREAMS: usize = 1024;
 
-/// Answers one control message; `None` when it is not one (ignored, as Binance does with
-/// unknown frames).
-fn control(text: &str, subs: &mut Subs, markets: &[Shared], cfg: &SimConfig) -> (String, bool) {
+/// Answers one control message: the reply, whether it succeeded, and whether the
+/// connection's streams changed.
+fn control(
+    text: &str,
+    subs: &mut Subs,
+    markets: &[Shared],
+    cfg: &SimConfig,
+) -> (String, bool, bool) {
     let err = |code: u32, msg: &str, id: &serde_json::Value| {
         (
             format!(
                 "{{\"error\":{{\"code\":{code},\"msg\":{}}},\"id\":{id}}}",
                 serde_json::Value::String(msg.to_string())
             ),
+            false,
             false,
         )
     };
@@ -493,22 +524,17 @@ fn control(text: &str, subs: &mut Subs, markets: &[Shared], cfg: &SimConfig) -> 
                 for x in new {
                     if !subs.streams.contains(&x) {
                         subs.streams.push(x);
-                        subs.seen.push(false);
                     }
                 }
             } else {
-                let keep: Vec<bool> = subs.streams.iter().map(|x| !parsed.contains(x)).collect();
-                let mut it = keep.iter();
-                subs.streams.retain(|_| *it.next().unwrap_or(&true));
-                let mut it = keep.iter();
-                subs.seen.retain(|_| *it.next().unwrap_or(&true));
+                subs.streams.retain(|x| !parsed.contains(x));
             }
-            subs.rebuild(markets, cfg.market);
-            (format!("{{\"result\":null,\"id\":{id}}}"), true)
+            subs.rebuild(markets);
+            (format!("{{\"result\":null,\"id\":{id}}}"), true, true)
         }
         "LIST_SUBSCRIPTIONS" => {
             let list = serde_json::Value::from(subs.names.clone());
-            (format!("{{\"result\":{list},\"id\":{id}}}"), true)
+            (format!("{{\"result\":{list},\"id\":{id}}}"), true, false)
         }
         _ => err(2, "Invalid request: unknown method", &id),
     }
@@ -603,13 +629,28 @@ async fn rest(
     true
 }
 
+/// What a connection is fed from.
+enum Feed {
+    /// The server's shared market, through this connection's queue from the hub.
+    Live {
+        id: u64,
+        ctl: mpsc::Sender<hub::Ctl>,
+        out: mpsc::Receiver<hub::Out>,
+    },
+    /// The replay file's lines, paced per connection.
+    Replay(Arc<Replay>),
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     mut sock: TcpStream,
     cfg: SimConfig,
-    seed: u64,
+    id: u64,
     counters: Arc<SimCounters>,
     mut stop: watch::Receiver<bool>,
+    markets: Arc<Vec<Shared>>,
     books: Books,
+    ctl: Option<mpsc::Sender<hub::Ctl>>,
     recent: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
 ) {
     if *stop.borrow() {
@@ -632,40 +673,40 @@ async fn serve(
     let (mut tx, mut rx) = ws.split();
     let combined = path.contains("/stream");
     let streams = match parse_path(&path, &cfg.symbols) {
-        Ok(s) => s,
-        Err(_) => {
+        Ok(s) if s.len() <= MAX_STREAMS => s,
+        _ => {
             counters.refused.fetch_add(1, Ordering::Relaxed);
             let _ = put(&mut tx, Message::Close(None), true).await;
             return;
         }
     };
-    let markets: Vec<Shared> = cfg
-        .symbols
-        .iter()
-        .map(|s| {
-            let replayed = cfg
-                .replay
-                .as_ref()
-                .and_then(|r| r.books.iter().find(|b| b.1.name() == s.name))
-                .map(|b| &b.1);
-            Arc::new(std::sync::Mutex::new(
-                replayed
-                    .cloned()
-                    .unwrap_or_else(|| SymbolMarket::new(s.clone(), cfg.market)),
-            ))
-        })
-        .collect();
-    {
-        // REST snapshots of these symbols now come from this connection's books.
-        let mut b = books.lock().unwrap_or_else(|p| p.into_inner());
-        for m in &markets {
-            b.insert(lock(m).name().to_ascii_uppercase(), m.clone());
+    let mut subs = Subs::new(streams, &markets);
+    let mut feed = match (&cfg.replay, ctl) {
+        (Some(rep), _) => Feed::Replay(rep.clone()),
+        (None, Some(ctl)) => {
+            let (otx, out) = mpsc::channel(hub::OUTBOX);
+            let join = hub::Ctl::Join {
+                id,
+                tx: otx,
+                combined,
+            };
+            let streams = hub::Ctl::Streams {
+                id,
+                streams: subs.streams.clone(),
+            };
+            if ctl.send(join).await.is_err() || ctl.send(streams).await.is_err() {
+                return; // the server is stopping
+            }
+            Feed::Live { id, ctl, out }
         }
-    }
-    let mut subs = Subs::new(streams, &markets, cfg.market);
-    let mut rng = Rng::new(seed);
-    let mut frame = String::with_capacity(4096);
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+        (None, None) => return,
+    };
+    // Replay paces itself (1 ms turns); a live connection only checks pings and closes.
+    let turn = match feed {
+        Feed::Replay(_) => Duration::from_millis(1),
+        Feed::Live { .. } => Duration::from_millis(10),
+    };
+    let mut tick = tokio::time::interval(turn);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut pace = Pace {
         per_s: cfg.rate,
@@ -680,7 +721,10 @@ async fn serve(
     let mut last_ping = t0;
     let mut awaiting: Option<(u64, std::time::Instant)> = None;
     let mut ping_no = 0u64;
-    loop {
+    let mut batch: Vec<hub::Out> = Vec::with_capacity(WRITE_BATCH);
+    let replaying = matches!(feed, Feed::Replay(_));
+    'conn: loop {
+        batch.clear();
         tokio::select! {
             _ = tick.tick() => {}
             m = rx.next() => {
@@ -694,7 +738,7 @@ async fn serve(
                         }
                         None
                     }
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break 'conn,
                     Some(Ok(_)) => None,
                 };
                 // Every incoming message counts against the limit, as on Binance.
@@ -709,12 +753,12 @@ async fn serve(
                         reason: "too many messages".into(),
                     };
                     let _ = put(&mut tx, Message::Close(Some(close)), true).await;
-                    return;
+                    break 'conn;
                 }
                 if let Some(t) = text {
                     counters.controls.fetch_add(1, Ordering::Relaxed);
                     let had = subs.streams.is_empty();
-                    let (reply, ok) = control(t.as_str(), &mut subs, &markets, &cfg);
+                    let (reply, ok, changed) = control(t.as_str(), &mut subs, &markets, &cfg);
                     if !ok {
                         counters.control_errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -722,13 +766,31 @@ async fn serve(
                         // Start the schedule now: no burst for the time without streams.
                         pace.skip_to(t0.elapsed());
                     }
+                    if let (true, Feed::Live { id, ctl, .. }) = (changed, &feed) {
+                        let m = hub::Ctl::Streams { id: *id, streams: subs.streams.clone() };
+                        if ctl.send(m).await.is_err() {
+                            break 'conn; // the server is stopping
+                        }
+                    }
                     if !put(&mut tx, Message::text(reply), true).await {
-                        return;
+                        break 'conn;
                     }
                 }
                 continue;
             }
-            _ = stop.changed() => break,
+            o = async {
+                match &mut feed {
+                    Feed::Live { out, .. } => out.recv().await,
+                    Feed::Replay(_) => std::future::pending().await,
+                }
+            } => match o {
+                // Written below with whatever else is waiting.
+                Some(o) => batch.push(o),
+                // The hub ended (the server stops): everything handed over was written.
+                None => break 'conn,
+            },
+            // A live connection ends when the hub drops its queue, after what it was handed.
+            _ = stop.changed(), if replaying => break 'conn,
         }
         if faults.close_after.is_some_and(|d| t0.elapsed() >= d) {
             counters.closes.fetch_add(1, Ordering::Relaxed);
@@ -752,91 +814,76 @@ async fn serve(
                 )
                 .await
                 {
-                    return;
+                    break;
                 }
             }
-        }
-        let n = pace.next(t0.elapsed());
-        if n == 0 {
-            continue;
         }
         let mut kinds = [0u64; Kind::COUNT];
         let mut gaps = [0u64; Kind::COUNT];
         let (mut malformed, mut oversized) = (0u64, 0u64);
         let mut sent = 0u64;
-        if let Some(rep) = &cfg.replay {
-            // Replay: the file's lines in order, once, then the connection stays open.
-            for _ in 0..n {
-                let Some(line) = rep.lines.get(replay_at) else {
-                    break;
-                };
-                if !put(&mut tx, Message::Text(line.clone()), false).await {
-                    return;
-                }
-                if let Some(k) = rep.kinds[replay_at] {
-                    kinds[k.index()] += 1;
-                }
-                replay_at += 1;
-                sent += 1;
-            }
-            // REST snapshots follow what has been sent.
-            while let Some((at, book)) = rep.books.get(next_book) {
-                if *at >= replay_at {
-                    break;
-                }
-                if let Some(m) = markets.iter().find(|m| lock(m).name() == book.name()) {
-                    *lock(m) = book.clone();
-                }
-                next_book += 1;
-            }
-        } else if !subs.streams.is_empty() {
-            let now_ms = crate::clock::now_ns() / 1_000_000;
-            for _ in 0..n {
-                frame_no += 1;
-                if faults.malformed_every > 0 && frame_no % faults.malformed_every == 0 {
-                    let bad = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17000000"#;
-                    if !put(&mut tx, Message::text(bad), false).await {
-                        return;
+        match &mut feed {
+            Feed::Replay(rep) => {
+                // Replay: the file's lines in order, once, then the connection stays open.
+                for _ in 0..pace.next(t0.elapsed()) {
+                    let Some(line) = rep.lines.get(replay_at) else {
+                        break;
+                    };
+                    if !put(&mut tx, Message::Text(line.clone()), false).await {
+                        break 'conn;
                     }
-                    malformed += 1;
-                }
-                if faults.oversized_every > 0 && frame_no % faults.oversized_every == 0 {
-                    let mut big = String::with_capacity(OVERSIZED + 64);
-                    big.push_str(r#"{"stream":"btcusdt@trade","data":""#);
-                    big.extend(std::iter::repeat_n('x', OVERSIZED));
-                    big.push_str(r#""}"#);
-                    if !put(&mut tx, Message::text(big), false).await {
-                        return;
+                    if let Some(k) = rep.kinds[replay_at] {
+                        kinds[k.index()] += 1;
                     }
-                    oversized += 1;
+                    replay_at += 1;
+                    sent += 1;
                 }
-                let pick = pick(&mut rng, &subs.weights, subs.total);
-                let (si, kind) = subs.streams[pick];
-                let sequenced = matches!(
-                    kind,
-                    StreamKind::Trade | StreamKind::AggTrade | StreamKind::Depth
-                );
-                if sequenced
-                    && subs.seen[pick]
-                    && faults.gap_every > 0
-                    && rng.below(faults.gap_every) == 0
-                {
-                    // Skipped right before this stream's next frame, which shows the jump.
-                    lock(&markets[si]).skip_ids(kind, 1 + rng.below(3) as i64);
-                    gaps[kind.record_kind().index()] += 1;
+                // REST snapshots follow what has been sent.
+                while let Some((at, book)) = rep.books.get(next_book) {
+                    if *at >= replay_at {
+                        break;
+                    }
+                    if let Some(m) = markets.iter().find(|m| lock(m).name() == book.name()) {
+                        *lock(m) = book.clone();
+                    }
+                    next_book += 1;
                 }
-                subs.seen[pick] = true;
-                lock(&markets[si]).frame(kind, now_ms, &mut rng, &mut frame);
-                let text = if combined {
-                    combined_frame(&subs.names[pick], &frame)
-                } else {
-                    frame.clone()
-                };
-                if !put(&mut tx, Message::text(text), false).await {
-                    return;
+            }
+            Feed::Live { out, .. } => {
+                while batch.len() < WRITE_BATCH {
+                    match out.try_recv() {
+                        Ok(o) => batch.push(o),
+                        Err(_) => break,
+                    }
                 }
-                kinds[kind.record_kind().index()] += 1;
-                sent += 1;
+                for o in batch.drain(..) {
+                    frame_no += 1;
+                    if faults.malformed_every > 0 && frame_no % faults.malformed_every == 0 {
+                        let bad = r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":17000000"#;
+                        if !put(&mut tx, Message::text(bad), false).await {
+                            break 'conn;
+                        }
+                        malformed += 1;
+                    }
+                    if faults.oversized_every > 0 && frame_no % faults.oversized_every == 0 {
+                        let mut big = String::with_capacity(OVERSIZED + 64);
+                        big.push_str(r#"{"stream":"btcusdt@trade","data":""#);
+                        big.extend(std::iter::repeat_n('x', OVERSIZED));
+                        big.push_str(r#""}"#);
+                        if !put(&mut tx, Message::text(big), false).await {
+                            break 'conn;
+                        }
+                        oversized += 1;
+                    }
+                    if !put(&mut tx, Message::Text(o.text), false).await {
+                        break 'conn;
+                    }
+                    kinds[o.kind] += 1;
+                    if o.gap {
+                        gaps[o.kind] += 1;
+                    }
+                    sent += 1;
+                }
             }
         }
         if sent > 0
@@ -845,7 +892,7 @@ async fn serve(
                 Ok(Ok(()))
             )
         {
-            return;
+            break;
         }
         for (i, k) in kinds.iter().enumerate() {
             counters.sent[i].fetch_add(*k, Ordering::Relaxed);
@@ -853,6 +900,10 @@ async fn serve(
         }
         counters.malformed.fetch_add(malformed, Ordering::Relaxed);
         counters.oversized.fetch_add(oversized, Ordering::Relaxed);
+    }
+    if let Feed::Live { id, ctl, out } = feed {
+        drop(out);
+        let _ = ctl.send(hub::Ctl::Leave { id }).await;
     }
     // Clean close: everything fed was flushed; the close frame follows the data.
     if put(&mut tx, Message::Close(None), true).await {
@@ -868,8 +919,11 @@ async fn serve(
     }
 }
 
+/// Frames a live connection writes before it flushes.
+const WRITE_BATCH: usize = 256;
+
 /// A client that takes nothing for this long is disconnected (as Binance drops slow readers).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 
 type WsTx = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<TcpStream>, Message>;
 

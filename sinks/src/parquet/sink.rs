@@ -185,6 +185,9 @@ impl Sink for ParquetSink {
         if let Some(f) = self.open.get_mut(&batch.key) {
             f.writer.write(&data)?;
             f.rows += data.num_rows() as u64;
+            self.counters
+                .written_rows
+                .fetch_add(data.num_rows() as u64, Ordering::Relaxed);
         }
         self.counters.batches.fetch_add(1, Ordering::Relaxed);
         self.roll_due(false)
