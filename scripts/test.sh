@@ -10,7 +10,8 @@
 #     HTTP on 127.0.0.1:8123
 #   - PostgreSQL 15 on 127.0.0.1:5432, Redis on 6379, NATS with JetStream on 4222
 #   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), pytest
-# Then: cargo fmt --check, cargo clippy -D warnings, cargo test --workspace, the Python tests.
+# Then: cargo fmt --check, cargo clippy -D warnings, every test binary of the workspace, the
+# doc-tests, the Python tests: each runs whatever failed before it; the end lists the failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -105,19 +106,33 @@ if [ "${TICKWIRE_SKIP_SETUP:-0}" != 1 ]; then
   setup_python
 fi
 
-log "cargo fmt --check"
-cargo fmt --all -- --check
+# Every suite runs even when an earlier one fails; the end lists which failed.
+failed=()
+suite() { # suite NAME COMMAND...
+  log "$1"
+  local name=$1; shift
+  if ! "$@"; then failed+=("$name"); fi
+}
 
-log "cargo clippy --all-targets -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+suite "cargo fmt --check" cargo fmt --all -- --check
+suite "cargo clippy --all-targets -D warnings" cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-log "cargo test --workspace"
-cargo test --workspace --quiet 2>&1 | tee "${TMPDIR:-/tmp}/tickwire-cargo-test.log"
+# Every test binary and the doc-tests, even after one fails (cargo lists the failed ones).
+suite "cargo test --workspace" bash -c 'set -o pipefail; cargo test --workspace --no-fail-fast --quiet 2>&1 | tee "${TMPDIR:-/tmp}/tickwire-cargo-test.log"'
 
 if compgen -G "tests/python/test_*.py" >/dev/null; then
-  log "Python tests"
-  cargo build --quiet -p tickwire-engine --bin tickwire
-  TICKWIRE_BIN="$CARGO_TARGET_DIR/debug/tickwire" python3 -m pytest -q tests/python
+  if cargo build --quiet -p tickwire-engine --bin tickwire; then
+    TICKWIRE_BIN="$CARGO_TARGET_DIR/debug/tickwire" suite "Python tests" python3 -m pytest -q tests/python
+  else
+    failed+=("Python tests (tickwire did not build)")
+  fi
 fi
 
+if [ ${#failed[@]} -gt 0 ]; then
+  log "FAILED: ${#failed[@]} suite(s)"
+  printf '  - %s\n' "${failed[@]}"
+  # cargo's own list of the test targets that failed, if any.
+  sed -n '/target[s]* failed:/,/^[^ ]/p' "${TMPDIR:-/tmp}/tickwire-cargo-test.log" 2>/dev/null | grep '^ ' || true
+  exit 1
+fi
 log "all tests passed"
