@@ -39,7 +39,19 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+    /// Close to a standard normal (Irwin-Hall: twelve uniforms in `[0, 1)`, less 6).
+    pub fn normal(&mut self) -> f64 {
+        (0..12)
+            .map(|_| (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+            .sum::<f64>()
+            - 6.0
+    }
 }
+
+/// Standard deviation of a synthetic mid over one second, as a fraction of its price: 0.01%,
+/// about 56% a year, BTC's order of magnitude. The mid is a random walk in event time, kept
+/// on the tick size (a coarse tick, as PEPEUSDT's ~0.1%, just moves less often).
+pub const VOL_PER_S: f64 = 1e-4;
 
 /// A symbol's static description.
 #[derive(Debug, Clone)]
@@ -219,6 +231,10 @@ pub struct SymbolMarket {
     day_vol: i128,
     day_qvol: i128,
     last_qty: i64,
+    /// Event time of the last price step (0: none yet).
+    last_ms: i64,
+    /// The walk's position between ticks, raw units, |drift| < tick.
+    drift: f64,
 }
 
 const LEVELS: i64 = 40;
@@ -251,6 +267,8 @@ impl SymbolMarket {
             day_vol: 0,
             day_qvol: 0,
             last_qty: spec.lot,
+            last_ms: 0,
+            drift: 0.0,
             spec,
         };
         for i in 1..=LEVELS {
@@ -327,9 +345,21 @@ impl SymbolMarket {
         (raw / unit).max(1) * unit
     }
 
-    fn step_price(&mut self, rng: &mut Rng) {
-        let r = rng.below(5) as i64 - 2;
-        self.mid = (self.mid + r * self.spec.tick).max(self.spec.tick * (LEVELS + 2));
+    /// Moves the mid by a random walk over the event time since the last step:
+    /// N(0, (mid * VOL_PER_S)^2 * dt_s), accumulated below the tick and taken in whole ticks.
+    fn step_price(&mut self, rng: &mut Rng, now_ms: i64) {
+        let dt = now_ms - self.last_ms;
+        if self.last_ms == 0 || dt <= 0 {
+            self.last_ms = self.last_ms.max(now_ms);
+            return;
+        }
+        self.last_ms = now_ms;
+        let sigma = self.mid as f64 * VOL_PER_S * (dt as f64 / 1000.0).sqrt();
+        self.drift += rng.normal() * sigma;
+        let tick = self.spec.tick as f64;
+        let ticks = (self.drift / tick).trunc();
+        self.drift -= ticks * tick;
+        self.mid = (self.mid + ticks as i64 * self.spec.tick).max(self.spec.tick * (LEVELS + 2));
     }
 
     fn best_bid(&self) -> (i64, i64) {
@@ -356,7 +386,7 @@ impl SymbolMarket {
         let e = now_ms;
         match kind {
             StreamKind::Trade => {
-                self.step_price(rng);
+                self.step_price(rng, now_ms);
                 self.trade_id += 1;
                 let q =
                     self.round_qty(self.spec.lot / 4 + rng.below(self.spec.lot as u64 * 2) as i64);
@@ -441,7 +471,7 @@ impl SymbolMarket {
                 out.push('}');
             }
             StreamKind::Depth => {
-                self.step_price(rng);
+                self.step_price(rng, now_ms);
                 let prev = self.update_id;
                 let n = 1 + rng.below(4) as i64;
                 let first = self.update_id + 1;
@@ -678,6 +708,52 @@ impl SymbolMarket {
             StreamKind::AggTrade => self.agg_id += n,
             StreamKind::Depth => self.update_id += n,
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The mid of every default symbol, after 20 s of event time at 1,000 trades a second.
+    fn walk(spec: SymbolSpec, seed: u64) -> (i64, i64, i64) {
+        let mut m = SymbolMarket::new(spec, Market::Spot);
+        let mut rng = Rng::new(seed);
+        let mut out = String::new();
+        let (start, mut lo, mut hi) = (m.mid, m.mid, m.mid);
+        for i in 0..20_000 {
+            m.frame(StreamKind::Trade, 1_700_000_000_000 + i, &mut rng, &mut out);
+            lo = lo.min(m.mid);
+            hi = hi.max(m.mid);
+        }
+        (start, lo, hi)
+    }
+
+    #[test]
+    fn synthetic_prices_move_as_much_per_second_whatever_their_tick() {
+        // 20 s at 0.01% a second: sigma ~0.045%; 10 sigma bounds every path of every seed.
+        let bound = 10.0 * VOL_PER_S * 20f64.sqrt();
+        for spec in default_symbols() {
+            let tick_share = spec.tick as f64 / spec.price as f64;
+            let mut moved = 0;
+            for seed in 1..=20 {
+                let (start, lo, hi) = walk(spec.clone(), seed);
+                let range = (hi - lo) as f64 / start as f64;
+                assert!(
+                    range <= bound + 2.0 * tick_share,
+                    "{}: range {:.4}% in 20 s (bound {:.4}%)",
+                    spec.name,
+                    range * 100.0,
+                    bound * 100.0
+                );
+                moved += usize::from(hi > lo);
+            }
+            // A fine tick moves in every path; a coarse one (a tick is 0.1% of the price) in
+            // some.
+            if tick_share < VOL_PER_S {
+                assert_eq!(moved, 20, "{}", spec.name);
+            }
         }
     }
 }
