@@ -247,9 +247,11 @@ pub struct PostgresSinkConfig {
     /// Schema of the tables (created if missing).
     #[serde(default = "default_pg_schema")]
     pub schema: String,
-    /// Use TimescaleDB (hypertables, compression, retention) when the extension exists.
-    #[serde(default = "default_true")]
-    pub timescale: bool,
+    /// TimescaleDB (hypertables, compression, retention): `"auto"` where the extension exists
+    /// or can be created (plain tables otherwise, the server's reason logged), `"off"`,
+    /// `"require"` (refuse to start without it); `true`/`false` mean auto/off.
+    #[serde(default = "default_timescale", deserialize_with = "timescale_mode")]
+    pub timescale: Timescale,
     /// TimescaleDB: compress chunks older than this many days.
     #[serde(default = "default_pg_compress")]
     pub compress_after_days: u32,
@@ -270,8 +272,22 @@ pub struct PostgresSinkConfig {
 fn default_pg_schema() -> String {
     "public".into()
 }
-fn default_true() -> bool {
-    true
+fn default_timescale() -> Timescale {
+    Timescale::Auto
+}
+/// `timescale = "off" | "auto" | "require"`, or a bool (true: auto, false: off).
+fn timescale_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Timescale, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(true) => Ok(Timescale::Auto),
+        Raw::Bool(false) => Ok(Timescale::Off),
+        Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
 }
 fn default_pg_compress() -> u32 {
     7
@@ -659,11 +675,7 @@ impl Config {
                 SinkConfig::Postgres(pg) => {
                     let mut c = PostgresConfig::new(&pg.url);
                     c.schema.clone_from(&pg.schema);
-                    c.timescale = if pg.timescale {
-                        Timescale::Auto
-                    } else {
-                        Timescale::Off
-                    };
+                    c.timescale = pg.timescale;
                     c.compress_after_days = pg.compress_after_days;
                     c.retention_days = pg.retention_days;
                     c.durability.max_attempts = pg.max_attempts;
@@ -774,7 +786,7 @@ mod tests {
         assert_eq!(p.url, "postgres://u:secret@h/db");
         assert_eq!(
             (p.schema.as_str(), p.timescale, p.retention_days),
-            ("public", true, 30)
+            ("public", Timescale::Auto, 30)
         );
         let e = parse(
             "[simulator]\nenabled = true\n[[sinks]]\ntype = \"postgres\"\nurl = \"http://h\"\n",
@@ -782,6 +794,23 @@ mod tests {
         )
         .expect_err("refused");
         assert!(e.to_string().contains("sinks[0].url"), "{e}");
+    }
+
+    #[test]
+    fn timescale_is_off_auto_or_require() {
+        let pg = |v: &str| {
+            let text = format!("[simulator]\nenabled = true\n[[sinks]]\ntype = \"postgres\"\nurl = \"postgres://u@h/db\"\ntimescale = {v}\n");
+            parse(&text, env(&[])).map(|c| match &c.sinks[0] {
+                SinkConfig::Postgres(p) => p.timescale,
+                other => panic!("{other:?}"),
+            })
+        };
+        assert_eq!(pg("\"require\"").expect("require"), Timescale::Require);
+        assert_eq!(pg("\"off\"").expect("off"), Timescale::Off);
+        assert_eq!(pg("true").expect("true"), Timescale::Auto);
+        assert_eq!(pg("false").expect("false"), Timescale::Off);
+        let e = pg("\"sometimes\"").expect_err("refused");
+        assert!(e.to_string().contains("\"require\""), "{e}");
     }
 
     #[test]

@@ -101,6 +101,9 @@ pub enum SinkError {
     /// PostgreSQL failed (connecting, DDL, a query).
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The sink cannot be set up as configured (the message says why and what to change).
+    #[error("{0}")]
+    Setup(String),
 }
 
 /// A destination for batches.

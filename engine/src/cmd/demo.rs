@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
-use tickwire_sinks::postgres::{PostgresConfig, PostgresSink};
+use tickwire_sinks::postgres::{PostgresConfig, PostgresSink, Timescale};
 use tickwire_sinks::Sink;
 
 /// `tickwire demo` arguments.
@@ -76,6 +76,10 @@ pub struct Args {
     /// PostgreSQL schema for `--postgres`.
     #[arg(long, default_value = "public")]
     pub postgres_schema: String,
+    /// TimescaleDB for `--postgres`: off, auto (where the extension exists or can be
+    /// created; plain tables otherwise, the server's reason logged) or require.
+    #[arg(long, default_value = "auto", value_parser = clap::builder::ValueParser::new(|s: &str| s.parse::<Timescale>()))]
+    pub postgres_timescale: Timescale,
     /// Connect to the simulator's bare `/stream` and SUBSCRIBE to every stream (paced, ids
     /// matched to the answers) instead of naming them in the URL.
     #[arg(long)]
@@ -127,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.postgres {
         let mut cfg = PostgresConfig::new(url);
         cfg.schema.clone_from(&args.postgres_schema);
+        cfg.timescale = args.postgres_timescale;
         cfg.durability.spill_dir = args.out.join("_postgres-spill");
         sinks.push(Box::new(PostgresSink::new(cfg).with_context(|| {
             format!("postgres sink at {}", tickwire_sinks::postgres::redact(url))

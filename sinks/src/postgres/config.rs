@@ -5,10 +5,44 @@ use crate::durable::Durability;
 /// Whether to use TimescaleDB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timescale {
-    /// Use it when the extension is installed or can be created; plain tables otherwise.
+    /// Use it when the extension is installed or can be created; plain tables otherwise
+    /// (the server's reason logged).
     Auto,
     /// Plain PostgreSQL tables even where TimescaleDB exists.
     Off,
+    /// TimescaleDB or nothing: the sink refuses to start without it, with the server's reason.
+    Require,
+}
+
+impl Timescale {
+    /// `off`, `auto` or `require`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Timescale::Auto => "auto",
+            Timescale::Off => "off",
+            Timescale::Require => "require",
+        }
+    }
+}
+
+impl std::str::FromStr for Timescale {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Timescale::Auto),
+            "off" | "false" => Ok(Timescale::Off),
+            "require" => Ok(Timescale::Require),
+            _ => Err(format!(
+                "timescale {s:?}: expected \"off\", \"auto\" or \"require\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Timescale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// PostgreSQL sink settings.

@@ -65,19 +65,98 @@ fn identifier(s: &str) -> Result<&str, SinkError> {
     }
 }
 
+/// A server error as the server said it: `SEVERITY: message (DETAIL: ..; HINT: ..)`; other
+/// errors as they print.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => {
+            let mut s = format!("{}: {}", d.severity(), d.message());
+            let extra: Vec<String> = [("DETAIL", d.detail()), ("HINT", d.hint())]
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| format!("{k}: {v}")))
+                .collect();
+            if !extra.is_empty() {
+                s.push_str(&format!(" ({})", extra.join("; ")));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+async fn timescale_present(c: &Client) -> Result<bool, tokio_postgres::Error> {
+    c.query_opt(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'",
+        &[],
+    )
+    .await
+    .map(|r| r.is_some())
+}
+
+/// Whether TimescaleDB can be used, and if not why: the extension is looked for and, where
+/// it is packaged but not created, created over a connection of its own (a server that has
+/// not preloaded it answers FATAL and closes that connection, never the sink's).
+async fn timescale_ready(
+    client: &Client,
+    url: &str,
+) -> Result<Result<(), String>, tokio_postgres::Error> {
+    if timescale_present(client).await? {
+        return Ok(Ok(()));
+    }
+    let available: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'",
+            &[],
+        )
+        .await?
+        .get(0);
+    if available == 0 {
+        return Ok(Err(
+            "the timescaledb extension is not installed on this server".into(),
+        ));
+    }
+    let probe = connect_quiet(url).await?;
+    if let Err(e) = probe
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        .await
+    {
+        return Ok(Err(format!(
+            "the timescaledb extension is installed but cannot be created: {}",
+            describe(&e)
+        )));
+    }
+    drop(probe);
+    if timescale_present(client).await? {
+        Ok(Ok(()))
+    } else {
+        Ok(Err("timescaledb was created but is not visible".into()))
+    }
+}
+
 async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            eprintln!("tickwire: sink postgres: connection: {e}");
+            eprintln!("tickwire: sink postgres: connection: {}", describe(&e));
         }
     });
     Ok(client)
 }
 
+/// A connection whose end is not logged (what it was for reports its errors).
+async fn connect_quiet(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
 /// Applies the migrations that are missing (see the module docs); returns the flavour of
 /// migration 2 (`timescale` or `plain`).
-async fn migrate(client: &Client, cfg: &PostgresConfig) -> Result<String, tokio_postgres::Error> {
+async fn migrate(
+    client: &Client,
+    cfg: &PostgresConfig,
+    timescale: bool,
+) -> Result<String, tokio_postgres::Error> {
     let s = &cfg.schema;
     // One tickwire at a time migrates a database (the key is arbitrary but fixed).
     client
@@ -115,28 +194,6 @@ async fn migrate(client: &Client, cfg: &PostgresConfig) -> Result<String, tokio_
         if let Some(flavor) = applied(2).await? {
             return Ok(flavor);
         }
-        let mut timescale = false;
-        if cfg.timescale == Timescale::Auto {
-            let available: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'",
-                    &[],
-                )
-                .await?
-                .get(0);
-            if available > 0 {
-                if let Err(e) = client
-                    .batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-                    .await
-                {
-                    eprintln!("tickwire: sink postgres: timescaledb is packaged but cannot be created ({e}); plain tables");
-                }
-            }
-            timescale = client
-                .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'", &[])
-                .await?
-                .is_some();
-        }
         let (statements, flavor) = if timescale {
             (
                 ddl::timescale(s, cfg.compress_after_days, cfg.retention_days),
@@ -167,8 +224,34 @@ impl PostgresStore {
         let rt = runtime()?;
         let (client, flavor) = rt.block_on(async {
             let client = connect(&cfg.url).await?;
-            let flavor = migrate(&client, cfg).await?;
-            Ok::<_, tokio_postgres::Error>((client, flavor))
+            let timescale = match cfg.timescale {
+                Timescale::Off => false,
+                Timescale::Auto | Timescale::Require => match timescale_ready(&client, &cfg.url).await? {
+                    Ok(()) => true,
+                    Err(why) if cfg.timescale == Timescale::Require => {
+                        return Err(SinkError::Setup(format!(
+                            "postgres {}: timescale = \"require\", but {why}",
+                            redact(&cfg.url)
+                        )));
+                    }
+                    Err(why) => {
+                        eprintln!(
+                            "tickwire: sink postgres {}: {why}; plain tables (timescale = \"off\" silences this, \"require\" refuses to start)",
+                            redact(&cfg.url)
+                        );
+                        false
+                    }
+                },
+            };
+            let flavor = migrate(&client, cfg, timescale).await?;
+            if cfg.timescale == Timescale::Require && flavor != "timescale" {
+                return Err(SinkError::Setup(format!(
+                    "postgres {} schema {}: timescale = \"require\", but the schema was set up {flavor} by an earlier run",
+                    redact(&cfg.url),
+                    cfg.schema
+                )));
+            }
+            Ok::<_, SinkError>((client, flavor))
         })?;
         eprintln!(
             "tickwire: sink postgres: {} schema {} ({flavor})",
