@@ -134,6 +134,27 @@ def decode(topic, payload):
     return out
 
 
+class SeqCheck:
+    """Per-topic sequence check. The first message of a topic sets its baseline (a subscriber
+    that joins a running engine starts wherever the topic is: counted in `joined`); only a jump
+    after that is a gap, i.e. messages this subscriber did not get."""
+
+    def __init__(self):
+        self.last, self.joined, self.gaps = {}, 0, 0
+
+    def check(self, topic, seq):
+        """Takes the next `seq` of `topic`; returns the gap it shows, or None."""
+        last = self.last.get(topic)
+        self.last[topic] = seq
+        if last is None:
+            self.joined += seq != 1
+            return None
+        if seq != last + 1:
+            self.gaps += 1
+            return {"topic": topic.decode(), "expected": last + 1, "got": seq}
+        return None
+
+
 def main():
     import zmq
 
@@ -146,16 +167,17 @@ def main():
     sock.connect(args.connect)
     for t in args.topic or [""]:
         sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-    last, n = {}, 0
+    seqs, n = SeqCheck(), 0
     while not args.count or n < args.count:
         topic, payload = sock.recv_multipart()
         rec = decode(topic, payload)
-        if rec["seq"] != last.get(topic, 0) + 1:
-            print(json.dumps({"gap": {"topic": topic.decode(), "expected": last.get(topic, 0) + 1,
-                                      "got": rec["seq"]}}), file=sys.stderr)
-        last[topic] = rec["seq"]
+        gap = seqs.check(topic, rec["seq"])
+        if gap:
+            print(json.dumps({"gap": gap}), file=sys.stderr)
         print(json.dumps(rec))
         n += 1
+    print(json.dumps({"messages": n, "topics": len(seqs.last), "joined": seqs.joined, "gaps": seqs.gaps}),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 //!
 //! Reads either payload encoding (binary records are turned back into decode JSON; JSON
 //! payloads are printed as they are), checks each topic's sequence numbers (binary) and
-//! reports every hole on stderr as `{"gap":{"topic":..,"expected":..,"got":..}}`. At the end
-//! (after `--count` messages, or `--idle-ms` without one) it prints a summary to stderr.
+//! reports every hole on stderr as `{"gap":{"topic":..,"expected":..,"got":..}}`. The first
+//! message of a topic sets its baseline (a subscriber that joins a running engine starts
+//! wherever the topic is; those topics are counted as `joined`); only a jump after that is a
+//! gap. At the end (after `--count` messages, or `--idle-ms` without one) it prints a summary
+//! to stderr.
 
 use crate::publish::decode_binary;
 use anyhow::Context;
@@ -51,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut seqs: FxHashMap<Vec<u8>, u64> = FxHashMap::default();
-    let (mut messages, mut gaps, mut bad) = (0u64, 0u64, 0u64);
+    let (mut messages, mut gaps, mut bad, mut joined) = (0u64, 0u64, 0u64, 0u64);
     let mut line = Vec::with_capacity(4096);
     loop {
         if args.count.is_some_and(|c| messages >= c) {
@@ -74,14 +77,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             match decode_binary(payload) {
                 Ok((rec, levels, seq)) => {
-                    let last = seqs.insert(topic.clone(), seq).unwrap_or(0);
-                    if seq != last + 1 {
-                        gaps += 1;
-                        eprintln!(
+                    match seqs.insert(topic.clone(), seq) {
+                        // The baseline: the engine numbers each topic from 1.
+                        None => joined += u64::from(seq != 1),
+                        Some(last) if seq != last + 1 => {
+                            gaps += 1;
+                            eprintln!(
                             "{{\"gap\":{{\"topic\":\"{}\",\"expected\":{},\"got\":{seq}}}}}",
-                            String::from_utf8_lossy(topic),
-                            last + 1
-                        );
+                                String::from_utf8_lossy(topic),
+                                last + 1
+                            );
+                        }
+                        Some(_) => {}
                     }
                     let symbol = topic.rsplit(|&c| c == b'.').next().unwrap_or(b"");
                     write_record(&mut line, &rec, &String::from_utf8_lossy(symbol), &levels);
@@ -100,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush().context("stdout")?;
     eprintln!(
-        "{{\"messages\":{messages},\"topics\":{},\"gaps\":{gaps},\"bad\":{bad}}}",
+        "{{\"messages\":{messages},\"topics\":{},\"joined\":{joined},\"gaps\":{gaps},\"bad\":{bad}}}",
         seqs.len()
     );
     Ok(ExitCode::SUCCESS)
