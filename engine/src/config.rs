@@ -402,6 +402,16 @@ pub enum ConfigError {
     /// Not valid TOML, an unknown key, or a wrong type (the message names the key).
     #[error("{0}")]
     Parse(String),
+    /// An environment override made the config invalid (the file alone is valid).
+    #[error("environment {var}={value}: {why}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// Its value (passwords hidden).
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A value that parses but makes no sense.
     #[error("{key}: {why}")]
     Invalid {
@@ -499,13 +509,53 @@ pub fn parse(
     env: impl Iterator<Item = (String, String)>,
 ) -> Result<Config, ConfigError> {
     let doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-    let mut doc = toml::Value::Table(doc);
-    apply_env(&mut doc, env)?;
-    let cfg: Config = doc
-        .try_into()
-        .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
-    cfg.validate()?;
-    Ok(cfg)
+    let file = toml::Value::Table(doc);
+    let vars: Vec<(String, String)> = env.collect();
+    let mut doc = file.clone();
+    apply_env(&mut doc, vars.iter().cloned())?;
+    let checked = |doc: toml::Value| -> Result<Config, ConfigError> {
+        let cfg: Config = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    };
+    match checked(doc) {
+        Ok(cfg) => Ok(cfg),
+        Err(e) => {
+            // Name the variable when an override is what makes it fail: with that one
+            // variable the file fails otherwise than (or where) it does alone.
+            let alone = checked(file.clone()).err().map(|e| e.to_string());
+            for (k, v) in &vars {
+                let mut one = file.clone();
+                if apply_env(&mut one, std::iter::once((k.clone(), v.clone()))).is_err() {
+                    continue;
+                }
+                if let Err(why) = checked(one) {
+                    let why = why.to_string();
+                    if alone.as_ref() != Some(&why) {
+                        return Err(ConfigError::Env {
+                            var: k.clone(),
+                            value: shown_value(k, v),
+                            why,
+                        });
+                    }
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A variable's value as it may be logged: passwords hidden, URLs without their password.
+fn shown_value(var: &str, value: &str) -> String {
+    if var.contains("PASSWORD") {
+        "***".into()
+    } else if var.ends_with("URL") {
+        tickwire_sinks::postgres::redact(value)
+    } else {
+        value.to_string()
+    }
 }
 
 const STREAM_KINDS: [&str; 10] = [
@@ -827,6 +877,31 @@ mod tests {
         )
         .expect_err("refused");
         assert!(e.to_string().contains("bindd"), "{e}");
+        // The variable and its value are named, not only the key.
+        let e = parse(
+            "[simulator]\nenabled = true\n",
+            env(&[("TICKWIRE_PIPELINE__MAX_ROWZ", "5")]),
+        )
+        .expect_err("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("environment TICKWIRE_PIPELINE__MAX_ROWZ=5: ")
+                && msg.contains("max_rowz"),
+            "{msg}"
+        );
+        let e = parse(
+            "[simulator]\nenabled = true\n[[sinks]]\ntype = \"clickhouse\"\n",
+            env(&[
+                ("TICKWIRE_SINKS__0__PASSWORD", "hunter2"),
+                ("TICKWIRE_SINKS__0__TTL_DAYS", "soon"),
+            ]),
+        )
+        .expect_err("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("TICKWIRE_SINKS__0__TTL_DAYS=soon") && !msg.contains("hunter2"),
+            "{msg}"
+        );
     }
 
     #[test]

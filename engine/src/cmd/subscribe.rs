@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         Some(last) if seq != last + 1 => {
                             gaps += 1;
                             eprintln!(
-                            "{{\"gap\":{{\"topic\":\"{}\",\"expected\":{},\"got\":{seq}}}}}",
+                                "{{\"gap\":{{\"topic\":\"{}\",\"expected\":{},\"got\":{seq}}}}}",
                                 String::from_utf8_lossy(topic),
                                 last + 1
                             );
