@@ -585,6 +585,92 @@ fn usdm_public(stream: &str) -> bool {
     base == "bookTicker" || base.starts_with("depth")
 }
 
+/// A sink's store settings, as the sinks crate takes them.
+enum Store {
+    Parquet(ParquetConfig),
+    Clickhouse(ClickHouseConfig),
+    Postgres(PostgresConfig),
+}
+
+impl SinkConfig {
+    fn store(&self) -> Store {
+        match self {
+            SinkConfig::Parquet(p) => {
+                let mut c = ParquetConfig::new(&p.dir);
+                c.max_file_bytes = p.max_file_mb << 20;
+                c.max_file_age = Duration::from_secs(p.max_file_age_secs);
+                c.zstd_level = p.zstd_level;
+                Store::Parquet(c)
+            }
+            SinkConfig::Clickhouse(ch) => {
+                let mut c = ClickHouseConfig::new(&ch.url);
+                c.database.clone_from(&ch.database);
+                c.user.clone_from(&ch.user);
+                c.password.clone_from(&ch.password);
+                c.durability.max_attempts = ch.max_attempts;
+                c.durability.memory_budget_bytes = ch.memory_budget_mb << 20;
+                c.ttl_days = ch.ttl_days;
+                c.durability.spill_dir.clone_from(&ch.spill_dir);
+                Store::Clickhouse(c)
+            }
+            SinkConfig::Postgres(pg) => {
+                let mut c = PostgresConfig::new(&pg.url);
+                c.schema.clone_from(&pg.schema);
+                c.timescale = pg.timescale;
+                c.compress_after_days = pg.compress_after_days;
+                c.retention_days = pg.retention_days;
+                c.durability.max_attempts = pg.max_attempts;
+                c.durability.memory_budget_bytes = pg.memory_budget_mb << 20;
+                c.durability.spill_dir.clone_from(&pg.spill_dir);
+                Store::Postgres(c)
+            }
+        }
+    }
+
+    /// `parquet DIR`, `clickhouse URL`, `postgres URL` (without a password).
+    fn describe(&self) -> String {
+        match self {
+            SinkConfig::Parquet(p) => format!("parquet {}", p.dir.display()),
+            SinkConfig::Clickhouse(c) => format!(
+                "clickhouse {} database {}",
+                tickwire_sinks::postgres::redact(&c.url),
+                c.database
+            ),
+            SinkConfig::Postgres(p) => format!(
+                "postgres {} schema {}",
+                tickwire_sinks::postgres::redact(&p.url),
+                p.schema
+            ),
+        }
+    }
+}
+
+/// Whether files can be written in `dir` (or in the directory it would be created in).
+fn writable_dir(dir: &std::path::Path) -> Result<String, String> {
+    let mut at = dir;
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if !m.is_dir() => return Err(format!("{} is not a directory", at.display())),
+            Ok(m) if m.permissions().readonly() => {
+                return Err(format!("{} is read-only", at.display()))
+            }
+            Ok(_) if at == dir => return Ok(format!("{} is writable", dir.display())),
+            Ok(_) => {
+                return Ok(format!(
+                    "{} will be created in {}",
+                    dir.display(),
+                    at.display()
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => return Ok(format!("{} will be created", dir.display())),
+            },
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        }
+    }
+}
+
 impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if !self.simulator.enabled && self.sources.is_empty() {
@@ -689,8 +775,30 @@ impl Config {
         out
     }
 
-    /// Builds the run's settings. Fails only on resources (a sink directory), never on config.
-    pub fn settings(&self) -> Result<Settings, tickwire_sinks::SinkError> {
+    /// Tries to reach every sink without changing anything: a Parquet directory that exists
+    /// (or can be created) and is writable, a ClickHouse or PostgreSQL server that answers.
+    /// One line per sink, `Err` where it could not.
+    pub fn check_sinks(&self) -> Vec<(String, Result<String, String>)> {
+        self.sinks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let r = match s.store() {
+                    Store::Parquet(c) => writable_dir(&c.dir),
+                    Store::Clickhouse(c) => tickwire_sinks::clickhouse::ClickHouseStore::probe(&c)
+                        .map(|v| format!("ClickHouse {v}"))
+                        .map_err(|e| tickwire_sinks::error_chain(&e)),
+                    Store::Postgres(c) => tickwire_sinks::postgres::PostgresStore::probe(&c)
+                        .map_err(|e| tickwire_sinks::error_chain(&e)),
+                };
+                (format!("sinks[{i}] ({})", s.describe()), r)
+            })
+            .collect()
+    }
+
+    /// Builds the run's settings. Fails only on resources (a sink directory, a server that
+    /// cannot be reached), never on config; the error names the sink.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
         let input = if self.simulator.enabled {
             Input::Simulator {
                 symbols: default_symbols(),
@@ -702,38 +810,17 @@ impl Config {
             Input::Urls(self.urls())
         };
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        for s in &self.sinks {
-            match s {
-                SinkConfig::Parquet(p) => {
-                    let mut c = ParquetConfig::new(&p.dir);
-                    c.max_file_bytes = p.max_file_mb << 20;
-                    c.max_file_age = Duration::from_secs(p.max_file_age_secs);
-                    c.zstd_level = p.zstd_level;
-                    sinks.push(Box::new(ParquetSink::new(c)?));
+        for (i, s) in self.sinks.iter().enumerate() {
+            let built: Result<Box<dyn Sink>, tickwire_sinks::SinkError> = match s.store() {
+                Store::Parquet(c) => ParquetSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>),
+                Store::Clickhouse(c) => {
+                    ClickHouseSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>)
                 }
-                SinkConfig::Clickhouse(ch) => {
-                    let mut c = ClickHouseConfig::new(&ch.url);
-                    c.database.clone_from(&ch.database);
-                    c.user.clone_from(&ch.user);
-                    c.password.clone_from(&ch.password);
-                    c.durability.max_attempts = ch.max_attempts;
-                    c.durability.memory_budget_bytes = ch.memory_budget_mb << 20;
-                    c.ttl_days = ch.ttl_days;
-                    c.durability.spill_dir.clone_from(&ch.spill_dir);
-                    sinks.push(Box::new(ClickHouseSink::new(c)?));
-                }
-                SinkConfig::Postgres(pg) => {
-                    let mut c = PostgresConfig::new(&pg.url);
-                    c.schema.clone_from(&pg.schema);
-                    c.timescale = pg.timescale;
-                    c.compress_after_days = pg.compress_after_days;
-                    c.retention_days = pg.retention_days;
-                    c.durability.max_attempts = pg.max_attempts;
-                    c.durability.memory_budget_bytes = pg.memory_budget_mb << 20;
-                    c.durability.spill_dir.clone_from(&pg.spill_dir);
-                    sinks.push(Box::new(PostgresSink::new(c)?));
-                }
-            }
+                Store::Postgres(c) => PostgresSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>),
+            };
+            sinks.push(built.map_err(|e| {
+                anyhow::Error::new(e).context(format!("sinks[{i}] ({})", s.describe()))
+            })?);
         }
         let zmq = self.zmq.enabled.then(|| PubConfig {
             bind: self.zmq.bind.clone(),

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tickwire: {e:#}");
+            eprintln!("tickwire: {}", tickwire_engine::cmd::error_line(&e));
             ExitCode::from(2)
         }
     }

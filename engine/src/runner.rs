@@ -345,138 +345,142 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
         Input::Urls(_) => None,
     };
-    let (counters, input_s, unsynced) = rt.block_on(async {
-        // Inputs.
-        let mut sims = Vec::new();
-        let mut urls = Vec::new();
-        match &s.input {
-            Input::Urls(u) => urls.clone_from(u),
-            Input::Simulator {
-                symbols: specs,
-                rate,
-                faults,
-                ..
-            } => {
-                for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
-                    let cfg = SimConfig {
-                        market,
-                        symbols: specs.clone(),
-                        rate: rate / 2,
-                        seed: 7 + i as u64,
-                        faults: *faults,
-                        replay: rendered[i].clone(),
-                    };
-                    let sim_rt = sim_rt.as_ref().expect("simulator runtime");
-                    let sim = sim_rt
-                        .spawn(SimServer::start(cfg, "127.0.0.1:0"))
-                        .await
-                        .context("simulator thread")?
-                        .context("simulator")?;
-                    urls.push((market, sim.combined_url(market, specs)));
-                    counters.sims.push(sim.counters.clone());
-                    sims.push(sim);
+    let (counters, input_s, unsynced) =
+        rt.block_on(async {
+            // Inputs.
+            let mut sims = Vec::new();
+            let mut urls = Vec::new();
+            match &s.input {
+                Input::Urls(u) => urls.clone_from(u),
+                Input::Simulator {
+                    symbols: specs,
+                    rate,
+                    faults,
+                    ..
+                } => {
+                    for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
+                        let cfg = SimConfig {
+                            market,
+                            symbols: specs.clone(),
+                            rate: rate / 2,
+                            seed: 7 + i as u64,
+                            faults: *faults,
+                            replay: rendered[i].clone(),
+                        };
+                        let sim_rt = sim_rt.as_ref().expect("simulator runtime");
+                        let sim = sim_rt
+                            .spawn(SimServer::start(cfg, "127.0.0.1:0"))
+                            .await
+                            .context("simulator thread")?
+                            .context("simulator")?;
+                        urls.push((market, sim.combined_url(market, specs)));
+                        counters.sims.push(sim.counters.clone());
+                        sims.push(sim);
+                    }
                 }
             }
-        }
-        let counters = Arc::new(counters);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let drain_on_stop = matches!(s.input, Input::Simulator { .. });
-        let mut tasks = Vec::new();
-        for (market, url) in urls {
-            let cfg = SourceConfig {
-                market,
-                full: s.full,
-                drain_on_stop,
-                subscribe: s.subscribe,
-                idle_timeout: s.idle_timeout,
-                // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
-                // over HTTPS.
-                rest: s.book_sync.then(|| rest_base(&url, market)).flatten(),
-                rest_roots: Vec::new(),
-                book_every: s.book_every,
-                book_levels: s.book_levels,
-                live: live_books.clone(),
-                overlap: None,
-                delivered: None,
-                publish: publisher.clone(),
-                url,
-            };
-            tasks.push(tokio::spawn(source::rotating(
-                cfg,
-                s.rotate_after,
-                symbols.clone(),
-                tx.clone(),
-                counters.queue.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        drop(tx);
-        // The HTTP server runs on its own runtime thread: a heavy query never holds up the
-        // source tasks on this one.
-        let http_task = match (&s.http, &http_rt) {
-            (Some(addr), Some(hrt)) => {
-                let (done, bound) = tokio::sync::oneshot::channel();
-                let (addr, c, h, api) =
-                    (addr.clone(), counters.clone(), health.clone(), api.clone());
-                hrt.spawn(async move {
-                    let _ = done.send(http::serve(&addr, c, h, t0, api).await);
-                });
-                Some(bound.await.context("http thread")?.context("http")?)
+            let counters = Arc::new(counters);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let drain_on_stop = matches!(s.input, Input::Simulator { .. });
+            let mut tasks = Vec::new();
+            for (market, url) in urls {
+                let cfg = SourceConfig {
+                    market,
+                    full: s.full,
+                    drain_on_stop,
+                    subscribe: s.subscribe,
+                    idle_timeout: s.idle_timeout,
+                    // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
+                    // over HTTPS.
+                    rest: s.book_sync.then(|| rest_base(&url, market)).flatten(),
+                    rest_roots: Vec::new(),
+                    book_every: s.book_every,
+                    book_levels: s.book_levels,
+                    live: live_books.clone(),
+                    overlap: None,
+                    delivered: None,
+                    publish: publisher.clone(),
+                    url,
+                };
+                tasks.push(tokio::spawn(source::rotating(
+                    cfg,
+                    s.rotate_after,
+                    symbols.clone(),
+                    tx.clone(),
+                    counters.queue.clone(),
+                    stop_rx.clone(),
+                )));
             }
-            _ => None,
-        };
-        let stats = (s.stats_secs > 0).then(|| {
-            let (c, rx) = (counters.clone(), rx.clone());
-            let every = Duration::from_secs(s.stats_secs);
-            tokio::spawn(async move {
-                let mut last = [0u64; Kind::COUNT];
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
+            drop(tx);
+            // The HTTP server runs on its own runtime thread: a heavy query never holds up the
+            // source tasks on this one.
+            let http_task =
+                match (&s.http, &http_rt) {
+                    (Some(addr), Some(hrt)) => {
+                        let (done, bound) = tokio::sync::oneshot::channel();
+                        let (addr, c, h, api) =
+                            (addr.clone(), counters.clone(), health.clone(), api.clone());
+                        hrt.spawn(async move {
+                            let _ = done.send(http::serve(&addr, c, h, t0, api).await);
+                        });
+                        Some(bound.await.context("http thread")?.with_context(|| {
+                            format!("http on {}", s.http.as_deref().unwrap_or(""))
+                        })?)
+                    }
+                    _ => None,
+                };
+            let stats = (s.stats_secs > 0).then(|| {
+                let (c, rx) = (counters.clone(), rx.clone());
+                let every = Duration::from_secs(s.stats_secs);
+                tokio::spawn(async move {
+                    let mut last = [0u64; Kind::COUNT];
+                    let mut tick = tokio::time::interval(every);
                     tick.tick().await;
-                    eprintln!(
-                        "{}",
-                        stats_line(
-                            &c,
-                            t0,
-                            &mut last,
-                            every,
-                            rx.len(),
-                            rx.capacity().unwrap_or(0)
-                        )
-                    );
-                }
-            })
-        });
-        wait_for_stop(s.duration).await;
-        // How long the inputs ran (a simulator sends only until now): the time its rate is
-        // measured over, unlike `duration_s`, which ends after the last flush.
-        let input_s = t0.elapsed();
-        // Books not live when the stop came (the gauge falls to 0 as the sources end).
-        let unsynced = counters.queue.books_unsynced.load(Ordering::Relaxed);
-        health.stopping.store(true, Ordering::Relaxed);
-        // Sources first: no reconnects from here on. Then the simulators stop and close after
-        // their last frame, which draining sources read to the end.
-        let _ = stop_tx.send(true);
-        for sim in sims {
-            sim.stop().await;
-        }
-        for t in tasks {
-            match t.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => eprintln!("tickwire: source task: {e}"),
+                    loop {
+                        tick.tick().await;
+                        eprintln!(
+                            "{}",
+                            stats_line(
+                                &c,
+                                t0,
+                                &mut last,
+                                every,
+                                rx.len(),
+                                rx.capacity().unwrap_or(0)
+                            )
+                        );
+                    }
+                })
+            });
+            wait_for_stop(s.duration).await;
+            // How long the inputs ran (a simulator sends only until now): the time its rate is
+            // measured over, unlike `duration_s`, which ends after the last flush.
+            let input_s = t0.elapsed();
+            // Books not live when the stop came (the gauge falls to 0 as the sources end).
+            let unsynced = counters.queue.books_unsynced.load(Ordering::Relaxed);
+            health.stopping.store(true, Ordering::Relaxed);
+            // Sources first: no reconnects from here on. Then the simulators stop and close after
+            // their last frame, which draining sources read to the end.
+            let _ = stop_tx.send(true);
+            for sim in sims {
+                sim.stop().await;
             }
-        }
-        if let Some(t) = stats {
-            t.abort();
-        }
-        if let Some(t) = http_task {
-            t.abort();
-        }
-        anyhow::Ok((counters, input_s, unsynced))
-    })?;
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => eprintln!("tickwire: source task: {e}"),
+                }
+            }
+            if let Some(t) = stats {
+                t.abort();
+            }
+            if let Some(t) = http_task {
+                t.abort();
+            }
+            anyhow::Ok((counters, input_s, unsynced))
+        })?;
     if let Some(srt) = sim_rt {
         // Stopped above: every simulator task has ended.
         srt.shutdown_background();

@@ -76,6 +76,24 @@ impl SinkCounters {
     }
 }
 
+/// An error and its sources on one line, each once (a source whose text an outer message
+/// already carries is not repeated).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        cur = c.source();
+    }
+    out
+}
+
 /// Why a sink failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

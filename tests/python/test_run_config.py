@@ -1,5 +1,6 @@
 """`tickwire run --config`: a config file in demo mode (in-process simulator), /health and
-/metrics read while it runs, environment overrides, and refusal of unknown keys by name."""
+/metrics read while it runs, environment overrides, refusal of unknown keys by name, `--check`
+reaching every sink, and one-line errors that name their input."""
 
 import json
 import subprocess
@@ -70,3 +71,50 @@ def test_unknown_keys_are_refused_by_name(tmp_path):
     r = subprocess.run([BIN, "run", "--config", str(cfg), "--check"], capture_output=True, text=True, timeout=30,
                        env={"PATH": "/usr/bin:/bin"})
     assert r.returncode != 0 and "bindd" in r.stderr
+    # An environment override that is wrong is named with its value.
+    good = tmp_path / "good.toml"
+    good.write_text("[simulator]\nenabled = true\n")
+    r = subprocess.run([BIN, "run", "--config", str(good), "--check"], capture_output=True, text=True, timeout=30,
+                       env={"PATH": "/usr/bin:/bin", "TICKWIRE_PIPELINE__MAX_ROWZ": "5"})
+    assert r.returncode == 2 and "environment TICKWIRE_PIPELINE__MAX_ROWZ=5: " in r.stderr, r.stderr
+
+
+def test_check_tries_to_reach_every_sink(tmp_path):
+    dead = free_port()  # nothing listens there
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+[simulator]
+enabled = true
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'data'}"
+[[sinks]]
+type = "clickhouse"
+url = "http://127.0.0.1:{dead}"
+[[sinks]]
+type = "postgres"
+url = "postgres://postgres@127.0.0.1:5432/postgres"
+""")
+    r = subprocess.run([BIN, "run", "--config", str(cfg), "--check"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [l for l in r.stdout.splitlines() if l.startswith("sinks[0]")][0].endswith("will be created in " + str(tmp_path))
+    ch = [l for l in r.stdout.splitlines() if l.startswith("sinks[1]")][0]
+    assert "cannot be reached" in ch and ch.count("Connection refused") == 1, ch
+    pg = [l for l in r.stdout.splitlines() if l.startswith("sinks[2]")][0]
+    assert ": ok, PostgreSQL " in pg, pg
+    assert "1 sink(s) cannot be reached" in r.stderr
+    assert not (tmp_path / "data").exists(), "--check changes nothing"
+
+
+def test_errors_say_each_cause_once_and_name_the_input(tmp_path):
+    dead = free_port()
+    r = subprocess.run([BIN, "demo", "--duration", "1", "--out", str(tmp_path / "d"), "--clickhouse",
+                        f"http://127.0.0.1:{dead}", "--stats-secs", "0"], capture_output=True, text=True, timeout=60)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 2 and f"127.0.0.1:{dead}" in last and last.count("Connection refused") == 1, last
+    assert last.count("client error (Connect)") == 1, last
+    r = subprocess.run([BIN, "decode", "--market", "spot", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and str(tmp_path) in r.stderr, r.stderr
+    r = subprocess.run([BIN, "demo", "--duration", "1", "--out", str(tmp_path / "d"), "--http", "notanaddr",
+                        "--stats-secs", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "notanaddr" in r.stderr, r.stderr

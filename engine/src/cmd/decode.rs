@@ -78,7 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         line.clear();
         if reader
             .read_until(b'\n', &mut line)
-            .context("reading frames")?
+            .with_context(|| match &args.file {
+                Some(p) => format!("reading frames from {}", p.display()),
+                None => "reading frames from standard input".into(),
+            })?
             == 0
         {
             break;

@@ -49,19 +49,30 @@ fn classify(e: &::clickhouse::error::Error) -> Failure {
     }
 }
 
+fn client(cfg: &ClickHouseConfig) -> ::clickhouse::Client {
+    let mut client = ::clickhouse::Client::default()
+        .with_url(&cfg.url)
+        .with_validation(false);
+    if let Some(u) = &cfg.user {
+        client = client.with_user(u);
+    }
+    if let Some(p) = &cfg.password {
+        client = client.with_password(p);
+    }
+    client
+}
+
 impl ClickHouseStore {
+    /// Asks the server its version, changing nothing (`tickwire run --check`).
+    pub fn probe(cfg: &ClickHouseConfig) -> Result<String, SinkError> {
+        let rt = runtime()?;
+        Ok(rt.block_on(client(cfg).query("SELECT version()").fetch_one())?)
+    }
+
     /// Connects, picks the dialect by server version and applies the schema (idempotent).
     pub fn connect(cfg: &ClickHouseConfig) -> Result<Self, SinkError> {
         let rt = runtime()?;
-        let mut client = ::clickhouse::Client::default()
-            .with_url(&cfg.url)
-            .with_validation(false);
-        if let Some(u) = &cfg.user {
-            client = client.with_user(u);
-        }
-        if let Some(p) = &cfg.password {
-            client = client.with_password(p);
-        }
+        let client = client(cfg);
         let version: String = rt.block_on(client.query("SELECT version()").fetch_one())?;
         let dialect = Dialect::for_version(&version);
         for st in statements(dialect, &cfg.database) {

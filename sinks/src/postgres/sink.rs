@@ -80,7 +80,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             }
             s
         }
-        None => e.to_string(),
+        None => crate::error_chain(e),
     }
 }
 
@@ -218,6 +218,17 @@ async fn migrate(
 }
 
 impl PostgresStore {
+    /// Asks the server its version, changing nothing (`tickwire run --check`).
+    pub fn probe(cfg: &PostgresConfig) -> Result<String, SinkError> {
+        let rt = runtime()?;
+        rt.block_on(async {
+            let client = connect_quiet(&cfg.url).await?;
+            let v: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+            Ok(format!("PostgreSQL {v}"))
+        })
+        .map_err(|e: tokio_postgres::Error| SinkError::Setup(describe(&e)))
+    }
+
     /// Connects and applies the migrations.
     pub fn connect(cfg: &PostgresConfig) -> Result<Self, SinkError> {
         identifier(&cfg.schema)?;
