@@ -933,6 +933,74 @@ mod tests {
         assert!(e.to_string().contains("sinks[0].url"), "{e}");
     }
 
+    /// Every key of every section is in `tickwire.example.toml` (set or commented out), and
+    /// the file with every commented key and section put back still parses.
+    #[test]
+    fn the_example_file_documents_every_key() {
+        let src = include_str!("config.rs");
+        let example = include_str!("../../tickwire.example.toml");
+        let keys: Vec<(String, String)> = {
+            let (mut out, mut current) = (Vec::new(), None::<String>);
+            for line in src.lines() {
+                if let Some(rest) = line.strip_prefix("pub struct ") {
+                    current = rest
+                        .strip_suffix(" {")
+                        .filter(|n| n.ends_with("Config"))
+                        .map(str::to_string);
+                } else if line == "}" {
+                    current = None;
+                } else if let (Some(s), Some(f)) = (&current, line.strip_prefix("    pub ")) {
+                    if let Some((name, _)) = f.split_once(':') {
+                        out.push((s.clone(), name.to_string()));
+                    }
+                }
+            }
+            out
+        };
+        assert!(keys.len() > 40, "{} keys found in config.rs", keys.len());
+        let uncommented: String = example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(r)
+                    if r.starts_with("[[")
+                        || r.split_once(" = ").is_some_and(|(k, _)| {
+                            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        }) =>
+                {
+                    r
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let tables: Vec<String> = [
+            "simulator",
+            "sources",
+            "connection",
+            "pipeline",
+            "zmq",
+            "sinks",
+            "http",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        for (section, key) in &keys {
+            let set = uncommented
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key} =")));
+            let table = section == "Config"
+                && tables.contains(key)
+                && (uncommented.contains(&format!("[{key}]"))
+                    || uncommented.contains(&format!("[[{key}]]")));
+            assert!(
+                set || table,
+                "{section}.{key} is not in tickwire.example.toml"
+            );
+        }
+        parse(&uncommented, env(&[])).expect("the example with every key uncommented");
+    }
+
     #[test]
     fn timescale_is_off_auto_or_require() {
         let pg = |v: &str| {

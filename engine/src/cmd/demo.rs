@@ -94,9 +94,9 @@ pub struct Args {
     /// Seconds of received data the query cache keeps (with --http).
     #[arg(long, default_value_t = 3600)]
     pub cache_window_secs: u64,
-    /// MiB of Arrow data the query cache may hold (with --http).
-    #[arg(long, default_value_t = 512)]
-    pub cache_mb: usize,
+    /// MiB of Arrow data the query cache may hold (with --http); `[http] cache_budget_mb`.
+    #[arg(long, default_value_t = 512, alias = "cache-mb")]
+    pub cache_budget_mb: usize,
     /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
@@ -164,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         http: args.http.clone(),
         cache: CacheConfig {
             window: Duration::from_secs(args.cache_window_secs),
-            budget_bytes: args.cache_mb << 20,
+            budget_bytes: args.cache_budget_mb << 20,
         },
         // The query API reads older ranges from PostgreSQL if given, else ClickHouse.
         read_through: match (&args.postgres, &args.clickhouse) {
