@@ -659,6 +659,7 @@ async fn a_book_that_cannot_bridge_is_counted_and_retried_with_backoff() {
     // Without a backoff: one request per 100 ms, ~10 a second. With it (250 ms doubling), at
     // most 1 + log2(secs / 0.25) + 1 per book.
     let ceiling = books * (2 + (secs / 0.25).log2().ceil() as u64);
+    eprintln!("{asked} snapshot requests for {books} unsynced books in {secs:.1} s");
     assert!(asked >= 3 * books, "{asked} requests in {secs:.1} s");
     assert!(
         asked <= ceiling,

@@ -34,7 +34,8 @@ pub struct Args {
     /// Parquet dataset directory.
     #[arg(long, default_value = "data")]
     pub out: PathBuf,
-    /// Simulated messages per second, in total over both markets.
+    /// Simulated messages per second, in total over both markets (half each); 0: as fast as
+    /// the engine takes them.
     #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
     /// ZMQ PUB bind address.
@@ -59,8 +60,10 @@ pub struct Args {
     /// see every record from the first.
     #[arg(long, default_value_t = 0)]
     pub wait_subscribers: usize,
-    /// Turn on every simulator fault at a moderate rate: skipped ids (gaps), malformed frames,
-    /// connections closed every 2.5 s. The summary then has `injected` and `detected`.
+    /// Turn on every simulator fault at a moderate rate: skipped ids (a gap every 2,000
+    /// frames), a malformed frame every 5,000, a 2 MiB oversized frame every 20,000, each
+    /// connection closed after 2.5 s, a ping every 500 ms whose pong must come within 1 s.
+    /// The summary's `injected` says what was done, `gaps` what the engine detected.
     #[arg(long)]
     pub faults: bool,
     /// Also write every kind into ClickHouse at this HTTP URL (e.g. http://127.0.0.1:8123).
