@@ -708,6 +708,22 @@ struct Seq {
 }
 
 impl Seq {
+    /// Moves past `rec` without checking it (a duplicate the other connection of a rotation
+    /// delivered: proof that its id came).
+    fn observe(&mut self, rec: &Record) {
+        let (kind, last) = match rec {
+            Record::Trade(t) => (Kind::Trade, t.trade_id),
+            Record::AggTrade(a) => (Kind::AggTrade, a.agg_trade_id),
+            Record::DepthUpdate(d) => (Kind::DepthUpdate, d.final_update_id),
+            _ => return,
+        };
+        let e = self
+            .last
+            .entry((kind as u8, rec.header().symbol))
+            .or_insert(last);
+        *e = (*e).max(last);
+    }
+
     /// Checks `rec`'s id continuity; returns a gap record on a break.
     fn check(&mut self, rec: &Record, market: Market) -> Option<Gap> {
         let h = rec.header();
@@ -1070,7 +1086,13 @@ pub async fn run(
                     if o.is_active() {
                         o.merge(&positions, &mut merged_epoch);
                         if o.duplicate(r) {
+                            // Delivered by the other connection; this one's own sequence and
+                            // book still move past it (their continuity is per connection).
                             counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                            seq.observe(r);
+                            if let (Record::DepthUpdate(d), Some(b)) = (r, books.as_mut()) {
+                                b.on_diff(d, lv, &counters);
+                            }
                             return;
                         }
                     }

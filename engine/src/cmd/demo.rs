@@ -97,6 +97,11 @@ pub struct Args {
     /// Seconds of received data the query cache keeps (with --http).
     #[arg(long, default_value_t = 3600)]
     pub cache_window_secs: u64,
+    /// Replace each connection after this many seconds, overlapping it with its replacement
+    /// and dropping the duplicates (Binance closes connections at 24 h; `run` rotates at
+    /// 23 h). 0: never.
+    #[arg(long, default_value_t = 0)]
+    pub rotate_after_secs: u64,
     /// MiB of Arrow data the query cache may hold (with --http); `[http] cache_budget_mb`.
     #[arg(long, default_value_t = 512, alias = "cache-mb")]
     pub cache_budget_mb: usize,
@@ -186,10 +191,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stats_secs: args.stats_secs,
         subscribe: args.subscribe,
         book_sync: true,
-        // No rotation: each simulator connection is a market of its own (ids start afresh),
-        // so two overlapping connections are not duplicates of each other. Rotation is tested
-        // against replayed captures (engine/tests/sim_source.rs).
-        rotate_after: None,
+        // The simulator's connections share its market, so a replacement connection sees the
+        // same frames as the one it replaces, as on Binance.
+        rotate_after: (args.rotate_after_secs > 0)
+            .then(|| Duration::from_secs(args.rotate_after_secs)),
         book_every: (args.book_snapshot_ms > 0)
             .then(|| Duration::from_millis(args.book_snapshot_ms)),
         book_levels: 20,
