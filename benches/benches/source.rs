@@ -32,6 +32,7 @@ fn sim_config() -> SimConfig {
         seed: 3,
         faults: Faults::default(),
         replay: None,
+        rest: Default::default(),
     }
 }
 

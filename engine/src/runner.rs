@@ -366,6 +366,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                             seed: 7 + i as u64,
                             faults: *faults,
                             replay: rendered[i].clone(),
+                            rest: Default::default(),
                         };
                         let sim_rt = sim_rt.as_ref().expect("simulator runtime");
                         let sim = sim_rt

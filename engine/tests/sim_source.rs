@@ -22,6 +22,7 @@ fn sim_config(market: Market, rate: u64, faults: Faults) -> SimConfig {
         seed: 1,
         faults,
         replay: None,
+        rest: Default::default(),
     }
 }
 

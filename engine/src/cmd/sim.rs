@@ -7,7 +7,8 @@
 //! SIGTERM) it closes every connection after its last frame and prints one JSON line: what it
 //! sent per record kind and the faults it injected, the ground truth to reconcile against.
 
-use crate::sim::market::default_symbols;
+use crate::sim::market::synthetic_symbols;
+use crate::sim::rest::RestLimits;
 use crate::sim::{Faults, SimConfig, SimServer};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -57,6 +58,17 @@ pub struct Args {
     /// How many ms a ping may wait for its pong.
     #[arg(long, default_value_t = 60_000)]
     pub pong_deadline_ms: u64,
+    /// Serve this many symbols per market: BTCUSDT, ETHUSDT, SOLUSDT, PEPEUSDT, then
+    /// synthetic ones (AAAUSDT, AABUSDT, ...; every seventh quoted in USDC).
+    #[arg(long, default_value_t = 4)]
+    pub symbols: usize,
+    /// REST request weight a client IP may spend a minute (0: Binance's, 6,000 spot and
+    /// 2,400 USD-M); over it 429, and 418 for a client that sends on.
+    #[arg(long, default_value_t = 0)]
+    pub weight_per_minute: u64,
+    /// Seconds a client is banned (418) for sending after a 429.
+    #[arg(long, default_value_t = 120)]
+    pub ban_secs: u64,
 }
 
 /// Runs the command.
@@ -73,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ping_every: args.ping_every_ms.map(Duration::from_millis),
         pong_deadline: Duration::from_millis(args.pong_deadline_ms),
     };
+    let symbols = synthetic_symbols(args.symbols.max(1));
     let line = rt.block_on(async {
         let mut servers = Vec::new();
         for (market, addr, seed) in [(Market::Spot, &args.spot, args.seed), (Market::Usdm, &args.usdm, args.seed + 1)] {
@@ -80,9 +93,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(p) => Some(std::sync::Arc::new(crate::sim::Replay::load(p, market).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)),
                 None => None,
             };
-            let cfg = SimConfig { market, symbols: default_symbols(), rate: args.rate, seed, faults, replay };
+            let rest = RestLimits { weight_per_minute: args.weight_per_minute, ban: Duration::from_secs(args.ban_secs) };
+            let cfg = SimConfig { market, symbols: symbols.clone(), rate: args.rate, seed, faults, replay, rest };
             let s = SimServer::start(cfg, addr).await?;
-            eprintln!("tickwire sim: {} on ws://{} (e.g. {})", market.as_str(), s.addr, s.combined_url(market, &default_symbols()[..1]));
+            eprintln!("tickwire sim: {} on ws://{} ({} symbols, e.g. {})", market.as_str(), s.addr, symbols.len(), s.combined_url(market, &symbols[..1]));
             servers.push((market, s));
         }
         crate::runner::wait_for_stop(args.duration.map(Duration::from_secs)).await;
@@ -100,7 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let _ = write!(
                 out,
-                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{},\"refused\":{},\"slow_closes\":{}}}",
+                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{},\"refused\":{},\"slow_closes\":{},\"rest\":{{\"requests\":{},\"weight\":{},\"snapshots\":{},\"exchange_info\":{},\"status_429\":{},\"status_418\":{}}}}}",
                 market.as_str(),
                 kinds(&|k| c.sent[k.index()].load(Ordering::Relaxed)),
                 kinds(&|k| c.gaps[k.index()].load(Ordering::Relaxed)),
@@ -116,6 +130,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 c.connections.load(Ordering::Relaxed),
                 c.refused.load(Ordering::Relaxed),
                 c.slow_closes.load(Ordering::Relaxed),
+                c.rest_requests.load(Ordering::Relaxed),
+                c.rest_weight.load(Ordering::Relaxed),
+                c.rest_snapshots.load(Ordering::Relaxed),
+                c.rest_exchange_info.load(Ordering::Relaxed),
+                c.rest_limited.load(Ordering::Relaxed),
+                c.rest_banned.load(Ordering::Relaxed),
             );
         }
         out.push('}');

@@ -108,6 +108,45 @@ pub fn default_symbols() -> Vec<SymbolSpec> {
     ]
 }
 
+/// `n` symbols: the four of [`default_symbols`] first, then synthetic ones with real-looking
+/// names, prices from 0.0001 to 50,000 and tick and step sizes that go with them (a tick about
+/// 0.01% of the price, as most of Binance's). Every seventh synthetic symbol is quoted in
+/// USDC, the rest in USDT. The same `n` always gives the same symbols.
+pub fn synthetic_symbols(n: usize) -> Vec<SymbolSpec> {
+    let mut out = default_symbols();
+    out.truncate(n);
+    let mut rng = Rng::new(0x005E_ED0F_5A1B);
+    let mut i = 0u32;
+    while out.len() < n {
+        // Base names AAA, AAB, ... (letters only, never one of the four real ones).
+        let base: String = (0..3)
+            .rev()
+            .map(|p| char::from(b'A' + ((i / 26u32.pow(p)) % 26) as u8))
+            .collect();
+        let quote = if i % 7 == 6 { "USDC" } else { "USDT" };
+        i += 1;
+        // Price: 10^e with e uniform in [-4, 4.7): raw 1e-8 units.
+        let e = -4.0 + (rng.below(8_700) as f64) / 1_000.0;
+        let price = (10f64.powf(e) * 1e8) as i64;
+        let price_exp = e.floor() as i32; // the price's order of magnitude
+        let tick_exp = (price_exp - 4).max(-8); // a tick ~1e-4 of the price
+        let tick = 10i64.pow((tick_exp + 8) as u32);
+        let price_dp = (-tick_exp).max(0) as u8;
+        let qty_exp = (-price_exp).clamp(-8, 3); // cheap coins trade in larger lots
+        let qty_dp = (-qty_exp + 2).clamp(0, 8) as u8;
+        let lot = 10i64.pow((8 - qty_dp as i32 + 2).clamp(0, 18) as u32);
+        out.push(SymbolSpec {
+            name: format!("{base}{quote}"),
+            price: (price / tick).max(LEVELS + 3) * tick,
+            tick,
+            price_dp,
+            qty_dp,
+            lot,
+        });
+    }
+    out
+}
+
 /// Frames of one stream kind a connection can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {

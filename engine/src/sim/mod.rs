@@ -18,14 +18,14 @@
 //! Replay ([`Replay`]): instead of the synthetic market, every connection is sent the lines
 //! of a frames file in order, at the configured rate or as fast as possible.
 //!
-//! REST depth snapshots (`GET /api/v3/depth?symbol=X&limit=N` on the spot server,
-//! `/fapi/v1/depth` on USD-M) on the same address, from the same book every connection's
-//! diffs come from (the server's one market); more than
-//! [`REST_PER_SECOND`] requests a second are answered 429, as Binance does over its weight
-//! limit.
+//! REST ([`rest`]): depth snapshots (`GET /api/v3/depth?symbol=X&limit=N` on the spot server,
+//! `/fapi/v1/depth` on USD-M) from the same books every connection's diffs come from (the
+//! server's one market), and exchangeInfo, on the same address, with Binance's request weights,
+//! per-minute limit, 429 and 418 bans.
 
 pub mod hub;
 pub mod market;
+pub mod rest;
 
 use futures_util::{SinkExt, StreamExt};
 use market::{Rng, StreamKind, SymbolMarket, SymbolSpec};
@@ -56,6 +56,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Replay these frames instead of the synthetic market.
     pub replay: Option<Arc<Replay>>,
+    /// REST weight limits and bans.
+    pub rest: rest::RestLimits,
 }
 
 /// A frames file to replay: one frame per line, with the record kind each decodes to (for
@@ -216,9 +218,6 @@ impl Faults {
     }
 }
 
-/// REST requests a server answers per second before it answers 429.
-pub const REST_PER_SECOND: usize = 20;
-
 /// The books REST snapshots are served from: per symbol (upper case), the server's market.
 type Books = Arc<std::sync::Mutex<std::collections::HashMap<String, Shared>>>;
 /// One symbol's market, shared by the hub, every connection and the REST handler.
@@ -262,8 +261,18 @@ pub struct SimCounters {
     pub slow_closes: AtomicU64,
     /// REST depth snapshots served.
     pub rest_snapshots: AtomicU64,
-    /// REST requests answered 429 (over the limit).
+    /// REST exchangeInfo answers served.
+    pub rest_exchange_info: AtomicU64,
+    /// REST requests received.
+    pub rest_requests: AtomicU64,
+    /// Request weight of the REST requests served.
+    pub rest_weight: AtomicU64,
+    /// REST requests answered 429 (over the minute's weight).
     pub rest_limited: AtomicU64,
+    /// REST requests answered 418 (a client banned for sending after a 429).
+    pub rest_banned: AtomicU64,
+    /// WebSocket connection attempts refused over the per-IP limit (300 per 5 minutes).
+    pub attempts_refused: AtomicU64,
 }
 
 impl SimCounters {
@@ -329,8 +338,7 @@ impl SimServer {
         };
         let c = counters.clone();
         let b = books.clone();
-        let rest: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>> =
-            Arc::default();
+        let rest: Arc<rest::RestState> = Arc::default();
         let task = tokio::spawn(async move {
             let mut conns = Vec::new();
             let mut stop_rx2 = stop_rx.clone();
@@ -548,14 +556,15 @@ fn incoming_limit(market: Market) -> usize {
     }
 }
 
-/// If the connection is a REST depth request, answers it and returns true.
-async fn rest(
-    sock: &mut TcpStream,
+/// Peeks at a new connection's request head: `Some(path)` of a REST request (then served here
+/// until the client closes), `None` for a WebSocket upgrade (or nothing readable).
+async fn take_rest(
+    sock: TcpStream,
+    cfg: &SimConfig,
     counters: &SimCounters,
     books: &Books,
-    recent: &std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
-) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    state: &rest::RestState,
+) -> Option<TcpStream> {
     let mut buf = [0u8; 2048];
     let head = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -568,65 +577,27 @@ async fn rest(
     })
     .await
     .unwrap_or(0);
-    let text = String::from_utf8_lossy(&buf[..head]).into_owned();
-    let target = text.split_whitespace().nth(1).unwrap_or("");
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if !text.starts_with("GET ") || !matches!(path, "/api/v3/depth" | "/fapi/v1/depth") {
-        return false;
+    let text = String::from_utf8_lossy(&buf[..head]);
+    let upgrade = text.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("upgrade:")
+            && l.to_ascii_lowercase().contains("websocket")
+    });
+    if upgrade || head == 0 {
+        return Some(sock);
     }
-    let mut discard = vec![0u8; head];
-    let _ = sock.read_exact(&mut discard).await;
-    let param = |k: &str| {
-        query
-            .split('&')
-            .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
-    };
-    let limited = {
-        let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::time::Instant::now();
-        while r
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
-        {
-            r.pop_front();
-        }
-        r.push_back(now);
-        r.len() > REST_PER_SECOND
-    };
-    let (status, body) = if limited {
-        counters.rest_limited.fetch_add(1, Ordering::Relaxed);
-        (
-            "429 Too Many Requests",
-            r#"{"code":-1003,"msg":"Too many requests; current limit is 20 requests per second."}"#
-                .to_string(),
-        )
-    } else {
-        let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
-        let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
-        let market = books
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&symbol)
-            .cloned();
-        match market {
-            Some(m) => {
-                counters.rest_snapshots.fetch_add(1, Ordering::Relaxed);
-                let now_ms = crate::clock::now_ns() / 1_000_000;
-                ("200 OK", lock(&m).depth_json(limit.clamp(1, 5000), now_ms))
-            }
-            None => (
-                "400 Bad Request",
-                r#"{"code":-1121,"msg":"Invalid symbol."}"#.to_string(),
-            ),
-        }
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = sock.write_all(resp.as_bytes()).await;
-    let _ = sock.shutdown().await;
-    true
+    rest::serve(
+        sock,
+        rest::Ctx {
+            market: cfg.market,
+            symbols: &cfg.symbols,
+            books,
+            counters,
+            state,
+            limits: cfg.rest,
+        },
+    )
+    .await;
+    None
 }
 
 /// What a connection is fed from.
@@ -643,7 +614,7 @@ enum Feed {
 
 #[allow(clippy::too_many_arguments)]
 async fn serve(
-    mut sock: TcpStream,
+    sock: TcpStream,
     cfg: SimConfig,
     id: u64,
     counters: Arc<SimCounters>,
@@ -651,15 +622,15 @@ async fn serve(
     markets: Arc<Vec<Shared>>,
     books: Books,
     ctl: Option<mpsc::Sender<hub::Ctl>>,
-    recent: Arc<std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>>,
+    rest_state: Arc<rest::RestState>,
 ) {
     if *stop.borrow() {
         return; // accepted in the same instant the stop came: refuse it, no handshake
     }
     let _ = sock.set_nodelay(true);
-    if rest(&mut sock, &counters, &books, &recent).await {
+    let Some(sock) = take_rest(sock, &cfg, &counters, &books, &rest_state).await else {
         return;
-    }
+    };
     let mut path = String::new();
     // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]

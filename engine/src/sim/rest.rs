@@ -1,0 +1,458 @@
+//! The simulator's REST endpoints, limited as Binance limits them.
+//!
+//! `GET /api/v3/depth` and `/api/v3/exchangeInfo` on the spot server, `/fapi/v1/depth` and
+//! `/fapi/v1/exchangeInfo` on USD-M, over HTTP/1.1 with keep-alive (exchangeInfo answers are
+//! chunked, as Binance's large ones are). Every request has Binance's weight (spot depth 5 / 25
+//! / 50 / 250 for limit <= 100 / 500 / 1000 / 5000; USD-M depth 2 / 5 / 10 / 20 for limit < 100
+//! / < 500 / 500 / 1000 and more; exchangeInfo 20 spot, 1 USD-M), summed per client IP over the
+//! current UTC minute against the limit the exchangeInfo's `rateLimits` announces (6,000 spot,
+//! 2,400 USD-M), and returned in `X-MBX-USED-WEIGHT-1M` on every answer. Over it: `429` with
+//! `Retry-After` (seconds to the next minute); a client that sends again before that is banned:
+//! `418` with `Retry-After` for [`RestLimits::ban`], to every request of that IP, and a request
+//! during a ban extends nothing (Binance lengthens repeated bans; one length is enough to test a
+//! client that must never get there).
+
+use super::market::SymbolSpec;
+use super::{lock, Books, SimCounters};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tickwire_codecs::record::Market;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// REST limits of a simulated server.
+#[derive(Debug, Clone, Copy)]
+pub struct RestLimits {
+    /// Request weight a client IP may spend in one UTC minute (0: the market's default,
+    /// 6,000 spot, 2,400 USD-M).
+    pub weight_per_minute: u64,
+    /// How long a client that sent after a 429 is banned (418).
+    pub ban: Duration,
+}
+
+impl Default for RestLimits {
+    fn default() -> Self {
+        RestLimits {
+            weight_per_minute: 0,
+            ban: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RestLimits {
+    /// The per-minute weight limit in force for `market`.
+    pub fn limit(&self, market: Market) -> u64 {
+        match (self.weight_per_minute, market) {
+            (0, Market::Spot) => 6_000,
+            (0, Market::Usdm) => 2_400,
+            (n, _) => n,
+        }
+    }
+}
+
+/// The weight of a depth snapshot of `limit` levels, as Binance counts it.
+pub fn depth_weight(market: Market, limit: usize) -> u64 {
+    match market {
+        Market::Spot => match limit {
+            0..=100 => 5,
+            101..=500 => 25,
+            501..=1000 => 50,
+            _ => 250,
+        },
+        Market::Usdm => match limit {
+            0..=99 => 2,
+            100..=499 => 5,
+            500..=999 => 10,
+            _ => 20,
+        },
+    }
+}
+
+/// The weight of exchangeInfo.
+pub fn exchange_info_weight(market: Market) -> u64 {
+    match market {
+        Market::Spot => 20,
+        Market::Usdm => 1,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    minute: u64,
+    used: u64,
+    /// Answered 429 until then: a request before it is a ban.
+    limited_until: Option<Instant>,
+    banned_until: Option<Instant>,
+}
+
+/// What a server has counted of its REST clients.
+#[derive(Debug, Default)]
+pub struct RestState {
+    clients: Mutex<HashMap<IpAddr, Client>>,
+}
+
+enum Verdict {
+    Serve { used: u64 },
+    Limited { used: u64, retry_after: u64 },
+    Banned { used: u64, retry_after: u64 },
+}
+
+impl RestState {
+    fn admit(&self, ip: IpAddr, weight: u64, limits: &RestLimits, market: Market) -> Verdict {
+        let wall_ms = crate::clock::now_ns() / 1_000_000;
+        let minute = (wall_ms / 60_000) as u64;
+        let to_next_minute = 60 - ((wall_ms % 60_000) / 1000) as u64;
+        let now = Instant::now();
+        let mut g = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let c = g.entry(ip).or_default();
+        if c.minute != minute {
+            c.minute = minute;
+            c.used = 0;
+        }
+        if let Some(until) = c.banned_until.filter(|u| *u > now) {
+            return Verdict::Banned {
+                used: c.used,
+                retry_after: (until - now).as_secs().max(1),
+            };
+        }
+        if c.limited_until.is_some_and(|u| u > now) {
+            let until = now + limits.ban;
+            c.banned_until = Some(until);
+            return Verdict::Banned {
+                used: c.used,
+                retry_after: limits.ban.as_secs().max(1),
+            };
+        }
+        if c.used + weight > limits.limit(market) {
+            c.limited_until = Some(now + Duration::from_secs(to_next_minute));
+            return Verdict::Limited {
+                used: c.used,
+                retry_after: to_next_minute,
+            };
+        }
+        c.used += weight;
+        Verdict::Serve { used: c.used }
+    }
+}
+
+/// Where a REST request goes.
+enum Route {
+    Depth,
+    ExchangeInfo,
+}
+
+/// The route of a request line's path, if it is one of the REST endpoints of `market`.
+fn route(market: Market, path: &str) -> Option<Route> {
+    match (market, path) {
+        (Market::Spot, "/api/v3/depth") | (Market::Usdm, "/fapi/v1/depth") => Some(Route::Depth),
+        (Market::Spot, "/api/v3/exchangeInfo") | (Market::Usdm, "/fapi/v1/exchangeInfo") => {
+            Some(Route::ExchangeInfo)
+        }
+        _ => None,
+    }
+}
+
+/// The shared parts a REST connection answers from.
+pub(super) struct Ctx<'a> {
+    pub(super) market: Market,
+    pub(super) symbols: &'a [SymbolSpec],
+    pub(super) books: &'a Books,
+    pub(super) counters: &'a SimCounters,
+    pub(super) state: &'a RestState,
+    pub(super) limits: RestLimits,
+}
+
+/// Serves REST requests on `sock` until the client closes it, asks to, or is idle 30 s.
+pub(super) async fn serve(sock: TcpStream, ctx: Ctx<'_>) {
+    let ip = sock
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let mut sock = BufReader::new(sock);
+    let mut head = String::new();
+    loop {
+        head.clear();
+        // The request head, line by line, up to the blank line.
+        let read = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let before = head.len();
+                let n = sock.read_line(&mut head).await?;
+                if n == 0 {
+                    return Ok::<bool, std::io::Error>(false);
+                }
+                if head[before..].trim_end().is_empty() || head.len() > 16 * 1024 {
+                    return Ok(true);
+                }
+            }
+        })
+        .await;
+        if !matches!(read, Ok(Ok(true))) {
+            return;
+        }
+        let mut lines = head.lines();
+        let request = lines.next().unwrap_or("");
+        let close = lines.any(|l| l.eq_ignore_ascii_case("connection: close"));
+        // A body (none is expected) is read and ignored.
+        if let Some(len) = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            let mut body = vec![0u8; len.min(1 << 20)];
+            if sock.read_exact(&mut body).await.is_err() {
+                return;
+            }
+        }
+        let resp = answer(request, ip, &ctx);
+        if sock.get_mut().write_all(&resp).await.is_err() || close {
+            let _ = sock.get_mut().shutdown().await;
+            return;
+        }
+    }
+}
+
+/// One answer, head and body.
+fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
+    let mut parts = request.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+    };
+    let Some(route) = route(ctx.market, path).filter(|_| method == "GET") else {
+        return response(
+            "404 Not Found",
+            &[],
+            r#"{"code":-1,"msg":"Not found."}"#,
+            false,
+        );
+    };
+    let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let weight = match route {
+        Route::Depth => depth_weight(ctx.market, limit),
+        Route::ExchangeInfo => exchange_info_weight(ctx.market),
+    };
+    let c = ctx.counters;
+    c.rest_requests.fetch_add(1, Ordering::Relaxed);
+    let verdict = ctx.state.admit(ip, weight, &ctx.limits, ctx.market);
+    match verdict {
+        Verdict::Banned { used, retry_after } => {
+            c.rest_banned.fetch_add(1, Ordering::Relaxed);
+            let body = format!(
+                r#"{{"code":-1003,"msg":"Way too many requests; IP banned for {retry_after} s. Please use the websocket for live updates to avoid bans."}}"#
+            );
+            response(
+                "418 I'm a teapot",
+                &[("Retry-After", retry_after.to_string()), used_header(used)],
+                &body,
+                false,
+            )
+        }
+        Verdict::Limited { used, retry_after } => {
+            c.rest_limited.fetch_add(1, Ordering::Relaxed);
+            let body = format!(
+                r#"{{"code":-1003,"msg":"Too much request weight used; current limit is {} request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."}}"#,
+                ctx.limits.limit(ctx.market)
+            );
+            response(
+                "429 Too Many Requests",
+                &[("Retry-After", retry_after.to_string()), used_header(used)],
+                &body,
+                false,
+            )
+        }
+        Verdict::Serve { used } => {
+            c.rest_weight.fetch_add(weight, Ordering::Relaxed);
+            match route {
+                Route::ExchangeInfo => {
+                    c.rest_exchange_info.fetch_add(1, Ordering::Relaxed);
+                    let body = exchange_info(ctx.market, ctx.symbols, &ctx.limits);
+                    response("200 OK", &[used_header(used)], &body, true)
+                }
+                Route::Depth => {
+                    let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
+                    let book = ctx
+                        .books
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&symbol)
+                        .cloned();
+                    match book {
+                        Some(m) => {
+                            c.rest_snapshots.fetch_add(1, Ordering::Relaxed);
+                            let now_ms = crate::clock::now_ns() / 1_000_000;
+                            let body = lock(&m).depth_json(limit.clamp(1, 5000), now_ms);
+                            response("200 OK", &[used_header(used)], &body, false)
+                        }
+                        None => response(
+                            "400 Bad Request",
+                            &[used_header(used)],
+                            r#"{"code":-1121,"msg":"Invalid symbol."}"#,
+                            false,
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn used_header(used: u64) -> (&'static str, String) {
+    ("X-MBX-USED-WEIGHT-1M", used.to_string())
+}
+
+/// An HTTP/1.1 answer; `chunked` sends the body in chunks of at most 16 KiB.
+fn response(status: &str, headers: &[(&str, String)], body: &str, chunked: bool) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Type: application/json;charset=UTF-8\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if chunked {
+        out.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        for chunk in body.as_bytes().chunks(16 * 1024) {
+            out.push_str(&format!("{:x}\r\n", chunk.len()));
+            out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+            out.push_str("\r\n");
+        }
+        out.push_str("0\r\n\r\n");
+    } else {
+        out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    }
+    out.into_bytes()
+}
+
+/// A decimal string of `raw` 1e-8 units with 8 places, as exchangeInfo writes filters.
+fn dec8(raw: i64) -> String {
+    format!("{}.{:08}", raw / 100_000_000, raw % 100_000_000)
+}
+
+/// exchangeInfo as Binance answers it, for `symbols`: `rateLimits` and, per symbol, status,
+/// assets, precisions and the PRICE_FILTER / LOT_SIZE filters. Every tenth synthetic USD-M
+/// symbol (after the first four) is a quarterly contract, and the fifteenth of each market is
+/// not trading (`BREAK` spot, `SETTLING` USD-M), so filters have something to filter.
+pub fn exchange_info(market: Market, symbols: &[SymbolSpec], limits: &RestLimits) -> String {
+    let now_ms = crate::clock::now_ns() / 1_000_000;
+    let mut out = format!(
+        r#"{{"timezone":"UTC","serverTime":{now_ms},"rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{}}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":100}},{{"rateLimitType":"RAW_REQUESTS","interval":"MINUTE","intervalNum":5,"limit":61000}}],"exchangeFilters":[],"symbols":["#,
+        limits.limit(market)
+    );
+    for (i, s) in symbols.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let quote = ["USDT", "USDC", "FDUSD", "BTC"]
+            .into_iter()
+            .find(|q| s.name.ends_with(q) && s.name.len() > q.len())
+            .unwrap_or("USDT");
+        let base = &s.name[..s.name.len() - quote.len()];
+        let halted = i == 14;
+        let tick = dec8(s.tick);
+        let step = dec8(10i64.pow(8 - s.qty_dp.min(8) as u32));
+        match market {
+            Market::Spot => out.push_str(&format!(
+                r#"{{"symbol":"{}","status":"{}","baseAsset":"{base}","baseAssetPrecision":8,"quoteAsset":"{quote}","quotePrecision":8,"quoteAssetPrecision":8,"orderTypes":["LIMIT","LIMIT_MAKER","MARKET"],"isSpotTradingAllowed":true,"filters":[{{"filterType":"PRICE_FILTER","minPrice":"{tick}","maxPrice":"1000000.00000000","tickSize":"{tick}"}},{{"filterType":"LOT_SIZE","minQty":"{step}","maxQty":"9000000.00000000","stepSize":"{step}"}}],"permissions":[],"permissionSets":[["SPOT"]]}}"#,
+                s.name,
+                if halted { "BREAK" } else { "TRADING" }
+            )),
+            Market::Usdm => {
+                let quarterly = i >= 4 && i % 10 == 9;
+                out.push_str(&format!(
+                    r#"{{"symbol":"{}","pair":"{}","contractType":"{}","deliveryDate":{},"onboardDate":1569398400000,"status":"{}","baseAsset":"{base}","quoteAsset":"{quote}","marginAsset":"{quote}","pricePrecision":{},"quantityPrecision":{},"baseAssetPrecision":8,"quotePrecision":8,"underlyingType":"COIN","triggerProtect":"0.0500","filters":[{{"filterType":"PRICE_FILTER","minPrice":"{tick}","maxPrice":"1000000","tickSize":"{tick}"}},{{"filterType":"LOT_SIZE","minQty":"{step}","maxQty":"1000000","stepSize":"{step}"}}],"orderTypes":["LIMIT","MARKET"],"timeInForce":["GTC","IOC","FOK","GTX"]}}"#,
+                    s.name,
+                    s.name,
+                    if quarterly { "CURRENT_QUARTER" } else { "PERPETUAL" },
+                    if quarterly { 1_782_460_800_000i64 } else { 4_133_404_800_000 },
+                    if halted { "SETTLING" } else { "TRADING" },
+                    s.price_dp,
+                    s.qty_dp,
+                ));
+            }
+        }
+    }
+    out.push_str("]}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_binances() {
+        assert_eq!(
+            [100, 500, 1000, 5000].map(|l| depth_weight(Market::Spot, l)),
+            [5, 25, 50, 250]
+        );
+        assert_eq!(
+            [50, 100, 500, 1000].map(|l| depth_weight(Market::Usdm, l)),
+            [2, 5, 10, 20]
+        );
+    }
+
+    #[test]
+    fn over_the_minute_is_429_and_sending_on_is_418() {
+        let state = RestState::default();
+        let limits = RestLimits {
+            weight_per_minute: 100,
+            ban: Duration::from_secs(60),
+        };
+        let ip = IpAddr::from([127, 0, 0, 9]);
+        let mut served = 0;
+        let first = loop {
+            match state.admit(ip, 50, &limits, Market::Spot) {
+                Verdict::Serve { used } => {
+                    served += 1;
+                    assert_eq!(used, 50 * served);
+                }
+                v => break v,
+            }
+        };
+        // The minute may turn during the test: then a third request is served first.
+        assert!(served >= 2, "{served}");
+        assert!(matches!(
+            first,
+            Verdict::Limited {
+                retry_after: 1..=60,
+                ..
+            }
+        ));
+        assert!(matches!(
+            state.admit(ip, 5, &limits, Market::Spot),
+            Verdict::Banned {
+                retry_after: 60,
+                ..
+            }
+        ));
+        // Another IP has a budget of its own.
+        assert!(matches!(
+            state.admit(IpAddr::from([127, 0, 0, 10]), 50, &limits, Market::Spot),
+            Verdict::Serve { used: 50 }
+        ));
+    }
+
+    #[test]
+    fn exchange_info_is_json_with_the_filters() {
+        let syms = super::super::market::synthetic_symbols(40);
+        for m in [Market::Spot, Market::Usdm] {
+            let v: serde_json::Value =
+                serde_json::from_str(&exchange_info(m, &syms, &RestLimits::default()))
+                    .expect("json");
+            let list = v["symbols"].as_array().expect("symbols");
+            assert_eq!(list.len(), 40);
+            assert_eq!(v["rateLimits"][0]["limit"], RestLimits::default().limit(m));
+            assert!(list
+                .iter()
+                .all(|s| s["filters"][0]["tickSize"].as_str().is_some()));
+            assert_eq!(list.iter().filter(|s| s["status"] != "TRADING").count(), 1);
+        }
+    }
+}
