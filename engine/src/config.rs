@@ -54,6 +54,9 @@ pub struct Config {
     /// /health and /metrics.
     #[serde(default)]
     pub http: HttpConfig,
+    /// REST to the exchange (snapshots, exchangeInfo).
+    #[serde(default)]
+    pub rest: RestConfig,
     /// Seconds between stats lines on stderr (0: none).
     #[serde(default = "default_stats_secs")]
     pub stats_secs: u64,
@@ -103,6 +106,23 @@ impl Default for ConnectionConfig {
     }
 }
 
+/// `[rest]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestConfig {
+    /// Of each REST host's per-minute request-weight limit (exchangeInfo's `rateLimits`:
+    /// 6,000 spot, 2,400 USD-M), the share this process spends at most (0 < share <= 1).
+    pub max_weight_share: f64,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            max_weight_share: crate::rest::RestOptions::default().max_weight_share,
+        }
+    }
+}
+
 /// `[simulator]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,13 +158,34 @@ pub enum MarketName {
 pub struct SourceEntry {
     /// `spot` or `usdm`.
     pub market: MarketName,
-    /// Symbols, e.g. `["BTCUSDT", "ETHUSDT"]`.
+    /// Symbols, e.g. `["BTCUSDT", "ETHUSDT"]`, or `["*"]`: every TRADING symbol of the
+    /// market's exchangeInfo that passes `quote_assets`, `contract_types` and `exclude`.
     pub symbols: Vec<String>,
+    /// With `symbols = ["*"]`: only these quote assets, e.g. `["USDT"]` (empty: any).
+    #[serde(default)]
+    pub quote_assets: Vec<String>,
+    /// With `symbols = ["*"]` on USD-M: only these contract types, e.g. `["PERPETUAL"]`
+    /// (empty: any).
+    #[serde(default)]
+    pub contract_types: Vec<String>,
+    /// With `symbols = ["*"]`: never these symbols.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Levels of the REST depth snapshots that sync the books (`limit`; spot up to 5000,
+    /// USD-M 5, 10, 20, 50, 100, 500 or 1000). Its request weight is Binance's: spot 5 / 25 /
+    /// 50 / 250 for <= 100 / 500 / 1000 / 5000, USD-M 2 / 5 / 10 / 20 for <= 50 / 100 / 500 /
+    /// 1000.
+    #[serde(default = "default_depth_limit")]
+    pub depth_limit: usize,
     /// Stream kinds after `<symbol>@`, e.g. `["trade", "depth@100ms", "kline_1m"]`.
     pub streams: Vec<String>,
     /// WebSocket base URL; default `wss://stream.binance.com:9443` (spot),
     /// `wss://fstream.binance.com` (USD-M, `/public` and `/market` paths chosen per stream).
     pub endpoint: Option<String>,
+}
+
+fn default_depth_limit() -> usize {
+    1000
 }
 
 /// What a full queue does.
@@ -579,6 +620,56 @@ fn valid_stream(s: &str) -> bool {
         || matches!(base, "depth20" | "miniTicker")
 }
 
+/// One `[[sources]]` entry, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct SourcePlan {
+    pub market: Market,
+    /// WebSocket base URL (no trailing `/`).
+    pub endpoint: String,
+    /// The symbols listed (empty with `all`).
+    pub symbols: Vec<String>,
+    /// `symbols = ["*"]`: the filter on exchangeInfo's symbols.
+    pub all: Option<crate::rest::SymbolFilter>,
+    pub streams: Vec<String>,
+    pub depth_limit: usize,
+}
+
+/// The connection URLs of `streams` of `symbols` at `endpoint`: combined streams packed at
+/// most [`MAX_STREAMS_PER_CONNECTION`] to a connection, USD-M split over `/public` and
+/// `/market`.
+pub fn connection_urls(
+    market: Market,
+    endpoint: &str,
+    symbols: &[String],
+    streams: &[String],
+) -> Vec<String> {
+    let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+    for sym in symbols {
+        for st in streams {
+            let path = match market {
+                Market::Usdm if usdm_public(st) => "/public",
+                Market::Usdm => "/market",
+                Market::Spot => "",
+            };
+            let name = format!("{}@{st}", sym.to_lowercase());
+            match groups.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, v)) => v.push(name),
+                None => groups.push((path, vec![name])),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (path, names) in groups {
+        for chunk in names.chunks(MAX_STREAMS_PER_CONNECTION) {
+            out.push(format!(
+                "{endpoint}{path}/stream?streams={}",
+                chunk.join("/")
+            ));
+        }
+    }
+    out
+}
+
 /// USD-M streams served under `/public` since 2026-04-23 (the rest under `/market`).
 fn usdm_public(stream: &str) -> bool {
     let base = stream.split('@').next().unwrap_or("");
@@ -686,7 +777,41 @@ impl Config {
                     "needs symbols and streams",
                 ));
             }
-            for sym in &s.symbols {
+            let all = s.symbols.iter().any(|x| x == "*");
+            if all && s.symbols.len() > 1 {
+                return Err(invalid(
+                    format!("sources[{i}].symbols"),
+                    "\"*\" stands alone (every TRADING symbol; narrow it with quote_assets, contract_types, exclude)",
+                ));
+            }
+            let filtered =
+                !(s.quote_assets.is_empty() && s.contract_types.is_empty() && s.exclude.is_empty());
+            if !all && filtered {
+                return Err(invalid(
+                    format!("sources[{i}]"),
+                    "quote_assets, contract_types and exclude filter symbols = [\"*\"] only",
+                ));
+            }
+            if s.market == MarketName::Spot && !s.contract_types.is_empty() {
+                return Err(invalid(
+                    format!("sources[{i}].contract_types"),
+                    "spot symbols have no contract type",
+                ));
+            }
+            let depth_ok = match s.market {
+                MarketName::Spot => (1..=5000).contains(&s.depth_limit),
+                MarketName::Usdm => [5, 10, 20, 50, 100, 500, 1000].contains(&s.depth_limit),
+            };
+            if !depth_ok {
+                return Err(invalid(
+                    format!("sources[{i}].depth_limit"),
+                    match s.market {
+                        MarketName::Spot => "must be 1..=5000",
+                        MarketName::Usdm => "must be 5, 10, 20, 50, 100, 500 or 1000",
+                    },
+                ));
+            }
+            for sym in s.symbols.iter().filter(|x| *x != "*") {
                 if sym.is_empty() || !sym.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(invalid(
                         format!("sources[{i}].symbols"),
@@ -702,6 +827,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if !(self.rest.max_weight_share > 0.0 && self.rest.max_weight_share <= 1.0) {
+            return Err(invalid("rest.max_weight_share", "must be > 0 and <= 1"));
         }
         if self.pipeline.max_rows == 0 || self.pipeline.queue == 0 {
             return Err(invalid("pipeline", "max_rows and queue must be positive"));
@@ -734,45 +862,51 @@ impl Config {
         Ok(())
     }
 
-    /// The connection URLs of the configured sources: combined streams, at most
-    /// [`MAX_STREAMS_PER_CONNECTION`] per connection, USD-M split over `/public` and `/market`.
+    /// The configured sources, each a market's endpoint, symbols (or the filter of
+    /// `symbols = ["*"]`), streams and depth limit.
+    pub fn plans(&self) -> Vec<SourcePlan> {
+        self.sources
+            .iter()
+            .map(|s| {
+                let (market, default) = match s.market {
+                    MarketName::Spot => (Market::Spot, "wss://stream.binance.com:9443"),
+                    MarketName::Usdm => (Market::Usdm, "wss://fstream.binance.com"),
+                };
+                let all = s.symbols.iter().any(|x| x == "*");
+                SourcePlan {
+                    market,
+                    endpoint: s
+                        .endpoint
+                        .as_deref()
+                        .unwrap_or(default)
+                        .trim_end_matches('/')
+                        .to_string(),
+                    symbols: if all { Vec::new() } else { s.symbols.clone() },
+                    all: all.then(|| crate::rest::SymbolFilter {
+                        quote_assets: s.quote_assets.clone(),
+                        contract_types: s.contract_types.clone(),
+                        exclude: s.exclude.clone(),
+                    }),
+                    streams: s.streams.clone(),
+                    depth_limit: s.depth_limit,
+                }
+            })
+            .collect()
+    }
+
+    /// The connection URLs of the sources that list their symbols (see [`connection_urls`]);
+    /// a `symbols = ["*"]` source has its URLs once exchangeInfo is read
+    /// ([`crate::runner::resolve_sources`]).
     pub fn urls(&self) -> Vec<(Market, String)> {
-        let mut out = Vec::new();
-        for s in &self.sources {
-            let (market, default) = match s.market {
-                MarketName::Spot => (Market::Spot, "wss://stream.binance.com:9443"),
-                MarketName::Usdm => (Market::Usdm, "wss://fstream.binance.com"),
-            };
-            let base = s
-                .endpoint
-                .as_deref()
-                .unwrap_or(default)
-                .trim_end_matches('/');
-            let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
-            for sym in &s.symbols {
-                for st in &s.streams {
-                    let path = match s.market {
-                        MarketName::Usdm if usdm_public(st) => "/public",
-                        MarketName::Usdm => "/market",
-                        MarketName::Spot => "",
-                    };
-                    let name = format!("{}@{st}", sym.to_lowercase());
-                    match groups.iter_mut().find(|(p, _)| *p == path) {
-                        Some((_, v)) => v.push(name),
-                        None => groups.push((path, vec![name])),
-                    }
-                }
-            }
-            for (path, names) in groups {
-                for chunk in names.chunks(MAX_STREAMS_PER_CONNECTION) {
-                    out.push((
-                        market,
-                        format!("{base}{path}/stream?streams={}", chunk.join("/")),
-                    ));
-                }
-            }
-        }
-        out
+        self.plans()
+            .iter()
+            .filter(|p| p.all.is_none())
+            .flat_map(|p| {
+                connection_urls(p.market, &p.endpoint, &p.symbols, &p.streams)
+                    .into_iter()
+                    .map(move |u| (p.market, u))
+            })
+            .collect()
     }
 
     /// Tries to reach every sink without changing anything: a Parquet directory that exists
@@ -807,7 +941,7 @@ impl Config {
                 prerender: false,
             }
         } else {
-            Input::Urls(self.urls())
+            Input::Sources(self.plans())
         };
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         for (i, s) in self.sinks.iter().enumerate() {
@@ -868,6 +1002,10 @@ impl Config {
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
             book_sync: self.connection.book_sync,
+            rest: crate::rest::RestOptions {
+                max_weight_share: self.rest.max_weight_share,
+                ..Default::default()
+            },
             // The in-process simulator's connections are markets of their own: no rotation.
             rotate_after: (self.connection.rotate_after_secs > 0 && !self.simulator.enabled)
                 .then(|| Duration::from_secs(self.connection.rotate_after_secs)),
@@ -981,6 +1119,7 @@ mod tests {
             "zmq",
             "sinks",
             "http",
+            "rest",
         ]
         .iter()
         .map(|t| t.to_string())
@@ -1099,10 +1238,44 @@ mod tests {
                 "[simulator]\nenabled = true\n[pipeline]\nmax_rows = 0\n",
                 "pipeline",
             ),
+            (
+                "[[sources]]\nmarket = \"spot\"\nsymbols = [\"*\", \"BTCUSDT\"]\nstreams = [\"trade\"]\n",
+                "sources[0].symbols",
+            ),
+            (
+                "[[sources]]\nmarket = \"spot\"\nsymbols = [\"BTCUSDT\"]\nquote_assets = [\"USDT\"]\nstreams = [\"trade\"]\n",
+                "only",
+            ),
+            (
+                "[[sources]]\nmarket = \"spot\"\nsymbols = [\"*\"]\ncontract_types = [\"PERPETUAL\"]\nstreams = [\"trade\"]\n",
+                "sources[0].contract_types",
+            ),
+            (
+                "[[sources]]\nmarket = \"usdm\"\nsymbols = [\"*\"]\nstreams = [\"trade\"]\ndepth_limit = 200\n",
+                "sources[0].depth_limit",
+            ),
+            (
+                "[[sources]]\nmarket = \"spot\"\nsymbols = [\"BTCUSDT\"]\nstreams = [\"trade\"]\n[rest]\nmax_weight_share = 1.5\n",
+                "rest.max_weight_share",
+            ),
         ] {
             let e = parse(text, env(&[])).expect_err(text);
             assert!(e.to_string().contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_whole_market_is_a_plan_with_its_filter() {
+        let text = "[[sources]]\nmarket = \"usdm\"\nsymbols = [\"*\"]\nquote_assets = [\"USDT\"]\ncontract_types = [\"PERPETUAL\"]\nexclude = [\"ETHUSDT\"]\nstreams = [\"aggTrade\", \"depth@100ms\"]\ndepth_limit = 50\n";
+        let cfg = parse(text, env(&[])).expect("valid");
+        assert!(cfg.urls().is_empty(), "its URLs come from exchangeInfo");
+        let plans = cfg.plans();
+        assert_eq!(plans.len(), 1);
+        let f = plans[0].all.as_ref().expect("a filter");
+        assert_eq!(f.quote_assets, ["USDT"]);
+        assert_eq!(f.contract_types, ["PERPETUAL"]);
+        assert_eq!(f.exclude, ["ETHUSDT"]);
+        assert_eq!(plans[0].depth_limit, 50);
     }
 
     #[test]

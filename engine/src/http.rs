@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tickwire_codecs::record::Kind;
+use tickwire_codecs::record::{Kind, Market};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -49,6 +49,13 @@ fn counter(out: &mut String, name: &str, help: &str, rows: &[(String, u64)]) {
         } else {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, rows: &[(String, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, v) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
     }
 }
 
@@ -127,28 +134,73 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Connection attempts that failed.",
         &[(String::new(), l(&c.queue.connect_errors))],
     );
+    // REST and books, by market (summed over a market's hosts).
+    let by_market = |f: &dyn Fn(&crate::rest::RestStats) -> u64| -> Vec<(String, u64)> {
+        [Market::Spot, Market::Usdm]
+            .into_iter()
+            .filter(|m| c.rest.iter().any(|h| h.market == *m))
+            .map(|m| {
+                let v = c
+                    .rest
+                    .iter()
+                    .filter(|h| h.market == m)
+                    .map(|h| f(&h.stats))
+                    .sum();
+                (format!("market=\"{}\"", m.as_str()), v)
+            })
+            .collect()
+    };
+    let mut rest = Vec::new();
+    for (result, f) in [
+        (
+            "sent",
+            (|s: &crate::rest::RestStats| &s.requests)
+                as fn(&crate::rest::RestStats) -> &std::sync::atomic::AtomicU64,
+        ),
+        ("status_429", |s| &s.status_429),
+        ("status_418", |s| &s.status_418),
+        ("failed", |s| &s.errors),
+    ] {
+        for (m, v) in by_market(&|s| l(f(s))) {
+            rest.push((format!("{m},result=\"{result}\""), v));
+        }
+    }
     counter(
         &mut o,
         "tickwire_rest_requests_total",
-        "REST depth snapshots requested, and those that failed (each retried).",
-        &[
-            ("result=\"requested\"".into(), l(&c.queue.rest_requests)),
-            ("result=\"failed\"".into(), l(&c.queue.rest_errors)),
-        ],
+        "REST requests sent to the exchange, and their answers 429 (over the weight a minute), 418 (banned) and other failures.",
+        &rest,
+    );
+    counter(
+        &mut o,
+        "tickwire_rest_weight_total",
+        "Request weight of the REST requests sent.",
+        &by_market(&|s| l(&s.weight)),
+    );
+    gauge(
+        &mut o,
+        "tickwire_rest_weight_limit",
+        "The per-minute request-weight limit in force (exchangeInfo's rateLimits).",
+        &by_market(&|s| l(&s.weight_limit)),
     );
     counter(
         &mut o,
         "tickwire_books_synced_total",
         "Order books made live from a snapshot (first syncs and resyncs).",
-        &[(String::new(), l(&c.queue.books_synced))],
+        &by_market(&|s| l(&s.books_synced)),
     );
     counter(
         &mut o,
         "tickwire_book_resyncs_total",
         "Order books discarded because their diffs broke.",
-        &[(String::new(), l(&c.queue.resyncs))],
+        &by_market(&|s| l(&s.resyncs)),
     );
-    let _ = writeln!(o, "# HELP tickwire_books_unsynced Order books waiting for a snapshot that bridges their diffs.\n# TYPE tickwire_books_unsynced gauge\ntickwire_books_unsynced {}", l(&c.queue.books_unsynced));
+    gauge(
+        &mut o,
+        "tickwire_books_waiting",
+        "Order books waiting for a snapshot that bridges their diffs.",
+        &by_market(&|s| l(&s.books_waiting)),
+    );
     counter(
         &mut o,
         "tickwire_published_total",

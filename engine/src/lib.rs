@@ -17,6 +17,7 @@ pub mod publish;
 pub mod query;
 pub mod queue;
 pub mod readthrough;
+pub mod rest;
 pub mod runner;
 pub mod sim;
 pub mod source;

@@ -9,6 +9,7 @@ use crate::publish::{PubConfig, PubCounters, Publisher};
 use crate::query::{Api, ReadStore};
 use crate::queue::{FullPolicy, QueueCounters};
 use crate::readthrough::{ChReader, PgReader};
+use crate::rest::{Class, RestHost, RestOptions};
 use crate::sim::market::SymbolSpec;
 use crate::sim::{Faults, Replay, SimConfig, SimCounters, SimServer};
 use crate::source::{self, SourceConfig};
@@ -24,8 +25,9 @@ use tickwire_sinks::Sink;
 /// Where the frames come from.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// WebSocket URLs (real endpoints or a simulator elsewhere), with their markets.
-    Urls(Vec<(Market, String)>),
+    /// The configured sources (real endpoints or a simulator elsewhere); a `symbols = ["*"]`
+    /// source is resolved from its market's exchangeInfo when the run starts.
+    Sources(Vec<crate::config::SourcePlan>),
     /// An in-process simulator per market, every stream kind of `symbols`, `rate` msg/s total.
     Simulator {
         /// Symbols.
@@ -105,6 +107,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// Keep live order books of the depth streams, synced from REST snapshots.
     pub book_sync: bool,
+    /// Each REST host's weight budget.
+    pub rest: crate::rest::RestOptions,
     /// Replace each connection after this long (before Binance's 24 h close).
     pub rotate_after: Option<Duration>,
     /// Emit `depth_snapshot` records of the live books this often.
@@ -133,6 +137,147 @@ pub fn rest_base(ws_url: &str, market: Market) -> Option<String> {
     }
 }
 
+/// One connection to open: its URL, market, and REST host for its books.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub market: Market,
+    pub url: String,
+    pub rest: Option<Arc<RestHost>>,
+    pub depth_limit: usize,
+}
+
+/// The REST host of `market` at `base`, made once and shared by every connection to it.
+fn host_for(
+    hosts: &mut Vec<Arc<RestHost>>,
+    market: Market,
+    base: &str,
+    opts: RestOptions,
+) -> anyhow::Result<Arc<RestHost>> {
+    if let Some(h) = hosts.iter().find(|h| h.market == market && h.base == base) {
+        return Ok(h.clone());
+    }
+    let h = RestHost::new(market, base, &[], opts).with_context(|| format!("REST {base}"))?;
+    hosts.push(h.clone());
+    Ok(h)
+}
+
+/// The connections of the configured sources. Each REST host's exchangeInfo is read once
+/// (through its budget): its `rateLimits` set the host's weight limit, and a
+/// `symbols = ["*"]` source takes its TRADING symbols that pass the filter. An exchangeInfo
+/// that cannot be read stops the run only where a source needs its symbols.
+///
+/// `attempts`: how often exchangeInfo is tried (0.5 s doubling between tries), so a run
+/// started while the exchange is briefly unreachable waits for it.
+pub async fn resolve_sources(
+    plans: &[crate::config::SourcePlan],
+    book_sync: bool,
+    opts: RestOptions,
+    hosts: &mut Vec<Arc<RestHost>>,
+    attempts: u32,
+) -> anyhow::Result<Vec<Connection>> {
+    let mut infos: Vec<(String, Result<crate::rest::ExchangeInfo, String>)> = Vec::new();
+    let mut out = Vec::new();
+    for p in plans {
+        let base = rest_base(&p.endpoint, p.market);
+        let host = match &base {
+            Some(b) if book_sync || p.all.is_some() => Some(host_for(hosts, p.market, b, opts)?),
+            _ => None,
+        };
+        let info = match &host {
+            Some(h) => {
+                let key = format!("{}|{}", p.market.as_str(), h.base);
+                if !infos.iter().any(|(k, _)| *k == key) {
+                    let mut wait = Duration::from_millis(500);
+                    let mut r;
+                    let mut tried = 0;
+                    loop {
+                        r = h
+                            .get(
+                                Class::First,
+                                crate::rest::exchange_info_path(p.market).to_string(),
+                                crate::rest::exchange_info_weight(p.market),
+                            )
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|b| crate::rest::parse_exchange_info(&b));
+                        tried += 1;
+                        match &r {
+                            Err(e) if tried < attempts => {
+                                eprintln!(
+                                    "tickwire: REST {}: exchangeInfo: {e}; trying again in {:.1} s",
+                                    h.base,
+                                    wait.as_secs_f64()
+                                );
+                                tokio::time::sleep(wait).await;
+                                wait = (wait * 2).min(Duration::from_secs(10));
+                            }
+                            _ => break,
+                        }
+                    }
+                    match &r {
+                        Ok(i) => {
+                            if let Some(l) = i.weight_per_minute {
+                                h.set_weight_limit(l);
+                            }
+                        }
+                        Err(e) => eprintln!(
+                            "tickwire: REST {}: exchangeInfo: {e}; weight limit {} a minute assumed",
+                            h.base,
+                            crate::rest::default_weight_limit(p.market)
+                        ),
+                    }
+                    infos.push((key.clone(), r));
+                }
+                infos.iter().find(|(k, _)| *k == key).map(|(_, r)| r)
+            }
+            None => None,
+        };
+        let symbols = match &p.all {
+            None => p.symbols.clone(),
+            Some(filter) => {
+                let info = match info {
+                    Some(Ok(i)) => i,
+                    Some(Err(e)) => anyhow::bail!(
+                        "{} source at {}: symbols = [\"*\"] needs exchangeInfo: {e}",
+                        p.market.as_str(),
+                        p.endpoint
+                    ),
+                    None => anyhow::bail!(
+                        "{} source at {}: symbols = [\"*\"] needs a REST host (no REST for this endpoint)",
+                        p.market.as_str(),
+                        p.endpoint
+                    ),
+                };
+                let picked = filter.select(info);
+                eprintln!(
+                    "tickwire: {} at {}: {} of {} symbols of exchangeInfo selected",
+                    p.market.as_str(),
+                    p.endpoint,
+                    picked.len(),
+                    info.symbols.len()
+                );
+                if picked.is_empty() {
+                    anyhow::bail!(
+                        "{} source at {}: no TRADING symbol of exchangeInfo passes the filter",
+                        p.market.as_str(),
+                        p.endpoint
+                    );
+                }
+                picked
+            }
+        };
+        for url in crate::config::connection_urls(p.market, &p.endpoint, &symbols, &p.streams) {
+            out.push(Connection {
+                market: p.market,
+                url,
+                rest: if book_sync { host.clone() } else { None },
+                depth_limit: p.depth_limit,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// All the counters of a run, shared with the stats line and /metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -148,6 +293,8 @@ pub struct Counters {
     pub sims: Vec<Arc<SimCounters>>,
     /// The query cache (when the HTTP API runs).
     pub cache: Option<Arc<crate::cache::CacheCounters>>,
+    /// The REST hosts (one a market and host), with their budgets and book counters.
+    pub rest: Vec<Arc<RestHost>>,
 }
 
 impl Counters {
@@ -343,145 +490,170 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // two workers (tokio does not preempt a task; a 1 ms burst would sit in front of a read).
     let sim_rt = match &s.input {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
-        Input::Urls(_) => None,
+        Input::Sources(_) => None,
     };
-    let (counters, input_s, unsynced) =
-        rt.block_on(async {
-            // Inputs.
-            let mut sims = Vec::new();
-            let mut urls = Vec::new();
-            match &s.input {
-                Input::Urls(u) => urls.clone_from(u),
-                Input::Simulator {
-                    symbols: specs,
-                    rate,
-                    faults,
-                    ..
-                } => {
-                    for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
-                        let cfg = SimConfig {
-                            market,
-                            symbols: specs.clone(),
-                            rate: rate / 2,
-                            seed: 7 + i as u64,
-                            faults: *faults,
-                            replay: rendered[i].clone(),
-                            rest: Default::default(),
-                        };
-                        let sim_rt = sim_rt.as_ref().expect("simulator runtime");
-                        let sim = sim_rt
-                            .spawn(SimServer::start(cfg, "127.0.0.1:0"))
-                            .await
-                            .context("simulator thread")?
-                            .context("simulator")?;
-                        urls.push((market, sim.combined_url(market, specs)));
-                        counters.sims.push(sim.counters.clone());
-                        sims.push(sim);
-                    }
+    let (counters, input_s, unsynced) = rt.block_on(async {
+        // Inputs.
+        let mut sims = Vec::new();
+        let mut urls: Vec<Connection> = Vec::new();
+        match &s.input {
+            Input::Sources(plans) => {
+                urls = resolve_sources(plans, s.book_sync, s.rest, &mut counters.rest, 6).await?;
+            }
+            Input::Simulator {
+                symbols: specs,
+                rate,
+                faults,
+                ..
+            } => {
+                for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
+                    let cfg = SimConfig {
+                        market,
+                        symbols: specs.clone(),
+                        rate: rate / 2,
+                        seed: 7 + i as u64,
+                        faults: *faults,
+                        replay: rendered[i].clone(),
+                        rest: Default::default(),
+                    };
+                    let sim_rt = sim_rt.as_ref().expect("simulator runtime");
+                    let sim = sim_rt
+                        .spawn(SimServer::start(cfg, "127.0.0.1:0"))
+                        .await
+                        .context("simulator thread")?
+                        .context("simulator")?;
+                    let url = sim.combined_url(market, specs);
+                    let rest = match rest_base(&url, market) {
+                        Some(b) if s.book_sync => {
+                            Some(host_for(&mut counters.rest, market, &b, s.rest)?)
+                        }
+                        _ => None,
+                    };
+                    urls.push(Connection {
+                        market,
+                        url,
+                        rest,
+                        depth_limit: 1000,
+                    });
+                    counters.sims.push(sim.counters.clone());
+                    sims.push(sim);
                 }
             }
-            let counters = Arc::new(counters);
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let drain_on_stop = matches!(s.input, Input::Simulator { .. });
-            let mut tasks = Vec::new();
-            for (market, url) in urls {
-                let cfg = SourceConfig {
-                    market,
-                    full: s.full,
-                    drain_on_stop,
-                    subscribe: s.subscribe,
-                    idle_timeout: s.idle_timeout,
-                    // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
-                    // over HTTPS.
-                    rest: s.book_sync.then(|| rest_base(&url, market)).flatten(),
-                    rest_roots: Vec::new(),
-                    book_every: s.book_every,
-                    book_levels: s.book_levels,
-                    live: live_books.clone(),
-                    overlap: None,
-                    delivered: None,
-                    publish: publisher.clone(),
-                    url,
-                };
-                tasks.push(tokio::spawn(source::rotating(
-                    cfg,
-                    s.rotate_after,
-                    symbols.clone(),
-                    tx.clone(),
-                    counters.queue.clone(),
-                    stop_rx.clone(),
-                )));
+        }
+        let counters = Arc::new(counters);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let drain_on_stop = matches!(s.input, Input::Simulator { .. });
+        let mut tasks = Vec::new();
+        for Connection {
+            market,
+            url,
+            rest,
+            depth_limit,
+        } in urls
+        {
+            let cfg = SourceConfig {
+                market,
+                full: s.full,
+                drain_on_stop,
+                subscribe: s.subscribe,
+                idle_timeout: s.idle_timeout,
+                // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
+                // over HTTPS.
+                rest,
+                depth_limit,
+                book_every: s.book_every,
+                book_levels: s.book_levels,
+                live: live_books.clone(),
+                overlap: None,
+                delivered: None,
+                publish: publisher.clone(),
+                url,
+            };
+            tasks.push(tokio::spawn(source::rotating(
+                cfg,
+                s.rotate_after,
+                symbols.clone(),
+                tx.clone(),
+                counters.queue.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        drop(tx);
+        // The HTTP server runs on its own runtime thread: a heavy query never holds up the
+        // source tasks on this one.
+        let http_task = match (&s.http, &http_rt) {
+            (Some(addr), Some(hrt)) => {
+                let (done, bound) = tokio::sync::oneshot::channel();
+                let (addr, c, h, api) =
+                    (addr.clone(), counters.clone(), health.clone(), api.clone());
+                hrt.spawn(async move {
+                    let _ = done.send(http::serve(&addr, c, h, t0, api).await);
+                });
+                Some(
+                    bound
+                        .await
+                        .context("http thread")?
+                        .with_context(|| format!("http on {}", s.http.as_deref().unwrap_or("")))?,
+                )
             }
-            drop(tx);
-            // The HTTP server runs on its own runtime thread: a heavy query never holds up the
-            // source tasks on this one.
-            let http_task =
-                match (&s.http, &http_rt) {
-                    (Some(addr), Some(hrt)) => {
-                        let (done, bound) = tokio::sync::oneshot::channel();
-                        let (addr, c, h, api) =
-                            (addr.clone(), counters.clone(), health.clone(), api.clone());
-                        hrt.spawn(async move {
-                            let _ = done.send(http::serve(&addr, c, h, t0, api).await);
-                        });
-                        Some(bound.await.context("http thread")?.with_context(|| {
-                            format!("http on {}", s.http.as_deref().unwrap_or(""))
-                        })?)
-                    }
-                    _ => None,
-                };
-            let stats = (s.stats_secs > 0).then(|| {
-                let (c, rx) = (counters.clone(), rx.clone());
-                let every = Duration::from_secs(s.stats_secs);
-                tokio::spawn(async move {
-                    let mut last = [0u64; Kind::COUNT];
-                    let mut tick = tokio::time::interval(every);
+            _ => None,
+        };
+        let stats = (s.stats_secs > 0).then(|| {
+            let (c, rx) = (counters.clone(), rx.clone());
+            let every = Duration::from_secs(s.stats_secs);
+            tokio::spawn(async move {
+                let mut last = [0u64; Kind::COUNT];
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
                     tick.tick().await;
-                    loop {
-                        tick.tick().await;
-                        eprintln!(
-                            "{}",
-                            stats_line(
-                                &c,
-                                t0,
-                                &mut last,
-                                every,
-                                rx.len(),
-                                rx.capacity().unwrap_or(0)
-                            )
-                        );
-                    }
-                })
-            });
-            wait_for_stop(s.duration).await;
-            // How long the inputs ran (a simulator sends only until now): the time its rate is
-            // measured over, unlike `duration_s`, which ends after the last flush.
-            let input_s = t0.elapsed();
-            // Books not live when the stop came (the gauge falls to 0 as the sources end).
-            let unsynced = counters.queue.books_unsynced.load(Ordering::Relaxed);
-            health.stopping.store(true, Ordering::Relaxed);
-            // Sources first: no reconnects from here on. Then the simulators stop and close after
-            // their last frame, which draining sources read to the end.
-            let _ = stop_tx.send(true);
-            for sim in sims {
-                sim.stop().await;
-            }
-            for t in tasks {
-                match t.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
-                    Err(e) if e.is_cancelled() => {}
-                    Err(e) => eprintln!("tickwire: source task: {e}"),
+                    eprintln!(
+                        "{}",
+                        stats_line(
+                            &c,
+                            t0,
+                            &mut last,
+                            every,
+                            rx.len(),
+                            rx.capacity().unwrap_or(0)
+                        )
+                    );
                 }
+            })
+        });
+        wait_for_stop(s.duration).await;
+        // How long the inputs ran (a simulator sends only until now): the time its rate is
+        // measured over, unlike `duration_s`, which ends after the last flush.
+        let input_s = t0.elapsed();
+        // Books not live when the stop came (the gauge falls to 0 as the sources end).
+        let unsynced: Vec<u64> = counters
+            .rest
+            .iter()
+            .map(|h| h.stats.books_waiting.load(Ordering::Relaxed))
+            .collect();
+        health.stopping.store(true, Ordering::Relaxed);
+        // Sources first: no reconnects from here on. Then the simulators stop and close after
+        // their last frame, which draining sources read to the end.
+        let _ = stop_tx.send(true);
+        for sim in sims {
+            sim.stop().await;
+        }
+        for t in tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => eprintln!("tickwire: source task: {e}"),
             }
-            if let Some(t) = stats {
-                t.abort();
-            }
-            if let Some(t) = http_task {
-                t.abort();
-            }
-            anyhow::Ok((counters, input_s, unsynced))
-        })?;
+        }
+        if let Some(t) = stats {
+            t.abort();
+        }
+        if let Some(t) = http_task {
+            t.abort();
+        }
+        anyhow::Ok((counters, input_s, unsynced))
+    })?;
     if let Some(srt) = sim_rt {
         // Stopped above: every simulator task has ended.
         srt.shutdown_background();
@@ -514,7 +686,7 @@ fn summary(
     sink_errors: u64,
     t0: Instant,
     input_s: Duration,
-    unsynced: u64,
+    waiting: Vec<u64>,
 ) -> String {
     let (qc, pc, zc) = (&c.queue, &c.pipeline, &c.zmq);
     let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
@@ -534,7 +706,7 @@ fn summary(
     kinds_json(&mut s, |k| l(&qc.gaps[k.index()]));
     let _ = write!(
         s,
-        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{{\"synced\":{},\"unsynced\":{},\"resyncs\":{}}},\"rest\":{{\"requests\":{},\"errors\":{}}},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
+        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{},\"rest\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
         l(&zc.sent),
         c.dropped(),
         l(&qc.reconnects),
@@ -548,11 +720,8 @@ fn summary(
         l(&qc.duplicates),
         l(&zc.batches_sent),
         l(&zc.batches_dropped),
-        l(&qc.books_synced),
-        unsynced,
-        l(&qc.resyncs),
-        l(&qc.rest_requests),
-        l(&qc.rest_errors),
+        rest_books_json(&c.rest, Some(&waiting)),
+        rest_json(&c.rest),
         l(&qc.dropped),
         l(&zc.dropped),
         l(&pc.batches),
@@ -569,6 +738,71 @@ fn summary(
     }
     s.push('}');
     s
+}
+
+/// `{"<market>":{"synced":..,"resyncs":..,"waiting":..}}` of every REST host (summed per
+/// market); `waiting` from `at_stop` (the books not live when the stop came) if given.
+pub fn rest_books_json(hosts: &[Arc<RestHost>], at_stop: Option<&[u64]>) -> String {
+    per_market_json(hosts, |i, h| {
+        let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        let waiting = at_stop
+            .and_then(|w| w.get(i).copied())
+            .unwrap_or_else(|| l(&h.stats.books_waiting));
+        [
+            ("synced", l(&h.stats.books_synced)),
+            ("resyncs", l(&h.stats.resyncs)),
+            ("waiting", waiting),
+        ]
+        .to_vec()
+    })
+}
+
+/// `{"<market>":{"requests":..,"weight":..,"status_429":..,"status_418":..,"errors":..}}`.
+pub fn rest_json(hosts: &[Arc<RestHost>]) -> String {
+    per_market_json(hosts, |_, h| {
+        let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        let st = &h.stats;
+        [
+            ("requests", l(&st.requests)),
+            ("weight", l(&st.weight)),
+            ("status_429", l(&st.status_429)),
+            ("status_418", l(&st.status_418)),
+            ("errors", l(&st.errors)),
+        ]
+        .to_vec()
+    })
+}
+
+/// One object a market, its fields summed over that market's hosts.
+fn per_market_json(
+    hosts: &[Arc<RestHost>],
+    fields: impl Fn(usize, &RestHost) -> Vec<(&'static str, u64)>,
+) -> String {
+    let mut out = String::from("{");
+    for m in [Market::Spot, Market::Usdm] {
+        let mut sum: Vec<(&'static str, u64)> = Vec::new();
+        for (i, h) in hosts.iter().enumerate().filter(|(_, h)| h.market == m) {
+            for (k, v) in fields(i, h) {
+                match sum.iter_mut().find(|(n, _)| *n == k) {
+                    Some((_, t)) => *t += v,
+                    None => sum.push((k, v)),
+                }
+            }
+        }
+        if sum.is_empty() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{}\":{{", m.as_str());
+        for (j, (k, v)) in sum.iter().enumerate() {
+            let _ = write!(out, "{}\"{k}\":{v}", if j > 0 { "," } else { "" });
+        }
+        out.push('}');
+    }
+    out.push('}');
+    out
 }
 
 /// The in-process simulator's ground truth: what it sent and injected, and what it served.

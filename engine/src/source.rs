@@ -18,14 +18,14 @@
 //!
 //! Order books (`rest` set): every depth diff also feeds the symbol's [`crate::book::BookSync`];
 //! a book that needs a snapshot (first sync, a break, a snapshot too old) is queued for a REST
-//! request, at most one every 100 ms per connection and 1 s after a 429 or a failure, so many
-//! symbols resyncing at once stay within Binance's weight limits. A book whose snapshot does
+//! request on its market's [`crate::rest::RestHost`], which all connections of the market share
+//! and which keeps every request within Binance's request-weight budget (books never synced
+//! first, then resyncs oldest first; 429 and 418 pause it). A book whose snapshot does
 //! not bridge its diffs is asked again with a backoff of its own (250 ms doubling to 30 s),
 //! logged after its third attempt with the ids that did not meet, and counted in
 //! `books_unsynced` while it waits. The break itself is the sequence `gap` record; `resyncs`
 //! and `books_synced` count the rest. With `book_every`, each
-//! live book's top levels are written as `depth_snapshot` records. REST is HTTP or HTTPS
-//! (rustls with the webpki roots).
+//! live book's top levels are written as `depth_snapshot` records.
 //!
 //! Rotation ([`rotating`]): Binance closes every connection after 24 h. Before that (after
 //! `rotate_after`) a second connection to the same streams is opened; the old one is left as
@@ -64,17 +64,17 @@ pub struct SourceConfig {
     pub subscribe: bool,
     /// Reconnect when nothing (not even a ping) has arrived for this long.
     pub idle_timeout: Duration,
-    /// REST base URL (`http://host:port`) for depth snapshots: with it, every symbol's depth
-    /// diffs keep a live order book ([`crate::book::BookSync`]), synced and resynced from
-    /// `/api/v3/depth` (spot) or `/fapi/v1/depth` (USD-M).
-    pub rest: Option<String>,
+    /// The market's REST host for depth snapshots: with it, every symbol's depth diffs keep a
+    /// live order book ([`crate::book::BookSync`]), synced and resynced from `/api/v3/depth`
+    /// (spot) or `/fapi/v1/depth` (USD-M), through the host's weight budget.
+    pub rest: Option<Arc<crate::rest::RestHost>>,
+    /// Levels of those snapshots (`limit`; its weight is Binance's for it).
+    pub depth_limit: usize,
     /// With `rest`: emit a `depth_snapshot` record of each live book's top `book_levels`
     /// levels this often (and once more at the end); `None`: no such records.
     pub book_every: Option<Duration>,
     /// Levels a side in those records.
     pub book_levels: usize,
-    /// Certificates trusted for `https://` REST besides the webpki roots (a private CA).
-    pub rest_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Publish the live books here every 100 ms (for the query API's `/v1/book`).
     pub live: Option<Arc<crate::book::LiveBooks>>,
     /// Set by [`rotating`]: the duplicate filter shared with the other connection of a
@@ -200,12 +200,6 @@ impl Overlap {
     }
 }
 
-/// Time between two REST snapshot requests of one connection: 10 a second, within Binance's
-/// weight limits (a 1000-level snapshot weighs 10 on spot, 20 on USD-M) however many symbols
-/// resync at once.
-const REST_GAP: Duration = Duration::from_millis(100);
-/// After a 429 (over the limit) or a failure, the next request waits this long.
-const REST_BACKOFF: Duration = Duration::from_secs(1);
 /// A book whose snapshot did not bridge (or failed) `n` times waits `RETRY_FIRST * 2^(n-1)`,
 /// at most `RETRY_MAX`, before its next one.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
@@ -221,84 +215,6 @@ fn retry_delay(attempts: u32) -> Duration {
     RETRY_FIRST
         .saturating_mul(1u32 << (attempts - 1).min(16))
         .min(RETRY_MAX)
-}
-
-/// One REST GET over HTTP/1.1, `http://` or `https://` (rustls, the webpki roots plus
-/// `extra_roots`); the body of a 200 answer.
-pub async fn http_get(
-    url: &str,
-    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<String, String> {
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(format!("{url}: not an http:// or https:// URL"));
-    };
-    let (hostport, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
-    let addr = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:{}", if tls { 443 } else { 80 })
-    };
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::TcpStream::connect(&addr),
-    )
-    .await
-    .map_err(|_| format!("{addr}: connect timed out"))?
-    .map_err(|e| format!("{addr}: {e}"))?;
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-        mut sock: S,
-        req: String,
-    ) -> Result<Vec<u8>, String> {
-        sock.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        // A TLS peer that closes without close_notify still gave us the whole body.
-        let r = tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut out))
-            .await
-            .map_err(|_| "read timed out".to_string())?;
-        match r {
-            Ok(_) => Ok(out),
-            Err(e) if !out.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(out),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-    let req = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    let out = if tls {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for c in extra_roots {
-            roots.add(c.clone()).map_err(|e| e.to_string())?;
-        }
-        let config = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(host.to_string())
-            .map_err(|e| format!("{host}: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("{host}: TLS: {e}"))?;
-        exchange(stream, req).await?
-    } else {
-        exchange(tcp, req).await?
-    };
-    let text = String::from_utf8_lossy(&out);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(format!(
-            "HTTP {status}: {}",
-            body.chars().take(200).collect::<String>()
-        ));
-    }
-    Ok(body.to_string())
 }
 
 /// Parses a REST depth snapshot body: (lastUpdateId, bids, asks) with exact levels.
@@ -336,7 +252,10 @@ pub fn parse_snapshot(body: &str) -> Result<(i64, Vec<Level>, Vec<Level>), Strin
 /// The live books of one connection and their REST snapshot requests.
 struct Books {
     market: Market,
-    rest: String,
+    host: Arc<crate::rest::RestHost>,
+    /// Books that have been live on this connection (a resync of one goes after the books
+    /// never synced).
+    ever_live: rustc_hash::FxHashSet<SymbolId>,
     books: FxHashMap<SymbolId, crate::book::BookSync>,
     /// Symbols waiting for a snapshot request, each with the instant before which it must
     /// not be asked (its backoff).
@@ -345,8 +264,6 @@ struct Books {
     asked: rustc_hash::FxHashSet<SymbolId>,
     /// Snapshots taken for a book since it was last live that did not make it live.
     attempts: FxHashMap<SymbolId, u32>,
-    /// No request before this instant.
-    next_at: tokio::time::Instant,
     /// Books of this connection that are not live (added to the shared `books_unsynced`).
     unsynced: u64,
     /// The shared counters (`books_unsynced` is kept equal to the sum over connections).
@@ -358,19 +275,27 @@ impl Drop for Books {
         self.counters
             .books_unsynced
             .fetch_sub(self.unsynced, Ordering::Relaxed);
+        self.host
+            .stats
+            .books_waiting
+            .fetch_sub(self.unsynced, Ordering::Relaxed);
     }
 }
 
 impl Books {
-    fn new(market: Market, rest: &str, counters: Arc<QueueCounters>) -> Books {
+    fn new(
+        market: Market,
+        host: Arc<crate::rest::RestHost>,
+        counters: Arc<QueueCounters>,
+    ) -> Books {
         Books {
             market,
-            rest: rest.trim_end_matches('/').to_string(),
+            host,
+            ever_live: Default::default(),
             books: FxHashMap::default(),
             want: Default::default(),
             asked: Default::default(),
             attempts: FxHashMap::default(),
-            next_at: tokio::time::Instant::now(),
             unsynced: 0,
             counters,
         }
@@ -384,6 +309,10 @@ impl Books {
         self.counters
             .books_unsynced
             .fetch_sub(self.unsynced, Ordering::Relaxed);
+        self.host
+            .stats
+            .books_waiting
+            .fetch_sub(self.unsynced, Ordering::Relaxed);
         self.unsynced = 0;
     }
 
@@ -396,11 +325,9 @@ impl Books {
         }
     }
 
-    /// When the next request may go: the earliest backoff among those waiting, and not
-    /// before the connection's own gap.
+    /// When the next book's backoff ends (it is then handed to the host's queue).
     fn due(&self) -> Option<tokio::time::Instant> {
-        let first = self.want.iter().map(|(_, at)| *at).min()?;
-        Some(first.max(self.next_at))
+        self.want.iter().map(|(_, at)| *at).min()
     }
 
     /// Takes the waiting symbol whose backoff ends first.
@@ -411,12 +338,15 @@ impl Books {
 
     /// Moves the shared `books_unsynced` by a book's change of state.
     fn track(&mut self, was_live: bool, live: bool) {
+        let waiting = &self.host.stats.books_waiting;
         if was_live && !live {
             self.unsynced += 1;
             self.counters.books_unsynced.fetch_add(1, Ordering::Relaxed);
+            waiting.fetch_add(1, Ordering::Relaxed);
         } else if !was_live && live {
             self.unsynced -= 1;
             self.counters.books_unsynced.fetch_sub(1, Ordering::Relaxed);
+            waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -444,6 +374,7 @@ impl Books {
             SyncEvent::Gap { .. } => {
                 // The break itself is already a `gap` record (sequence); this rebuilds the book.
                 c.resyncs.fetch_add(1, Ordering::Relaxed);
+                self.host.stats.resyncs.fetch_add(1, Ordering::Relaxed);
                 self.need(sym);
             }
             SyncEvent::Applied if !self.attempts.is_empty() => {
@@ -456,14 +387,16 @@ impl Books {
     fn on_snapshot(
         &mut self,
         sym: SymbolId,
-        r: Result<String, String>,
+        r: Result<String, crate::rest::RestError>,
         c: &QueueCounters,
         url: &str,
         names: &SymbolTable,
     ) {
         use crate::book::SyncEvent;
         self.asked.remove(&sym);
-        let parsed = r.and_then(|b| parse_snapshot(&b));
+        let parsed = r
+            .map_err(|e| e.to_string())
+            .and_then(|b| parse_snapshot(&b));
         let Some(book) = self.books.get_mut(&sym) else {
             return;
         };
@@ -479,6 +412,8 @@ impl Books {
                         // Its attempts are forgotten once a diff applies on top (a snapshot
                         // from another book may look newer and break at the next diff).
                         c.books_synced.fetch_add(1, Ordering::Relaxed);
+                        self.host.stats.books_synced.fetch_add(1, Ordering::Relaxed);
+                        self.ever_live.insert(sym);
                         return;
                     }
                     _ => match first {
@@ -492,7 +427,6 @@ impl Books {
             Err(e) => {
                 c.rest_errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("tickwire: source {url}: depth snapshot: {e}");
-                self.next_at = tokio::time::Instant::now() + REST_BACKOFF;
                 e
             }
         };
@@ -572,9 +506,9 @@ impl SourceConfig {
             subscribe: false,
             idle_timeout: Duration::from_secs(60),
             rest: None,
+            depth_limit: 1000,
             book_every: None,
             book_levels: 20,
-            rest_roots: Vec::new(),
             live: None,
             overlap: None,
             delivered: None,
@@ -904,17 +838,13 @@ pub async fn run(
     };
     let mut next_id = 1u64;
     let (snap_tx, mut snap_rx) =
-        tokio::sync::mpsc::channel::<(SymbolId, Result<String, String>)>(256);
+        tokio::sync::mpsc::channel::<(SymbolId, Result<String, crate::rest::RestError>)>(256);
     let mut books = cfg
         .rest
         .as_ref()
-        .map(|r| Books::new(market, r, counters.clone()));
+        .map(|h| Books::new(market, h.clone(), counters.clone()));
     let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
     let mut live_tick = tokio::time::interval(Duration::from_millis(100));
-    let depth_path = match market {
-        Market::Spot => "/api/v3/depth",
-        Market::Usdm => "/fapi/v1/depth",
-    };
     loop {
         if *stop.borrow() {
             break;
@@ -1018,17 +948,24 @@ pub async fn run(
                     _ = tokio::time::sleep_until(books.as_ref().and_then(Books::due).unwrap_or_else(tokio::time::Instant::now)),
                         if books.as_ref().is_some_and(|b| !b.want.is_empty()) => {
                         if let Some(b) = books.as_mut() {
-                            if let Some(sym) = b.take() {
+                            // Every book whose backoff has ended goes to the host's queue.
+                            let now = tokio::time::Instant::now();
+                            while b.due().is_some_and(|at| at <= now) {
+                                let Some(sym) = b.take() else { break };
                                 b.asked.insert(sym);
-                                b.next_at = tokio::time::Instant::now() + REST_GAP;
                                 let name = dec_symbols.name(sym).unwrap_or_default();
-                                let url = format!("{}{depth_path}?symbol={name}&limit=1000", b.rest);
-                                let tx = snap_tx.clone();
-                                let roots = cfg.rest_roots.clone();
+                                let class = if b.ever_live.contains(&sym) {
+                                    crate::rest::Class::Resync
+                                } else {
+                                    crate::rest::Class::First
+                                };
                                 counters.rest_requests.fetch_add(1, Ordering::Relaxed);
-                                tokio::spawn(async move {
-                                    let _ = tx.send((sym, http_get(&url, &roots).await)).await;
-                                });
+                                b.host.submit(
+                                    class,
+                                    crate::rest::depth_path(market, &name, cfg.depth_limit),
+                                    crate::rest::depth_weight(market, cfg.depth_limit),
+                                    crate::rest::Reply::Book(sym, snap_tx.clone()),
+                                );
                             }
                         }
                         continue;

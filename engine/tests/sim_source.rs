@@ -385,7 +385,15 @@ async fn books_resynced_after_gaps_equal_the_simulators_books() {
         let counters = Arc::new(QueueCounters::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut cfg = source_config(url, market, false, Duration::from_secs(30));
-        cfg.rest = Some(format!("http://{}", sim.addr));
+        cfg.rest = Some(
+            tickwire_engine::rest::RestHost::new(
+                market,
+                &format!("http://{}", sim.addr),
+                &[],
+                Default::default(),
+            )
+            .expect("REST host"),
+        );
         cfg.book_every = Some(Duration::from_millis(200));
         cfg.book_levels = 1000;
         let symbols = SymbolTable::new();
@@ -638,7 +646,15 @@ async fn a_book_that_cannot_bridge_is_counted_and_retried_with_backoff() {
     let counters = Arc::new(QueueCounters::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut cfg = source_config(url, market, false, Duration::from_secs(30));
-    cfg.rest = Some(format!("http://{}", rest_sim.addr));
+    cfg.rest = Some(
+        tickwire_engine::rest::RestHost::new(
+            market,
+            &format!("http://{}", rest_sim.addr),
+            &[],
+            Default::default(),
+        )
+        .expect("REST host"),
+    );
     let books = default_symbols().len() as u64;
     let t0 = Instant::now();
     let task = tokio::spawn(source::run(
@@ -657,7 +673,7 @@ async fn a_book_that_cannot_bridge_is_counted_and_retried_with_backoff() {
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(counters.books_synced.load(Ordering::Relaxed), 0);
     assert_eq!(counters.books_unsynced.load(Ordering::Relaxed), books);
-    // Without a backoff: one request per 100 ms, ~10 a second. With it (250 ms doubling), at
+    // Without a backoff: as many as the weight budget allows (96 a minute at limit 1000). With it (250 ms doubling), at
     // most 1 + log2(secs / 0.25) + 1 per book.
     let ceiling = books * (2 + (secs / 0.25).log2().ceil() as u64);
     eprintln!("{asked} snapshot requests for {books} unsynced books in {secs:.1} s");

@@ -72,15 +72,21 @@ async fn https_rest_snapshots_are_fetched_and_certificates_checked() {
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
     let body = r#"{"lastUpdateId":7,"bids":[["1.50","2"]],"asks":[["1.60","3"]]}"#;
     let port = tls_server(cert.clone(), key, body, 2).await;
-    let url = format!("https://localhost:{port}/api/v3/depth?symbol=BTCUSDT&limit=5");
     // Trusted (a private root given): the body comes back.
-    let got = tickwire_engine::source::http_get(&url, std::slice::from_ref(&cert))
-        .await
-        .expect("fetched over TLS");
-    assert_eq!(got, body);
-    // Not trusted (only the public roots): refused.
-    let e = tickwire_engine::source::http_get(&url, &[])
+    let base = format!("https://localhost:{port}");
+    let path = "/api/v3/depth?symbol=BTCUSDT&limit=5";
+    let client =
+        tickwire_engine::rest::HttpClient::new(&base, std::slice::from_ref(&cert)).expect("client");
+    let got = client.get(path).await.expect("fetched over TLS");
+    assert_eq!(got.body, body);
+    // Not trusted (only the public roots): refused, as a TLS error.
+    let e = tickwire_engine::rest::HttpClient::new(&base, &[])
+        .expect("client")
+        .get(path)
         .await
         .expect_err("an unknown issuer is refused");
-    assert!(e.contains("TLS"), "{e}");
+    assert!(
+        matches!(e, tickwire_engine::rest::RestError::Tls { .. }),
+        "{e}"
+    );
 }

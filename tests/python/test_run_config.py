@@ -102,7 +102,7 @@ url = "postgres://postgres@127.0.0.1:5432/postgres"
     assert "cannot be reached" in ch and ch.count("Connection refused") == 1, ch
     pg = [l for l in r.stdout.splitlines() if l.startswith("sinks[2]")][0]
     assert ": ok, PostgreSQL " in pg, pg
-    assert "1 sink(s) cannot be reached" in r.stderr
+    assert "1 sink(s) or exchange(s) cannot be reached" in r.stderr
     assert not (tmp_path / "data").exists(), "--check changes nothing"
 
 

@@ -28,7 +28,10 @@ def records(http):
 
 
 def gauge(http, name):
-    return next(float(l.split()[-1]) for l in metrics(http).splitlines() if l.startswith(name + " "))
+    """The sum of a metric's series (over its labels, e.g. market)."""
+    rows = [l for l in metrics(http).splitlines() if l.startswith(name + " ") or l.startswith(name + "{")]
+    assert rows, name
+    return sum(float(l.split()[-1]) for l in rows)
 
 
 def test_sim_process_to_run_process(tmp_path):
@@ -62,7 +65,7 @@ bind = "127.0.0.1:{http}"
         wait(lambda: sum(records(http).values()) > 20_000, 60, "records to flow")
         # Every order book, spot's and USD-M's (its depth diffs on /public, the REST snapshot
         # from the same simulated market), syncs from a snapshot.
-        wait(lambda: gauge(http, "tickwire_books_synced_total") >= 8 and gauge(http, "tickwire_books_unsynced") == 0,
+        wait(lambda: gauge(http, "tickwire_books_synced_total") >= 8 and gauge(http, "tickwire_books_waiting") == 0,
              30, "all 8 books to sync")
         sim.send_signal(signal.SIGTERM)
         sim_out, sim_err = sim.communicate(timeout=30)
@@ -82,6 +85,15 @@ bind = "127.0.0.1:{http}"
         assert s["records"][k] == sent[k], k
     assert s["dropped"] == 0 and s["errors"] == 0 and s["records"]["gap"] == 0
     assert s["rows"]["parquet"] == sum(sent.values())
-    assert s["books"]["synced"] >= 8 and s["books"]["unsynced"] == 0 and s["rest"]["errors"] == 0, s
+    for m in ("spot", "usdm"):
+        assert s["books"][m]["synced"] >= 4 and s["books"][m]["waiting"] == 0, s
+        rest = s["rest"][m]
+        assert rest["errors"] == 0 and rest["status_429"] == 0 and rest["status_418"] == 0, s
+        # exchangeInfo (the weight limit) and one snapshot a book at least, each weighed.
+        assert rest["requests"] >= 5 and rest["weight"] > 0, s
+    # The simulator's own count of what it served agrees.
+    for m in ("spot", "usdm"):
+        assert truth[m]["rest"]["status_429"] == 0 and truth[m]["rest"]["status_418"] == 0, truth
+        assert truth[m]["rest"]["exchange_info"] == 1, truth
     # The simulator's ground truth belongs to `demo` (and `run` with its in-process simulator).
     assert "sent" not in s and "injected" not in s and "sim" not in s

@@ -191,6 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stats_secs: args.stats_secs,
         subscribe: args.subscribe,
         book_sync: true,
+        rest: Default::default(),
         // The simulator's connections share its market, so a replacement connection sees the
         // same frames as the one it replaces, as on Binance.
         rotate_after: (args.rotate_after_secs > 0)

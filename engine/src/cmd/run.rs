@@ -30,6 +30,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}: {u}", m.as_str());
         }
         let mut unreachable = 0;
+        // `symbols = ["*"]`: read exchangeInfo (through the weight budget) and show what it
+        // selects.
+        let all: Vec<config::SourcePlan> = cfg
+            .plans()
+            .into_iter()
+            .filter(|p| p.all.is_some())
+            .collect();
+        if !all.is_empty() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut hosts = Vec::new();
+            match rt.block_on(runner::resolve_sources(
+                &all,
+                false,
+                Default::default(),
+                &mut hosts,
+                1,
+            )) {
+                Ok(conns) => {
+                    for c in conns {
+                        println!("{}: {}", c.market.as_str(), c.url);
+                    }
+                }
+                Err(e) => {
+                    unreachable += 1;
+                    println!("symbols = [\"*\"]: {}", crate::cmd::error_line(&e));
+                }
+            }
+        }
         for (sink, r) in cfg.check_sinks() {
             match r {
                 Ok(what) => println!("{sink}: ok, {what}"),
@@ -40,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         if unreachable > 0 {
-            eprintln!("tickwire: {unreachable} sink(s) cannot be reached");
+            eprintln!("tickwire: {unreachable} sink(s) or exchange(s) cannot be reached");
             return Ok(ExitCode::from(1));
         }
         return Ok(ExitCode::SUCCESS);

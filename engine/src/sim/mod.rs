@@ -232,7 +232,7 @@ fn lock(m: &Shared) -> std::sync::MutexGuard<'_, SymbolMarket> {
 pub struct SimCounters {
     /// Frames sent, by [`Kind::index`] of the record they decode to.
     pub sent: [AtomicU64; Kind::COUNT],
-    /// Connections accepted.
+    /// WebSocket connections accepted (REST connections are not counted here).
     pub connections: AtomicU64,
     /// Connections whose streams were refused.
     pub refused: AtomicU64,
@@ -271,8 +271,6 @@ pub struct SimCounters {
     pub rest_limited: AtomicU64,
     /// REST requests answered 418 (a client banned for sending after a 429).
     pub rest_banned: AtomicU64,
-    /// WebSocket connection attempts refused over the per-IP limit (300 per 5 minutes).
-    pub attempts_refused: AtomicU64,
 }
 
 impl SimCounters {
@@ -341,12 +339,14 @@ impl SimServer {
         let rest: Arc<rest::RestState> = Arc::default();
         let task = tokio::spawn(async move {
             let mut conns = Vec::new();
+            let mut next_id = 0u64;
             let mut stop_rx2 = stop_rx.clone();
             loop {
                 tokio::select! {
                     r = listener.accept() => match r {
                         Ok((sock, _)) => {
-                            let id = c.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                            next_id += 1;
+                            let id = next_id;
                             conns.push(tokio::spawn(serve(sock, cfg.clone(), id, c.clone(), stop_rx.clone(), markets.clone(), b.clone(), ctl.clone(), rest.clone())));
                         }
                         Err(e) => tracing_warn(&format!("sim accept failed: {e}")),
@@ -556,8 +556,8 @@ fn incoming_limit(market: Market) -> usize {
     }
 }
 
-/// Peeks at a new connection's request head: `Some(path)` of a REST request (then served here
-/// until the client closes), `None` for a WebSocket upgrade (or nothing readable).
+/// Peeks at a new connection's request line: a REST request is served here until the client
+/// closes (`None`); anything else is handed back for the WebSocket handshake.
 async fn take_rest(
     sock: TcpStream,
     cfg: &SimConfig,
@@ -565,11 +565,13 @@ async fn take_rest(
     books: &Books,
     state: &rest::RestState,
 ) -> Option<TcpStream> {
-    let mut buf = [0u8; 2048];
+    // The request line's start tells them apart: REST paths are `/api/`, `/fapi/` (a
+    // WebSocket's request line may be longer than any buffer: 1024 streams in its URL).
+    let mut buf = [0u8; 16];
     let head = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let n = sock.peek(&mut buf).await.unwrap_or(0);
-            if n == 0 || n == buf.len() || buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+            if n == 0 || n == buf.len() || buf[..n].contains(&b'\n') {
                 return n;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -577,12 +579,11 @@ async fn take_rest(
     })
     .await
     .unwrap_or(0);
-    let text = String::from_utf8_lossy(&buf[..head]);
-    let upgrade = text.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("upgrade:")
-            && l.to_ascii_lowercase().contains("websocket")
-    });
-    if upgrade || head == 0 {
+    let start = &buf[..head];
+    let is_rest = [&b"GET /api/"[..], b"GET /fapi/", b"GET /futures/"]
+        .iter()
+        .any(|p| start.starts_with(p));
+    if !is_rest {
         return Some(sock);
     }
     rest::serve(
@@ -628,9 +629,15 @@ async fn serve(
         return; // accepted in the same instant the stop came: refuse it, no handshake
     }
     let _ = sock.set_nodelay(true);
-    let Some(sock) = take_rest(sock, &cfg, &counters, &books, &rest_state).await else {
+    // A REST connection is kept alive until the client closes it or the server stops.
+    let sock = tokio::select! {
+        s = take_rest(sock, &cfg, &counters, &books, &rest_state) => s,
+        _ = stop.changed() => None,
+    };
+    let Some(sock) = sock else {
         return;
     };
+    counters.connections.fetch_add(1, Ordering::Relaxed);
     let mut path = String::new();
     // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]

@@ -45,39 +45,14 @@ impl Default for RestLimits {
 impl RestLimits {
     /// The per-minute weight limit in force for `market`.
     pub fn limit(&self, market: Market) -> u64 {
-        match (self.weight_per_minute, market) {
-            (0, Market::Spot) => 6_000,
-            (0, Market::Usdm) => 2_400,
-            (n, _) => n,
+        match self.weight_per_minute {
+            0 => crate::rest::default_weight_limit(market),
+            n => n,
         }
     }
 }
 
-/// The weight of a depth snapshot of `limit` levels, as Binance counts it.
-pub fn depth_weight(market: Market, limit: usize) -> u64 {
-    match market {
-        Market::Spot => match limit {
-            0..=100 => 5,
-            101..=500 => 25,
-            501..=1000 => 50,
-            _ => 250,
-        },
-        Market::Usdm => match limit {
-            0..=99 => 2,
-            100..=499 => 5,
-            500..=999 => 10,
-            _ => 20,
-        },
-    }
-}
-
-/// The weight of exchangeInfo.
-pub fn exchange_info_weight(market: Market) -> u64 {
-    match market {
-        Market::Spot => 20,
-        Market::Usdm => 1,
-    }
-}
+pub use crate::rest::{depth_weight, exchange_info_weight};
 
 #[derive(Debug, Default)]
 struct Client {

@@ -1,0 +1,163 @@
+"""The whole market within Binance's request limits: `tickwire sim --symbols 400` and `tickwire
+run` with `symbols = ["*"]`, as two processes over real sockets.
+
+Each simulated market has 400 symbols (one of them not TRADING); the engine reads exchangeInfo,
+takes the 399 TRADING ones, packs their trade, aggTrade and depth@100ms streams into connections
+of at most 1024 streams, and syncs all 798 order books through its weight budget. The
+simulator's own counts say no answer was 429 or 418, and the engine took in every record the
+simulator sent.
+"""
+
+import json
+import signal
+import subprocess
+import urllib.request
+
+from conftest import BIN, free_port, wait
+
+N = 400
+TRADING = N - 1
+KINDS = ["trade", "agg_trade", "depth_update"]
+
+
+def metrics(http):
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
+        return r.read().decode()
+
+
+def series(http, name):
+    """{labels: value} of a metric."""
+    out = {}
+    for l in metrics(http).splitlines():
+        if l.startswith(name + "{") or l.startswith(name + " "):
+            key, _, v = l.rpartition(" ")
+            out[key[len(name):]] = float(v)
+    return out
+
+
+def synced(http):
+    return {k: v for k, v in series(http, "tickwire_books_synced_total").items()}
+
+
+def test_every_trading_symbol_of_both_markets_within_the_weight_limit(tmp_path):
+    spot, usdm, http = free_port(), free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
+                            "--symbols", str(N), "--rate", "6000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[zmq]
+enabled = false
+[[sources]]
+market = "spot"
+symbols = ["*"]
+streams = ["trade", "aggTrade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{spot}"
+depth_limit = 100
+[[sources]]
+market = "usdm"
+symbols = ["*"]
+contract_types = ["PERPETUAL", "CURRENT_QUARTER"]
+streams = ["trade", "aggTrade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{usdm}"
+depth_limit = 50
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'data'}"
+[http]
+bind = "127.0.0.1:{http}"
+""")
+    run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Every book of both markets syncs (399 a market: one symbol is not TRADING).
+        wait(lambda: sum(synced(http).values()) >= 2 * TRADING and sum(series(http, "tickwire_books_waiting").values()) == 0,
+             90, "all books to sync")
+        sim.send_signal(signal.SIGTERM)
+        sim_out, sim_err = sim.communicate(timeout=60)
+        truth = json.loads(sim_out.decode().strip().splitlines()[-1])
+        sent = {k: truth["spot"]["sent"][k] + truth["usdm"]["sent"][k] for k in KINDS}
+        records = lambda: {l.split('"')[1]: int(float(l.split()[-1])) for l in metrics(http).splitlines()
+                           if l.startswith("tickwire_records_total{")}
+        wait(lambda: all(records().get(k, 0) >= sent[k] for k in KINDS), 60, "the engine to take in everything sent")
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=90)
+        if sim.poll() is None:
+            sim.kill()
+    assert run.returncode == 0, err.decode()
+    log = err.decode()
+    assert f"{TRADING} of {N} symbols of exchangeInfo selected" in log, log[-2000:]
+    s = json.loads(out.decode().strip().splitlines()[-1])
+    for k in KINDS:
+        assert s["records"][k] == sent[k], (k, s["records"][k], sent[k])
+    assert s["dropped"] == 0 and s["errors"] == 0 and s["records"]["gap"] == 0, s
+    for m in ("spot", "usdm"):
+        # The simulator's ground truth: never over the minute's weight, never banned.
+        assert truth[m]["rest"]["status_429"] == 0 and truth[m]["rest"]["status_418"] == 0, truth[m]["rest"]
+        assert truth[m]["rest"]["snapshots"] >= TRADING, truth[m]["rest"]
+        assert s["books"][m]["synced"] >= TRADING and s["books"][m]["waiting"] == 0, s["books"]
+        assert s["rest"][m]["status_429"] == 0 and s["rest"][m]["status_418"] == 0, s["rest"]
+        # What the engine says it spent is what the simulator counted.
+        assert s["rest"][m]["weight"] == truth[m]["rest"]["weight"], (s["rest"], truth[m]["rest"])
+    # 399 x 5 + 20 (exchangeInfo) on spot, 399 x 2 + 1 on USD-M, all books in the first pass.
+    assert truth["spot"]["rest"]["weight"] == TRADING * 5 + 20, truth["spot"]["rest"]
+    assert truth["usdm"]["rest"]["weight"] == TRADING * 2 + 1, truth["usdm"]["rest"]
+    # 3 x 399 = 1197 streams: two spot connections; USD-M's depth on /public, trades on
+    # /market (798 streams there): two connections.
+    assert truth["spot"]["connections"] == 2 and truth["usdm"]["connections"] == 2, truth
+
+
+def test_a_reconnect_storm_resyncs_every_book_within_the_budget(tmp_path):
+    # The simulator closes every connection 6 s after it opened (a scaled "24 h" close): all of
+    # them at once, and again after each reconnect. Every book must sync again each time,
+    # through the same budget: never a 429 or a 418, whatever the storm asks for.
+    spot, usdm, http = free_port(), free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
+                            "--symbols", str(N), "--rate", "4000", "--close-after-ms", "6000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[zmq]
+enabled = false
+[[sources]]
+market = "spot"
+symbols = ["*"]
+streams = ["aggTrade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{spot}"
+depth_limit = 100
+[[sources]]
+market = "usdm"
+symbols = ["*"]
+streams = ["aggTrade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{usdm}"
+depth_limit = 50
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'data'}"
+[http]
+bind = "127.0.0.1:{http}"
+""")
+    run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Synced, then every connection closed and every book synced again.
+        wait(lambda: all(v >= 2 * TRADING for v in synced(http).values()) and len(synced(http)) == 2,
+             120, "every book of both markets to sync twice")
+        reconnects = series(http, "tickwire_reconnects_total")[""]
+        assert reconnects >= 3, reconnects
+        sim.send_signal(signal.SIGTERM)
+        sim_out, _ = sim.communicate(timeout=60)
+        truth = json.loads(sim_out.decode().strip().splitlines()[-1])
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=90)
+        if sim.poll() is None:
+            sim.kill()
+    assert run.returncode == 0, err.decode()
+    s = json.loads(out.decode().strip().splitlines()[-1])
+    for m in ("spot", "usdm"):
+        assert truth[m]["injected"]["closes"] >= 1, truth[m]["injected"]
+        assert truth[m]["rest"]["status_429"] == 0 and truth[m]["rest"]["status_418"] == 0, truth[m]["rest"]
+        assert s["rest"][m]["status_429"] == 0 and s["rest"][m]["status_418"] == 0, s["rest"]
+        assert s["books"][m]["synced"] >= 2 * TRADING, s["books"]
