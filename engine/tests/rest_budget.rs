@@ -254,3 +254,100 @@ async fn exchange_info_gives_the_limit_and_the_trading_symbols() {
     );
     sim.stop().await;
 }
+
+/// A server that answers every request on one keep-alive connection with `status`, the
+/// headers and a gzip, chunked body.
+async fn gzip_server(status: &'static str, extra: &'static str, body: &'static str) -> String {
+    use std::io::Write;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else {
+            return;
+        };
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(body.as_bytes()).expect("gzip");
+        let gz = e.finish().expect("gzip");
+        let (a, b) = gz.split_at(gz.len() / 2);
+        let mut buf = vec![0u8; 4096];
+        // Two requests on the same connection: keep-alive.
+        for _ in 0..2 {
+            if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let mut resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n{extra}\r\n"
+            )
+            .into_bytes();
+            for part in [a, b] {
+                resp.extend(format!("{:x}\r\n", part.len()).as_bytes());
+                resp.extend(part);
+                resp.extend(b"\r\n");
+            }
+            resp.extend(b"0\r\n\r\n");
+            if s.write_all(&resp).await.is_err() {
+                return;
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn chunked_gzip_answers_are_decoded_on_one_kept_alive_connection() {
+    let body = r#"{"lastUpdateId":7,"bids":[["1.50","2"]],"asks":[["1.60","3"]]}"#;
+    let base = gzip_server("200 OK", "X-MBX-USED-WEIGHT-1M: 42\r\n", body).await;
+    let c = HttpClient::new(&base, &[]).expect("client");
+    for _ in 0..2 {
+        let a = c
+            .get("/api/v3/depth?symbol=X&limit=5")
+            .await
+            .expect("answer");
+        assert_eq!(a.body, body);
+        assert_eq!(a.used_weight, Some(42));
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_a_typed_error_with_its_retry_after_and_used_weight() {
+    let base = gzip_server(
+        "429 Too Many Requests",
+        "Retry-After: 17\r\nX-MBX-USED-WEIGHT-1M: 6001\r\n",
+        r#"{"code":-1003,"msg":"Too much request weight used"}"#,
+    )
+    .await;
+    let e = HttpClient::new(&base, &[])
+        .expect("client")
+        .get("/api/v3/depth?symbol=X&limit=5")
+        .await
+        .expect_err("429");
+    match e {
+        RestError::Status {
+            status,
+            retry_after,
+            used_weight,
+            body,
+        } => {
+            assert_eq!(
+                (status, retry_after, used_weight),
+                (429, Some(17), Some(6001))
+            );
+            assert!(body.contains("-1003"), "{body}");
+        }
+        e => panic!("not a status error: {e}"),
+    }
+    // Nothing to connect to: a typed connect error, no panic.
+    let e = HttpClient::new("http://127.0.0.1:1", &[])
+        .expect("client")
+        .get("/")
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, RestError::Connect { .. }), "{e}");
+    assert!(matches!(
+        HttpClient::new("ftp://x", &[]),
+        Err(RestError::Url(_))
+    ));
+}
