@@ -544,6 +544,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let drain_on_stop = matches!(s.input, Input::Simulator { .. });
         let mut tasks = Vec::new();
+        // One attempt gate per WebSocket host, shared by its connections.
+        let mut gates: Vec<(String, Arc<source::AttemptGate>)> = Vec::new();
         for Connection {
             market,
             url,
@@ -551,6 +553,15 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             depth_limit,
         } in urls
         {
+            let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
+            let gate = match gates.iter().find(|(h, _)| *h == host) {
+                Some((_, g)) => g.clone(),
+                None => {
+                    let g = source::AttemptGate::binance();
+                    gates.push((host, g.clone()));
+                    g
+                }
+            };
             let cfg = SourceConfig {
                 market,
                 full: s.full,
@@ -567,6 +578,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 overlap: None,
                 delivered: None,
                 publish: publisher.clone(),
+                attempts: Some(gate),
                 url,
             };
             tasks.push(tokio::spawn(source::rotating(

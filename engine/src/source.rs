@@ -84,6 +84,72 @@ pub struct SourceConfig {
     pub delivered: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Publish each frame's records here right after decoding it (before they are queued).
     pub publish: Option<Arc<crate::publish::SharedPublisher>>,
+    /// Connection attempts to this host, shared with every connection to it.
+    pub attempts: Option<Arc<AttemptGate>>,
+}
+
+/// Connection attempts to one WebSocket host, shared by every connection to it: at most
+/// `limit` in any `window`, so that a reconnect storm stays within Binance's 300 attempts per
+/// 5 minutes per IP ([`AttemptGate::binance`] keeps 80% of it). An attempt that does not fit
+/// waits for the oldest one to leave the window.
+#[derive(Debug)]
+pub struct AttemptGate {
+    limit: usize,
+    window: Duration,
+    times: std::sync::Mutex<std::collections::VecDeque<tokio::time::Instant>>,
+    /// Attempts that had to wait.
+    pub waited: std::sync::atomic::AtomicU64,
+}
+
+impl AttemptGate {
+    /// At most `limit` attempts in any `window`.
+    pub fn new(limit: usize, window: Duration) -> Arc<AttemptGate> {
+        Arc::new(AttemptGate {
+            limit: limit.max(1),
+            window,
+            times: Default::default(),
+            waited: Default::default(),
+        })
+    }
+
+    /// 240 attempts in 5 minutes: 80% of Binance's limit per IP.
+    pub fn binance() -> Arc<AttemptGate> {
+        AttemptGate::new(240, Duration::from_secs(300))
+    }
+
+    /// Waits until an attempt fits in the window, and counts it.
+    pub async fn acquire(&self) {
+        let mut counted = false;
+        loop {
+            let wait = {
+                let now = tokio::time::Instant::now();
+                let mut q = self.times.lock().unwrap_or_else(|p| p.into_inner());
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    q.pop_front();
+                }
+                if q.len() < self.limit {
+                    q.push_back(now);
+                    return;
+                }
+                q.front()
+                    .map_or(Duration::ZERO, |t| self.window - now.duration_since(*t))
+            };
+            if !counted {
+                counted = true;
+                self.waited.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "tickwire: {} connection attempts in {:?}: the next waits {:.1} s",
+                    self.limit,
+                    self.window,
+                    wait.as_secs_f64()
+                );
+            }
+            tokio::time::sleep(wait + Duration::from_millis(1)).await;
+        }
+    }
 }
 
 /// A record's place in its stream, for the duplicate filter: (kind, symbol, interval) and a
@@ -513,6 +579,7 @@ impl SourceConfig {
             overlap: None,
             delivered: None,
             publish: None,
+            attempts: None,
         }
     }
 }
@@ -849,6 +916,12 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
+        if let Some(gate) = &cfg.attempts {
+            tokio::select! {
+                _ = gate.acquire() => {}
+                _ = stop.changed() => break,
+            }
+        }
         let conn = tokio::select! {
             c = tokio_tungstenite::connect_async(connect_url.as_str()) => c,
             _ = stop.changed() => break,
@@ -1149,5 +1222,27 @@ pub async fn rotating(
             let _ = stop_cur.send(true);
             return cur.await.unwrap_or(Ok(()));
         }
+    }
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn attempts_over_the_window_wait_for_the_oldest_to_leave_it() {
+        let gate = AttemptGate::new(3, Duration::from_millis(300));
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..3 {
+            gate.acquire().await;
+        }
+        assert_eq!(gate.waited.load(Ordering::Relaxed), 0);
+        gate.acquire().await;
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "the fourth attempt waited for the window: {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(gate.waited.load(Ordering::Relaxed), 1);
     }
 }

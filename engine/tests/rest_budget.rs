@@ -23,6 +23,7 @@ async fn sim(weight_per_minute: u64) -> SimServer {
             rest: RestLimits {
                 weight_per_minute,
                 ban: Duration::from_secs(120),
+                ..Default::default()
             },
         },
         "127.0.0.1:0",
@@ -205,6 +206,7 @@ async fn exchange_info_gives_the_limit_and_the_trading_symbols() {
             rest: RestLimits {
                 weight_per_minute: 1_234,
                 ban: Duration::from_secs(120),
+                ..Default::default()
             },
         },
         "127.0.0.1:0",

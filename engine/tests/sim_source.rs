@@ -690,3 +690,34 @@ async fn a_book_that_cannot_bridge_is_counted_and_retried_with_backoff() {
     // The connection is gone: its books no longer count.
     assert_eq!(counters.books_unsynced.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_attempts_over_the_limit_are_refused_with_429() {
+    let mut cfg = sim_config(Market::Spot, 1_000, Faults::default());
+    cfg.rest.attempts_per_5min = 2;
+    let sim = SimServer::start(cfg, "127.0.0.1:0").await.expect("sim");
+    let url = sim.combined_url(Market::Spot, &default_symbols());
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(
+            tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .expect("within the limit"),
+        );
+    }
+    let e = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect_err("over the limit");
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 429)
+        }
+        e => panic!("not an HTTP refusal: {e}"),
+    }
+    let c = &sim.counters;
+    assert_eq!(c.attempts.load(Ordering::Relaxed), 3);
+    assert_eq!(c.connections.load(Ordering::Relaxed), 2);
+    assert_eq!(c.attempts_refused.load(Ordering::Relaxed), 1);
+    drop(open);
+    sim.stop().await;
+}

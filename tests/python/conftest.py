@@ -65,6 +65,15 @@ def run(tmp_path_factory):
 
 
 
+def listening(*ports):
+    """True once something accepts TCP connections on every one of the loopback `ports`."""
+    import socket
+    for p in ports:
+        with socket.create_connection(("127.0.0.1", p), timeout=1):
+            pass
+    return True
+
+
 def wait(cond, secs, what):
     """Polls `cond` until it is true (an OSError counts as not yet), for at most `secs`."""
     import time

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import urllib.request
 
-from conftest import BIN, free_port, wait
+from conftest import BIN, free_port, listening, wait
 
 SYMS = '["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"]'
 KINDS = ["trade", "agg_trade", "book_ticker", "depth_update", "depth_snapshot", "kline", "mark_price",
@@ -59,6 +59,8 @@ dir = "{tmp_path / 'data'}"
 [http]
 bind = "127.0.0.1:{http}"
 """)
+    # The simulator first: the engine reads its exchangeInfo once, at start.
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
     run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # Three connections (spot, usdm /public, usdm /market) deliver data.
@@ -70,8 +72,8 @@ bind = "127.0.0.1:{http}"
         sim.send_signal(signal.SIGTERM)
         sim_out, sim_err = sim.communicate(timeout=30)
         truth = json.loads(sim_out.decode().strip().splitlines()[-1])
-        assert truth["spot"]["connections"] >= 1 and truth["usdm"]["connections"] >= 2, truth
-        assert truth["spot"]["refused"] == 0 and truth["usdm"]["refused"] == 0, sim_err.decode()
+        assert truth["spot"]["connections"]["accepted"] >= 1 and truth["usdm"]["connections"]["accepted"] >= 2, truth
+        assert truth["spot"]["streams_refused"] == 0 and truth["usdm"]["streams_refused"] == 0, sim_err.decode()
         sent = {k: truth["spot"]["sent"][k] + truth["usdm"]["sent"][k] for k in KINDS}
         wait(lambda: all(records(http).get(k, 0) >= sent[k] for k in KINDS), 30, "the engine to take in everything sent")
     finally:

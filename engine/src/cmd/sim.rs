@@ -69,6 +69,10 @@ pub struct Args {
     /// Seconds a client is banned (418) for sending after a 429.
     #[arg(long, default_value_t = 120)]
     pub ban_secs: u64,
+    /// WebSocket connection attempts an IP may make in 5 minutes (Binance's 300); over it the
+    /// handshake is answered 429 (0: no limit).
+    #[arg(long = "attempts-per-5min", default_value_t = 300)]
+    pub attempts_per_5min: u64,
 }
 
 /// Runs the command.
@@ -93,7 +97,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(p) => Some(std::sync::Arc::new(crate::sim::Replay::load(p, market).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)),
                 None => None,
             };
-            let rest = RestLimits { weight_per_minute: args.weight_per_minute, ban: Duration::from_secs(args.ban_secs) };
+            let rest = RestLimits {
+                weight_per_minute: args.weight_per_minute,
+                ban: Duration::from_secs(args.ban_secs),
+                attempts_per_5min: args.attempts_per_5min,
+            };
             let cfg = SimConfig { market, symbols: symbols.clone(), rate: args.rate, seed, faults, replay, rest };
             let s = SimServer::start(cfg, addr).await?;
             eprintln!("tickwire sim: {} on ws://{} ({} symbols, e.g. {})", market.as_str(), s.addr, symbols.len(), s.combined_url(market, &symbols[..1]));
@@ -114,7 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let _ = write!(
                 out,
-                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{},\"refused\":{},\"slow_closes\":{},\"rest\":{{\"requests\":{},\"weight\":{},\"snapshots\":{},\"exchange_info\":{},\"status_429\":{},\"status_418\":{}}}}}",
+                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{{\"attempts\":{},\"accepted\":{},\"refused\":{}}},\"streams_refused\":{},\"slow_closes\":{},\"rest\":{{\"requests\":{},\"weight\":{},\"snapshots\":{},\"exchange_info\":{},\"status_429\":{},\"status_418\":{}}}}}",
                 market.as_str(),
                 kinds(&|k| c.sent[k.index()].load(Ordering::Relaxed)),
                 kinds(&|k| c.gaps[k.index()].load(Ordering::Relaxed)),
@@ -127,7 +135,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 c.controls.load(Ordering::Relaxed),
                 c.control_errors.load(Ordering::Relaxed),
                 c.rate_limited.load(Ordering::Relaxed),
+                c.attempts.load(Ordering::Relaxed),
                 c.connections.load(Ordering::Relaxed),
+                c.attempts_refused.load(Ordering::Relaxed),
                 c.refused.load(Ordering::Relaxed),
                 c.slow_closes.load(Ordering::Relaxed),
                 c.rest_requests.load(Ordering::Relaxed),

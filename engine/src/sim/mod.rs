@@ -234,6 +234,10 @@ pub struct SimCounters {
     pub sent: [AtomicU64; Kind::COUNT],
     /// WebSocket connections accepted (REST connections are not counted here).
     pub connections: AtomicU64,
+    /// WebSocket connection attempts (handshakes begun).
+    pub attempts: AtomicU64,
+    /// Attempts refused (429) over the per-IP limit of 5 minutes.
+    pub attempts_refused: AtomicU64,
     /// Connections whose streams were refused.
     pub refused: AtomicU64,
     /// Gaps injected (ids skipped and the next frame of that stream sent), by record kind.
@@ -637,17 +641,37 @@ async fn serve(
     let Some(sock) = sock else {
         return;
     };
-    counters.connections.fetch_add(1, Ordering::Relaxed);
+    let ip = sock
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let mut path = String::new();
+    let mut refused = false;
     // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
     let cb = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         path = req.uri().to_string();
+        // A handshake request is an attempt; over the limit of 5 minutes it is refused, as
+        // Binance refuses them.
+        counters.attempts.fetch_add(1, Ordering::Relaxed);
+        if !rest_state.attempt(ip, &cfg.rest) {
+            refused = true;
+            let mut e = ErrorResponse::new(Some(
+                "too many connection attempts (300 per 5 minutes per IP)".to_string(),
+            ));
+            *e.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::TOO_MANY_REQUESTS;
+            return Err(e);
+        }
         Ok(resp)
     };
-    let Ok(ws) = tokio_tungstenite::accept_hdr_async(sock, cb).await else {
+    let accepted = tokio_tungstenite::accept_hdr_async(sock, cb).await;
+    if refused {
+        counters.attempts_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    let Ok(ws) = accepted else {
         return;
     };
+    counters.connections.fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = ws.split();
     let combined = path.contains("/stream");
     let streams = match parse_path(&path, &cfg.symbols) {

@@ -31,6 +31,9 @@ pub struct RestLimits {
     pub weight_per_minute: u64,
     /// How long a client that sent after a 429 is banned (418).
     pub ban: Duration,
+    /// WebSocket connection attempts an IP may make in 5 minutes (Binance: 300); over it the
+    /// handshake is answered 429 (0: no limit).
+    pub attempts_per_5min: u64,
 }
 
 impl Default for RestLimits {
@@ -38,6 +41,7 @@ impl Default for RestLimits {
         RestLimits {
             weight_per_minute: 0,
             ban: Duration::from_secs(120),
+            attempts_per_5min: 300,
         }
     }
 }
@@ -63,11 +67,16 @@ struct Client {
     banned_until: Option<Instant>,
 }
 
-/// What a server has counted of its REST clients.
+/// What a server has counted of its clients, per IP: REST weight, and WebSocket connection
+/// attempts.
 #[derive(Debug, Default)]
 pub struct RestState {
     clients: Mutex<HashMap<IpAddr, Client>>,
+    attempts: Mutex<HashMap<IpAddr, std::collections::VecDeque<Instant>>>,
 }
+
+/// The window of [`RestLimits::attempts_per_5min`].
+pub const ATTEMPT_WINDOW: Duration = Duration::from_secs(300);
 
 enum Verdict {
     Serve { used: u64 },
@@ -76,6 +85,22 @@ enum Verdict {
 }
 
 impl RestState {
+    /// Counts a WebSocket connection attempt of `ip`: false if it is over the limit of the
+    /// last 5 minutes (a refused attempt counts too, as Binance counts attempts).
+    pub fn attempt(&self, ip: IpAddr, limits: &RestLimits) -> bool {
+        let now = Instant::now();
+        let mut g = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let q = g.entry(ip).or_default();
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= ATTEMPT_WINDOW)
+        {
+            q.pop_front();
+        }
+        q.push_back(now);
+        limits.attempts_per_5min == 0 || q.len() as u64 <= limits.attempts_per_5min
+    }
+
     fn admit(&self, ip: IpAddr, weight: u64, limits: &RestLimits, market: Market) -> Verdict {
         let wall_ms = crate::clock::now_ns() / 1_000_000;
         let minute = (wall_ms / 60_000) as u64;
@@ -374,11 +399,30 @@ mod tests {
     }
 
     #[test]
+    fn connection_attempts_over_the_limit_are_refused() {
+        let state = RestState::default();
+        let limits = RestLimits {
+            attempts_per_5min: 3,
+            ..Default::default()
+        };
+        let (a, b) = (IpAddr::from([127, 0, 0, 9]), IpAddr::from([127, 0, 0, 10]));
+        let seen: Vec<bool> = (0..5).map(|_| state.attempt(a, &limits)).collect();
+        assert_eq!(seen, [true, true, true, false, false]);
+        assert!(state.attempt(b, &limits), "per IP");
+        let none = RestLimits {
+            attempts_per_5min: 0,
+            ..Default::default()
+        };
+        assert!(state.attempt(a, &none), "0: no limit");
+    }
+
+    #[test]
     fn over_the_minute_is_429_and_sending_on_is_418() {
         let state = RestState::default();
         let limits = RestLimits {
             weight_per_minute: 100,
             ban: Duration::from_secs(60),
+            attempts_per_5min: 3,
         };
         let ip = IpAddr::from([127, 0, 0, 9]);
         let mut served = 0;
