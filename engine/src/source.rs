@@ -273,6 +273,20 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// A book still not synced after this many snapshots is logged (then at every doubling).
 const RETRY_LOG_AT: u32 = 3;
 
+/// A book asked for this many snapshots within [`CHURN_WINDOW`] waits before the next
+/// ([`churn_delay`]): a book that breaks again and again does not spend the host's budget.
+const CHURN_FREE: usize = 3;
+const CHURN_WINDOW: Duration = Duration::from_secs(60);
+
+/// The wait before the next snapshot of a book that was asked for `recent` times in the last
+/// [`CHURN_WINDOW`]: none up to [`CHURN_FREE`], then 1 s doubling to 60 s.
+fn churn_delay(recent: usize) -> Duration {
+    if recent < CHURN_FREE {
+        return Duration::ZERO;
+    }
+    Duration::from_secs(1u64 << (recent - CHURN_FREE).min(6)).min(CHURN_WINDOW)
+}
+
 /// The wait before the next snapshot of a book that failed `attempts` times in a row.
 fn retry_delay(attempts: u32) -> Duration {
     if attempts == 0 {
@@ -330,6 +344,8 @@ struct Books {
     asked: rustc_hash::FxHashSet<SymbolId>,
     /// Snapshots taken for a book since it was last live that did not make it live.
     attempts: FxHashMap<SymbolId, u32>,
+    /// When each book's recent snapshot requests went (within [`CHURN_WINDOW`]).
+    recent: FxHashMap<SymbolId, std::collections::VecDeque<tokio::time::Instant>>,
     /// Books of this connection that are not live (added to the shared `books_unsynced`).
     unsynced: u64,
     /// The shared counters (`books_unsynced` is kept equal to the sum over connections).
@@ -362,6 +378,7 @@ impl Books {
             want: Default::default(),
             asked: Default::default(),
             attempts: FxHashMap::default(),
+            recent: FxHashMap::default(),
             unsynced: 0,
             counters,
         }
@@ -386,8 +403,18 @@ impl Books {
     fn need(&mut self, sym: SymbolId) {
         if !self.asked.contains(&sym) && !self.want.iter().any(|(s, _)| *s == sym) {
             let n = self.attempts.get(&sym).copied().unwrap_or(0);
-            self.want
-                .push_back((sym, tokio::time::Instant::now() + retry_delay(n)));
+            let now = tokio::time::Instant::now();
+            let recent = self.recent.get_mut(&sym).map_or(0, |q| {
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= CHURN_WINDOW)
+                {
+                    q.pop_front();
+                }
+                q.len()
+            });
+            let wait = retry_delay(n).max(churn_delay(recent));
+            self.want.push_back((sym, now + wait));
         }
     }
 
@@ -1026,6 +1053,7 @@ pub async fn run(
                             while b.due().is_some_and(|at| at <= now) {
                                 let Some(sym) = b.take() else { break };
                                 b.asked.insert(sym);
+                                b.recent.entry(sym).or_default().push_back(now);
                                 let name = dec_symbols.name(sym).unwrap_or_default();
                                 let class = if b.ever_live.contains(&sym) {
                                     crate::rest::Class::Resync
@@ -1228,6 +1256,12 @@ pub async fn rotating(
 #[cfg(test)]
 mod attempt_tests {
     use super::*;
+
+    #[test]
+    fn a_book_that_keeps_breaking_waits_longer_for_each_snapshot() {
+        let d: Vec<u64> = (0..12).map(|k| churn_delay(k).as_secs()).collect();
+        assert_eq!(d, [0, 0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 
     #[tokio::test]
     async fn attempts_over_the_window_wait_for_the_oldest_to_leave_it() {

@@ -728,3 +728,61 @@ async fn connection_attempts_over_the_limit_are_refused_with_429() {
     drop(open);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_book_that_keeps_breaking_backs_off() {
+    // A gap about every 30 frames of each stream: every book breaks several times a second.
+    // Without a backoff each break is a snapshot; with it, after 3 snapshots in a minute a
+    // book waits 1 s, then 2, 4, ...
+    let faults = Faults {
+        gap_every: 30,
+        ..Faults::default()
+    };
+    let market = Market::Spot;
+    let sim = SimServer::start(sim_config(market, 4_000, faults), "127.0.0.1:0")
+        .await
+        .expect("sim");
+    let url = sim.combined_url(market, &default_symbols());
+    let (tx, _rx) = crossbeam_channel::bounded(1 << 22);
+    let counters = Arc::new(QueueCounters::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut cfg = source_config(url, market, false, Duration::from_secs(30));
+    cfg.rest = Some(
+        tickwire_engine::rest::RestHost::new(
+            market,
+            &format!("http://{}", sim.addr),
+            &[],
+            Default::default(),
+        )
+        .expect("REST host"),
+    );
+    let task = tokio::spawn(source::run(
+        cfg,
+        SymbolTable::new(),
+        tx,
+        counters.clone(),
+        stop_rx,
+    ));
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let asked = counters.rest_requests.load(Ordering::Relaxed);
+    // Breaks in the depth-diff sequences, while live or not.
+    let breaks = counters.gaps[Kind::DepthUpdate.index()].load(Ordering::Relaxed);
+    let books = default_symbols().len() as u64;
+    eprintln!(
+        "{asked} snapshots for {books} books and {breaks} breaks in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        breaks > 4 * asked,
+        "the books broke far more often ({breaks}) than they were asked for ({asked})"
+    );
+    // 3 free, then 1 + 2 s of waiting within 5 s: at most 5 a book (6 with timing slack).
+    assert!(
+        asked <= 6 * books,
+        "{asked} snapshots for {books} books in 5 s"
+    );
+    let _ = stop_tx.send(true);
+    sim.stop().await;
+    task.await.expect("task").expect("source");
+}
