@@ -177,6 +177,11 @@ pub struct SourceEntry {
     /// 1000.
     #[serde(default = "default_depth_limit")]
     pub depth_limit: usize,
+    /// With `symbols = ["*"]`: read exchangeInfo again every this many seconds; a new TRADING
+    /// symbol is subscribed (on a connection with room, or a new one), one no longer TRADING
+    /// unsubscribed (0: never).
+    #[serde(default = "default_refresh_secs")]
+    pub refresh_secs: u64,
     /// Stream kinds after `<symbol>@`, e.g. `["trade", "depth@100ms", "kline_1m"]`.
     pub streams: Vec<String>,
     /// WebSocket base URL; default `wss://stream.binance.com:9443` (spot),
@@ -186,6 +191,10 @@ pub struct SourceEntry {
 
 fn default_depth_limit() -> usize {
     1000
+}
+
+fn default_refresh_secs() -> u64 {
+    300
 }
 
 /// What a full queue does.
@@ -632,6 +641,8 @@ pub struct SourcePlan {
     pub all: Option<crate::rest::SymbolFilter>,
     pub streams: Vec<String>,
     pub depth_limit: usize,
+    /// With `all`: read exchangeInfo again this often and follow listings (None: never).
+    pub refresh: Option<Duration>,
 }
 
 /// The connection URLs of `streams` of `symbols` at `endpoint`: combined streams packed at
@@ -889,6 +900,7 @@ impl Config {
                     }),
                     streams: s.streams.clone(),
                     depth_limit: s.depth_limit,
+                    refresh: (s.refresh_secs > 0).then(|| Duration::from_secs(s.refresh_secs)),
                 }
             })
             .collect()

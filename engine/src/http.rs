@@ -171,6 +171,21 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "REST requests sent to the exchange, and their answers 429 (over the weight a minute), 418 (banned) and other failures.",
         &rest,
     );
+    let mut listings = by_market(&|s| l(&s.listed))
+        .into_iter()
+        .map(|(m, v)| (format!("{m},change=\"listed\""), v))
+        .collect::<Vec<_>>();
+    listings.extend(
+        by_market(&|s| l(&s.delisted))
+            .into_iter()
+            .map(|(m, v)| (format!("{m},change=\"delisted\""), v)),
+    );
+    counter(
+        &mut o,
+        "tickwire_listings_total",
+        "Symbols a symbols = [\"*\"] source took up (newly TRADING) or let go while running.",
+        &listings,
+    );
     counter(
         &mut o,
         "tickwire_rest_weight_total",

@@ -339,6 +339,10 @@ pub struct RestStats {
     pub books_waiting: AtomicU64,
     /// The weight limit a minute in force (exchangeInfo's, or Binance's default).
     pub weight_limit: AtomicU64,
+    /// Symbols newly TRADING that a `symbols = ["*"]` source took up while running.
+    pub listed: AtomicU64,
+    /// Symbols no longer TRADING (or filtered out) that it let go.
+    pub delisted: AtomicU64,
 }
 
 /// Settings of a host's budget.

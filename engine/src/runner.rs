@@ -144,6 +144,136 @@ pub struct Connection {
     pub url: String,
     pub rest: Option<Arc<RestHost>>,
     pub depth_limit: usize,
+    /// Streams added or removed while it runs (a `symbols = ["*"]` source's listings).
+    pub changes: Option<Arc<source::StreamChanges>>,
+}
+
+/// A `symbols = ["*"]` source, followed: exchangeInfo is read again every `refresh`, a new
+/// TRADING symbol's streams are subscribed on a connection with room (or a new one), a
+/// delisted or halted one's unsubscribed.
+#[derive(Debug)]
+pub struct Listing {
+    pub plan: crate::config::SourcePlan,
+    pub host: Arc<RestHost>,
+    /// The symbols recorded now.
+    pub symbols: Vec<String>,
+    /// The plan's connections: (path group, streams on it, its changes).
+    pub slots: Vec<(String, Vec<String>, Arc<source::StreamChanges>)>,
+}
+
+/// The path group of a stream (`/public` or `/market` on USD-M, none on spot).
+fn stream_group(market: Market, url_or_stream: &str) -> &'static str {
+    match market {
+        Market::Spot => "",
+        Market::Usdm if url_or_stream.contains("/public/") => "/public",
+        Market::Usdm if url_or_stream.contains("/market/") => "/market",
+        Market::Usdm => {
+            let base = url_or_stream.split('@').next().unwrap_or("");
+            if base == "bookTicker" || base.starts_with("depth") {
+                "/public"
+            } else {
+                "/market"
+            }
+        }
+    }
+}
+
+impl Listing {
+    /// Reads exchangeInfo once and applies what changed: new connections to open are
+    /// returned.
+    pub async fn refresh(&mut self) -> Result<Vec<Connection>, String> {
+        let p = &self.plan;
+        let body = self
+            .host
+            .get(
+                Class::Poll,
+                crate::rest::exchange_info_path(p.market).to_string(),
+                crate::rest::exchange_info_weight(p.market),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = crate::rest::parse_exchange_info(&body)?;
+        let filter = p.all.clone().unwrap_or_default();
+        let now = filter.select(&info);
+        let gone: Vec<String> = self
+            .symbols
+            .iter()
+            .filter(|x| !now.contains(x))
+            .cloned()
+            .collect();
+        let new: Vec<String> = now
+            .iter()
+            .filter(|x| !self.symbols.contains(x))
+            .cloned()
+            .collect();
+        let stats = &self.host.stats;
+        let streams_of = |sym: &str| -> Vec<String> {
+            p.streams
+                .iter()
+                .map(|st| format!("{}@{st}", sym.to_lowercase()))
+                .collect()
+        };
+        for sym in &gone {
+            let streams = streams_of(sym);
+            for (_, on, ch) in &mut self.slots {
+                let here: Vec<String> =
+                    streams.iter().filter(|x| on.contains(x)).cloned().collect();
+                if !here.is_empty() {
+                    ch.unsubscribe(&here);
+                    on.retain(|x| !here.contains(x));
+                }
+            }
+            stats.delisted.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "tickwire: {} {sym}: no longer TRADING (or filtered out); its {} streams unsubscribed",
+                p.market.as_str(),
+                streams.len()
+            );
+        }
+        let mut open = Vec::new();
+        for sym in &new {
+            let streams = streams_of(sym);
+            let mut groups: Vec<(&'static str, Vec<String>)> = Vec::new();
+            for st in streams {
+                let g = stream_group(p.market, &st);
+                match groups.iter_mut().find(|(x, _)| *x == g) {
+                    Some((_, v)) => v.push(st),
+                    None => groups.push((g, vec![st])),
+                }
+            }
+            for (g, list) in groups {
+                let room = self.slots.iter_mut().find(|(sg, on, _)| {
+                    sg == g && on.len() + list.len() <= crate::config::MAX_STREAMS_PER_CONNECTION
+                });
+                match room {
+                    Some((_, on, ch)) => {
+                        ch.subscribe(&list);
+                        on.extend(list);
+                    }
+                    None => {
+                        let changes = Arc::new(source::StreamChanges::default());
+                        let url = format!("{}{g}/stream?streams={}", p.endpoint, list.join("/"));
+                        self.slots.push((g.to_string(), list, changes.clone()));
+                        open.push(Connection {
+                            market: p.market,
+                            url,
+                            rest: None,
+                            depth_limit: p.depth_limit,
+                            changes: Some(changes),
+                        });
+                    }
+                }
+            }
+            stats.listed.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "tickwire: {} {sym}: newly TRADING; its {} streams subscribed",
+                p.market.as_str(),
+                p.streams.len()
+            );
+        }
+        self.symbols = now;
+        Ok(open)
+    }
 }
 
 /// The REST host of `market` at `base`, made once and shared by every connection to it.
@@ -174,7 +304,8 @@ pub async fn resolve_sources(
     opts: RestOptions,
     hosts: &mut Vec<Arc<RestHost>>,
     attempts: u32,
-) -> anyhow::Result<Vec<Connection>> {
+) -> anyhow::Result<(Vec<Connection>, Vec<Listing>)> {
+    let mut listings = Vec::new();
     let mut infos: Vec<(String, Result<crate::rest::ExchangeInfo, String>)> = Vec::new();
     let mut out = Vec::new();
     for p in plans {
@@ -266,16 +397,39 @@ pub async fn resolve_sources(
                 picked
             }
         };
+        let mut slots = Vec::new();
         for url in crate::config::connection_urls(p.market, &p.endpoint, &symbols, &p.streams) {
+            let changes = (p.all.is_some() && p.refresh.is_some())
+                .then(|| Arc::new(source::StreamChanges::default()));
+            if let Some(ch) = &changes {
+                let streams = url
+                    .split_once("?streams=")
+                    .map(|(_, l)| l.split('/').map(str::to_string).collect())
+                    .unwrap_or_default();
+                slots.push((
+                    stream_group(p.market, &url).to_string(),
+                    streams,
+                    ch.clone(),
+                ));
+            }
             out.push(Connection {
                 market: p.market,
                 url,
                 rest: if book_sync { host.clone() } else { None },
                 depth_limit: p.depth_limit,
+                changes,
+            });
+        }
+        if let (Some(_), Some(_), Some(h)) = (&p.all, p.refresh, &host) {
+            listings.push(Listing {
+                plan: p.clone(),
+                host: h.clone(),
+                symbols,
+                slots,
             });
         }
     }
-    Ok(out)
+    Ok((out, listings))
 }
 
 /// All the counters of a run, shared with the stats line and /metrics.
@@ -492,180 +646,236 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
         Input::Sources(_) => None,
     };
-    let (counters, input_s, unsynced) = rt.block_on(async {
-        // Inputs.
-        let mut sims = Vec::new();
-        let mut urls: Vec<Connection> = Vec::new();
-        match &s.input {
-            Input::Sources(plans) => {
-                urls = resolve_sources(plans, s.book_sync, s.rest, &mut counters.rest, 6).await?;
-            }
-            Input::Simulator {
-                symbols: specs,
-                rate,
-                faults,
-                ..
-            } => {
-                for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
-                    let cfg = SimConfig {
-                        market,
-                        symbols: specs.clone(),
-                        rate: rate / 2,
-                        seed: 7 + i as u64,
-                        faults: *faults,
-                        replay: rendered[i].clone(),
-                        rest: Default::default(),
-                    };
-                    let sim_rt = sim_rt.as_ref().expect("simulator runtime");
-                    let sim = sim_rt
-                        .spawn(SimServer::start(cfg, "127.0.0.1:0"))
-                        .await
-                        .context("simulator thread")?
-                        .context("simulator")?;
-                    let url = sim.combined_url(market, specs);
-                    let rest = match rest_base(&url, market) {
-                        Some(b) if s.book_sync => {
-                            Some(host_for(&mut counters.rest, market, &b, s.rest)?)
-                        }
-                        _ => None,
-                    };
-                    urls.push(Connection {
-                        market,
-                        url,
-                        rest,
-                        depth_limit: 1000,
-                    });
-                    counters.sims.push(sim.counters.clone());
-                    sims.push(sim);
+    let (counters, input_s, unsynced) =
+        rt.block_on(async {
+            // Inputs.
+            let mut sims = Vec::new();
+            let mut urls: Vec<Connection> = Vec::new();
+            let mut listings: Vec<Listing> = Vec::new();
+            match &s.input {
+                Input::Sources(plans) => {
+                    let (conns, found) =
+                        resolve_sources(plans, s.book_sync, s.rest, &mut counters.rest, 6).await?;
+                    urls = conns;
+                    listings = found;
+                }
+                Input::Simulator {
+                    symbols: specs,
+                    rate,
+                    faults,
+                    ..
+                } => {
+                    for (i, market) in [Market::Spot, Market::Usdm].into_iter().enumerate() {
+                        let cfg = SimConfig {
+                            market,
+                            symbols: specs.clone(),
+                            rate: rate / 2,
+                            seed: 7 + i as u64,
+                            faults: *faults,
+                            replay: rendered[i].clone(),
+                            rest: Default::default(),
+                        };
+                        let sim_rt = sim_rt.as_ref().expect("simulator runtime");
+                        let sim = sim_rt
+                            .spawn(SimServer::start(cfg, "127.0.0.1:0"))
+                            .await
+                            .context("simulator thread")?
+                            .context("simulator")?;
+                        let url = sim.combined_url(market, specs);
+                        let rest = match rest_base(&url, market) {
+                            Some(b) if s.book_sync => {
+                                Some(host_for(&mut counters.rest, market, &b, s.rest)?)
+                            }
+                            _ => None,
+                        };
+                        urls.push(Connection {
+                            market,
+                            url,
+                            rest,
+                            depth_limit: 1000,
+                            changes: None,
+                        });
+                        counters.sims.push(sim.counters.clone());
+                        sims.push(sim);
+                    }
                 }
             }
-        }
-        let counters = Arc::new(counters);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let drain_on_stop = matches!(s.input, Input::Simulator { .. });
-        let mut tasks = Vec::new();
-        // One attempt gate per WebSocket host, shared by its connections.
-        let mut gates: Vec<(String, Arc<source::AttemptGate>)> = Vec::new();
-        for Connection {
-            market,
-            url,
-            rest,
-            depth_limit,
-        } in urls
-        {
-            let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
-            let gate = match gates.iter().find(|(h, _)| *h == host) {
-                Some((_, g)) => g.clone(),
-                None => {
-                    let g = source::AttemptGate::binance();
-                    gates.push((host, g.clone()));
-                    g
-                }
+            let counters = Arc::new(counters);
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let drain_on_stop = matches!(s.input, Input::Simulator { .. });
+            let mut tasks = Vec::new();
+            // One attempt gate per WebSocket host, shared by its connections.
+            let mut gates: Vec<(String, Arc<source::AttemptGate>)> = Vec::new();
+            let mut start = |c: Connection, tasks: &mut Vec<tokio::task::JoinHandle<_>>| {
+                let Connection {
+                    market,
+                    url,
+                    rest,
+                    depth_limit,
+                    changes,
+                } = c;
+                let host = url.split('/').take(3).collect::<Vec<_>>().join("/");
+                let gate = match gates.iter().find(|(h, _)| *h == host) {
+                    Some((_, g)) => g.clone(),
+                    None => {
+                        let g = source::AttemptGate::binance();
+                        gates.push((host, g.clone()));
+                        g
+                    }
+                };
+                let cfg = SourceConfig {
+                    market,
+                    full: s.full,
+                    drain_on_stop,
+                    subscribe: s.subscribe,
+                    idle_timeout: s.idle_timeout,
+                    // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
+                    // over HTTPS.
+                    rest,
+                    depth_limit,
+                    book_every: s.book_every,
+                    book_levels: s.book_levels,
+                    live: live_books.clone(),
+                    overlap: None,
+                    delivered: None,
+                    publish: publisher.clone(),
+                    attempts: Some(gate),
+                    changes,
+                    url,
+                };
+                tasks.push(tokio::spawn(source::rotating(
+                    cfg,
+                    s.rotate_after,
+                    symbols.clone(),
+                    tx.clone(),
+                    counters.queue.clone(),
+                    stop_rx.clone(),
+                )));
             };
-            let cfg = SourceConfig {
-                market,
-                full: s.full,
-                drain_on_stop,
-                subscribe: s.subscribe,
-                idle_timeout: s.idle_timeout,
-                // REST snapshots: the simulator's own address over HTTP, Binance's REST hosts
-                // over HTTPS.
-                rest,
-                depth_limit,
-                book_every: s.book_every,
-                book_levels: s.book_levels,
-                live: live_books.clone(),
-                overlap: None,
-                delivered: None,
-                publish: publisher.clone(),
-                attempts: Some(gate),
-                url,
-            };
-            tasks.push(tokio::spawn(source::rotating(
-                cfg,
-                s.rotate_after,
-                symbols.clone(),
-                tx.clone(),
-                counters.queue.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        drop(tx);
-        // The HTTP server runs on its own runtime thread: a heavy query never holds up the
-        // source tasks on this one.
-        let http_task = match (&s.http, &http_rt) {
-            (Some(addr), Some(hrt)) => {
-                let (done, bound) = tokio::sync::oneshot::channel();
-                let (addr, c, h, api) =
-                    (addr.clone(), counters.clone(), health.clone(), api.clone());
-                hrt.spawn(async move {
-                    let _ = done.send(http::serve(&addr, c, h, t0, api).await);
-                });
-                Some(
-                    bound
-                        .await
-                        .context("http thread")?
-                        .with_context(|| format!("http on {}", s.http.as_deref().unwrap_or("")))?,
-                )
-            }
-            _ => None,
-        };
-        let stats = (s.stats_secs > 0).then(|| {
-            let (c, rx) = (counters.clone(), rx.clone());
-            let every = Duration::from_secs(s.stats_secs);
-            tokio::spawn(async move {
-                let mut last = [0u64; Kind::COUNT];
-                let mut tick = tokio::time::interval(every);
-                tick.tick().await;
-                loop {
+            // A new listing's connections (when no connection of its market has room) join in.
+            let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<Connection>(64);
+            let mut followers = Vec::new();
+            for mut l in listings {
+                let every = l.plan.refresh.unwrap_or(Duration::from_secs(300));
+                let open_tx = open_tx.clone();
+                let mut stop = stop_rx.clone();
+                // Connections of a new listing get the market's REST host for their books.
+                let rest = s.book_sync.then(|| l.host.clone());
+                followers.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
                     tick.tick().await;
-                    eprintln!(
-                        "{}",
-                        stats_line(
-                            &c,
-                            t0,
-                            &mut last,
-                            every,
-                            rx.len(),
-                            rx.capacity().unwrap_or(0)
-                        )
-                    );
-                }
-            })
-        });
-        wait_for_stop(s.duration).await;
-        // How long the inputs ran (a simulator sends only until now): the time its rate is
-        // measured over, unlike `duration_s`, which ends after the last flush.
-        let input_s = t0.elapsed();
-        // Books not live when the stop came (the gauge falls to 0 as the sources end).
-        let unsynced: Vec<u64> = counters
-            .rest
-            .iter()
-            .map(|h| h.stats.books_waiting.load(Ordering::Relaxed))
-            .collect();
-        health.stopping.store(true, Ordering::Relaxed);
-        // Sources first: no reconnects from here on. Then the simulators stop and close after
-        // their last frame, which draining sources read to the end.
-        let _ = stop_tx.send(true);
-        for sim in sims {
-            sim.stop().await;
-        }
-        for t in tasks {
-            match t.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => eprintln!("tickwire: source task: {e}"),
+                    loop {
+                        tokio::select! {
+                            _ = tick.tick() => {}
+                            _ = stop.changed() => return,
+                        }
+                        match l.refresh().await {
+                            Ok(open) => {
+                                for mut c in open {
+                                    c.rest = rest.clone();
+                                    let _ = open_tx.send(c).await;
+                                }
+                            }
+                            Err(e) => eprintln!(
+                            "tickwire: {} listings: exchangeInfo: {e}; tried again in {every:?}",
+                            l.plan.market.as_str()
+                        ),
+                        }
+                    }
+                }));
             }
-        }
-        if let Some(t) = stats {
-            t.abort();
-        }
-        if let Some(t) = http_task {
-            t.abort();
-        }
-        anyhow::Ok((counters, input_s, unsynced))
-    })?;
+            drop(open_tx);
+            for c in urls {
+                start(c, &mut tasks);
+            }
+            // The HTTP server runs on its own runtime thread: a heavy query never holds up the
+            // source tasks on this one.
+            let http_task =
+                match (&s.http, &http_rt) {
+                    (Some(addr), Some(hrt)) => {
+                        let (done, bound) = tokio::sync::oneshot::channel();
+                        let (addr, c, h, api) =
+                            (addr.clone(), counters.clone(), health.clone(), api.clone());
+                        hrt.spawn(async move {
+                            let _ = done.send(http::serve(&addr, c, h, t0, api).await);
+                        });
+                        Some(bound.await.context("http thread")?.with_context(|| {
+                            format!("http on {}", s.http.as_deref().unwrap_or(""))
+                        })?)
+                    }
+                    _ => None,
+                };
+            let stats = (s.stats_secs > 0).then(|| {
+                let (c, rx) = (counters.clone(), rx.clone());
+                let every = Duration::from_secs(s.stats_secs);
+                tokio::spawn(async move {
+                    let mut last = [0u64; Kind::COUNT];
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        eprintln!(
+                            "{}",
+                            stats_line(
+                                &c,
+                                t0,
+                                &mut last,
+                                every,
+                                rx.len(),
+                                rx.capacity().unwrap_or(0)
+                            )
+                        );
+                    }
+                })
+            });
+            {
+                let stopped = wait_for_stop(s.duration);
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        Some(c) = open_rx.recv() => start(c, &mut tasks),
+                    }
+                }
+            }
+            // Only the sources hold the queue now: it ends when they do (`start`, which
+            // borrows it, is not used again).
+            drop(tx);
+            for f in followers {
+                f.abort();
+            }
+            // How long the inputs ran (a simulator sends only until now): the time its rate is
+            // measured over, unlike `duration_s`, which ends after the last flush.
+            let input_s = t0.elapsed();
+            // Books not live when the stop came (the gauge falls to 0 as the sources end).
+            let unsynced: Vec<u64> = counters
+                .rest
+                .iter()
+                .map(|h| h.stats.books_waiting.load(Ordering::Relaxed))
+                .collect();
+            health.stopping.store(true, Ordering::Relaxed);
+            // Sources first: no reconnects from here on. Then the simulators stop and close after
+            // their last frame, which draining sources read to the end.
+            let _ = stop_tx.send(true);
+            for sim in sims {
+                sim.stop().await;
+            }
+            for t in tasks {
+                match t.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => eprintln!("tickwire: source task: {e}"),
+                }
+            }
+            if let Some(t) = stats {
+                t.abort();
+            }
+            if let Some(t) = http_task {
+                t.abort();
+            }
+            anyhow::Ok((counters, input_s, unsynced))
+        })?;
     if let Some(srt) = sim_rt {
         // Stopped above: every simulator task has ended.
         srt.shutdown_background();
@@ -718,7 +928,7 @@ fn summary(
     kinds_json(&mut s, |k| l(&qc.gaps[k.index()]));
     let _ = write!(
         s,
-        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{},\"rest\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
+        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{},\"rest\":{},\"listings\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
         l(&zc.sent),
         c.dropped(),
         l(&qc.reconnects),
@@ -734,6 +944,13 @@ fn summary(
         l(&zc.batches_dropped),
         rest_books_json(&c.rest, Some(&waiting)),
         rest_json(&c.rest),
+        per_market_json(&c.rest, |_, h| {
+            let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+            vec![
+                ("listed", l(&h.stats.listed)),
+                ("delisted", l(&h.stats.delisted)),
+            ]
+        }),
         l(&qc.dropped),
         l(&zc.dropped),
         l(&pc.batches),

@@ -86,6 +86,108 @@ pub struct SourceConfig {
     pub publish: Option<Arc<crate::publish::SharedPublisher>>,
     /// Connection attempts to this host, shared with every connection to it.
     pub attempts: Option<Arc<AttemptGate>>,
+    /// Streams added to or removed from this connection while it runs (listings).
+    pub changes: Option<Arc<StreamChanges>>,
+}
+
+/// Streams added to a running connection (new listings) or removed from it (delistings):
+/// sent as `SUBSCRIBE` / `UNSUBSCRIBE` on the connection, paced with its other control
+/// messages and matched to their answers, and sent again after every reconnect (the URL
+/// names only the streams the connection started with).
+#[derive(Debug)]
+pub struct StreamChanges {
+    state: std::sync::Mutex<(Vec<String>, Vec<String>)>,
+    version: watch::Sender<u64>,
+}
+
+impl Default for StreamChanges {
+    fn default() -> Self {
+        StreamChanges {
+            state: Default::default(),
+            version: watch::channel(0).0,
+        }
+    }
+}
+
+impl StreamChanges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<String>, Vec<String>)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds `streams` to the connection.
+    pub fn subscribe(&self, streams: &[String]) {
+        let mut g = self.lock();
+        for st in streams {
+            g.1.retain(|x| x != st);
+            if !g.0.contains(st) {
+                g.0.push(st.clone());
+            }
+        }
+        drop(g);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Removes `streams` from the connection.
+    pub fn unsubscribe(&self, streams: &[String]) {
+        let mut g = self.lock();
+        for st in streams {
+            g.0.retain(|x| x != st);
+            if !g.1.contains(st) {
+                g.1.push(st.clone());
+            }
+        }
+        drop(g);
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// (added, removed) since the connection started.
+    pub fn current(&self) -> (Vec<String>, Vec<String>) {
+        self.lock().clone()
+    }
+}
+
+/// Queues on `ctl` what `changes` asks beyond what this connection has applied.
+fn apply_changes(
+    changes: &StreamChanges,
+    applied: &mut (rustc_hash::FxHashSet<String>, rustc_hash::FxHashSet<String>),
+    ctl: &mut Control,
+    next_id: &mut u64,
+) {
+    let (added, removed) = changes.current();
+    let sub: Vec<String> = added
+        .iter()
+        .filter(|s| !applied.0.contains(*s))
+        .cloned()
+        .collect();
+    // Streams added before and now gone again, and streams the URL had that are removed.
+    let mut unsub: Vec<String> = applied
+        .0
+        .iter()
+        .filter(|s| !added.contains(s))
+        .cloned()
+        .collect();
+    unsub.extend(removed.iter().filter(|s| !applied.1.contains(*s)).cloned());
+    for (method, list) in [("SUBSCRIBE", &sub), ("UNSUBSCRIBE", &unsub)] {
+        for chunk in list.chunks(SUBSCRIBE_CHUNK) {
+            let params: Vec<String> = chunk.iter().map(|s| format!("\"{s}\"")).collect();
+            ctl.queue.push_back((
+                *next_id,
+                format!(
+                    "{{\"method\":\"{method}\",\"params\":[{}],\"id\":{}}}",
+                    params.join(","),
+                    *next_id
+                ),
+            ));
+            *next_id += 1;
+        }
+    }
+    for st in &unsub {
+        applied.0.remove(st);
+        if removed.contains(st) {
+            applied.1.insert(st.clone());
+        }
+    }
+    applied.0.extend(sub);
 }
 
 /// Connection attempts to one WebSocket host, shared by every connection to it: at most
@@ -607,6 +709,7 @@ impl SourceConfig {
             delivered: None,
             publish: None,
             attempts: None,
+            changes: None,
         }
     }
 }
@@ -640,6 +743,15 @@ struct Control {
 }
 
 impl Control {
+    /// No request yet (a URL connection that is sent listings later).
+    fn empty() -> Control {
+        Control {
+            queue: Default::default(),
+            pending: FxHashMap::default(),
+            want: Vec::new(),
+        }
+    }
+
     fn new(streams: &[String], first_id: u64) -> Control {
         let mut queue = std::collections::VecDeque::new();
         let mut id = first_id;
@@ -991,6 +1103,14 @@ pub async fn run(
         if let Some(c) = &ctl {
             next_id += c.queue.len() as u64;
         }
+        // Listings and delistings: what this connection has sent of them (none after a
+        // reconnect: its URL or SUBSCRIBE list has only the streams it started with).
+        let mut applied = Default::default();
+        let mut changed = cfg.changes.as_ref().map(|c| c.version.subscribe());
+        if let Some(ch) = &cfg.changes {
+            let c = ctl.get_or_insert_with(Control::empty);
+            apply_changes(ch, &mut applied, c, &mut next_id);
+        }
         let mut pace = tokio::time::interval(CONTROL_GAP);
         let mut stopping = *stop.borrow();
         loop {
@@ -1021,11 +1141,23 @@ pub async fn run(
                             break;
                         }
                     },
+                    r = async { changed.as_mut()?.changed().await.ok() }, if changed.is_some() && !stopping => {
+                        match (r, &cfg.changes) {
+                            (Some(()), Some(ch)) => {
+                                let c = ctl.get_or_insert_with(Control::empty);
+                                apply_changes(ch, &mut applied, c, &mut next_id);
+                            }
+                            _ => changed = None,
+                        }
+                        continue;
+                    }
                     _ = pace.tick(), if has_ctl => {
                         let next = ctl.as_mut().and_then(|c| {
                             let (id, req) = c.queue.pop_front()?;
                             let method = if req.contains("LIST_SUBSCRIPTIONS") {
                                 "LIST_SUBSCRIPTIONS"
+                            } else if req.contains("UNSUBSCRIBE") {
+                                "UNSUBSCRIBE"
                             } else {
                                 "SUBSCRIBE"
                             };

@@ -166,3 +166,75 @@ bind = "127.0.0.1:{http}"
         assert truth[m]["rest"]["status_429"] == 0 and truth[m]["rest"]["status_418"] == 0, truth[m]["rest"]
         assert s["rest"][m]["status_429"] == 0 and s["rest"][m]["status_418"] == 0, s["rest"]
         assert s["books"][m]["synced"] >= 2 * TRADING, s["books"]
+
+
+def test_listings_and_delistings_are_followed(tmp_path):
+    # Every 2 s the simulator lists a new symbol (PENDING_TRADING until then) and stops an old
+    # one; the engine re-reads exchangeInfo every second, SUBSCRIBEs the new symbol's streams
+    # on a running connection and UNSUBSCRIBEs the old one's.
+    import glob
+    import pyarrow.parquet as pq
+    spot, usdm, http = free_port(), free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
+                            "--symbols", "30", "--rate", "3000", "--list-every", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
+    data = tmp_path / "data"
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[zmq]
+enabled = false
+[[sources]]
+market = "spot"
+symbols = ["*"]
+streams = ["trade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{spot}"
+depth_limit = 100
+refresh_secs = 1
+[[sources]]
+market = "usdm"
+symbols = ["*"]
+streams = ["trade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{usdm}"
+depth_limit = 50
+refresh_secs = 1
+[[sinks]]
+type = "parquet"
+dir = "{data}"
+[http]
+bind = "127.0.0.1:{http}"
+""")
+    run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        listed = lambda: series(http, "tickwire_listings_total")
+        wait(lambda: all(listed().get(f'{{market="{m}",change="{c}"}}', 0) >= 3
+                         for m in ("spot", "usdm") for c in ("listed", "delisted")),
+             60, "three listings and delistings on both markets")
+        sim.send_signal(signal.SIGTERM)
+        sim_out, _ = sim.communicate(timeout=60)
+        truth = json.loads(sim_out.decode().strip().splitlines()[-1])
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=90)
+        if sim.poll() is None:
+            sim.kill()
+    assert run.returncode == 0, err.decode()
+    log = err.decode()
+    s = json.loads(out.decode().strip().splitlines()[-1])
+    assert s["control_errors"] == 0, log
+    for m in ("spot", "usdm"):
+        assert s["listings"][m]["listed"] >= 3 and s["listings"][m]["delisted"] >= 3, s["listings"]
+        assert truth[m]["control_errors"] == 0 and truth[m]["controls"] >= 6, truth[m]
+        assert f"{m} ABAUSDT: newly TRADING" in log and f"{m} AAAUSDT: no longer TRADING" in log, log
+        trades = [pq.read_table(f) for f in glob.glob(str(data / "trade" / f"market={m}" / "*" / "*.parquet"))]
+        last = {}
+        for t in trades:
+            for sym, ts in zip(t.column("symbol").to_pylist(), t.column("event_time").to_pylist()):
+                last[sym] = max(last.get(sym, ts), ts)
+        # The first listing (not TRADING at the start) was recorded: it came by SUBSCRIBE.
+        assert "ABAUSDT" in last, sorted(last)
+        # The first delisting stopped at least 2 s before the listing that replaced it did.
+        gap = (last["ABAUSDT"] - last["AAAUSDT"])
+        gap = gap.total_seconds() if hasattr(gap, "total_seconds") else gap / 1e9
+        assert gap >= 2, (last["AAAUSDT"], last["ABAUSDT"])

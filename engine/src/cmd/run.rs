@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 &mut hosts,
                 1,
             )) {
-                Ok(conns) => {
+                Ok((conns, _)) => {
                     for c in conns {
                         println!("{}: {}", c.market.as_str(), c.url);
                     }

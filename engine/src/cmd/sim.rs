@@ -73,7 +73,14 @@ pub struct Args {
     /// handshake is answered 429 (0: no limit).
     #[arg(long = "attempts-per-5min", default_value_t = 300)]
     pub attempts_per_5min: u64,
+    /// Every SECS, list a new symbol (one of 16 more, PENDING_TRADING until then) and stop
+    /// trading an old synthetic one, as exchangeInfo then says.
+    #[arg(long, value_name = "SECS")]
+    pub list_every: Option<f64>,
 }
+
+/// Symbols waiting to be listed with `--list-every`.
+const LISTINGS: usize = 16;
 
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -89,7 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ping_every: args.ping_every_ms.map(Duration::from_millis),
         pong_deadline: Duration::from_millis(args.pong_deadline_ms),
     };
-    let symbols = synthetic_symbols(args.symbols.max(1));
+    // With listings, 16 more symbols wait to be listed one by one.
+    let listing = args.list_every.map(Duration::from_secs_f64);
+    let extra = if listing.is_some() { LISTINGS } else { 0 };
+    let symbols = synthetic_symbols(args.symbols.max(1) + extra);
     let line = rt.block_on(async {
         let mut servers = Vec::new();
         for (market, addr, seed) in [(Market::Spot, &args.spot, args.seed), (Market::Usdm, &args.usdm, args.seed + 1)] {
@@ -101,6 +111,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 weight_per_minute: args.weight_per_minute,
                 ban: Duration::from_secs(args.ban_secs),
                 attempts_per_5min: args.attempts_per_5min,
+                list_every: listing,
+                listed: if listing.is_some() { args.symbols.max(1) } else { 0 },
             };
             let cfg = SimConfig { market, symbols: symbols.clone(), rate: args.rate, seed, faults, replay, rest };
             let s = SimServer::start(cfg, addr).await?;

@@ -34,6 +34,12 @@ pub struct RestLimits {
     /// WebSocket connection attempts an IP may make in 5 minutes (Binance: 300); over it the
     /// handshake is answered 429 (0: no limit).
     pub attempts_per_5min: u64,
+    /// Listings: every this long one symbol beyond `listed` becomes TRADING and one listed
+    /// synthetic symbol stops trading (`BREAK`).
+    pub list_every: Option<Duration>,
+    /// Symbols listed at the start (0: all); the others wait for their listing
+    /// (`PENDING_TRADING`).
+    pub listed: usize,
 }
 
 impl Default for RestLimits {
@@ -42,6 +48,8 @@ impl Default for RestLimits {
             weight_per_minute: 0,
             ban: Duration::from_secs(120),
             attempts_per_5min: 300,
+            list_every: None,
+            listed: 0,
         }
     }
 }
@@ -69,10 +77,62 @@ struct Client {
 
 /// What a server has counted of its clients, per IP: REST weight, and WebSocket connection
 /// attempts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RestState {
     clients: Mutex<HashMap<IpAddr, Client>>,
     attempts: Mutex<HashMap<IpAddr, std::collections::VecDeque<Instant>>>,
+    /// When the server started (listings count from it).
+    started: Instant,
+}
+
+impl Default for RestState {
+    fn default() -> Self {
+        RestState {
+            clients: Default::default(),
+            attempts: Default::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl RestLimits {
+    /// The listings that have happened `elapsed` after the start.
+    pub fn listings(&self, elapsed: Duration) -> usize {
+        self.list_every
+            .filter(|e| !e.is_zero())
+            .map_or(0, |e| (elapsed.as_millis() / e.as_millis()) as usize)
+    }
+
+    /// The status of symbol `i` after `k` listings: the fifteenth is halted; symbols beyond
+    /// `listed` are pending until the `k`-th listing reaches them; the first `k` synthetic
+    /// listed symbols (from the fifth, the fifteenth skipped) have stopped trading.
+    pub fn status(&self, i: usize, k: usize, n: usize) -> &'static str {
+        let listed = if self.listed == 0 {
+            n
+        } else {
+            self.listed.min(n)
+        };
+        if i == 14 {
+            return "HALT";
+        }
+        if i >= listed {
+            return if i - listed < k {
+                "TRADING"
+            } else {
+                "PENDING_TRADING"
+            };
+        }
+        let rank = match i {
+            0..=3 => return "TRADING",
+            4..=13 => i - 4,
+            _ => i - 5,
+        };
+        if rank < k {
+            "BREAK"
+        } else {
+            "TRADING"
+        }
+    }
 }
 
 /// The window of [`RestLimits::attempts_per_5min`].
@@ -275,7 +335,8 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
             match route {
                 Route::ExchangeInfo => {
                     c.rest_exchange_info.fetch_add(1, Ordering::Relaxed);
-                    let body = exchange_info(ctx.market, ctx.symbols, &ctx.limits);
+                    let k = ctx.limits.listings(ctx.state.started.elapsed());
+                    let body = exchange_info(ctx.market, ctx.symbols, &ctx.limits, k);
                     response("200 OK", &[used_header(used)], &body, true)
                 }
                 Route::Depth => {
@@ -339,7 +400,12 @@ fn dec8(raw: i64) -> String {
 /// assets, precisions and the PRICE_FILTER / LOT_SIZE filters. Every tenth synthetic USD-M
 /// symbol (after the first four) is a quarterly contract, and the fifteenth of each market is
 /// not trading (`BREAK` spot, `SETTLING` USD-M), so filters have something to filter.
-pub fn exchange_info(market: Market, symbols: &[SymbolSpec], limits: &RestLimits) -> String {
+pub fn exchange_info(
+    market: Market,
+    symbols: &[SymbolSpec],
+    limits: &RestLimits,
+    listings: usize,
+) -> String {
     let now_ms = crate::clock::now_ns() / 1_000_000;
     let mut out = format!(
         r#"{{"timezone":"UTC","serverTime":{now_ms},"rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{}}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":100}},{{"rateLimitType":"RAW_REQUESTS","interval":"MINUTE","intervalNum":5,"limit":61000}}],"exchangeFilters":[],"symbols":["#,
@@ -354,14 +420,14 @@ pub fn exchange_info(market: Market, symbols: &[SymbolSpec], limits: &RestLimits
             .find(|q| s.name.ends_with(q) && s.name.len() > q.len())
             .unwrap_or("USDT");
         let base = &s.name[..s.name.len() - quote.len()];
-        let halted = i == 14;
+        let status = limits.status(i, listings, symbols.len());
         let tick = dec8(s.tick);
         let step = dec8(10i64.pow(8 - s.qty_dp.min(8) as u32));
         match market {
             Market::Spot => out.push_str(&format!(
                 r#"{{"symbol":"{}","status":"{}","baseAsset":"{base}","baseAssetPrecision":8,"quoteAsset":"{quote}","quotePrecision":8,"quoteAssetPrecision":8,"orderTypes":["LIMIT","LIMIT_MAKER","MARKET"],"isSpotTradingAllowed":true,"filters":[{{"filterType":"PRICE_FILTER","minPrice":"{tick}","maxPrice":"1000000.00000000","tickSize":"{tick}"}},{{"filterType":"LOT_SIZE","minQty":"{step}","maxQty":"9000000.00000000","stepSize":"{step}"}}],"permissions":[],"permissionSets":[["SPOT"]]}}"#,
                 s.name,
-                if halted { "BREAK" } else { "TRADING" }
+                status
             )),
             Market::Usdm => {
                 let quarterly = i >= 4 && i % 10 == 9;
@@ -371,7 +437,11 @@ pub fn exchange_info(market: Market, symbols: &[SymbolSpec], limits: &RestLimits
                     s.name,
                     if quarterly { "CURRENT_QUARTER" } else { "PERPETUAL" },
                     if quarterly { 1_782_460_800_000i64 } else { 4_133_404_800_000 },
-                    if halted { "SETTLING" } else { "TRADING" },
+                    match status {
+                        "HALT" => "SETTLING",
+                        "BREAK" => "CLOSE",
+                        s => s,
+                    },
                     s.price_dp,
                     s.qty_dp,
                 ));
@@ -399,6 +469,27 @@ mod tests {
     }
 
     #[test]
+    fn listings_list_a_pending_symbol_and_stop_an_old_one_each_time() {
+        let l = RestLimits {
+            list_every: Some(Duration::from_secs(2)),
+            listed: 20,
+            ..Default::default()
+        };
+        let n = 36;
+        assert_eq!(l.listings(Duration::from_millis(1_999)), 0);
+        assert_eq!(l.listings(Duration::from_millis(4_000)), 2);
+        let trading = |k: usize| (0..n).filter(|&i| l.status(i, k, n) == "TRADING").count();
+        // 20 listed, one of them halted; each listing adds one and stops one.
+        assert_eq!([trading(0), trading(1), trading(5)], [19, 19, 19]);
+        assert_eq!(l.status(20, 0, n), "PENDING_TRADING");
+        assert_eq!(l.status(20, 1, n), "TRADING");
+        assert_eq!((l.status(4, 1, n), l.status(5, 1, n)), ("BREAK", "TRADING"));
+        assert_eq!(l.status(0, 9, n), "TRADING", "the four majors stay");
+        assert_eq!(l.status(14, 0, n), "HALT");
+        assert_eq!(RestLimits::default().listings(Duration::from_secs(99)), 0);
+    }
+
+    #[test]
     fn connection_attempts_over_the_limit_are_refused() {
         let state = RestState::default();
         let limits = RestLimits {
@@ -422,7 +513,7 @@ mod tests {
         let limits = RestLimits {
             weight_per_minute: 100,
             ban: Duration::from_secs(60),
-            attempts_per_5min: 3,
+            ..Default::default()
         };
         let ip = IpAddr::from([127, 0, 0, 9]);
         let mut served = 0;
@@ -463,7 +554,7 @@ mod tests {
         let syms = super::super::market::synthetic_symbols(40);
         for m in [Market::Spot, Market::Usdm] {
             let v: serde_json::Value =
-                serde_json::from_str(&exchange_info(m, &syms, &RestLimits::default()))
+                serde_json::from_str(&exchange_info(m, &syms, &RestLimits::default(), 0))
                     .expect("json");
             let list = v["symbols"].as_array().expect("symbols");
             assert_eq!(list.len(), 40);
