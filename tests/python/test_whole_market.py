@@ -9,6 +9,7 @@ simulator sent.
 """
 
 import json
+import time
 import signal
 import subprocess
 import urllib.request
@@ -238,3 +239,62 @@ bind = "127.0.0.1:{http}"
         gap = (last["ABAUSDT"] - last["AAAUSDT"])
         gap = gap.total_seconds() if hasattr(gap, "total_seconds") else gap / 1e9
         assert gap >= 2, (last["AAAUSDT"], last["ABAUSDT"])
+
+
+def test_a_listing_that_does_not_fit_opens_a_new_connection(tmp_path):
+    # 514 symbols: one halted, AAAUSDT excluded (so its delisting frees no room): 512 x 2 =
+    # 1,024 spot streams, one full connection. The first listing cannot join it: the engine
+    # opens a second connection for its streams, whose trades are recorded.
+    import glob
+    import re
+    import pyarrow.parquet as pq
+    spot, usdm, http = free_port(), free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
+                            "--symbols", "514", "--rate", "3000", "--list-every", "3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
+    data = tmp_path / "data"
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[zmq]
+enabled = false
+[connection]
+book_sync = false
+[[sources]]
+market = "spot"
+symbols = ["*"]
+exclude = ["AAAUSDT"]
+streams = ["trade", "aggTrade"]
+endpoint = "ws://127.0.0.1:{spot}"
+refresh_secs = 1
+[[sinks]]
+type = "parquet"
+dir = "{data}"
+[http]
+bind = "127.0.0.1:{http}"
+""")
+    run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait(lambda: series(http, "tickwire_listings_total").get('{market="spot",change="listed"}', 0) >= 1,
+             60, "a listing")
+        # Its connection delivers.
+        time.sleep(2)
+        sim.send_signal(signal.SIGTERM)
+        sim_out, _ = sim.communicate(timeout=60)
+        truth = json.loads(sim_out.decode().strip().splitlines()[-1])
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=90)
+        if sim.poll() is None:
+            sim.kill()
+    assert run.returncode == 0, err.decode()
+    log = err.decode()
+    # 514 and the 16 waiting to be listed.
+    assert "512 of 530 symbols of exchangeInfo selected" in log, log[-2000:]
+    new = re.search(r"spot (\w+): newly TRADING", log).group(1)
+    assert truth["spot"]["connections"]["accepted"] == 2, truth["spot"]["connections"]
+    syms = set()
+    for f in glob.glob(str(data / "trade" / "market=spot" / "*" / "*.parquet")):
+        syms.update(pq.read_table(f).column("symbol").to_pylist())
+    assert new in syms, (new, len(syms))
