@@ -306,6 +306,28 @@ impl BookSync {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_the_books_asked_for_are_published() {
+        let l = super::LiveBooks::default();
+        assert!(
+            l.wanted(Market::Spot).is_empty(),
+            "nothing asked: nothing to publish"
+        );
+        assert!(
+            l.want(Some(Market::Spot), "BTCUSDT"),
+            "a first query waits for a view"
+        );
+        assert!(
+            !l.want(Some(Market::Spot), "BTCUSDT"),
+            "then it is being published"
+        );
+        assert!(l.want(None, "ETHUSDT"));
+        assert_eq!(l.wanted(Market::Spot).len(), 2);
+        assert_eq!(l.wanted(Market::Usdm), ["ETHUSDT"]);
+        l.publish(Market::Spot, "BTCUSDT", super::BookView::default());
+        assert!(l.get(Some(Market::Spot), "BTCUSDT").is_some());
+    }
+
     use super::*;
     use tickwire_codecs::binance::Decoder;
     use tickwire_codecs::record::Record;
@@ -512,14 +534,66 @@ pub struct BookView {
 }
 
 /// The sources' live books, published for the query API (`/v1/book`): per (market, symbol).
+///
+/// Only the books asked for within [`LiveBooks::INTEREST`] are published (every 100 ms, by the
+/// source that keeps each): copying 1,000 levels a side of every book ten times a second cost
+/// the whole market more than its records did (perf/RESULTS.md). The first query of a book
+/// waits for its first publication.
 #[derive(Debug, Default)]
 pub struct LiveBooks {
     books: std::sync::Mutex<std::collections::HashMap<(Market, String), BookView>>,
+    /// When each book was last asked for.
+    wanted: std::sync::Mutex<std::collections::HashMap<(Market, String), std::time::Instant>>,
 }
 
 impl LiveBooks {
     /// Levels a side published per book.
     pub const LEVELS: usize = 1000;
+    /// A book asked for is published for this long after the last query.
+    pub const INTEREST: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Registers a query of `symbol` (in `market`, or both): true if it was not being
+    /// published (its view may not be there yet).
+    pub fn want(&self, market: Option<Market>, symbol: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut g = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh = false;
+        for m in [Market::Spot, Market::Usdm] {
+            if market.is_none_or(|x| x == m) {
+                let prev = g.insert((m, symbol.to_string()), now);
+                fresh |= prev.is_none_or(|t| now.duration_since(t) >= Self::INTEREST);
+            }
+        }
+        fresh
+    }
+
+    /// The books of `market` asked for within [`Self::INTEREST`]; the views of books no
+    /// longer asked for are dropped (a stale view is never served).
+    pub fn wanted(&self, market: Market) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut g = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        let mut expired = Vec::new();
+        g.retain(|k, t| {
+            let keep = now.duration_since(*t) < Self::INTEREST;
+            if !keep {
+                expired.push(k.clone());
+            }
+            keep
+        });
+        let out = g
+            .keys()
+            .filter(|(m, _)| *m == market)
+            .map(|(_, s)| s.clone())
+            .collect();
+        drop(g);
+        if !expired.is_empty() {
+            let mut b = self.books.lock().unwrap_or_else(|p| p.into_inner());
+            for k in expired {
+                b.remove(&k);
+            }
+        }
+        out
+    }
 
     /// Replaces the published view of (market, symbol).
     pub fn publish(&self, market: Market, symbol: &str, view: BookView) {

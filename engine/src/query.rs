@@ -359,7 +359,7 @@ impl Api {
         let what = path.trim_start_matches("/v1/");
         match what {
             "candles" => self.candles(&p).await,
-            "book" => self.book(&p),
+            "book" => self.book(&p).await,
             k => match Kind::ALL.iter().copied().find(|x| x.as_str() == k) {
                 Some(kind) => self.rows(kind, &p, accept).await,
                 None => Reply::not_found(format!(
@@ -613,7 +613,7 @@ impl Api {
         }
     }
 
-    fn book(&self, p: &Params) -> Reply {
+    async fn book(&self, p: &Params) -> Reply {
         let Some(symbol) = p.get("symbol").map(str::to_ascii_uppercase) else {
             return Reply::bad("symbol is required");
         };
@@ -626,7 +626,20 @@ impl Api {
             Some(Ok(n)) if n > 0 => n,
             Some(_) => return Reply::bad("depth must be a positive integer"),
         };
-        if let Some((m, v)) = self.live.as_ref().and_then(|l| l.get(f.market, &symbol)) {
+        let mut live = None;
+        if let Some(l) = &self.live {
+            // A book not asked for lately is not being published: wait for its first view
+            // (the sources publish every 100 ms).
+            let fresh = l.want(f.market, &symbol);
+            live = l.get(f.market, &symbol);
+            let mut tries = 0;
+            while live.is_none() && fresh && tries < 15 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                live = l.get(f.market, &symbol);
+                tries += 1;
+            }
+        }
+        if let Some((m, v)) = live {
             self.counters().hits.fetch_add(1, Ordering::Relaxed);
             let side = |ls: &[tickwire_codecs::record::Level]| {
                 let mut o = String::new();

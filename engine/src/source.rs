@@ -638,11 +638,16 @@ impl Books {
         self.need(sym);
     }
 
-    /// Publishes every book's top levels (withdraws the ones not live).
+    /// Publishes the top levels of the books the query API has asked for (withdraws the ones
+    /// not live).
     fn publish(&self, live: &crate::book::LiveBooks, names: &SymbolTable) {
+        let wanted = live.wanted(self.market);
+        if wanted.is_empty() {
+            return;
+        }
         let now = crate::clock::now_ns();
-        for (sym, b) in &self.books {
-            let Some(name) = names.name(*sym) else {
+        for name in wanted {
+            let Some(b) = names.get(&name).and_then(|sym| self.books.get(&sym)) else {
                 continue;
             };
             if !b.is_live() {
