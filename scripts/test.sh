@@ -120,6 +120,10 @@ suite "cargo clippy --all-targets -D warnings" cargo clippy --workspace --all-ta
 # Every test binary and the doc-tests, even after one fails (cargo lists the failed ones).
 suite "cargo test --workspace" bash -c 'set -o pipefail; cargo test --workspace --no-fail-fast --quiet 2>&1 | tee "${TMPDIR:-/tmp}/tickwire-cargo-test.log"'
 
+# The frame decoder under libFuzzer for a minute on the stable toolchain, seeded with every
+# real frame of the fixtures (scripts/fuzz.sh; a crash fails the suite and keeps its input).
+suite "fuzz the decoder (60 s)" bash -c 'log=${TMPDIR:-/tmp}/tickwire-fuzz.log; bash scripts/fuzz.sh -max_total_time=60 >"$log" 2>&1; rc=$?; grep -E "^fuzz:|^Done|^stat::|crash|panicked|ERROR" "$log" | tail -12; exit $rc'
+
 if compgen -G "tests/python/test_*.py" >/dev/null; then
   if cargo build --quiet -p tickwire-engine --bin tickwire; then
     TICKWIRE_BIN="$CARGO_TARGET_DIR/debug/tickwire" suite "Python tests" python3 -m pytest -q tests/python
