@@ -65,6 +65,23 @@ def run(tmp_path_factory):
 
 
 
+def metrics(http):
+    """The engine's /metrics text (HTTP port `http` on loopback)."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
+        return r.read().decode()
+
+
+def series(http, name):
+    """{labels: value} of a metric ("" for one without labels)."""
+    out = {}
+    for l in metrics(http).splitlines():
+        if l.startswith(name + "{") or l.startswith(name + " "):
+            key, _, v = l.rpartition(" ")
+            out[key[len(name):]] = float(v)
+    return out
+
+
 def listening(*ports):
     """True once something accepts TCP connections on every one of the loopback `ports`."""
     import socket

@@ -9,18 +9,12 @@ sent, the engine is stopped and its counts must equal the simulator's, per recor
 import json
 import signal
 import subprocess
-import urllib.request
 
-from conftest import BIN, free_port, listening, wait
+from conftest import BIN, free_port, listening, metrics, series, wait
 
 SYMS = '["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"]'
 KINDS = ["trade", "agg_trade", "book_ticker", "depth_update", "depth_snapshot", "kline", "mark_price",
          "liquidation", "ticker"]
-
-
-def metrics(http):
-    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=2) as r:
-        return r.read().decode()
 
 
 def records(http):
@@ -29,9 +23,9 @@ def records(http):
 
 def gauge(http, name):
     """The sum of a metric's series (over its labels, e.g. market)."""
-    rows = [l for l in metrics(http).splitlines() if l.startswith(name + " ") or l.startswith(name + "{")]
+    rows = series(http, name)
     assert rows, name
-    return sum(float(l.split()[-1]) for l in rows)
+    return sum(rows.values())
 
 
 def test_sim_process_to_run_process(tmp_path):
