@@ -134,6 +134,12 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Connection attempts that failed.",
         &[(String::new(), l(&c.queue.connect_errors))],
     );
+    counter(
+        &mut o,
+        "tickwire_connect_waits_total",
+        "Connection attempts that waited for their host's window of 240 attempts in 5 minutes.",
+        &[(String::new(), l(&c.queue.connect_waits))],
+    );
     // REST and books, by market (summed over a market's hosts).
     let by_market = |f: &dyn Fn(&crate::rest::RestStats) -> u64| -> Vec<(String, u64)> {
         [Market::Spot, Market::Usdm]

@@ -96,6 +96,8 @@ pub struct QueueCounters {
     pub reconnects: AtomicU64,
     /// Connection attempts that failed.
     pub connect_errors: AtomicU64,
+    /// Connection attempts that waited for their host's attempt window (240 in 5 minutes).
+    pub connect_waits: AtomicU64,
     /// Frames refused unread for exceeding [`crate::source::MAX_FRAME`] (also in
     /// `decode_errors`).
     pub oversized: AtomicU64,

@@ -159,6 +159,8 @@ pub struct Listing {
     pub symbols: Vec<String>,
     /// The plan's connections: (path group, streams on it, its changes).
     pub slots: Vec<(String, Vec<String>, Arc<source::StreamChanges>)>,
+    /// Its connections keep books (through `host`).
+    pub books: bool,
 }
 
 /// The path group of a stream (`/public` or `/market` on USD-M, none on spot).
@@ -192,7 +194,10 @@ impl Listing {
             )
             .await
             .map_err(|e| e.to_string())?;
-        let info = crate::rest::parse_exchange_info(&body)?;
+        let info = crate::rest::parse_exchange_info(&body).inspect_err(|_| {
+            // Answered but unreadable: a failed request like the others.
+            self.host.stats.errors.fetch_add(1, Ordering::Relaxed);
+        })?;
         let filter = p.all.clone().unwrap_or_default();
         let now = filter.select(&info);
         let gone: Vec<String> = self
@@ -257,7 +262,7 @@ impl Listing {
                         open.push(Connection {
                             market: p.market,
                             url,
-                            rest: None,
+                            rest: self.books.then(|| self.host.clone()),
                             depth_limit: p.depth_limit,
                             changes: Some(changes),
                         });
@@ -426,6 +431,7 @@ pub async fn resolve_sources(
                 host: h.clone(),
                 symbols,
                 slots,
+                books: book_sync,
             });
         }
     }
@@ -759,8 +765,6 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 let every = l.plan.refresh.unwrap_or(Duration::from_secs(300));
                 let open_tx = open_tx.clone();
                 let mut stop = stop_rx.clone();
-                // Connections of a new listing get the market's REST host for their books.
-                let rest = s.book_sync.then(|| l.host.clone());
                 followers.push(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(every);
                     tick.tick().await;
@@ -771,8 +775,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                         }
                         match l.refresh().await {
                             Ok(open) => {
-                                for mut c in open {
-                                    c.rest = rest.clone();
+                                for c in open {
                                     let _ = open_tx.send(c).await;
                                 }
                             }

@@ -219,8 +219,8 @@ impl AttemptGate {
         AttemptGate::new(240, Duration::from_secs(300))
     }
 
-    /// Waits until an attempt fits in the window, and counts it.
-    pub async fn acquire(&self) {
+    /// Waits until an attempt fits in the window, and counts it; true if it had to wait.
+    pub async fn acquire(&self) -> bool {
         let mut counted = false;
         loop {
             let wait = {
@@ -234,7 +234,7 @@ impl AttemptGate {
                 }
                 if q.len() < self.limit {
                     q.push_back(now);
-                    return;
+                    return counted;
                 }
                 q.front()
                     .map_or(Duration::ZERO, |t| self.window - now.duration_since(*t))
@@ -1062,7 +1062,9 @@ pub async fn run(
         }
         if let Some(gate) = &cfg.attempts {
             tokio::select! {
-                _ = gate.acquire() => {}
+                waited = gate.acquire() => if waited {
+                    counters.connect_waits.fetch_add(1, Ordering::Relaxed);
+                },
                 _ = stop.changed() => break,
             }
         }

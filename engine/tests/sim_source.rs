@@ -205,6 +205,17 @@ async fn pings_must_be_answered_in_time() {
     assert!(reader.await.expect("reader") > 0);
 }
 
+/// The REST host of `sim`'s address (its books' snapshots go through its weight budget).
+fn rest_host(market: Market, sim: &SimServer) -> Arc<tickwire_engine::rest::RestHost> {
+    tickwire_engine::rest::RestHost::new(
+        market,
+        &format!("http://{}", sim.addr),
+        &[],
+        Default::default(),
+    )
+    .expect("REST host")
+}
+
 fn source_config(url: String, market: Market, subscribe: bool, idle: Duration) -> SourceConfig {
     SourceConfig {
         drain_on_stop: true,
@@ -389,15 +400,7 @@ async fn books_resynced_after_gaps_equal_the_simulators_books() {
         let counters = Arc::new(QueueCounters::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut cfg = source_config(url, market, false, Duration::from_secs(30));
-        cfg.rest = Some(
-            tickwire_engine::rest::RestHost::new(
-                market,
-                &format!("http://{}", sim.addr),
-                &[],
-                Default::default(),
-            )
-            .expect("REST host"),
-        );
+        cfg.rest = Some(rest_host(market, &sim));
         cfg.book_every = Some(Duration::from_millis(200));
         cfg.book_levels = 1000;
         let symbols = SymbolTable::new();
@@ -653,15 +656,7 @@ async fn a_book_that_cannot_bridge_is_counted_and_retried_with_backoff() {
     let counters = Arc::new(QueueCounters::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut cfg = source_config(url, market, false, Duration::from_secs(30));
-    cfg.rest = Some(
-        tickwire_engine::rest::RestHost::new(
-            market,
-            &format!("http://{}", rest_sim.addr),
-            &[],
-            Default::default(),
-        )
-        .expect("REST host"),
-    );
+    cfg.rest = Some(rest_host(market, &rest_sim));
     let books = default_symbols().len() as u64;
     let t0 = Instant::now();
     let task = tokio::spawn(source::run(
@@ -750,15 +745,7 @@ async fn a_book_that_keeps_breaking_backs_off() {
     let counters = Arc::new(QueueCounters::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut cfg = source_config(url, market, false, Duration::from_secs(30));
-    cfg.rest = Some(
-        tickwire_engine::rest::RestHost::new(
-            market,
-            &format!("http://{}", sim.addr),
-            &[],
-            Default::default(),
-        )
-        .expect("REST host"),
-    );
+    cfg.rest = Some(rest_host(market, &sim));
     let task = tokio::spawn(source::run(
         cfg,
         SymbolTable::new(),
