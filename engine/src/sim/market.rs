@@ -277,6 +277,8 @@ pub struct SymbolMarket {
 }
 
 const LEVELS: i64 = 40;
+/// A side of a book never has fewer levels than this after a diff.
+const MIN_SIDE: usize = 12;
 
 /// A book as the simulator holds it: last update id, bids and asks best first, as raw
 /// (price, quantity) in 1e-8 units.
@@ -554,6 +556,32 @@ impl SymbolMarket {
                     self.asks.remove(&p);
                     asks.push((p, 0));
                 }
+                // The walk can sweep a side faster than diffs refill it (0.01% a second is 370
+                // ticks of BTCUSDT): levels next to the mid are added, in the same diff, until
+                // each side has MIN_SIDE again.
+                let (tick, lot) = (self.spec.tick, self.spec.lot);
+                for i in 1..=LEVELS {
+                    if self.bids.len() >= MIN_SIDE {
+                        break;
+                    }
+                    let p = self.mid - i * tick;
+                    if !self.bids.contains_key(&p) && !bids.iter().any(|(x, _)| *x == p) {
+                        let q = self.round_qty(lot * (1 + i % 7));
+                        self.bids.insert(p, q);
+                        bids.push((p, q));
+                    }
+                }
+                for i in 1..=LEVELS {
+                    if self.asks.len() >= MIN_SIDE {
+                        break;
+                    }
+                    let p = self.mid + i * tick;
+                    if !self.asks.contains_key(&p) && !asks.iter().any(|(x, _)| *x == p) {
+                        let q = self.round_qty(lot * (1 + i % 5));
+                        self.asks.insert(p, q);
+                        asks.push((p, q));
+                    }
+                }
                 let _ = write!(out, r#"{{"e":"depthUpdate","E":{e},"#);
                 if self.market == Market::Usdm {
                     let _ = write!(out, r#""T":{},"#, e - 1);
@@ -767,6 +795,33 @@ mod tests {
             hi = hi.max(m.mid);
         }
         (start, lo, hi)
+    }
+
+    #[test]
+    fn a_fast_walk_never_thins_a_side_of_the_book() {
+        // 20 s of depth diffs, 10 a second; BTCUSDT's walk is ~370 ticks a second, ten times
+        // the window new levels are placed in.
+        for spec in default_symbols() {
+            let mut m = SymbolMarket::new(spec.clone(), Market::Spot);
+            let mut rng = Rng::new(3);
+            let mut out = String::new();
+            for i in 0..200 {
+                out.clear();
+                m.frame(
+                    StreamKind::Depth,
+                    1_700_000_000_000 + i * 100,
+                    &mut rng,
+                    &mut out,
+                );
+                assert!(
+                    m.bids.len() >= MIN_SIDE && m.asks.len() >= MIN_SIDE,
+                    "{}: {} bids, {} asks after diff {i}",
+                    spec.name,
+                    m.bids.len(),
+                    m.asks.len()
+                );
+            }
+        }
     }
 
     #[test]
