@@ -16,7 +16,8 @@ import struct
 import sys
 
 KINDS = {1: "trade", 2: "agg_trade", 3: "book_ticker", 4: "depth_update", 5: "depth_snapshot",
-         6: "kline", 7: "mark_price", 8: "liquidation", 9: "ticker", 10: "gap"}
+         6: "kline", 7: "mark_price", 8: "liquidation", 9: "ticker", 10: "gap",
+         11: "instrument", 12: "open_interest", 13: "long_short_ratio"}
 MARKETS = {0: "spot", 1: "usdm"}
 INTERVALS = ["", "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"]
 SIDES = ["", "BUY", "SELL"]
@@ -25,11 +26,13 @@ ORDER_TYPES = ["", "LIMIT", "MARKET", "STOP", "TAKE_PROFIT", "STOP_MARKET", "TAK
 TIFS = ["", "GTC", "IOC", "FOK", "GTX", "GTD", "RPI"]
 STATUSES = ["", "NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "REJECTED", "EXPIRED", "EXPIRED_IN_MATCH"]
 GAP_REASONS = ["", "sequence", "reconnect", "resync"]
+RATIO_SERIES = ["", "topLongShortPositionRatio", "topLongShortAccountRatio", "globalLongShortAccountRatio"]
 NULL_I64 = -(1 << 63)
 
 # Field layouts after the 24-byte header: (name, type[, dp index or enum table]).
 # Types: i64, time, px (i64, scale 1e-8), qty (i128 as two u64, scale 1e-8), dp (u64 nibbles),
-# u8, bool, enum, pad<N>, levels (u32 start, u32 bids, u32 asks, u32 pad).
+# u8, bool, enum, text<N> (N bytes of ASCII, NUL-padded; empty is null), pad<N>,
+# levels (u32 start, u32 bids, u32 asks, u32 pad).
 LAYOUTS = {
     "trade": [("trade_id", "i64"), ("price", "px", 0), ("qty", "qty", 1), ("trade_time", "time"),
               ("dp", "dp"), ("is_buyer_maker", "bool"), ("", "pad7")],
@@ -60,6 +63,16 @@ LAYOUTS = {
                ("first_trade_id", "i64"), ("last_trade_id", "i64"), ("trade_count", "i64"), ("dp", "dp")],
     "gap": [("expected", "i64"), ("got", "i64"), ("stream", "enum", [""] + list(KINDS.values())),
             ("reason", "enum", GAP_REASONS), ("", "pad6")],
+    "instrument": [("tick_size", "px", 0), ("step_size", "qty", 1), ("min_qty", "qty", 2),
+                   ("price_precision", "i64"), ("quantity_precision", "i64"), ("base_asset_precision", "i64"),
+                   ("quote_precision", "i64"), ("onboard_date", "time"), ("delivery_date", "time"), ("dp", "dp"),
+                   ("status", "text24"), ("contract_type", "text24"), ("base_asset", "text16"),
+                   ("quote_asset", "text16")],
+    "open_interest": [("open_interest", "qty", 0), ("open_interest_value", "qty", 1), ("dp", "dp"),
+                      ("period", "enum", INTERVALS), ("", "pad7")],
+    "long_short_ratio": [("long_short_ratio", "px", 0), ("long_share", "px", 1), ("short_share", "px", 2),
+                         ("dp", "dp"), ("series", "enum", RATIO_SERIES), ("period", "enum", INTERVALS),
+                         ("", "pad6")],
 }
 
 
@@ -105,6 +118,10 @@ def decode(topic, payload):
         elif typ == "levels":
             v = struct.unpack_from("<IIII", payload, off)
             off += 16
+        elif typ.startswith("text"):
+            n = int(typ[4:])
+            v = payload[off:off + n].split(b"\0", 1)[0].decode()
+            off += n
         else:  # padN
             off += int(typ[3:])
             continue
@@ -121,6 +138,8 @@ def decode(topic, payload):
             out[name] = None if places == 0xF else decimal_text(v, places)
         elif typ == "bool":
             out[name] = bool(v)
+        elif typ.startswith("text"):
+            out[name] = v or None
         elif typ == "enum":
             out[name] = extra[v] if 0 < v < len(extra) else None
         elif typ == "levels":

@@ -230,7 +230,7 @@ fn the_sink_writes_every_kind_into_postgres_exactly() {
     PostgresSink::new(config(&schema)).expect("restart");
     assert_eq!(
         postgres(&format!("SELECT string_agg(version || ':' || flavor, ',' ORDER BY version) FROM {schema}.tickwire_migrations")).expect("migrations"),
-        "1:tables,2:plain"
+        "1:tables,2:plain,3:tables"
     );
     postgres(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
 }
@@ -304,8 +304,10 @@ fn timescale_path_where_the_extension_exists() {
         "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_schema = '{schema}'"
     ))
     .expect("jobs");
-    // compression for every table, retention for all but gaps, the aggregate's refresh.
-    assert_eq!(jobs, (Kind::ALL.len() * 2).to_string());
+    // compression for every table, retention for all but gaps and instruments, the
+    // aggregate's refresh.
+    let kept = Kind::ALL.iter().filter(|k| k.kept_forever()).count();
+    assert_eq!(jobs, (Kind::ALL.len() * 2 - kept + 1).to_string());
     postgres(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
 }
 
@@ -363,5 +365,35 @@ fn a_retry_sends_only_the_missing_parts_cut_as_before() {
         Inserted::AlreadyThere
     ));
     assert_eq!(count(), "20000|20000|1|20000");
+    postgres(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
+}
+
+/// A database migrated before the REST kinds existed (migrations 1 and 2, ten tables) gets
+/// their tables from migration 3 at the next start, and nothing else changes.
+#[test]
+fn an_older_database_gets_the_rest_kinds_tables() {
+    let schema = fresh("tw_migrate3");
+    let mut setup = vec![format!(
+        "CREATE SCHEMA {schema}; CREATE TABLE {schema}.tickwire_migrations (version integer PRIMARY KEY, flavor text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+    )];
+    setup.extend(tickwire_sinks::postgres::ddl::tables(&schema));
+    setup.extend(tickwire_sinks::postgres::ddl::plain(&schema));
+    setup.push(format!(
+        "INSERT INTO {schema}.tickwire_migrations (version, flavor) VALUES (1, 'tables'), (2, 'plain')"
+    ));
+    postgres(&setup.join(";\n")).expect("an older schema");
+    let tables = || {
+        postgres(&format!(
+            "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = '{schema}' AND table_name IN ('instruments', 'open_interest', 'long_short_ratios')"
+        ))
+        .expect("tables")
+    };
+    assert_eq!(tables(), "", "not there before");
+    PostgresSink::new(config(&schema)).expect("start");
+    assert_eq!(tables(), "instruments,long_short_ratios,open_interest");
+    assert_eq!(
+        postgres(&format!("SELECT string_agg(version || ':' || flavor, ',' ORDER BY version) FROM {schema}.tickwire_migrations")).expect("migrations"),
+        "1:tables,2:plain,3:tables"
+    );
     postgres(&format!("DROP SCHEMA {schema} CASCADE")).expect("drop");
 }

@@ -519,7 +519,12 @@ pub fn decode<J: Reader>(
                 dp,
             })
         }
-        Kind::Gap => return Err("gap records are not decoded from frames".into()),
+        Kind::Gap | Kind::Instrument | Kind::OpenInterest | Kind::LongShortRatio => {
+            return Err(format!(
+                "{} records are not decoded from frames",
+                kind.as_str()
+            ))
+        }
     })
 }
 

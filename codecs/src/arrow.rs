@@ -48,7 +48,7 @@ pub enum Col {
     /// Boolean.
     Bool(fn(&Record) -> bool),
     /// Enumeration text.
-    Text(fn(&Record) -> Option<&'static str>),
+    Text(for<'a> fn(&'a Record) -> Option<&'a str>),
     /// The bid levels of a depth record.
     Bids,
     /// The ask levels of a depth record.
@@ -153,6 +153,19 @@ macro_rules! c {
                     x.$f != 0
                 } else {
                     false
+                }
+            }),
+        }
+    };
+    ($name:literal, str, $v:ident . $f:ident) => {
+        ColumnDef {
+            nullable: false,
+            name: $name,
+            col: Col::Text(|r| {
+                if let Record::$v(x) = r {
+                    x.$f.get()
+                } else {
+                    None
                 }
             }),
         }
@@ -317,6 +330,45 @@ static GAP: [ColumnDef; 4] = [
     null(c!("got", int, Gap.got)),
 ];
 
+static INSTRUMENT: [ColumnDef; 13] = [
+    c!("status", str, Instrument.status),
+    null(c!("contract_type", str, Instrument.contract_type)),
+    c!("base_asset", str, Instrument.base_asset),
+    c!("quote_asset", str, Instrument.quote_asset),
+    c!("tick_size", px, Instrument.tick_size, 0),
+    c!("step_size", qty, Instrument.step_size, 1),
+    null(c!("min_qty", qty, Instrument.min_qty, 2)),
+    null(c!("price_precision", int, Instrument.price_precision)),
+    null(c!("quantity_precision", int, Instrument.quantity_precision)),
+    null(c!(
+        "base_asset_precision",
+        int,
+        Instrument.base_asset_precision
+    )),
+    null(c!("quote_precision", int, Instrument.quote_precision)),
+    null(c!("onboard_date", time, Instrument.onboard_date)),
+    null(c!("delivery_date", time, Instrument.delivery_date)),
+];
+
+static OPEN_INTEREST: [ColumnDef; 3] = [
+    null(c!("period", text, OpenInterest.period, Interval)),
+    c!("open_interest", qty, OpenInterest.open_interest, 0),
+    null(c!(
+        "open_interest_value",
+        qty,
+        OpenInterest.open_interest_value,
+        1
+    )),
+];
+
+static LONG_SHORT_RATIO: [ColumnDef; 5] = [
+    c!("series", text, LongShortRatio.series, RatioSeries),
+    c!("period", text, LongShortRatio.period, Interval),
+    c!("long_short_ratio", px, LongShortRatio.long_short_ratio, 0),
+    null(c!("long_share", px, LongShortRatio.long_share, 1)),
+    null(c!("short_share", px, LongShortRatio.short_share, 2)),
+];
+
 /// The columns of `kind` after [`COMMON_COLUMNS`].
 pub fn columns(kind: Kind) -> &'static [ColumnDef] {
     match kind {
@@ -330,6 +382,9 @@ pub fn columns(kind: Kind) -> &'static [ColumnDef] {
         Kind::Liquidation => &LIQUIDATION,
         Kind::Ticker => &TICKER,
         Kind::Gap => &GAP,
+        Kind::Instrument => &INSTRUMENT,
+        Kind::OpenInterest => &OPEN_INTEREST,
+        Kind::LongShortRatio => &LONG_SHORT_RATIO,
     }
 }
 

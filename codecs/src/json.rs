@@ -67,6 +67,14 @@ impl W<'_> {
             None => self.out.extend_from_slice(b"null"),
         }
     }
+    /// A string from the exchange (asset names, statuses): escaped.
+    fn text(&mut self, k: &str, v: Option<&str>) {
+        self.key(k);
+        match v {
+            Some(v) => write_json_str(self.out, v.as_bytes()),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
     fn levels(&mut self, k: &str, ls: &[Level]) {
         self.key(k);
         self.out.push(b'[');
@@ -215,6 +223,42 @@ pub fn write_record(out: &mut Vec<u8>, rec: &Record, symbol: &str, levels: &[Lev
             );
             w.int("expected", r.expected);
             w.int("got", r.got);
+        }
+        Record::Instrument(r) => {
+            w.text("status", r.status.get());
+            w.text("contract_type", r.contract_type.get());
+            w.text("base_asset", r.base_asset.get());
+            w.text("quote_asset", r.quote_asset.get());
+            w.px("tick_size", r.tick_size, r.dp, 0);
+            w.qty("step_size", r.step_size, r.dp, 1);
+            w.qty("min_qty", r.min_qty, r.dp, 2);
+            w.int("price_precision", r.price_precision);
+            w.int("quantity_precision", r.quantity_precision);
+            w.int("base_asset_precision", r.base_asset_precision);
+            w.int("quote_precision", r.quote_precision);
+            w.int("onboard_date", r.onboard_date);
+            w.int("delivery_date", r.delivery_date);
+        }
+        Record::OpenInterest(r) => {
+            w.str(
+                "period",
+                Interval::from_code(r.period).map(Interval::as_str),
+            );
+            w.qty("open_interest", r.open_interest, r.dp, 0);
+            w.qty("open_interest_value", r.open_interest_value, r.dp, 1);
+        }
+        Record::LongShortRatio(r) => {
+            w.str(
+                "series",
+                RatioSeries::from_code(r.series).map(RatioSeries::as_str),
+            );
+            w.str(
+                "period",
+                Interval::from_code(r.period).map(Interval::as_str),
+            );
+            w.px("long_short_ratio", r.long_short_ratio, r.dp, 0);
+            w.px("long_share", r.long_share, r.dp, 1);
+            w.px("short_share", r.short_share, r.dp, 2);
         }
     }
     w.out.push(b'}');

@@ -68,16 +68,35 @@ code_enum! {
         Ticker = 9 => "ticker",
         /// A detected sequence break or reconnect.
         Gap = 10 => "gap",
+        /// A symbol's exchangeInfo entry (tick and step size, precisions, status, contract
+        /// type): one record per symbol at start and per change.
+        Instrument = 11 => "instrument",
+        /// Open interest (USD-M REST `openInterest`, `openInterestHist`).
+        OpenInterest = 12 => "open_interest",
+        /// A long/short ratio series (USD-M REST `/futures/data/*LongShort*Ratio`).
+        LongShortRatio = 13 => "long_short_ratio",
     }
 }
 
 impl Kind {
     /// Number of kinds; codes run from 1 to `COUNT`.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 13;
     /// Zero-based index, for per-kind arrays.
     #[inline]
     pub const fn index(self) -> usize {
         self as usize - 1
+    }
+    /// Kinds no retention policy deletes: gaps say where data is missing, instruments how to
+    /// read the prices.
+    pub const fn kept_forever(self) -> bool {
+        matches!(self, Kind::Gap | Kind::Instrument)
+    }
+    /// Kinds that come from REST answers, not stream frames.
+    pub const fn from_rest(self) -> bool {
+        matches!(
+            self,
+            Kind::Instrument | Kind::OpenInterest | Kind::LongShortRatio
+        )
     }
 }
 
@@ -218,6 +237,62 @@ code_enum! {
         Resync = 3 => "resync",
     }
 }
+
+code_enum! {
+    /// A long/short ratio series: Binance's endpoint name under `/futures/data/`.
+    RatioSeries {
+        /// Top traders' long/short ratio by positions.
+        TopPosition = 1 => "topLongShortPositionRatio",
+        /// Top traders' long/short ratio by accounts.
+        TopAccount = 2 => "topLongShortAccountRatio",
+        /// All accounts' long/short ratio.
+        GlobalAccount = 3 => "globalLongShortAccountRatio",
+    }
+}
+
+macro_rules! fixed_text {
+    ($(#[$m:meta])* $name:ident, $n:literal) => {
+        $(#[$m])*
+        #[repr(transparent)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable)]
+        pub struct $name(pub [u8; $n]);
+
+        impl $name {
+            /// `s` as a fixed field; `None` when it is longer than the field or holds a NUL.
+            pub fn new(s: &str) -> Option<Self> {
+                let b = s.as_bytes();
+                if b.len() > $n || b.contains(&0) {
+                    return None;
+                }
+                let mut t = [0; $n];
+                t[..b.len()].copy_from_slice(b);
+                Some($name(t))
+            }
+            /// The text (empty: none). Bytes that are not UTF-8 (never written by `new`)
+            /// read as empty.
+            pub fn as_str(&self) -> &str {
+                let n = self.0.iter().position(|&c| c == 0).unwrap_or($n);
+                std::str::from_utf8(&self.0[..n]).unwrap_or("")
+            }
+            /// The text, or `None` when empty.
+            pub fn get(&self) -> Option<&str> {
+                Some(self.as_str()).filter(|s| !s.is_empty())
+            }
+        }
+    };
+}
+
+fixed_text!(
+    /// A short ASCII text in a 16-byte field (asset names), NUL-padded.
+    Text16,
+    16
+);
+fixed_text!(
+    /// A short ASCII text in a 24-byte field (statuses, contract types), NUL-padded. Binance's
+    /// longest today is 20 bytes (`PERPETUAL_DELIVERING`).
+    Text24,
+    24
+);
 
 /// Interned symbol id (see [`crate::symbol::SymbolTable`]).
 #[repr(transparent)]
@@ -509,6 +584,72 @@ pub struct Gap {
     pub pad: [u8; 6],
 }
 
+/// `instrument`: one symbol's exchangeInfo entry, written at start and whenever it changes.
+/// `event_time` is exchangeInfo's `serverTime`. `dp`: 0 tick_size, 1 step_size, 2 min_qty.
+/// Texts are Binance's own (`status` TRADING, BREAK, ...; `contract_type` PERPETUAL, ...,
+/// empty on spot).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable)]
+pub struct Instrument {
+    pub header: Header,
+    /// `PRICE_FILTER.tickSize`.
+    pub tick_size: i64,
+    /// `LOT_SIZE.stepSize`.
+    pub step_size: Wide,
+    /// `LOT_SIZE.minQty`.
+    pub min_qty: Wide,
+    /// USD-M `pricePrecision`; [`NULL_I64`] on spot.
+    pub price_precision: i64,
+    /// USD-M `quantityPrecision`; [`NULL_I64`] on spot.
+    pub quantity_precision: i64,
+    pub base_asset_precision: i64,
+    /// `quotePrecision`.
+    pub quote_precision: i64,
+    /// USD-M `onboardDate`, µs.
+    pub onboard_date: i64,
+    /// USD-M `deliveryDate`, µs.
+    pub delivery_date: i64,
+    pub dp: DpSet,
+    pub status: Text24,
+    pub contract_type: Text24,
+    pub base_asset: Text16,
+    pub quote_asset: Text16,
+}
+
+/// `open_interest`: USD-M `GET /fapi/v1/openInterest` (`period` none, `event_time` its
+/// `time`) or `/futures/data/openInterestHist` (`event_time` the period's `timestamp`).
+/// `dp`: 0 open_interest, 1 open_interest_value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable)]
+pub struct OpenInterest {
+    pub header: Header,
+    /// `openInterest` / `sumOpenInterest`, in contracts (base asset).
+    pub open_interest: Wide,
+    /// `sumOpenInterestValue` (quote asset); null for the live value.
+    pub open_interest_value: Wide,
+    pub dp: DpSet,
+    /// [`Interval`] code of the period; 0 for the live value.
+    pub period: u8,
+    pub pad: [u8; 7],
+}
+
+/// `long_short_ratio`: one point of a [`RatioSeries`] (`event_time` its `timestamp`).
+/// `dp`: 0 long_short_ratio, 1 long_share (`longAccount` / `longPosition`), 2 short_share.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable)]
+pub struct LongShortRatio {
+    pub header: Header,
+    pub long_short_ratio: i64,
+    pub long_share: i64,
+    pub short_share: i64,
+    pub dp: DpSet,
+    /// [`RatioSeries`] code.
+    pub series: u8,
+    /// [`Interval`] code of the period.
+    pub period: u8,
+    pub pad: [u8; 6],
+}
+
 /// Any record, by value. The size of the largest kind; the engine's rings use per-kind slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
@@ -522,6 +663,9 @@ pub enum Record {
     Liquidation(Liquidation),
     Ticker(Ticker),
     Gap(Gap),
+    Instrument(Instrument),
+    OpenInterest(OpenInterest),
+    LongShortRatio(LongShortRatio),
 }
 
 macro_rules! each_record {
@@ -537,6 +681,9 @@ macro_rules! each_record {
             Record::Liquidation($r) => $e,
             Record::Ticker($r) => $e,
             Record::Gap($r) => $e,
+            Record::Instrument($r) => $e,
+            Record::OpenInterest($r) => $e,
+            Record::LongShortRatio($r) => $e,
         }
     };
 }
@@ -566,6 +713,9 @@ impl Record {
             Record::Liquidation(_) => Kind::Liquidation,
             Record::Ticker(_) => Kind::Ticker,
             Record::Gap(_) => Kind::Gap,
+            Record::Instrument(_) => Kind::Instrument,
+            Record::OpenInterest(_) => Kind::OpenInterest,
+            Record::LongShortRatio(_) => Kind::LongShortRatio,
         }
     }
     /// The record's fixed-size bytes (its little-endian wire layout).
@@ -596,6 +746,9 @@ pub const RECORD_SIZES: [usize; Kind::COUNT] = [
     core::mem::size_of::<Liquidation>(),
     core::mem::size_of::<Ticker>(),
     core::mem::size_of::<Gap>(),
+    core::mem::size_of::<Instrument>(),
+    core::mem::size_of::<OpenInterest>(),
+    core::mem::size_of::<LongShortRatio>(),
 ];
 
 #[cfg(test)]
@@ -619,6 +772,9 @@ mod layout_tests {
             ("liquidation", size_of::<Liquidation>(), 112),
             ("ticker", size_of::<Ticker>(), 224),
             ("gap", size_of::<Gap>(), 48),
+            ("instrument", size_of::<Instrument>(), 200),
+            ("open_interest", size_of::<OpenInterest>(), 72),
+            ("long_short_ratio", size_of::<LongShortRatio>(), 64),
         ];
         for &(name, got, want) in cases {
             assert_eq!(got, want, "{name}");
@@ -646,5 +802,23 @@ mod layout_tests {
         }
         assert_eq!(Kind::ALL.len(), Kind::COUNT);
         assert_eq!(Kind::from_code(0), None);
+    }
+
+    #[test]
+    fn fixed_texts_hold_what_fits_and_refuse_the_rest() {
+        let t = Text16::new("USDT").expect("fits");
+        assert_eq!(t.as_str(), "USDT");
+        assert_eq!(t.get(), Some("USDT"));
+        assert_eq!(Text16::default().get(), None);
+        assert_eq!(
+            Text24::new("PERPETUAL_DELIVERING").expect("fits").as_str(),
+            "PERPETUAL_DELIVERING"
+        );
+        assert_eq!(
+            Text16::new("SIXTEEN_BYTES_OK").expect("fits").as_str(),
+            "SIXTEEN_BYTES_OK"
+        );
+        assert!(Text16::new("SEVENTEEN_BYTES_X").is_none());
+        assert!(Text16::new("A\0B").is_none());
     }
 }

@@ -57,6 +57,9 @@ pub struct Config {
     /// REST to the exchange (snapshots, exchangeInfo).
     #[serde(default)]
     pub rest: RestConfig,
+    /// The USD-M series only REST serves (open interest, long/short ratios), polled.
+    #[serde(default)]
+    pub pollers: Vec<PollerConfig>,
     /// Seconds between stats lines on stderr (0: none).
     #[serde(default = "default_stats_secs")]
     pub stats_secs: u64,
@@ -113,14 +116,53 @@ pub struct RestConfig {
     /// Of each REST host's per-minute request-weight limit (exchangeInfo's `rateLimits`:
     /// 6,000 spot, 2,400 USD-M), the share this process spends at most (0 < share <= 1).
     pub max_weight_share: f64,
+    /// Requests to USD-M `/futures/data/*` (the polled series) the exchange allows an IP in
+    /// 5 minutes (Binance: 1,000); this process sends at most `max_weight_share` of it.
+    pub data_requests_per_5min: u64,
 }
 
 impl Default for RestConfig {
     fn default() -> Self {
+        let d = crate::rest::RestOptions::default();
         RestConfig {
-            max_weight_share: crate::rest::RestOptions::default().max_weight_share,
+            max_weight_share: d.max_weight_share,
+            data_requests_per_5min: d.data_per_5min,
         }
     }
+}
+
+/// `[[pollers]]`: USD-M series only REST serves, polled through the weight budget.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollerConfig {
+    /// Which: `openInterest` (the value now), `openInterestHist`,
+    /// `topLongShortPositionRatio`, `topLongShortAccountRatio`, `globalLongShortAccountRatio`.
+    pub series: Vec<String>,
+    /// Period of the `/futures/data/` series: 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h or 1d.
+    #[serde(default = "default_poll_period")]
+    pub period: String,
+    /// USD-M symbols, or `["*"]`: every USD-M symbol recorded (followed as listings change).
+    #[serde(default = "default_poll_symbols")]
+    pub symbols: Vec<String>,
+    /// Seconds between polls of `openInterest` (the others are polled once a period).
+    #[serde(default = "default_poll_every")]
+    pub every_secs: u64,
+    /// Points asked for on a series' first poll (1-500; Binance keeps 30 days).
+    #[serde(default = "default_poll_history")]
+    pub history: usize,
+}
+
+fn default_poll_period() -> String {
+    "5m".into()
+}
+fn default_poll_symbols() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_poll_every() -> u64 {
+    60
+}
+fn default_poll_history() -> usize {
+    30
 }
 
 /// `[simulator]`.
@@ -251,6 +293,9 @@ pub struct ZmqConfig {
     pub sndhwm: i32,
     /// Also publish every flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
     pub batches: bool,
+    /// Before connecting to the exchange, wait (up to 30 s) until this many subscribers have
+    /// subscribed, so they miss nothing of the start (the instrument records among it).
+    pub wait_subscribers: usize,
 }
 
 impl Default for ZmqConfig {
@@ -261,6 +306,7 @@ impl Default for ZmqConfig {
             encoding: EncodingName::Binary,
             sndhwm: 100_000,
             batches: false,
+            wait_subscribers: 0,
         }
     }
 }
@@ -842,6 +888,22 @@ impl Config {
         if !(self.rest.max_weight_share > 0.0 && self.rest.max_weight_share <= 1.0) {
             return Err(invalid("rest.max_weight_share", "must be > 0 and <= 1"));
         }
+        if self.rest.data_requests_per_5min == 0 {
+            return Err(invalid("rest.data_requests_per_5min", "must be positive"));
+        }
+        for (i, p) in self.pollers.iter().enumerate() {
+            self.poll_plan(p)
+                .map_err(|(k, why)| invalid(format!("pollers[{i}].{k}"), why))?;
+        }
+        if !self.pollers.is_empty()
+            && !self.simulator.enabled
+            && !self.sources.iter().any(|s| s.market == MarketName::Usdm)
+        {
+            return Err(invalid(
+                "pollers",
+                "the series are USD-M's: add a [[sources]] with market = \"usdm\" (its REST host is polled)",
+            ));
+        }
         if self.pipeline.max_rows == 0 || self.pipeline.queue == 0 {
             return Err(invalid("pipeline", "max_rows and queue must be positive"));
         }
@@ -871,6 +933,65 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The plan of one `[[pollers]]` entry, or the key that is wrong and why.
+    fn poll_plan(
+        &self,
+        p: &PollerConfig,
+    ) -> Result<crate::series::PollPlan, (&'static str, String)> {
+        use crate::series::{period_ms, Series};
+        if p.series.is_empty() {
+            return Err(("series", "name at least one series".into()));
+        }
+        let mut series = Vec::new();
+        for name in &p.series {
+            let s = Series::parse(name).ok_or_else(|| {
+                (
+                    "series",
+                    format!(
+                        "unknown series {name:?} (one of {})",
+                        Series::ALL.map(|s| s.name()).join(", ")
+                    ),
+                )
+            })?;
+            if !series.contains(&s) {
+                series.push(s);
+            }
+        }
+        let period = tickwire_codecs::record::Interval::from_bytes(p.period.as_bytes())
+            .filter(|i| period_ms(*i).is_some())
+            .ok_or_else(|| {
+                (
+                    "period",
+                    format!(
+                        "{:?}: must be 5m, 15m, 30m, 1h, 2h, 4h, 6h, 12h or 1d",
+                        p.period
+                    ),
+                )
+            })?;
+        let all = p.symbols.iter().any(|x| x == "*");
+        if p.symbols.is_empty() || (all && p.symbols.len() > 1) {
+            return Err(("symbols", "USD-M symbols, or [\"*\"] alone".into()));
+        }
+        if let Some(bad) = p.symbols.iter().find(|x| {
+            *x != "*" && (x.is_empty() || !x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        }) {
+            return Err(("symbols", format!("invalid symbol {bad:?}")));
+        }
+        if !(1..=500).contains(&p.history) {
+            return Err(("history", "must be 1..=500".into()));
+        }
+        if p.every_secs == 0 {
+            return Err(("every_secs", "must be positive".into()));
+        }
+        Ok(crate::series::PollPlan {
+            series,
+            period,
+            symbols: (!all).then(|| p.symbols.iter().map(|s| s.to_ascii_uppercase()).collect()),
+            every: Duration::from_secs(p.every_secs),
+            history: p.history,
+        })
     }
 
     /// The configured sources, each a market's endpoint, symbols (or the filter of
@@ -1016,8 +1137,15 @@ impl Config {
             book_sync: self.connection.book_sync,
             rest: crate::rest::RestOptions {
                 max_weight_share: self.rest.max_weight_share,
+                data_per_5min: self.rest.data_requests_per_5min,
                 ..Default::default()
             },
+            // Validated in `parse`.
+            pollers: self
+                .pollers
+                .iter()
+                .filter_map(|p| self.poll_plan(p).ok())
+                .collect(),
             // The in-process simulator's connections are markets of their own: no rotation.
             rotate_after: (self.connection.rotate_after_secs > 0 && !self.simulator.enabled)
                 .then(|| Duration::from_secs(self.connection.rotate_after_secs)),
@@ -1025,7 +1153,11 @@ impl Config {
                 .then(|| Duration::from_millis(self.connection.book_snapshot_ms)),
             book_levels: self.connection.book_levels.max(1),
             idle_timeout: Duration::from_secs(self.connection.idle_timeout_secs.max(1)),
-            wait_subscribers: 0,
+            wait_subscribers: if self.zmq.enabled {
+                self.zmq.wait_subscribers
+            } else {
+                0
+            },
             duration: self.duration_secs.map(Duration::from_secs),
         })
     }
@@ -1132,6 +1264,7 @@ mod tests {
             "sinks",
             "http",
             "rest",
+            "pollers",
         ]
         .iter()
         .map(|t| t.to_string())

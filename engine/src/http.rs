@@ -194,6 +194,12 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     );
     counter(
         &mut o,
+        "tickwire_rest_unreadable_total",
+        "REST answers, or entries of them (an exchangeInfo symbol, a series point), that could not be read into a record; each is logged.",
+        &by_market(&|s| l(&s.unreadable)),
+    );
+    counter(
+        &mut o,
         "tickwire_rest_weight_total",
         "Request weight of the REST requests sent.",
         &by_market(&|s| l(&s.weight)),

@@ -19,5 +19,6 @@ pub mod queue;
 pub mod readthrough;
 pub mod rest;
 pub mod runner;
+pub mod series;
 pub mod sim;
 pub mod source;

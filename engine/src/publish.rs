@@ -8,7 +8,7 @@
 //!   | offset | size | field |
 //!   |---|---|---|
 //!   | 0 | 1 | version = 1 |
-//!   | 1 | 1 | kind code (1 trade .. 10 gap) |
+//!   | 1 | 1 | kind code (1 trade .. 10 gap, 11 instrument, 12 open_interest, 13 long_short_ratio) |
 //!   | 2 | 1 | market code (0 spot, 1 usdm) |
 //!   | 3 | 1 | reserved, 0 |
 //!   | 4 | 4 | record size in bytes (u32) |
@@ -502,6 +502,9 @@ pub fn decode_binary(p: &[u8]) -> Result<(Record, Vec<Level>, u64), PayloadError
         Kind::Liquidation => Record::Liquidation(read(body)),
         Kind::Ticker => Record::Ticker(read(body)),
         Kind::Gap => Record::Gap(read(body)),
+        Kind::Instrument => Record::Instrument(read(body)),
+        Kind::OpenInterest => Record::OpenInterest(read(body)),
+        Kind::LongShortRatio => Record::LongShortRatio(read(body)),
     };
     let mut levels = Vec::new();
     if let Some(r) = rec.levels() {

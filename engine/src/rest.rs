@@ -331,6 +331,9 @@ pub struct RestStats {
     pub status_418: AtomicU64,
     /// Requests that failed otherwise (connection, timeout, other statuses).
     pub errors: AtomicU64,
+    /// Answers, or entries of them (an exchangeInfo symbol, a series point), that could not
+    /// be read into a record; each is logged.
+    pub unreadable: AtomicU64,
     /// Order books made live from a snapshot (first syncs and resyncs).
     pub books_synced: AtomicU64,
     /// Breaks found in a live book's diffs (each a resync).
@@ -352,6 +355,9 @@ pub struct RestOptions {
     pub max_weight_share: f64,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// `/futures/data/*` requests the host allows an IP in 5 minutes (Binance: 1,000; they
+    /// weigh nothing against the minute). This process sends at most `max_weight_share` of it.
+    pub data_per_5min: u64,
 }
 
 impl Default for RestOptions {
@@ -359,8 +365,17 @@ impl Default for RestOptions {
         RestOptions {
             max_weight_share: 0.8,
             concurrency: 4,
+            data_per_5min: 1000,
         }
     }
+}
+
+/// The window of [`RestOptions::data_per_5min`].
+pub const DATA_WINDOW: Duration = Duration::from_secs(300);
+
+/// Whether `path` is one of the `/futures/data/` endpoints (their own request limit).
+pub fn is_data_path(path: &str) -> bool {
+    path.starts_with("/futures/data/")
 }
 
 /// Where an answer goes.
@@ -448,6 +463,8 @@ struct Budget {
     /// In `seen_minute`, the server counted more than this process sent: another client on
     /// the same IP is spending the budget.
     foreign: bool,
+    /// When the `/futures/data/` requests of the last [`DATA_WINDOW`] were sent.
+    data: std::collections::VecDeque<Instant>,
 }
 
 /// Milliseconds since the epoch, from the wall clock (Binance's minutes are UTC minutes).
@@ -503,6 +520,7 @@ impl RestHost {
                 paused_until: None,
                 seen_minute: 0,
                 foreign: false,
+                data: Default::default(),
             }),
             jobs: Mutex::new((BinaryHeap::new(), 0)),
             wake: tokio::sync::Notify::new(),
@@ -575,8 +593,14 @@ impl RestHost {
         b.seen_minute != wall_ms() / 60_000 || b.foreign || b.paused_until.is_some()
     }
 
-    /// Reserves `weight` now, or says until when to wait.
-    fn admit(&self, weight: u64) -> Result<(), Instant> {
+    /// The `/futures/data/` requests this process may send in [`DATA_WINDOW`].
+    pub fn data_cap(&self) -> u64 {
+        ((self.opts.data_per_5min as f64 * self.opts.max_weight_share).floor() as u64).max(1)
+    }
+
+    /// Reserves `weight` now (and, for a `/futures/data/` request, a place in its window), or
+    /// says until when to wait.
+    fn admit(&self, weight: u64, data: bool) -> Result<(), Instant> {
         let now = Instant::now();
         let wall = wall_ms();
         let mut b = self.lock_budget();
@@ -596,6 +620,20 @@ impl RestHost {
             // To the next minute, and 100 ms past it (the server's clock may be behind ours).
             let to_next = 60_000 - wall % 60_000 + 100;
             return Err(now + Duration::from_millis(to_next));
+        }
+        if data {
+            while b
+                .data
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= DATA_WINDOW)
+            {
+                b.data.pop_front();
+            }
+            if b.data.len() as u64 >= self.data_cap() {
+                let free_at = b.data.front().map_or(now, |t| *t + DATA_WINDOW);
+                return Err(free_at + Duration::from_millis(100));
+            }
+            b.data.push_back(now);
         }
         b.used += weight;
         Ok(())
@@ -683,7 +721,7 @@ impl RestHost {
             let Ok(permit) = permits.clone().acquire_many_owned(n as u32).await else {
                 return;
             };
-            if let Err(until) = self.admit(job.weight) {
+            if let Err(until) = self.admit(job.weight, is_data_path(&job.path)) {
                 drop(permit);
                 self.jobs
                     .lock()
@@ -730,22 +768,40 @@ impl RestHost {
     }
 }
 
-/// One symbol of exchangeInfo, what discovery filters on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One symbol of exchangeInfo: what discovery filters on and what the `instrument` record
+/// keeps (decimals as the text Binance wrote).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Instrument {
     pub symbol: String,
     /// `TRADING`, `BREAK`, `HALT`, `SETTLING`, ...
     pub status: String,
+    pub base_asset: String,
     pub quote_asset: String,
     /// USD-M: `PERPETUAL`, `CURRENT_QUARTER`, ...; spot: none.
     pub contract_type: Option<String>,
+    /// `PRICE_FILTER.tickSize`.
+    pub tick_size: Option<String>,
+    /// `LOT_SIZE.stepSize`.
+    pub step_size: Option<String>,
+    /// `LOT_SIZE.minQty`.
+    pub min_qty: Option<String>,
+    pub price_precision: Option<i64>,
+    pub quantity_precision: Option<i64>,
+    pub base_asset_precision: Option<i64>,
+    pub quote_precision: Option<i64>,
+    /// ms since the epoch.
+    pub onboard_date: Option<i64>,
+    /// ms since the epoch.
+    pub delivery_date: Option<i64>,
 }
 
 /// What exchangeInfo says: the per-minute request-weight limit (`rateLimits`, type
-/// `REQUEST_WEIGHT`, per minute) and the symbols.
-#[derive(Debug, Clone)]
+/// `REQUEST_WEIGHT`, per minute), the server's time and the symbols.
+#[derive(Debug, Clone, Default)]
 pub struct ExchangeInfo {
     pub weight_per_minute: Option<u64>,
+    /// `serverTime`, ms.
+    pub server_time: Option<i64>,
     pub symbols: Vec<Instrument>,
 }
 
@@ -771,19 +827,38 @@ pub fn parse_exchange_info(body: &str) -> Result<ExchangeInfo, String> {
         .ok_or("exchangeInfo: no symbols")?;
     let text =
         |s: &serde_json::Value, k: &str| s.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let int = |s: &serde_json::Value, k: &str| s.get(k).and_then(|x| x.as_i64());
+    let filter = |s: &serde_json::Value, kind: &str, k: &str| {
+        s.get("filters")?
+            .as_array()?
+            .iter()
+            .find(|f| f.get("filterType").and_then(|t| t.as_str()) == Some(kind))
+            .and_then(|f| text(f, k))
+    };
     let symbols = list
         .iter()
         .filter_map(|s| {
             Some(Instrument {
                 symbol: text(s, "symbol")?,
                 status: text(s, "status").unwrap_or_default(),
+                base_asset: text(s, "baseAsset").unwrap_or_default(),
                 quote_asset: text(s, "quoteAsset").unwrap_or_default(),
-                contract_type: text(s, "contractType"),
+                contract_type: text(s, "contractType").filter(|c| !c.is_empty()),
+                tick_size: filter(s, "PRICE_FILTER", "tickSize"),
+                step_size: filter(s, "LOT_SIZE", "stepSize"),
+                min_qty: filter(s, "LOT_SIZE", "minQty"),
+                price_precision: int(s, "pricePrecision"),
+                quantity_precision: int(s, "quantityPrecision"),
+                base_asset_precision: int(s, "baseAssetPrecision"),
+                quote_precision: int(s, "quotePrecision"),
+                onboard_date: int(s, "onboardDate"),
+                delivery_date: int(s, "deliveryDate"),
             })
         })
         .collect();
     Ok(ExchangeInfo {
         weight_per_minute,
+        server_time: v.get("serverTime").and_then(|x| x.as_i64()),
         symbols,
     })
 }

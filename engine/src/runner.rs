@@ -121,6 +121,8 @@ pub struct Settings {
     pub wait_subscribers: usize,
     /// Stop after this long (None: until SIGINT/SIGTERM).
     pub duration: Option<Duration>,
+    /// The USD-M series only REST serves, polled (`[[pollers]]`).
+    pub pollers: Vec<crate::series::PollPlan>,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -161,6 +163,12 @@ pub struct Listing {
     pub slots: Vec<(String, Vec<String>, Arc<source::StreamChanges>)>,
     /// Its connections keep books (through `host`).
     pub books: bool,
+    /// The `instrument` records written so far (a change is written again).
+    pub instruments: crate::series::Instruments,
+    /// Where its `instrument` records go (none: `run --check`).
+    pub emit: Option<Arc<crate::series::Emitter>>,
+    /// The symbols recorded, kept up to date for the pollers.
+    pub recorded: Arc<crate::series::Recorded>,
 }
 
 /// The path group of a stream (`/public` or `/market` on USD-M, none on spot).
@@ -218,6 +226,15 @@ impl Listing {
                 .map(|st| format!("{}@{st}", sym.to_lowercase()))
                 .collect()
         };
+        self.recorded.remove(p.market, &gone);
+        self.recorded.add(p.market, &new);
+        if let Some(e) = &self.emit {
+            let set: std::collections::HashSet<String> = now.iter().cloned().collect();
+            e.emit(
+                self.instruments
+                    .changes(&info, &set, &e.symbols, &self.host),
+            );
+        }
         for sym in &gone {
             let streams = streams_of(sym);
             for (_, on, ch) in &mut self.slots {
@@ -303,14 +320,20 @@ fn host_for(
 ///
 /// `attempts`: how often exchangeInfo is tried (0.5 s doubling between tries), so a run
 /// started while the exchange is briefly unreachable waits for it.
+///
+/// Each recorded symbol's exchangeInfo entry goes to `emit` as an `instrument` record, and
+/// the symbols to `recorded`.
 pub async fn resolve_sources(
     plans: &[crate::config::SourcePlan],
     book_sync: bool,
     opts: RestOptions,
     hosts: &mut Vec<Arc<RestHost>>,
     attempts: u32,
+    emit: Option<&Arc<crate::series::Emitter>>,
+    recorded: &Arc<crate::series::Recorded>,
 ) -> anyhow::Result<(Vec<Connection>, Vec<Listing>)> {
     let mut listings = Vec::new();
+    let mut trackers: Vec<(String, crate::series::Instruments)> = Vec::new();
     let mut infos: Vec<(String, Result<crate::rest::ExchangeInfo, String>)> = Vec::new();
     let mut out = Vec::new();
     for p in plans {
@@ -402,6 +425,22 @@ pub async fn resolve_sources(
                 picked
             }
         };
+        recorded.add(p.market, &symbols);
+        let mut instruments = crate::series::Instruments::new(p.market);
+        if let (Some(Ok(i)), Some(e), Some(h)) = (info, emit, &host) {
+            let key = format!("{}|{}", p.market.as_str(), h.base);
+            let at = match trackers.iter().position(|(k, _)| *k == key) {
+                Some(at) => at,
+                None => {
+                    trackers.push((key, crate::series::Instruments::new(p.market)));
+                    trackers.len() - 1
+                }
+            };
+            let set: std::collections::HashSet<String> = symbols.iter().cloned().collect();
+            let t = &mut trackers[at].1;
+            e.emit(t.changes(i, &set, &e.symbols, h));
+            instruments = t.clone();
+        }
         let mut slots = Vec::new();
         for url in crate::config::connection_urls(p.market, &p.endpoint, &symbols, &p.streams) {
             let changes = (p.all.is_some() && p.refresh.is_some())
@@ -432,6 +471,9 @@ pub async fn resolve_sources(
                 symbols,
                 slots,
                 books: book_sync,
+                instruments,
+                emit: emit.cloned(),
+                recorded: recorded.clone(),
             });
         }
     }
@@ -609,6 +651,15 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     let pipe = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline.run())?;
+    // Records made from REST answers (instruments, the polled series) join the sources' queue.
+    let emitter = Arc::new(crate::series::Emitter {
+        tx: tx.clone(),
+        publish: publisher.clone(),
+        queue: counters.queue.clone(),
+        symbols: symbols.clone(),
+        full: s.full,
+    });
+    let recorded = Arc::new(crate::series::Recorded::default());
 
     // Pre-rendered simulator frames: rendered (a market on each core) before the clock starts.
     let rendered: [Option<Arc<Replay>>; 2] = match &s.input {
@@ -660,8 +711,16 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             let mut listings: Vec<Listing> = Vec::new();
             match &s.input {
                 Input::Sources(plans) => {
-                    let (conns, found) =
-                        resolve_sources(plans, s.book_sync, s.rest, &mut counters.rest, 6).await?;
+                    let (conns, found) = resolve_sources(
+                        plans,
+                        s.book_sync,
+                        s.rest,
+                        &mut counters.rest,
+                        6,
+                        Some(&emitter),
+                        &recorded,
+                    )
+                    .await?;
                     urls = conns;
                     listings = found;
                 }
@@ -688,6 +747,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                             .context("simulator thread")?
                             .context("simulator")?;
                         let url = sim.combined_url(market, specs);
+                        let names: Vec<String> = specs.iter().map(|x| x.name.clone()).collect();
+                        recorded.add(market, &names);
                         let rest = match rest_base(&url, market) {
                             Some(b) if s.book_sync => {
                                 Some(host_for(&mut counters.rest, market, &b, s.rest)?)
@@ -788,6 +849,24 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 }));
             }
             drop(open_tx);
+            // The pollers of the series only REST has, on the USD-M REST host.
+            let mut pollers = Vec::new();
+            if !s.pollers.is_empty() {
+                let Some(host) = counters.rest.iter().find(|h| h.market == Market::Usdm) else {
+                    anyhow::bail!(
+                        "[[pollers]] need a USD-M source with a REST host (the simulator, or fapi.binance.com)"
+                    );
+                };
+                for plan in s.pollers.clone() {
+                    pollers.push(tokio::spawn(crate::series::run_poller(
+                        plan,
+                        host.clone(),
+                        recorded.clone(),
+                        emitter.clone(),
+                    )));
+                }
+            }
+            drop(emitter);
             for c in urls {
                 start(c, &mut tasks);
             }
@@ -844,8 +923,11 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             // Only the sources hold the queue now: it ends when they do (`start`, which
             // borrows it, is not used again).
             drop(tx);
-            for f in followers {
+            // They hold the queue too (instrument records, polled points): gone before the
+            // pipeline is waited for.
+            for f in followers.into_iter().chain(pollers) {
                 f.abort();
+                let _ = f.await;
             }
             // How long the inputs ran (a simulator sends only until now): the time its rate is
             // measured over, unlike `duration_s`, which ends after the last flush.
@@ -989,7 +1071,8 @@ pub fn rest_books_json(hosts: &[Arc<RestHost>], at_stop: Option<&[u64]>) -> Stri
     })
 }
 
-/// `{"<market>":{"requests":..,"weight":..,"status_429":..,"status_418":..,"errors":..}}`.
+/// `{"<market>":{"requests":..,"weight":..,"status_429":..,"status_418":..,"errors":..,
+/// "unreadable":..}}`.
 pub fn rest_json(hosts: &[Arc<RestHost>]) -> String {
     per_market_json(hosts, |_, h| {
         let l = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
@@ -1000,6 +1083,7 @@ pub fn rest_json(hosts: &[Arc<RestHost>]) -> String {
             ("status_429", l(&st.status_429)),
             ("status_418", l(&st.status_418)),
             ("errors", l(&st.errors)),
+            ("unreadable", l(&st.unreadable)),
         ]
         .to_vec()
     })

@@ -362,3 +362,87 @@ async fn a_429_is_a_typed_error_with_its_retry_after_and_used_weight() {
         Err(RestError::Url(_))
     ));
 }
+
+/// `/futures/data/` requests weigh nothing against the minute but have a window of their own
+/// (Binance: 1,000 in 5 minutes per IP): the host sends its share of the window and holds
+/// the rest, so the simulator never answers 429; a client without that window gets 429s and
+/// then a ban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_futures_data_window_is_kept_apart_from_the_weight() {
+    let usdm = |data_per_5min| {
+        SimServer::start(
+            SimConfig {
+                market: Market::Usdm,
+                symbols: default_symbols(),
+                rate: 1_000,
+                seed: 3,
+                faults: Faults::default(),
+                replay: None,
+                rest: RestLimits {
+                    data_per_5min,
+                    ban: Duration::from_secs(120),
+                    ..Default::default()
+                },
+            },
+            "127.0.0.1:0",
+        )
+    };
+    let sim = usdm(20).await.expect("sim");
+    // The simulator allows 20 in 5 minutes; a share of 0.8 is 16.
+    let h = RestHost::new(
+        Market::Usdm,
+        &format!("http://{}", sim.addr),
+        &[],
+        RestOptions {
+            data_per_5min: 20,
+            ..Default::default()
+        },
+    )
+    .expect("host");
+    assert_eq!(h.data_cap(), 16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let path = "/futures/data/globalLongShortAccountRatio?symbol=BTCUSDT&period=5m&limit=3";
+    for i in 0..24 {
+        h.submit(
+            Class::Poll,
+            path.to_string(),
+            0,
+            rest::Reply::Book(SymbolId(i), tx.clone()),
+        );
+    }
+    let got = answered(&mut rx, 16, 20.0).await;
+    assert_eq!(got.len(), 16, "the window's share");
+    for r in &got {
+        let body = r.as_ref().expect("answered");
+        let v: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(v.as_array().map(Vec::len), Some(3), "{body}");
+    }
+    assert_eq!(h.queued(), 8, "the rest wait for the window");
+    // Weight-0 requests left the minute's weight alone: a snapshot still goes at once.
+    let snap = h
+        .get(
+            Class::First,
+            rest::depth_path(Market::Usdm, "BTCUSDT", 50),
+            2,
+        )
+        .await;
+    assert!(snap.is_ok(), "{snap:?}");
+    let c = &sim.counters;
+    assert_eq!(c.rest_limited.load(Ordering::Relaxed), 0, "no 429");
+    assert_eq!(c.rest_banned.load(Ordering::Relaxed), 0, "no 418");
+    assert_eq!(c.rest_data.load(Ordering::Relaxed), 16);
+
+    // The plain client loop, no window: request 21 is a 429, and the next one a ban.
+    let sim2 = usdm(20).await.expect("sim");
+    let client = HttpClient::new(&format!("http://{}", sim2.addr), &[]).expect("client");
+    let mut statuses = Vec::new();
+    for _ in 0..22 {
+        statuses.push(match client.get(path).await {
+            Ok(_) => 200,
+            Err(RestError::Status { status, .. }) => status,
+            Err(e) => panic!("{e}"),
+        });
+    }
+    assert_eq!(&statuses[..20], &[200; 20]);
+    assert_eq!(&statuses[20..], &[429, 418]);
+}

@@ -154,6 +154,9 @@ pub fn table_name(kind: Kind) -> &'static str {
         Kind::Liquidation => "liquidations",
         Kind::Ticker => "tickers",
         Kind::Gap => "gaps",
+        Kind::Instrument => "instruments",
+        Kind::OpenInterest => "open_interest",
+        Kind::LongShortRatio => "long_short_ratios",
     }
 }
 

@@ -193,6 +193,60 @@ CREATE TABLE IF NOT EXISTS tickwire.gaps (
 PARTITION BY toYYYYMMDD(recv_time)
 ORDER BY (market, symbol, recv_time);
 
+CREATE TABLE IF NOT EXISTS tickwire.instruments (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(ZSTD(1)),
+    status LowCardinality(String),
+    contract_type LowCardinality(Nullable(String)),
+    base_asset LowCardinality(String),
+    quote_asset LowCardinality(String),
+    tick_size Decimal(18, 8) CODEC(Delta, ZSTD(1)),
+    step_size Decimal(38, 8) CODEC(ZSTD(1)),
+    min_qty Nullable(Decimal(38, 8)),
+    price_precision Nullable(Int64),
+    quantity_precision Nullable(Int64),
+    base_asset_precision Nullable(Int64),
+    quote_precision Nullable(Int64),
+    onboard_date Nullable(DateTime64(6, 'UTC')),
+    delivery_date Nullable(DateTime64(6, 'UTC')),
+    _batch UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.open_interest (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(ZSTD(1)),
+    period LowCardinality(Nullable(String)),
+    open_interest Decimal(38, 8) CODEC(ZSTD(1)),
+    open_interest_value Nullable(Decimal(38, 8)),
+    _batch UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.long_short_ratios (
+    exchange LowCardinality(String),
+    market LowCardinality(String),
+    symbol LowCardinality(String),
+    event_time Nullable(DateTime64(6, 'UTC')),
+    recv_time DateTime64(9, 'UTC') CODEC(ZSTD(1)),
+    series LowCardinality(String),
+    period LowCardinality(String),
+    long_short_ratio Decimal(18, 8) CODEC(Delta, ZSTD(1)),
+    long_share Nullable(Decimal(18, 8)),
+    short_share Nullable(Decimal(18, 8)),
+    _batch UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(recv_time)
+ORDER BY (market, symbol, recv_time);
+
 CREATE TABLE IF NOT EXISTS tickwire.candles_1m (
     market LowCardinality(String),
     symbol LowCardinality(String),

@@ -202,6 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         wait_subscribers: args.wait_subscribers,
         duration: Some(Duration::from_secs(args.duration)),
+        pollers: Vec::new(),
     };
     let summary = runner::run(settings)?;
     // The summary names where the data went.

@@ -48,6 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Default::default(),
                 &mut hosts,
                 1,
+                None,
+                &Default::default(),
             )) {
                 Ok((conns, _)) => {
                     for c in conns {

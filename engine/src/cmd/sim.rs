@@ -77,6 +77,9 @@ pub struct Args {
     /// trading an old synthetic one, as exchangeInfo then says.
     #[arg(long, value_name = "SECS")]
     pub list_every: Option<f64>,
+    /// `/futures/data/*` requests an IP may make in 5 minutes (Binance's 1,000; 0: no limit).
+    #[arg(long = "data-requests-per-5min", default_value_t = 1000)]
+    pub data_requests_per_5min: u64,
 }
 
 /// Symbols waiting to be listed with `--list-every`.
@@ -113,6 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 attempts_per_5min: args.attempts_per_5min,
                 list_every: listing,
                 listed: if listing.is_some() { args.symbols.max(1) } else { 0 },
+                data_per_5min: args.data_requests_per_5min,
             };
             let cfg = SimConfig { market, symbols: symbols.clone(), rate: args.rate, seed, faults, replay, rest };
             let s = SimServer::start(cfg, addr).await?;
@@ -134,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let _ = write!(
                 out,
-                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{{\"attempts\":{},\"accepted\":{},\"refused\":{}}},\"streams_refused\":{},\"slow_closes\":{},\"rest\":{{\"requests\":{},\"weight\":{},\"snapshots\":{},\"exchange_info\":{},\"status_429\":{},\"status_418\":{}}}}}",
+                "\"{}\":{{\"sent\":{},\"injected\":{{\"gaps\":{},\"malformed\":{},\"oversized\":{},\"closes\":{},\"pings\":{}}},\"pongs\":{},\"pong_timeouts\":{},\"controls\":{},\"control_errors\":{},\"rate_limited\":{},\"connections\":{{\"attempts\":{},\"accepted\":{},\"refused\":{}}},\"streams_refused\":{},\"slow_closes\":{},\"rest\":{{\"requests\":{},\"weight\":{},\"snapshots\":{},\"exchange_info\":{},\"series\":{},\"status_429\":{},\"status_418\":{}}}}}",
                 market.as_str(),
                 kinds(&|k| c.sent[k.index()].load(Ordering::Relaxed)),
                 kinds(&|k| c.gaps[k.index()].load(Ordering::Relaxed)),
@@ -156,6 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 c.rest_weight.load(Ordering::Relaxed),
                 c.rest_snapshots.load(Ordering::Relaxed),
                 c.rest_exchange_info.load(Ordering::Relaxed),
+                c.rest_data.load(Ordering::Relaxed),
                 c.rest_limited.load(Ordering::Relaxed),
                 c.rest_banned.load(Ordering::Relaxed),
             );

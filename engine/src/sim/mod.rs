@@ -267,6 +267,8 @@ pub struct SimCounters {
     pub rest_snapshots: AtomicU64,
     /// REST exchangeInfo answers served.
     pub rest_exchange_info: AtomicU64,
+    /// Answers of the series only REST has (`openInterest`, `/futures/data/*`) served.
+    pub rest_data: AtomicU64,
     /// REST requests received.
     pub rest_requests: AtomicU64,
     /// Request weight of the REST requests served.

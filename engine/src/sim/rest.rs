@@ -11,6 +11,17 @@
 //! `418` with `Retry-After` for [`RestLimits::ban`], to every request of that IP, and a request
 //! during a ban extends nothing (Binance lengthens repeated bans; one length is enough to test a
 //! client that must never get there).
+//!
+//! USD-M also serves the series only REST has: `GET /fapi/v1/openInterest` (weight 1) and
+//! `/futures/data/openInterestHist`, `topLongShortPositionRatio`, `topLongShortAccountRatio`,
+//! `globalLongShortAccountRatio` (`symbol`, `period` 5m .. 1d, `limit` 1-500, default 30).
+//! The `/futures/data/` ones weigh nothing against the minute but have a limit of their own,
+//! [`RestLimits::data_per_5min`] requests per IP in 5 minutes (Binance: 1,000); over it 429,
+//! and sending again before its `Retry-After` is a ban as above. Their points are a function
+//! of (symbol, series, period, timestamp), so every answer that covers a timestamp gives the
+//! same values for it, as Binance's history does; the newest point is the current period's
+//! start. The docs show `timestamp` as a string for `topLongShortPositionRatio` and as a
+//! number elsewhere; both are served so.
 
 use super::market::SymbolSpec;
 use super::{lock, Books, SimCounters};
@@ -40,6 +51,8 @@ pub struct RestLimits {
     /// Symbols listed at the start (0: all); the others wait for their listing
     /// (`PENDING_TRADING`).
     pub listed: usize,
+    /// `/futures/data/*` requests an IP may make in 5 minutes (Binance: 1,000; 0: no limit).
+    pub data_per_5min: u64,
 }
 
 impl Default for RestLimits {
@@ -50,6 +63,7 @@ impl Default for RestLimits {
             attempts_per_5min: 300,
             list_every: None,
             listed: 0,
+            data_per_5min: 1000,
         }
     }
 }
@@ -73,6 +87,10 @@ struct Client {
     /// Answered 429 until then: a request before it is a ban.
     limited_until: Option<Instant>,
     banned_until: Option<Instant>,
+    /// `/futures/data/` requests of the last 5 minutes.
+    data: std::collections::VecDeque<Instant>,
+    /// A `/futures/data/` request was answered 429 until then.
+    data_limited_until: Option<Instant>,
 }
 
 /// What a server has counted of its clients, per IP: REST weight, and WebSocket connection
@@ -196,12 +214,206 @@ impl RestState {
         c.used += weight;
         Verdict::Serve { used: c.used }
     }
+
+    /// Admits a `/futures/data/` request: weight 0, at most [`RestLimits::data_per_5min`]
+    /// in 5 minutes; sending during a 429's wait (on either limit) is a ban.
+    fn admit_data(&self, ip: IpAddr, limits: &RestLimits) -> Verdict {
+        let now = Instant::now();
+        let mut g = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let c = g.entry(ip).or_default();
+        let used = c.used;
+        if let Some(until) = c.banned_until.filter(|u| *u > now) {
+            return Verdict::Banned {
+                used,
+                retry_after: (until - now).as_secs().max(1),
+            };
+        }
+        if c.limited_until.is_some_and(|u| u > now) || c.data_limited_until.is_some_and(|u| u > now)
+        {
+            c.banned_until = Some(now + limits.ban);
+            return Verdict::Banned {
+                used,
+                retry_after: limits.ban.as_secs().max(1),
+            };
+        }
+        while c
+            .data
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= ATTEMPT_WINDOW)
+        {
+            c.data.pop_front();
+        }
+        if limits.data_per_5min > 0 && c.data.len() as u64 >= limits.data_per_5min {
+            let free_at = c.data.front().map_or(now, |t| *t + ATTEMPT_WINDOW);
+            let wait = (free_at - now).as_secs() + 1;
+            c.data_limited_until = Some(now + Duration::from_secs(wait));
+            return Verdict::Limited {
+                used,
+                retry_after: wait,
+            };
+        }
+        c.data.push_back(now);
+        Verdict::Serve { used }
+    }
+}
+
+/// The periods `/futures/data/` answers for, and their length in ms.
+pub const DATA_PERIODS: [(&str, i64); 9] = [
+    ("5m", 300_000),
+    ("15m", 900_000),
+    ("30m", 1_800_000),
+    ("1h", 3_600_000),
+    ("2h", 7_200_000),
+    ("4h", 14_400_000),
+    ("6h", 21_600_000),
+    ("12h", 43_200_000),
+    ("1d", 86_400_000),
+];
+
+/// The `/futures/data/` series the simulator serves.
+const DATA_SERIES: [&str; 4] = [
+    "openInterestHist",
+    "topLongShortPositionRatio",
+    "topLongShortAccountRatio",
+    "globalLongShortAccountRatio",
+];
+
+/// A well-mixed 64-bit hash of the parts (FNV-1a, then splitmix64's finalizer).
+fn mix(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// `raw` 1e-8 units written with `dp` places (truncated), as Binance writes quantities.
+fn dec(raw: i128, dp: u8) -> String {
+    let scale = 10i128.pow(8 - u32::from(dp.min(8)));
+    let v = raw / scale;
+    let unit = 10i128.pow(u32::from(dp.min(8)));
+    if dp == 0 {
+        format!("{v}")
+    } else {
+        format!("{}.{:0w$}", v / unit, v % unit, w = dp as usize)
+    }
+}
+
+/// Open interest of `s` at `ts_ms` (raw 1e-8 units): about 10,000 lots, moving with time.
+fn open_interest_raw(s: &SymbolSpec, key: &[u8], ts_ms: i64) -> i128 {
+    let h = mix(&[s.name.as_bytes(), key, &ts_ms.to_le_bytes()]);
+    i128::from(s.lot.max(1)) * (10_000 + (h % 2_000) as i128)
+}
+
+/// One `/futures/data/` point of `series` for `s` at `ts_ms`, as Binance writes it.
+fn data_point(s: &SymbolSpec, series: &str, period: &str, ts_ms: i64) -> String {
+    match series {
+        "openInterestHist" => {
+            let oi = open_interest_raw(s, period.as_bytes(), ts_ms);
+            let value = oi * i128::from(s.price) / 100_000_000;
+            format!(
+                r#"{{"symbol":"{}","sumOpenInterest":"{}","sumOpenInterestValue":"{}","timestamp":{ts_ms}}}"#,
+                s.name,
+                dec(oi, 8),
+                dec(value, 8)
+            )
+        }
+        _ => {
+            // Shares in 1e-4 (0.3000 .. 0.6999), ratio long / short to 4 places.
+            let h = mix(&[
+                s.name.as_bytes(),
+                series.as_bytes(),
+                period.as_bytes(),
+                &ts_ms.to_le_bytes(),
+            ]);
+            let long = 3_000 + (h % 4_000) as i64;
+            let short = 10_000 - long;
+            let ratio = (long * 10_000 + short / 2) / short;
+            let f4 = |v: i64| format!("{}.{:04}", v / 10_000, v % 10_000);
+            let (lk, sk) = if series == "topLongShortPositionRatio" {
+                ("longPosition", "shortPosition")
+            } else {
+                ("longAccount", "shortAccount")
+            };
+            let ts = if series == "topLongShortPositionRatio" {
+                format!("\"{ts_ms}\"")
+            } else {
+                ts_ms.to_string()
+            };
+            format!(
+                r#"{{"symbol":"{}","longShortRatio":"{}","{lk}":"{}","{sk}":"{}","timestamp":{ts}}}"#,
+                s.name,
+                f4(ratio),
+                f4(long),
+                f4(short)
+            )
+        }
+    }
+}
+
+/// The answer to a `/futures/data/` request: `limit` points up to the current period's start,
+/// oldest first; or the error Binance gives.
+pub fn data_answer(
+    symbols: &[SymbolSpec],
+    series: &str,
+    symbol: &str,
+    period: &str,
+    limit: Option<&str>,
+    now_ms: i64,
+) -> Result<String, &'static str> {
+    let s = symbols
+        .iter()
+        .find(|s| s.name == symbol)
+        .ok_or(r#"{"code":-1121,"msg":"Invalid symbol."}"#)?;
+    let p = DATA_PERIODS
+        .iter()
+        .find(|(n, _)| *n == period)
+        .map(|(_, ms)| *ms)
+        .ok_or(r#"{"code":-1120,"msg":"Invalid period."}"#)?;
+    let n: i64 = match limit {
+        None => 30,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or(r#"{"code":-1130,"msg":"Invalid data sent for a parameter."}"#)?,
+    };
+    let last = now_ms / p * p;
+    let mut out = String::from("[");
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&data_point(s, series, period, last - (n - 1 - i) * p));
+    }
+    out.push(']');
+    Ok(out)
+}
+
+/// The answer to `GET /fapi/v1/openInterest`: the open interest now.
+pub fn open_interest_answer(symbols: &[SymbolSpec], symbol: &str, now_ms: i64) -> Option<String> {
+    let s = symbols.iter().find(|s| s.name == symbol)?;
+    // It moves once a second, like the exchange's.
+    let oi = open_interest_raw(s, b"live", now_ms / 1000);
+    Some(format!(
+        r#"{{"openInterest":"{}","symbol":"{}","time":{now_ms}}}"#,
+        dec(oi, s.qty_dp),
+        s.name
+    ))
 }
 
 /// Where a REST request goes.
 enum Route {
     Depth,
     ExchangeInfo,
+    OpenInterest,
+    /// A `/futures/data/` series (its name).
+    Data(&'static str),
 }
 
 /// The route of a request line's path, if it is one of the REST endpoints of `market`.
@@ -211,6 +423,11 @@ fn route(market: Market, path: &str) -> Option<Route> {
         (Market::Spot, "/api/v3/exchangeInfo") | (Market::Usdm, "/fapi/v1/exchangeInfo") => {
             Some(Route::ExchangeInfo)
         }
+        (Market::Usdm, "/fapi/v1/openInterest") => Some(Route::OpenInterest),
+        (Market::Usdm, p) => p
+            .strip_prefix("/futures/data/")
+            .and_then(|name| DATA_SERIES.iter().find(|s| **s == name))
+            .map(|s| Route::Data(s)),
         _ => None,
     }
 }
@@ -300,10 +517,15 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
     let weight = match route {
         Route::Depth => depth_weight(ctx.market, limit),
         Route::ExchangeInfo => exchange_info_weight(ctx.market),
+        Route::OpenInterest => 1,
+        Route::Data(_) => 0,
     };
     let c = ctx.counters;
     c.rest_requests.fetch_add(1, Ordering::Relaxed);
-    let verdict = ctx.state.admit(ip, weight, &ctx.limits, ctx.market);
+    let verdict = match route {
+        Route::Data(_) => ctx.state.admit_data(ip, &ctx.limits),
+        _ => ctx.state.admit(ip, weight, &ctx.limits, ctx.market),
+    };
     match verdict {
         Verdict::Banned { used, retry_after } => {
             c.rest_banned.fetch_add(1, Ordering::Relaxed);
@@ -314,6 +536,15 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                 "418 I'm a teapot",
                 &[("Retry-After", retry_after.to_string()), used_header(used)],
                 &body,
+                false,
+            )
+        }
+        Verdict::Limited { used, retry_after } if matches!(route, Route::Data(_)) => {
+            c.rest_limited.fetch_add(1, Ordering::Relaxed);
+            response(
+                "429 Too Many Requests",
+                &[("Retry-After", retry_after.to_string()), used_header(used)],
+                r#"{"code":-1003,"msg":"Too many requests; current limit of IP is 1000 requests per 5 minutes."}"#,
                 false,
             )
         }
@@ -332,7 +563,35 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
         }
         Verdict::Serve { used } => {
             c.rest_weight.fetch_add(weight, Ordering::Relaxed);
+            let now_ms = crate::clock::now_ns() / 1_000_000;
+            let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
             match route {
+                Route::OpenInterest => match open_interest_answer(ctx.symbols, &symbol, now_ms) {
+                    Some(body) => {
+                        c.rest_data.fetch_add(1, Ordering::Relaxed);
+                        response("200 OK", &[used_header(used)], &body, false)
+                    }
+                    None => response(
+                        "400 Bad Request",
+                        &[used_header(used)],
+                        r#"{"code":-1121,"msg":"Invalid symbol."}"#,
+                        false,
+                    ),
+                },
+                Route::Data(series) => match data_answer(
+                    ctx.symbols,
+                    series,
+                    &symbol,
+                    param("period").unwrap_or(""),
+                    param("limit"),
+                    now_ms,
+                ) {
+                    Ok(body) => {
+                        c.rest_data.fetch_add(1, Ordering::Relaxed);
+                        response("200 OK", &[used_header(used)], &body, false)
+                    }
+                    Err(e) => response("400 Bad Request", &[used_header(used)], e, false),
+                },
                 Route::ExchangeInfo => {
                     c.rest_exchange_info.fetch_add(1, Ordering::Relaxed);
                     let k = ctx.limits.listings(ctx.state.started.elapsed());
@@ -340,7 +599,6 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                     response("200 OK", &[used_header(used)], &body, true)
                 }
                 Route::Depth => {
-                    let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
                     let book = ctx
                         .books
                         .lock()
@@ -350,7 +608,6 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                     match book {
                         Some(m) => {
                             c.rest_snapshots.fetch_add(1, Ordering::Relaxed);
-                            let now_ms = crate::clock::now_ns() / 1_000_000;
                             let body = lock(&m).depth_json(limit.clamp(1, 5000), now_ms);
                             response("200 OK", &[used_header(used)], &body, false)
                         }
@@ -564,5 +821,41 @@ mod tests {
                 .all(|s| s["filters"][0]["tickSize"].as_str().is_some()));
             assert_eq!(list.iter().filter(|s| s["status"] != "TRADING").count(), 1);
         }
+    }
+
+    #[test]
+    fn a_series_point_is_the_same_in_every_answer_that_covers_it() {
+        let syms = super::super::market::default_symbols();
+        let now = 1_764_000_123_456;
+        for series in DATA_SERIES {
+            let long: Vec<serde_json::Value> = serde_json::from_str(
+                &data_answer(&syms, series, "ETHUSDT", "15m", Some("40"), now).expect("answer"),
+            )
+            .expect("json");
+            let short: Vec<serde_json::Value> = serde_json::from_str(
+                &data_answer(&syms, series, "ETHUSDT", "15m", None, now + 60_000).expect("answer"),
+            )
+            .expect("json");
+            assert_eq!((long.len(), short.len()), (40, 30));
+            assert_eq!(&long[10..], &short[..], "{series}");
+            let ts = |v: &serde_json::Value| match &v["timestamp"] {
+                serde_json::Value::String(s) => s.parse::<i64>().expect("digits"),
+                n => n.as_i64().expect("number"),
+            };
+            assert_eq!(
+                ts(&long[39]),
+                now / 900_000 * 900_000,
+                "newest: this period's start"
+            );
+            assert_eq!(ts(&long[1]) - ts(&long[0]), 900_000);
+        }
+        assert!(data_answer(&syms, "openInterestHist", "ETHUSDT", "7m", None, now).is_err());
+        assert!(data_answer(&syms, "openInterestHist", "NOPEUSDT", "5m", None, now).is_err());
+        assert!(data_answer(&syms, "openInterestHist", "ETHUSDT", "5m", Some("501"), now).is_err());
+        let live: serde_json::Value =
+            serde_json::from_str(&open_interest_answer(&syms, "BTCUSDT", now).expect("live"))
+                .expect("json");
+        assert_eq!(live["time"], now);
+        assert!(live["openInterest"].as_str().is_some());
     }
 }

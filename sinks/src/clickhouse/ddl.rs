@@ -186,12 +186,12 @@ pub fn statements(d: Dialect, db: &str) -> Vec<String> {
     v
 }
 
-/// The hot-tier TTL: market data older than `days` (by `recv_time`) is deleted. Gap records
-/// are kept: they say where data is missing. Modern servers only (18.16 has no TTL).
+/// The hot-tier TTL: market data older than `days` (by `recv_time`) is deleted. Gap and
+/// instrument records are kept ([`Kind::kept_forever`]). Modern servers only (18.16 has no TTL).
 pub fn ttl_statements(db: &str, days: u32) -> Vec<String> {
     Kind::ALL
         .iter()
-        .filter(|&&k| k != Kind::Gap)
+        .filter(|k| !k.kept_forever())
         .map(|&k| {
             format!(
                 "ALTER TABLE {db}.{} MODIFY TTL toDateTime(recv_time) + INTERVAL {days} DAY",

@@ -19,6 +19,9 @@
 //! - `002_timescale.sql`: hypertables (1-day chunks), compression (segment by market and
 //!   symbol, after `compress_after_days`), retention of market data (`retention_days`; gaps
 //!   kept), and `candles_1m` as a continuous aggregate with a refresh policy.
+//! - `003_rest_tables.sql`: the kinds that come from REST (`instruments`, `open_interest`,
+//!   `long_short_ratios`), added after migration 1 shipped; `003_timescale.sql` makes them
+//!   hypertables where migration 2 was TimescaleDB's (instruments kept, like gaps).
 
 use arrow_schema::{DataType, Field};
 use tickwire_codecs::arrow::schema;
@@ -79,10 +82,68 @@ pub fn create_table(kind: Kind, schema_name: &str) -> Vec<String> {
     ]
 }
 
+/// The kinds of migration 1 (the stream kinds); migration 3 adds the others.
+pub fn migration_1_kinds() -> impl Iterator<Item = Kind> {
+    Kind::ALL.iter().copied().filter(|k| !k.from_rest())
+}
+
+/// The kinds of migration 3: those that come from REST answers.
+pub fn migration_3_kinds() -> impl Iterator<Item = Kind> {
+    Kind::ALL.iter().copied().filter(|k| k.from_rest())
+}
+
+/// Migration 3: the tables of the REST kinds and their indexes.
+pub fn rest_tables(schema_name: &str) -> Vec<String> {
+    migration_3_kinds()
+        .flat_map(|k| create_table(k, schema_name))
+        .collect()
+}
+
+/// Migration 3 with TimescaleDB (after migration 2's TimescaleDB flavour): the REST kinds'
+/// hypertables.
+pub fn rest_timescale(
+    schema_name: &str,
+    compress_after_days: u32,
+    retention_days: u32,
+) -> Vec<String> {
+    migration_3_kinds()
+        .flat_map(|k| hypertable(k, schema_name, compress_after_days, retention_days))
+        .collect()
+}
+
+/// A kind's table as a hypertable: 1-day chunks, compression, retention (except the kinds
+/// [`Kind::kept_forever`]).
+fn hypertable(
+    k: Kind,
+    schema_name: &str,
+    compress_after_days: u32,
+    retention_days: u32,
+) -> Vec<String> {
+    let t = format!("{schema_name}.{}", table_name(k));
+    let time = time_column(k);
+    let mut out = vec![
+        format!(
+            "SELECT create_hypertable('{t}', '{time}', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)"
+        ),
+        format!(
+            "ALTER TABLE {t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'market, symbol', timescaledb.compress_orderby = '{time} DESC')"
+        ),
+        format!(
+            "SELECT add_compression_policy('{t}', INTERVAL '{compress_after_days} days', if_not_exists => TRUE)"
+        ),
+    ];
+    if !k.kept_forever() {
+        out.push(format!(
+            "SELECT add_retention_policy('{t}', INTERVAL '{retention_days} days', if_not_exists => TRUE)"
+        ));
+    }
+    out
+}
+
 /// Migration 1: the tables, indexes and the batch ledger.
 pub fn tables(schema_name: &str) -> Vec<String> {
     let mut out = vec![format!("CREATE SCHEMA IF NOT EXISTS {schema_name}")];
-    for &k in Kind::ALL.iter() {
+    for k in migration_1_kinds() {
         out.extend(create_table(k, schema_name));
     }
     out.push(format!(
@@ -104,25 +165,9 @@ pub fn plain(schema_name: &str) -> Vec<String> {
 
 /// Migration 2 with TimescaleDB: hypertables, compression, retention, continuous aggregate.
 pub fn timescale(schema_name: &str, compress_after_days: u32, retention_days: u32) -> Vec<String> {
-    let mut out = Vec::new();
-    for &k in Kind::ALL.iter() {
-        let t = format!("{schema_name}.{}", table_name(k));
-        let time = time_column(k);
-        out.push(format!(
-            "SELECT create_hypertable('{t}', '{time}', chunk_time_interval => INTERVAL '1 day', if_not_exists => TRUE, migrate_data => TRUE)"
-        ));
-        out.push(format!(
-            "ALTER TABLE {t} SET (timescaledb.compress, timescaledb.compress_segmentby = 'market, symbol', timescaledb.compress_orderby = '{time} DESC')"
-        ));
-        out.push(format!(
-            "SELECT add_compression_policy('{t}', INTERVAL '{compress_after_days} days', if_not_exists => TRUE)"
-        ));
-        if k != Kind::Gap {
-            out.push(format!(
-                "SELECT add_retention_policy('{t}', INTERVAL '{retention_days} days', if_not_exists => TRUE)"
-            ));
-        }
-    }
+    let mut out: Vec<String> = migration_1_kinds()
+        .flat_map(|k| hypertable(k, schema_name, compress_after_days, retention_days))
+        .collect();
     out.push(format!(
         "CREATE MATERIALIZED VIEW IF NOT EXISTS {schema_name}.candles_1m ({CANDLE_COLUMNS}) WITH (timescaledb.continuous) AS\nSELECT market, symbol, time_bucket(INTERVAL '1 minute', trade_time),\n    first(price, trade_time), max(price), min(price), last(price, trade_time),\n    sum(qty), sum(price * qty), count(*)\nFROM {schema_name}.trades\nGROUP BY 1, 2, 3\nWITH NO DATA"
     ));
@@ -165,6 +210,20 @@ pub fn files() -> Vec<(&'static str, String)> {
             file(
                 &timescale("public", 7, 30),
                 "Migration 2 with TimescaleDB: hypertables, compression after 7 days, retention 30 days (gaps kept), continuous 1-minute candles.",
+            ),
+        ),
+        (
+            "003_rest_tables.sql",
+            file(
+                &rest_tables("public"),
+                "Migration 3: the tables of the kinds that come from REST (instruments, open interest, long/short ratios).",
+            ),
+        ),
+        (
+            "003_timescale.sql",
+            file(
+                &rest_timescale("public", 7, 30),
+                "Migration 3 after migration 2 with TimescaleDB: the REST kinds' hypertables (instruments kept).",
             ),
         ),
     ]

@@ -191,9 +191,9 @@ async fn migrate(
             }
             record(1, "tables").await?;
         }
-        if let Some(flavor) = applied(2).await? {
-            return Ok(flavor);
-        }
+        let flavor = match applied(2).await? {
+            Some(f) => f,
+            None => {
         let (statements, flavor) = if timescale {
             (
                 ddl::timescale(s, cfg.compress_after_days, cfg.retention_days),
@@ -206,7 +206,24 @@ async fn migrate(
             client.batch_execute(&st).await?;
         }
         record(2, flavor).await?;
-        Ok(flavor.to_string())
+        flavor.to_string()
+            }
+        };
+        if applied(3).await?.is_none() {
+            let mut statements = ddl::rest_tables(s);
+            if flavor == "timescale" {
+                statements.extend(ddl::rest_timescale(
+                    s,
+                    cfg.compress_after_days,
+                    cfg.retention_days,
+                ));
+            }
+            for st in statements {
+                client.batch_execute(&st).await?;
+            }
+            record(3, if flavor == "timescale" { "timescale" } else { "tables" }).await?;
+        }
+        Ok(flavor)
     }
     .await;
     let unlock = client

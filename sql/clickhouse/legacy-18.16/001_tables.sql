@@ -193,6 +193,60 @@ CREATE TABLE IF NOT EXISTS tickwire.gaps (
 PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
 ORDER BY (market, symbol, recv_time);
 
+CREATE TABLE IF NOT EXISTS tickwire.instruments (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    status String,
+    contract_type Nullable(String),
+    base_asset String,
+    quote_asset String,
+    tick_size Decimal(18, 8),
+    step_size Decimal(38, 8),
+    min_qty Nullable(Decimal(38, 8)),
+    price_precision Nullable(Int64),
+    quantity_precision Nullable(Int64),
+    base_asset_precision Nullable(Int64),
+    quote_precision Nullable(Int64),
+    onboard_date Nullable(Int64),
+    delivery_date Nullable(Int64),
+    _batch UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.open_interest (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    period Nullable(String),
+    open_interest Decimal(38, 8),
+    open_interest_value Nullable(Decimal(38, 8)),
+    _batch UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
+CREATE TABLE IF NOT EXISTS tickwire.long_short_ratios (
+    exchange String,
+    market String,
+    symbol String,
+    event_time Nullable(Int64),
+    recv_time Int64,
+    series String,
+    period String,
+    long_short_ratio Decimal(18, 8),
+    long_share Nullable(Decimal(18, 8)),
+    short_share Nullable(Decimal(18, 8)),
+    _batch UInt64
+) ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(toDateTime(intDiv(recv_time, 1000000000)))
+ORDER BY (market, symbol, recv_time);
+
 CREATE TABLE IF NOT EXISTS tickwire.candles_1m (
     market String,
     symbol String,
