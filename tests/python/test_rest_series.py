@@ -135,6 +135,12 @@ bind = "127.0.0.1:{http}"
         wait(lambda: records(http).get("long_short_ratio", 0) >= 3 * 30 * N
              and records(http).get("open_interest", 0) >= 30 * N + 3 * N, 120, "the first polls")
         time.sleep(1.5)  # more polls of the same period: nothing new from the /futures/data/ ones
+        # The query API serves them from the cache like the other kinds.
+        def lines(path):
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}{path}", timeout=10) as r:
+                return [json.loads(l) for l in r.read().decode().splitlines()]
+        api_inst = lines("/v1/instrument?market=usdm&symbol=BTCUSDT")
+        api_ratio = lines("/v1/long_short_ratio?market=usdm&symbol=ETHUSDT&limit=100000")
     finally:
         run.send_signal(signal.SIGTERM)
         out, err = run.communicate(timeout=90)
@@ -173,11 +179,15 @@ bind = "127.0.0.1:{http}"
         assert r["contract_type"] == x.get("contractType")
         assert r["price_precision"] == x.get("pricePrecision")
 
+    assert len(api_inst) == 1 and api_inst[0]["tick_size"] == info["usdm"]["BTCUSDT"]["filters"][0]["tickSize"], api_inst
+    assert len(api_ratio) >= 3 * 30 and {r["series"] for r in api_ratio} == set(RATIOS), api_ratio[:3]
+
     # The /futures/data/ points: once each, equal to the simulator's.
     ratios = rows(data, "long_short_ratio")
     keys = [(r["symbol"], r["series"], r["event_time"].timestamp() * 1000) for r in ratios]
     assert len(keys) == len(set(keys)), "a point written twice"
     assert len(ratios) >= 3 * 30 * N
+    assert len(api_ratio) <= sum(r["symbol"] == "ETHUSDT" for r in ratios)
     for r in ratios:
         t = truth[(r["symbol"], r["series"], int(r["event_time"].timestamp() * 1000))]
         assert r["period"] == "5m"
