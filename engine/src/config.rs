@@ -219,9 +219,10 @@ pub struct SourceEntry {
     /// 1000.
     #[serde(default = "default_depth_limit")]
     pub depth_limit: usize,
-    /// With `symbols = ["*"]`: read exchangeInfo again every this many seconds; a new TRADING
-    /// symbol is subscribed (on a connection with room, or a new one), one no longer TRADING
-    /// unsubscribed (0: never).
+    /// Read exchangeInfo again every this many seconds (0: never): a changed entry of a
+    /// recorded symbol is written again as an `instrument` record, and with `symbols = ["*"]`
+    /// a new TRADING symbol is subscribed (on a connection with room, or a new one), one no
+    /// longer TRADING unsubscribed.
     #[serde(default = "default_refresh_secs")]
     pub refresh_secs: u64,
     /// Stream kinds after `<symbol>@`, e.g. `["trade", "depth@100ms", "kline_1m"]`.

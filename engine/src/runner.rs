@@ -150,9 +150,10 @@ pub struct Connection {
     pub changes: Option<Arc<source::StreamChanges>>,
 }
 
-/// A `symbols = ["*"]` source, followed: exchangeInfo is read again every `refresh`, a new
-/// TRADING symbol's streams are subscribed on a connection with room (or a new one), a
-/// delisted or halted one's unsubscribed.
+/// A source with a REST host, followed: exchangeInfo is read again every `refresh`; changed
+/// entries of its symbols are written as `instrument` records again, and for a
+/// `symbols = ["*"]` source a new TRADING symbol's streams are subscribed on a connection with
+/// room (or a new one), a delisted or halted one's unsubscribed.
 #[derive(Debug)]
 pub struct Listing {
     pub plan: crate::config::SourcePlan,
@@ -206,8 +207,11 @@ impl Listing {
             // Answered but unreadable: a failed request like the others.
             self.host.stats.errors.fetch_add(1, Ordering::Relaxed);
         })?;
-        let filter = p.all.clone().unwrap_or_default();
-        let now = filter.select(&info);
+        // A named list stays as it is; only its instruments are followed.
+        let now = match &p.all {
+            Some(filter) => filter.select(&info),
+            None => self.symbols.clone(),
+        };
         let gone: Vec<String> = self
             .symbols
             .iter()
@@ -464,7 +468,8 @@ pub async fn resolve_sources(
                 changes,
             });
         }
-        if let (Some(_), Some(_), Some(h)) = (&p.all, p.refresh, &host) {
+        // Followed: a `["*"]` source's listings, and every source's instrument records.
+        if let (Some(_), Some(h)) = (p.refresh, &host) {
             listings.push(Listing {
                 plan: p.clone(),
                 host: h.clone(),

@@ -203,6 +203,15 @@ refresh_secs = 1
         gap = (last["ABAUSDT"] - last["AAAUSDT"])
         gap = gap.total_seconds() if hasattr(gap, "total_seconds") else gap / 1e9
         assert gap >= 2, (last["AAAUSDT"], last["ABAUSDT"])
+        # Instrument records follow: the delisted symbol's change of status, the listing's
+        # entry once it trades, and no entry twice unchanged.
+        inst = {}
+        for f in sorted(glob.glob(str(data / "instrument" / f"market={m}" / "*" / "*.parquet"))):
+            for r in pq.read_table(f).to_pylist():
+                inst.setdefault(r["symbol"], []).append(r["status"])
+        assert inst["AAAUSDT"][:1] == ["TRADING"] and inst["AAAUSDT"][-1] != "TRADING", inst["AAAUSDT"]
+        assert inst["ABAUSDT"] == ["TRADING"], inst.get("ABAUSDT")
+        assert inst["BTCUSDT"] == ["TRADING"], inst["BTCUSDT"]
 
 
 def test_a_listing_that_does_not_fit_opens_a_new_connection(tmp_path):
