@@ -60,6 +60,9 @@ pub struct Config {
     /// The USD-M series only REST serves (open interest, long/short ratios), polled.
     #[serde(default)]
     pub pollers: Vec<PollerConfig>,
+    /// Raw capture of every frame, for `tickwire replay`.
+    #[serde(default)]
+    pub capture: CaptureConfig,
     /// Seconds between stats lines on stderr (0: none).
     #[serde(default = "default_stats_secs")]
     pub stats_secs: u64,
@@ -459,6 +462,16 @@ impl Default for ParquetSinkConfig {
             zstd_level: d.zstd_level,
         }
     }
+}
+
+/// `[capture]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Keep every WebSocket frame (with its receive time), every REST snapshot answer the
+    /// books took and every connection event under this directory, zstd-compressed, rolled
+    /// hourly ("": no capture). `tickwire replay --capture DIR` runs it again.
+    pub dir: String,
 }
 
 /// `[http]`.
@@ -1141,6 +1154,7 @@ impl Config {
                 data_per_5min: self.rest.data_requests_per_5min,
                 ..Default::default()
             },
+            capture: (!self.capture.dir.is_empty()).then(|| PathBuf::from(&self.capture.dir)),
             // Validated in `parse`.
             pollers: self
                 .pollers
@@ -1266,6 +1280,7 @@ mod tests {
             "http",
             "rest",
             "pollers",
+            "capture",
         ]
         .iter()
         .map(|t| t.to_string())

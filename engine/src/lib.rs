@@ -6,6 +6,7 @@
 
 pub mod book;
 pub mod cache;
+pub mod capture;
 pub mod clock;
 pub mod cmd;
 pub mod config;

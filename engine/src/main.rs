@@ -21,6 +21,9 @@ enum Cmd {
     /// Run the local Binance simulator and the engine together: Parquet + ZMQ PUB, stats on
     /// stderr, a JSON summary as the last stdout line.
     Demo(tickwire_engine::cmd::demo::Args),
+    /// Replay a raw capture through the same decode, sequence checks and books into Parquet;
+    /// a JSON summary as the last stdout line.
+    Replay(tickwire_engine::cmd::replay::Args),
     /// Run the engine as a TOML config file says (sources or the simulator, sinks, ZMQ, HTTP).
     Run(tickwire_engine::cmd::run::Args),
     /// Serve the Binance-compatible local simulator (spot and USD-M), with optional faults;
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Decode(a) => tickwire_engine::cmd::decode::run(a),
         Cmd::Demo(a) => tickwire_engine::cmd::demo::run(a),
+        Cmd::Replay(a) => tickwire_engine::cmd::replay::run(a),
         Cmd::Run(a) => tickwire_engine::cmd::run::run(a),
         Cmd::Sim(a) => tickwire_engine::cmd::sim::run(a),
         Cmd::Subscribe(a) => tickwire_engine::cmd::subscribe::run(a),

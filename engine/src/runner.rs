@@ -40,6 +40,14 @@ pub enum Input {
         /// load generator that costs its writes alone; for finding the engine's ceiling).
         prerender: bool,
     },
+    /// A capture directory ([`crate::capture`]), replayed through the same decode, sequence
+    /// checks and books; the run ends when it has been read.
+    Replay {
+        /// The capture.
+        dir: std::path::PathBuf,
+        /// Entries from, to, pace.
+        cfg: source::ReplayConfig,
+    },
 }
 
 /// The store the query API reads through to.
@@ -123,6 +131,8 @@ pub struct Settings {
     pub duration: Option<Duration>,
     /// The USD-M series only REST serves, polled (`[[pollers]]`).
     pub pollers: Vec<crate::series::PollPlan>,
+    /// Keep every frame, snapshot answer and connection event under this directory.
+    pub capture: Option<std::path::PathBuf>,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -488,6 +498,10 @@ pub async fn resolve_sources(
 /// All the counters of a run, shared with the stats line and /metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// The raw capture's (with a capture).
+    pub capture: Option<Arc<crate::capture::CaptureCounters>>,
+    /// The replay's (replaying a capture).
+    pub replay: Option<Arc<source::ReplayCounters>>,
     /// Sources and queue.
     pub queue: Arc<QueueCounters>,
     /// Pipeline.
@@ -665,6 +679,19 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         full: s.full,
     });
     let recorded = Arc::new(crate::series::Recorded::default());
+    // The raw capture: its writer thread ends after every connection has let go of it.
+    let (capture, capture_writer) = match &s.capture {
+        Some(dir) => {
+            let (c, w) = crate::capture::Capture::start(dir)
+                .with_context(|| format!("capture {}", dir.display()))?;
+            counters.capture = Some(c.counters.clone());
+            (Some(c), Some(w))
+        }
+        None => (None, None),
+    };
+    let replay_counters = matches!(s.input, Input::Replay { .. })
+        .then(|| Arc::new(source::ReplayCounters::default()));
+    counters.replay = replay_counters.clone();
 
     // Pre-rendered simulator frames: rendered (a market on each core) before the clock starts.
     let rendered: [Option<Arc<Replay>>; 2] = match &s.input {
@@ -706,7 +733,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // two workers (tokio does not preempt a task; a 1 ms burst would sit in front of a read).
     let sim_rt = match &s.input {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
-        Input::Sources(_) => None,
+        Input::Sources(_) | Input::Replay { .. } => None,
     };
     let (counters, input_s, unsynced) =
         rt.block_on(async {
@@ -729,6 +756,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     urls = conns;
                     listings = found;
                 }
+                Input::Replay { .. } => {}
                 Input::Simulator {
                     symbols: specs,
                     rate,
@@ -813,6 +841,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     publish: publisher.clone(),
                     attempts: Some(gate),
                     changes,
+                    capture: capture.clone(),
                     url,
                 };
                 tasks.push(tokio::spawn(source::rotating(
@@ -875,6 +904,29 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             for c in urls {
                 start(c, &mut tasks);
             }
+            // A replay: every captured connection in turn, on a thread of its own (reading
+            // and decompressing are blocking work); the run stops when it is done.
+            let mut replay_done = None;
+            let mut replay_finished = false;
+            if let (Input::Replay { dir, cfg }, Some(rc)) = (&s.input, &replay_counters) {
+                let streams = crate::capture::streams(dir)
+                    .with_context(|| format!("capture {}", dir.display()))?;
+                if streams.is_empty() {
+                    anyhow::bail!("capture {}: no capture files", dir.display());
+                }
+                let mut cfg = cfg.clone();
+                cfg.publish = publisher.clone();
+                cfg.full = s.full;
+                let (symbols, tx, q, rc) =
+                    (symbols.clone(), tx.clone(), counters.queue.clone(), rc.clone());
+                replay_done = Some(tokio::task::spawn_blocking(move || {
+                    for st in &streams {
+                        if let Err(e) = source::replay(st, &cfg, symbols.clone(), &tx, &q, &rc) {
+                            eprintln!("tickwire: replay {}: {e}", st.id);
+                        }
+                    }
+                }));
+            }
             // The HTTP server runs on its own runtime thread: a heavy query never holds up the
             // source tasks on this one.
             let http_task =
@@ -918,12 +970,31 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             {
                 let stopped = wait_for_stop(s.duration);
                 tokio::pin!(stopped);
+                let replayed = async {
+                    match replay_done.as_mut() {
+                        Some(h) => {
+                            let _ = h.await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::pin!(replayed);
                 loop {
                     tokio::select! {
                         _ = &mut stopped => break,
+                        _ = &mut replayed => {
+                            replay_finished = true;
+                            break;
+                        }
                         Some(c) = open_rx.recv() => start(c, &mut tasks),
                     }
                 }
+            }
+            if let Input::Replay { cfg, .. } = &s.input {
+                cfg.stop.store(true, Ordering::Relaxed);
+            }
+            if let Some(h) = replay_done.filter(|_| !replay_finished) {
+                let _ = h.await;
             }
             // Only the sources hold the queue now: it ends when they do (`start`, which
             // borrows it, is not used again).
@@ -966,6 +1037,12 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             }
             anyhow::Ok((counters, input_s, unsynced))
         })?;
+    // Every connection has let go of the capture: its last entries are written, its files
+    // closed.
+    drop(capture);
+    if let Some(w) = capture_writer {
+        w.finish();
+    }
     if let Some(srt) = sim_rt {
         // Stopped above: every simulator task has ended.
         srt.shutdown_background();
@@ -1052,6 +1129,29 @@ fn summary(
         input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
+    if let Some(k) = &c.capture {
+        let _ = write!(
+            s,
+            ",\"capture\":{{\"entries\":{},\"bytes\":{},\"dropped\":{},\"files\":{},\"errors\":{}}}",
+            l(&k.entries),
+            l(&k.bytes),
+            l(&k.dropped),
+            l(&k.files),
+            l(&k.errors)
+        );
+    }
+    if let Some(r) = &c.replay {
+        let _ = write!(
+            s,
+            ",\"replay\":{{\"entries\":{},\"frames\":{},\"holes\":{},\"torn\":{},\"skipped\":{},\"unreadable\":{}}}",
+            l(&r.entries),
+            l(&r.frames),
+            l(&r.holes),
+            l(&r.torn),
+            l(&r.skipped),
+            l(&r.unreadable)
+        );
+    }
     if !c.sims.is_empty() {
         sim_summary(&mut s, &c.sims);
     }

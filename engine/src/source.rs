@@ -39,7 +39,7 @@ use crate::queue::{Bundle, FullPolicy, Msg, QueueCounters, MAX_BUNDLE};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use futures_util::{SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tickwire_codecs::binance::Decoder;
@@ -88,6 +88,8 @@ pub struct SourceConfig {
     pub attempts: Option<Arc<AttemptGate>>,
     /// Streams added to or removed from this connection while it runs (listings).
     pub changes: Option<Arc<StreamChanges>>,
+    /// Keep every frame, snapshot answer and connection event here ([`crate::capture`]).
+    pub capture: Option<Arc<crate::capture::Capture>>,
 }
 
 /// Streams added to a running connection (new listings) or removed from it (delistings):
@@ -582,16 +584,14 @@ impl Books {
     fn on_snapshot(
         &mut self,
         sym: SymbolId,
-        r: Result<String, crate::rest::RestError>,
+        r: Result<String, String>,
         c: &QueueCounters,
         url: &str,
         names: &SymbolTable,
     ) {
         use crate::book::SyncEvent;
         self.asked.remove(&sym);
-        let parsed = r
-            .map_err(|e| e.to_string())
-            .and_then(|b| parse_snapshot(&b));
+        let parsed = r.and_then(|b| parse_snapshot(&b));
         let Some(book) = self.books.get_mut(&sym) else {
             return;
         };
@@ -668,9 +668,8 @@ impl Books {
         }
     }
 
-    /// `depth_snapshot` records of the live books' top `n` levels.
-    fn snapshots(&self, n: usize, market: Market, out: &mut Vec<Msg>) {
-        let now = crate::clock::now_ns();
+    /// `depth_snapshot` records of the live books' top `n` levels, at `now`.
+    fn snapshots(&self, n: usize, market: Market, out: &mut Vec<Msg>, now: i64) {
         for (sym, b) in &self.books {
             if !b.is_live() {
                 continue;
@@ -715,6 +714,7 @@ impl SourceConfig {
             publish: None,
             attempts: None,
             changes: None,
+            capture: None,
         }
     }
 }
@@ -844,6 +844,9 @@ pub enum SourceError {
     /// The pipeline is gone.
     #[error("pipeline queue closed")]
     QueueClosed,
+    /// A replay could not start.
+    #[error("replay: {0}")]
+    Replay(String),
 }
 
 /// Per-symbol sequence state.
@@ -996,6 +999,60 @@ impl Backoff {
     }
 }
 
+/// A connection (re)opened at `now`: after a reconnect, a `gap` record (reason reconnect) for
+/// every sequenced stream; every book starts over. The same live and in replay.
+fn on_open(
+    now: i64,
+    again: bool,
+    market: Market,
+    seq: &mut Seq,
+    books: Option<&mut Books>,
+    bundle: &mut Bundle,
+) {
+    if again {
+        for ((kind, sym), last) in seq.last.drain() {
+            let g = Gap {
+                header: Header::new(Kind::Gap, market, sym, NULL_I64, now),
+                expected: last + 1,
+                got: NULL_I64,
+                stream: kind,
+                reason: GapReason::Reconnect as u8,
+                pad: [0; 6],
+            };
+            bundle.push(Msg::new(Record::Gap(g), &[]));
+        }
+    }
+    if let Some(b) = books {
+        // Whatever was missed while disconnected: every book starts over.
+        b.reset();
+    }
+}
+
+/// One decoded record, after any rotation filter: its sequence check (a `gap` record before
+/// it on a break), its book, then the record itself into the bundle. The same live and in
+/// replay.
+#[inline]
+fn on_record(
+    r: &Record,
+    lv: &[Level],
+    market: Market,
+    seq: &mut Seq,
+    books: Option<&mut Books>,
+    counters: &QueueCounters,
+    bundle: &mut Bundle,
+) {
+    if let Some(g) = seq.check(r, market) {
+        if let Some(k) = Kind::from_code(g.stream) {
+            counters.gaps[k.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        bundle.push(Msg::new(Record::Gap(g), &[]));
+    }
+    if let (Record::DepthUpdate(d), Some(b)) = (r, books) {
+        b.on_diff(d, lv, counters);
+    }
+    bundle.push(Msg::new(*r, lv));
+}
+
 /// Runs one connection: connects, reads and decodes until told to stop, reconnecting (with
 /// backoff) whenever the server closes the connection or it fails. Each reconnect writes a
 /// `gap` record (reason `reconnect`) for every sequenced stream of the connection, since
@@ -1055,6 +1112,7 @@ pub async fn run(
         .as_ref()
         .map(|h| Books::new(market, h.clone(), counters.clone()));
     let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
+    let mut cap = cfg.capture.as_ref().map(|c| c.connection());
     let mut live_tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         if *stop.borrow() {
@@ -1087,24 +1145,20 @@ pub async fn run(
         backoff.attempt = 0;
         if connected_before {
             counters.reconnects.fetch_add(1, Ordering::Relaxed);
-            let now = crate::clock::now_ns();
-            for ((kind, sym), last) in seq.last.drain() {
-                let g = Gap {
-                    header: Header::new(Kind::Gap, market, sym, NULL_I64, now),
-                    expected: last + 1,
-                    got: NULL_I64,
-                    stream: kind,
-                    reason: GapReason::Reconnect as u8,
-                    pad: [0; 6],
-                };
-                bundle.push(Msg::new(Record::Gap(g), &[]));
-            }
         }
+        let opened = crate::clock::now_ns();
+        if let Some(c) = cap.as_mut() {
+            c.open(opened, market, &connect_url);
+        }
+        on_open(
+            opened,
+            connected_before,
+            market,
+            &mut seq,
+            books.as_mut(),
+            &mut bundle,
+        );
         connected_before = true;
-        if let Some(b) = books.as_mut() {
-            // Whatever was missed while disconnected: every book starts over.
-            b.reset();
-        }
         let (mut wtx, mut wrx) = ws.split();
         let mut ctl = cfg.subscribe.then(|| Control::new(&streams, next_id));
         if let Some(c) = &ctl {
@@ -1212,6 +1266,11 @@ pub async fn run(
                     }
                     r = snap_rx.recv(), if books.is_some() => {
                         if let (Some(b), Some((sym, body))) = (books.as_mut(), r) {
+                            let body = body.map_err(|e| e.to_string());
+                            if let Some(c) = cap.as_mut() {
+                                let n = dec_symbols.name(sym).unwrap_or_default();
+                                c.snapshot(crate::clock::now_ns(), &n, &body);
+                            }
                             b.on_snapshot(sym, body, &counters, &name, &dec_symbols);
                         }
                         continue;
@@ -1224,7 +1283,11 @@ pub async fn run(
                     }
                     _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
                         if let Some(b) = &books {
-                            b.snapshots(cfg.book_levels, market, &mut bundle);
+                            let now = crate::clock::now_ns();
+                            if let Some(c) = cap.as_mut() {
+                                c.tick(now);
+                            }
+                            b.snapshots(cfg.book_levels, market, &mut bundle, now);
                         }
                         continue;
                     }
@@ -1246,6 +1309,9 @@ pub async fn run(
                 _ => continue, // tungstenite answers pings itself
             };
             frames += 1;
+            if let Some(c) = cap.as_mut() {
+                c.frame(recv, bytes);
+            }
             if bytes.len() > MAX_FRAME {
                 counters.oversized.fetch_add(1, Ordering::Relaxed);
                 counters.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -1284,16 +1350,15 @@ pub async fn run(
                 {
                     d.store(true, Ordering::Release);
                 }
-                if let Some(g) = seq.check(r, market) {
-                    if let Some(k) = Kind::from_code(g.stream) {
-                        counters.gaps[k.index()].fetch_add(1, Ordering::Relaxed);
-                    }
-                    bundle.push(Msg::new(Record::Gap(g), &[]));
-                }
-                if let (Record::DepthUpdate(d), Some(b)) = (r, books.as_mut()) {
-                    b.on_diff(d, lv, &counters);
-                }
-                bundle.push(Msg::new(*r, lv));
+                on_record(
+                    r,
+                    lv,
+                    market,
+                    &mut seq,
+                    books.as_mut(),
+                    &counters,
+                    &mut bundle,
+                );
             });
             if r.is_err() {
                 counters.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -1316,9 +1381,216 @@ pub async fn run(
     }
     // One last look at every live book.
     if let (Some(b), Some(_)) = (&books, cfg.book_every) {
-        b.snapshots(cfg.book_levels, market, &mut bundle);
+        let now = crate::clock::now_ns();
+        if let Some(c) = cap.as_mut() {
+            c.tick(now);
+        }
+        b.snapshots(cfg.book_levels, market, &mut bundle, now);
     }
     push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
+    Ok(())
+}
+
+/// What the replay of a capture did, over all its connections.
+#[derive(Debug, Default)]
+pub struct ReplayCounters {
+    /// Entries read back.
+    pub entries: AtomicU64,
+    /// Frames among them, run through the decoder.
+    pub frames: AtomicU64,
+    /// Entries the capture had lost (its hole entries' counts).
+    pub holes: AtomicU64,
+    /// Files whose tail was torn (a process killed mid-write): read up to the tear.
+    pub torn: AtomicU64,
+    /// Entries outside `--from` / `--to`.
+    pub skipped: AtomicU64,
+    /// Files that could not be opened or read at all.
+    pub unreadable: AtomicU64,
+}
+
+/// How a capture is replayed.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayConfig {
+    /// Full policy of the queue.
+    pub full: FullPolicy,
+    /// Levels a side in `depth_snapshot` records (as the live run had them).
+    pub book_levels: usize,
+    /// Only entries at or after this time (ns).
+    pub from: Option<i64>,
+    /// Only entries before this time (ns).
+    pub to: Option<i64>,
+    /// Replay at this multiple of the recorded pace (`None`: as fast as the queue takes it).
+    pub speed: Option<f64>,
+    /// Publish each frame's records here, as the live run did.
+    pub publish: Option<Arc<crate::publish::SharedPublisher>>,
+    /// Raised to end the replay early (a signal).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Replays one captured connection through the live path's decode, sequence checks and
+/// books ([`on_open`], [`on_record`], the books' snapshot answers and ticks as captured):
+/// the records are those the live connection queued, `recv_time` included. (A rotation's
+/// duplicate filter spans two connections and is not replayed: both connections' records
+/// come.)
+pub fn replay(
+    stream: &crate::capture::Stream,
+    cfg: &ReplayConfig,
+    symbols: Arc<SymbolTable>,
+    tx: &Sender<Bundle>,
+    counters: &Arc<QueueCounters>,
+    rc: &ReplayCounters,
+) -> Result<(), SourceError> {
+    use crate::capture::kind;
+    let mut dec: Option<Decoder> = None;
+    let mut market = Market::Spot;
+    let mut seq = Seq::default();
+    let mut books: Option<Books> = None;
+    let mut bundle: Bundle = Vec::with_capacity(BUNDLE_CAPACITY);
+    let mut publish = Publish {
+        to: cfg.publish.as_deref(),
+        done: 0,
+    };
+    let mut opened_before = false;
+    let mut published = tickwire_codecs::binance::DecodeStats::default();
+    let mut pace: Option<(i64, std::time::Instant)> = None;
+    let name = format!("replay {}", stream.id);
+    for file in &stream.files {
+        let (entries, torn) = match crate::capture::read_file(file) {
+            Ok(x) => x,
+            Err(e) => {
+                rc.unreadable.fetch_add(1, Ordering::Relaxed);
+                eprintln!("tickwire: replay {}: {e}", file.display());
+                continue;
+            }
+        };
+        if torn {
+            rc.torn.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "tickwire: replay {}: torn tail (the capture was cut there); read up to it",
+                file.display()
+            );
+        }
+        for e in entries {
+            if cfg.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            rc.entries.fetch_add(1, Ordering::Relaxed);
+            if cfg.from.is_some_and(|f| e.t < f) || cfg.to.is_some_and(|t| e.t >= t) {
+                rc.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if let Some(speed) = cfg.speed.filter(|s| *s > 0.0) {
+                let (t0, w0) = *pace.get_or_insert((e.t, std::time::Instant::now()));
+                let due = w0 + Duration::from_nanos(((e.t - t0).max(0) as f64 / speed) as u64);
+                let now = std::time::Instant::now();
+                if due > now {
+                    // Queued records go before the wait, as the live task pushes before it
+                    // waits for a frame.
+                    push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
+                    std::thread::sleep(due - now);
+                }
+            }
+            match e.kind {
+                kind::OPEN => {
+                    let m = e
+                        .payload
+                        .first()
+                        .and_then(|c| Market::from_code(*c))
+                        .unwrap_or(Market::Spot);
+                    if dec.is_none() {
+                        market = m;
+                        dec = Some(Decoder::new(m, symbols.clone()));
+                        let host = crate::rest::RestHost::new(
+                            m,
+                            "http://replay.invalid",
+                            &[],
+                            Default::default(),
+                        )
+                        .map_err(|e| SourceError::Replay(e.to_string()))?;
+                        books = Some(Books::new(m, host, counters.clone()));
+                    }
+                    if opened_before {
+                        counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    on_open(
+                        e.t,
+                        opened_before,
+                        market,
+                        &mut seq,
+                        books.as_mut(),
+                        &mut bundle,
+                    );
+                    opened_before = true;
+                }
+                kind::FRAME => {
+                    let Some(d) = dec.as_mut() else { continue };
+                    rc.frames.fetch_add(1, Ordering::Relaxed);
+                    counters.frames.fetch_add(1, Ordering::Relaxed);
+                    if e.payload.len() > MAX_FRAME {
+                        counters.oversized.fetch_add(1, Ordering::Relaxed);
+                        counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let r = d.decode(&e.payload, e.t, &mut |r: &Record, lv: &[Level]| {
+                        on_record(
+                            r,
+                            lv,
+                            market,
+                            &mut seq,
+                            books.as_mut(),
+                            counters,
+                            &mut bundle,
+                        );
+                    });
+                    if r.is_err() {
+                        counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    publish.catch_up(&bundle);
+                    if d.stats().frames - published.frames >= 1024 {
+                        counters.publish_decode(&published, d.stats());
+                        published = d.stats().clone();
+                    }
+                }
+                kind::SNAPSHOT => {
+                    let p = &e.payload;
+                    let (Some(&ok), Some(&n)) = (p.first(), p.get(1)) else {
+                        continue;
+                    };
+                    let n = n as usize;
+                    let (Some(sym), Some(body)) = (p.get(2..2 + n), p.get(2 + n..)) else {
+                        continue;
+                    };
+                    let body = String::from_utf8_lossy(body).into_owned();
+                    let answer = if ok == 1 { Ok(body) } else { Err(body) };
+                    if let (Some(b), Ok(id)) = (books.as_mut(), symbols.intern(sym)) {
+                        b.on_snapshot(id, answer, counters, &name, &symbols);
+                    }
+                }
+                kind::TICK => {
+                    if let Some(b) = &books {
+                        b.snapshots(cfg.book_levels, market, &mut bundle, e.t);
+                    }
+                }
+                kind::HOLE => {
+                    let n = e
+                        .payload
+                        .get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_le_bytes);
+                    rc.holes.fetch_add(n, Ordering::Relaxed);
+                    eprintln!("tickwire: {name}: {n} entries the capture could not keep (a hole)");
+                }
+                _ => {}
+            }
+            if bundle.len() >= MAX_BUNDLE {
+                push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
+            }
+        }
+    }
+    push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
+    if let Some(d) = &dec {
+        counters.publish_decode(&published, d.stats());
+    }
     Ok(())
 }
 

@@ -80,7 +80,9 @@ bind = "127.0.0.1:{http}"
     for k in KINDS:
         assert s["records"][k] == sent[k], k
     assert s["dropped"] == 0 and s["errors"] == 0 and s["records"]["gap"] == 0
-    assert s["rows"]["parquet"] == sum(sent.values())
+    # And one instrument record a symbol, from the exchangeInfo each market was read for.
+    assert s["records"]["instrument"] == 8, s["records"]
+    assert s["rows"]["parquet"] == sum(sent.values()) + 8
     for m in ("spot", "usdm"):
         assert s["books"][m]["synced"] >= 4 and s["books"][m]["waiting"] == 0, s
         rest = s["rest"][m]

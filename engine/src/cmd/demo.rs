@@ -31,6 +31,10 @@ pub struct Args {
     /// Seconds to run before stopping cleanly.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Keep every frame, snapshot answer and connection event here (`tickwire replay` reads
+    /// it).
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<PathBuf>,
     /// Parquet dataset directory.
     #[arg(long, default_value = "data")]
     pub out: PathBuf,
@@ -203,6 +207,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         wait_subscribers: args.wait_subscribers,
         duration: Some(Duration::from_secs(args.duration)),
         pollers: Vec::new(),
+        capture: args.capture.clone(),
     };
     let summary = runner::run(settings)?;
     // The summary names where the data went.

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod demo;
+pub mod replay;
 pub mod run;
 pub mod sim;
 pub mod subscribe;

@@ -1,0 +1,462 @@
+//! Raw capture: every WebSocket frame as received, every REST snapshot answer the books took,
+//! every connection open and book-snapshot tick, so that `tickwire replay` can run them
+//! through the same decode, sequence checks and books again, bit for bit.
+//!
+//! ## Files
+//!
+//! `<dir>/<YYYY-MM-DD>/<HH>/<run>-<conn>.twcap.zst` (UTC hour of the entries; `run` the
+//! process's start in ms, `conn` a connection's number in the process, 6 digits): one zstd
+//! stream per connection and hour, its entries in the order the connection's task handled
+//! them. An entry is a 16-byte little-endian head, `kind` u8, 3 zero bytes, `len` u32, `t`
+//! i64 (ns since the epoch, the connection's own clock reading), then `len` bytes:
+//!
+//! | kind | entry | payload |
+//! |---|---|---|
+//! | 1 | connection opened (`t`: the time its reconnect gaps carry) | market u8, then the URL |
+//! | 2 | frame (`t`: its `recv_time`) | the frame's bytes |
+//! | 3 | REST depth snapshot answer | ok u8 (1: the body, 0: the error's text), symbol length u8, symbol, then body or error |
+//! | 4 | book-snapshot tick (`t`: the `depth_snapshot` records' time) | none |
+//! | 5 | hole: entries the capture could not keep | count u64 |
+//!
+//! ## Path
+//!
+//! The connection's task hands each entry to a bounded queue ([`QUEUE`] entries) with
+//! `try_send` and never waits; one "capture" thread compresses and writes. What the queue
+//! could not take is counted ([`CaptureCounters::dropped`]) and the next entry that goes in is
+//! preceded by a hole entry with the count, so a replay knows where it is incomplete. The
+//! writer flushes each open stream every [`FLUSH_EVERY`] (a zstd block), so a process killed
+//! at any moment leaves files readable up to their last flush; the reader counts the torn
+//! tail instead of failing.
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickwire_codecs::record::Market;
+
+/// Entries the capture queue holds.
+pub const QUEUE: usize = 65_536;
+/// How often the writer flushes each open file.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+
+/// Entry kinds (see the module docs).
+pub mod kind {
+    pub const OPEN: u8 = 1;
+    pub const FRAME: u8 = 2;
+    pub const SNAPSHOT: u8 = 3;
+    pub const TICK: u8 = 4;
+    pub const HOLE: u8 = 5;
+}
+
+/// What the capture did.
+#[derive(Debug, Default)]
+pub struct CaptureCounters {
+    /// Entries written.
+    pub entries: AtomicU64,
+    /// Bytes of entries written (before compression).
+    pub bytes: AtomicU64,
+    /// Entries the queue could not take (holes in the capture).
+    pub dropped: AtomicU64,
+    /// Files opened.
+    pub files: AtomicU64,
+    /// Write errors (each logged; the file is abandoned and its entries counted dropped).
+    pub errors: AtomicU64,
+}
+
+struct Entry {
+    file: u64,
+    kind: u8,
+    t: i64,
+    payload: Vec<u8>,
+}
+
+/// A running capture: the queue to its writer thread.
+#[derive(Debug)]
+pub struct Capture {
+    tx: Sender<Entry>,
+    next: AtomicU64,
+    pub counters: Arc<CaptureCounters>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("kind", &self.kind).finish()
+    }
+}
+
+/// The writer thread's handle: join it after every [`Capture`] and [`ConnCapture`] is gone.
+#[derive(Debug)]
+pub struct Writer(std::thread::JoinHandle<()>);
+
+impl Writer {
+    /// Waits until every entry queued is written and every file closed.
+    pub fn finish(self) {
+        let _ = self.0.join();
+    }
+}
+
+impl Capture {
+    /// Starts a capture into `dir` (created if missing).
+    pub fn start(dir: &Path) -> std::io::Result<(Arc<Capture>, Writer)> {
+        std::fs::create_dir_all(dir)?;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let counters = Arc::new(CaptureCounters::default());
+        let run = crate::clock::now_ns() as u64 / 1_000_000;
+        let w = {
+            let (dir, counters) = (dir.to_path_buf(), counters.clone());
+            std::thread::Builder::new()
+                .name("capture".into())
+                .spawn(move || write_loop(rx, dir, run, counters))?
+        };
+        Ok((
+            Arc::new(Capture {
+                tx,
+                next: AtomicU64::new(1),
+                counters,
+            }),
+            Writer(w),
+        ))
+    }
+
+    /// A capture of one connection (a number of its own).
+    pub fn connection(self: &Arc<Self>) -> ConnCapture {
+        ConnCapture {
+            cap: self.clone(),
+            file: self.next.fetch_add(1, Ordering::Relaxed),
+            lost: 0,
+        }
+    }
+}
+
+/// One connection's side of the capture, owned by its task.
+#[derive(Debug)]
+pub struct ConnCapture {
+    cap: Arc<Capture>,
+    file: u64,
+    /// Entries not taken since the last one that was.
+    lost: u64,
+}
+
+impl ConnCapture {
+    fn send(&mut self, kind: u8, t: i64, payload: Vec<u8>) {
+        if self.lost > 0 {
+            let hole = Entry {
+                file: self.file,
+                kind: kind::HOLE,
+                t,
+                payload: self.lost.to_le_bytes().to_vec(),
+            };
+            match self.cap.tx.try_send(hole) {
+                Ok(()) => self.lost = 0,
+                Err(_) => {
+                    self.lost += 1;
+                    self.cap.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+        let e = Entry {
+            file: self.file,
+            kind,
+            t,
+            payload,
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.cap.tx.try_send(e)
+        {
+            self.lost += 1;
+            self.cap.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The connection opened; `t` is the time its reconnect gaps carry.
+    pub fn open(&mut self, t: i64, market: Market, url: &str) {
+        let mut p = Vec::with_capacity(1 + url.len());
+        p.push(market as u8);
+        p.extend_from_slice(url.as_bytes());
+        self.send(kind::OPEN, t, p);
+    }
+
+    /// A frame, with its `recv_time`.
+    #[inline]
+    pub fn frame(&mut self, recv: i64, bytes: &[u8]) {
+        self.send(kind::FRAME, recv, bytes.to_vec());
+    }
+
+    /// A REST depth snapshot answer as the books took it.
+    pub fn snapshot(&mut self, t: i64, symbol: &str, answer: &Result<String, String>) {
+        let (ok, text) = match answer {
+            Ok(b) => (1u8, b.as_str()),
+            Err(e) => (0u8, e.as_str()),
+        };
+        let sym = &symbol.as_bytes()[..symbol.len().min(255)];
+        let mut p = Vec::with_capacity(2 + sym.len() + text.len());
+        p.push(ok);
+        p.push(sym.len() as u8);
+        p.extend_from_slice(sym);
+        p.extend_from_slice(text.as_bytes());
+        self.send(kind::SNAPSHOT, t, p);
+    }
+
+    /// A book-snapshot tick at `t`.
+    pub fn tick(&mut self, t: i64) {
+        self.send(kind::TICK, t, Vec::new());
+    }
+}
+
+/// `YYYY-MM-DD` and `HH` of a time in ns.
+fn hour_of(t: i64) -> (String, u32) {
+    let secs = t.div_euclid(1_000_000_000);
+    let day = secs.div_euclid(86_400);
+    let hour = (secs.rem_euclid(86_400) / 3600) as u32;
+    (tickwire_sinks::date_string(day as i32), hour)
+}
+
+struct Open {
+    hour: (String, u32),
+    enc: zstd::stream::write::Encoder<'static, BufWriter<std::fs::File>>,
+}
+
+fn open_file(
+    dir: &Path,
+    run: u64,
+    file: u64,
+    hour: &(String, u32),
+) -> std::io::Result<zstd::stream::write::Encoder<'static, BufWriter<std::fs::File>>> {
+    let d = dir.join(&hour.0).join(format!("{:02}", hour.1));
+    std::fs::create_dir_all(&d)?;
+    let path = d.join(format!("{run}-{file:06}.twcap.zst"));
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, f), 3)
+}
+
+fn write_loop(rx: Receiver<Entry>, dir: PathBuf, run: u64, c: Arc<CaptureCounters>) {
+    let mut open: HashMap<u64, Open> = HashMap::new();
+    let mut last_flush = Instant::now();
+    let mut dirty = false;
+    loop {
+        let e = match rx.recv_timeout(FLUSH_EVERY) {
+            Ok(e) => Some(e),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(e) = e {
+            let hour = hour_of(e.t);
+            let roll = open.get(&e.file).is_some_and(|o| o.hour != hour);
+            if roll {
+                if let Some(o) = open.remove(&e.file) {
+                    finish(o, &c);
+                }
+            }
+            if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(e.file) {
+                match open_file(&dir, run, e.file, &hour) {
+                    Ok(enc) => {
+                        c.files.fetch_add(1, Ordering::Relaxed);
+                        slot.insert(Open { hour, enc });
+                    }
+                    Err(err) => {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        c.dropped.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("tickwire: capture {}: {err}", dir.display());
+                        continue;
+                    }
+                }
+            }
+            if let Some(o) = open.get_mut(&e.file) {
+                let mut head = [0u8; 16];
+                head[0] = e.kind;
+                head[4..8].copy_from_slice(&(e.payload.len() as u32).to_le_bytes());
+                head[8..16].copy_from_slice(&e.t.to_le_bytes());
+                let r = o
+                    .enc
+                    .write_all(&head)
+                    .and_then(|()| o.enc.write_all(&e.payload));
+                match r {
+                    Ok(()) => {
+                        c.entries.fetch_add(1, Ordering::Relaxed);
+                        c.bytes
+                            .fetch_add(16 + e.payload.len() as u64, Ordering::Relaxed);
+                        dirty = true;
+                    }
+                    Err(err) => {
+                        c.errors.fetch_add(1, Ordering::Relaxed);
+                        c.dropped.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("tickwire: capture: {err}; the file is abandoned");
+                        open.remove(&e.file);
+                    }
+                }
+            }
+        }
+        if dirty && last_flush.elapsed() >= FLUSH_EVERY {
+            for o in open.values_mut() {
+                if let Err(err) = o.enc.flush() {
+                    c.errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("tickwire: capture: flush: {err}");
+                }
+            }
+            last_flush = Instant::now();
+            dirty = false;
+        }
+    }
+    for (_, o) in open.drain() {
+        finish(o, &c);
+    }
+}
+
+fn finish(o: Open, c: &CaptureCounters) {
+    if let Err(e) = o.enc.finish().and_then(|mut w| w.flush()) {
+        c.errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("tickwire: capture: closing a file: {e}");
+    }
+}
+
+/// One entry read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read1 {
+    pub kind: u8,
+    pub t: i64,
+    pub payload: Vec<u8>,
+}
+
+/// One connection's captured stream: its files in time order.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// `<run>-<conn>`.
+    pub id: String,
+    pub files: Vec<PathBuf>,
+}
+
+/// The connection streams of a capture directory, in order of their first file.
+pub fn streams(dir: &Path) -> std::io::Result<Vec<Stream>> {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for day in std::fs::read_dir(dir)? {
+        let day = day?.path();
+        if !day.is_dir() {
+            continue;
+        }
+        for hour in std::fs::read_dir(&day)? {
+            let hour = hour?.path();
+            if !hour.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&hour)? {
+                let f = f?.path();
+                if let Some(id) = f
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".twcap.zst"))
+                {
+                    files.push((id.to_string(), f));
+                }
+            }
+        }
+    }
+    // Day and hour directories sort as text.
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    let mut out: Vec<Stream> = Vec::new();
+    for (id, f) in files {
+        match out.iter_mut().find(|s| s.id == id) {
+            Some(s) => s.files.push(f),
+            None => out.push(Stream { id, files: vec![f] }),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the entries of one file; a torn tail (a process killed mid-write) ends the list
+/// and is reported as `true`.
+pub fn read_file(path: &Path) -> std::io::Result<(Vec<Read1>, bool)> {
+    let f = std::fs::File::open(path)?;
+    let mut dec = zstd::stream::read::Decoder::new(f)?;
+    let mut out = Vec::new();
+    let mut head = [0u8; 16];
+    loop {
+        match read_full(&mut dec, &mut head) {
+            Ok(0) => return Ok((out, false)),
+            Ok(16) => {}
+            Ok(_) | Err(_) => return Ok((out, true)),
+        }
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let t = i64::from_le_bytes(head[8..16].try_into().unwrap_or([0; 8]));
+        if len > 64 << 20 {
+            return Ok((out, true));
+        }
+        let mut payload = vec![0u8; len];
+        match read_full(&mut dec, &mut payload) {
+            Ok(n) if n == len => {}
+            _ => return Ok((out, true)),
+        }
+        out.push(Read1 {
+            kind: head[0],
+            t,
+            payload,
+        });
+    }
+}
+
+/// Reads until `buf` is full or the stream ends; the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_come_back_in_order_and_a_torn_tail_is_reported() {
+        let dir = std::env::temp_dir().join(format!("tickwire-capture-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cap, w) = Capture::start(&dir).expect("start");
+        let mut a = cap.connection();
+        let t0 = 1_764_000_000_000_000_000;
+        a.open(t0, Market::Usdm, "ws://x/stream?streams=a");
+        for i in 0..1000 {
+            a.frame(t0 + i, format!("{{\"n\":{i}}}").as_bytes());
+        }
+        a.snapshot(t0 + 2000, "BTCUSDT", &Ok("{\"lastUpdateId\":1}".into()));
+        a.snapshot(t0 + 2001, "BTCUSDT", &Err("timeout".into()));
+        a.tick(t0 + 2002);
+        // An hour later: a second file of the same stream.
+        a.frame(t0 + 3_600_000_000_000, b"late");
+        drop(a);
+        drop(cap);
+        w.finish();
+        let s = streams(&dir).expect("streams");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].files.len(), 2);
+        let (first, torn) = read_file(&s[0].files[0]).expect("read");
+        assert!(!torn);
+        assert_eq!(first.len(), 1004);
+        assert_eq!((first[0].kind, first[0].t), (kind::OPEN, t0));
+        assert_eq!(first[0].payload[0], Market::Usdm as u8);
+        assert_eq!(first[500].payload, b"{\"n\":499}");
+        assert_eq!(first[1001].payload[..2], [1, 7]);
+        assert_eq!(first[1002].payload[0], 0);
+        assert_eq!(first[1003].kind, kind::TICK);
+        let (second, _) = read_file(&s[0].files[1]).expect("read");
+        assert_eq!(second[0].payload, b"late");
+        // Cut the first file in the middle: what is before the cut reads, the tail is torn.
+        let bytes = std::fs::read(&s[0].files[0]).expect("bytes");
+        std::fs::write(&s[0].files[0], &bytes[..bytes.len() / 2]).expect("cut");
+        let (cut, torn) = read_file(&s[0].files[0]).expect("read");
+        assert!(torn);
+        assert!(cut.len() < first.len());
+        assert_eq!(cut[..], first[..cut.len()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,209 @@
+//! `tickwire replay`: a raw capture ([`crate::capture`]) run again through the engine's own
+//! decode, sequence checks and order books (synced from the captured snapshot answers) and its
+//! pipeline, into Parquet under `--out` (and ZMQ if asked). The records are those the live run
+//! queued, `recv_time` included. The last stdout line is the JSON summary, `records` per kind
+//! like the demo's, and `replay` (entries read, frames, holes the capture had, torn files).
+
+use crate::cache::CacheConfig;
+use crate::pipeline::FlushConfig;
+use crate::publish::{Encoding, PubConfig};
+use crate::queue::FullPolicy;
+use crate::runner::{self, Input, Settings};
+use crate::source::ReplayConfig;
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tickwire_sinks::parquet::{ParquetConfig, ParquetSink};
+use tickwire_sinks::Sink;
+
+/// `tickwire replay` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The capture directory (`tickwire demo --capture`, `[capture] dir`).
+    #[arg(long)]
+    pub capture: PathBuf,
+    /// Parquet dataset directory.
+    #[arg(long, default_value = "replayed")]
+    pub out: PathBuf,
+    /// Only what was received at or after this time: RFC 3339 UTC
+    /// (`2026-12-03T12:00:00Z`, fractions allowed) or ms since the epoch.
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Only what was received before this time (as `--from`).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<i64>,
+    /// `max` (as fast as the pipeline takes it) or a multiple of the recorded pace (`1`).
+    #[arg(long, default_value = "max", value_parser = parse_speed)]
+    pub speed: Speed,
+    /// Levels a side of the `depth_snapshot` records (as the live run had them).
+    #[arg(long, default_value_t = 20)]
+    pub book_levels: usize,
+    /// Also republish on ZMQ PUB at this address.
+    #[arg(long)]
+    pub zmq: Option<String>,
+    /// Seconds between stats lines on stderr (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub stats_secs: u64,
+}
+
+/// How fast a replay goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    /// As fast as the pipeline takes it.
+    Max,
+    /// This multiple of the recorded pace.
+    Times(f64),
+}
+
+fn parse_speed(s: &str) -> Result<Speed, String> {
+    if s == "max" {
+        return Ok(Speed::Max);
+    }
+    match s.parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(Speed::Times(x)),
+        _ => Err(format!(
+            "{s:?}: max, or a positive number (1 = the recorded pace)"
+        )),
+    }
+}
+
+/// A time in ns since the epoch: ms since the epoch, or RFC 3339 in UTC.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return ms
+            .checked_mul(1_000_000)
+            .ok_or_else(|| format!("{s}: out of range"));
+    }
+    let bad = || format!("{s:?}: RFC 3339 UTC (2026-12-03T12:00:00Z) or ms since the epoch");
+    let s2 = s.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = s2.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|x| x.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if d.len() != 3
+        || t.len() != 3
+        || !(1..=12).contains(&d[1])
+        || !(1..=31).contains(&d[2])
+        || t[0] > 23
+        || t[1] > 59
+        || t[2] > 60
+        || frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    // Howard Hinnant's days_from_civil.
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().map_err(|_| bad())?
+    };
+    Ok(((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000) + nanos)
+}
+
+/// Runs the replay.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !args.capture.is_dir() {
+        anyhow::bail!("capture {}: not a directory", args.capture.display());
+    }
+    let parquet = ParquetSink::new(ParquetConfig::new(&args.out)).context("parquet sink")?;
+    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(parquet)];
+    let settings = Settings {
+        input: Input::Replay {
+            dir: args.capture.clone(),
+            cfg: ReplayConfig {
+                full: FullPolicy::default(),
+                book_levels: args.book_levels.max(1),
+                from: args.from,
+                to: args.to,
+                speed: match args.speed {
+                    Speed::Max => None,
+                    Speed::Times(x) => Some(x),
+                },
+                ..Default::default()
+            },
+        },
+        zmq: args.zmq.as_ref().map(|bind| PubConfig {
+            bind: bind.clone(),
+            encoding: Encoding::Binary,
+            sndhwm: 100_000,
+            batches: false,
+        }),
+        sinks,
+        // A replay has no live reader waiting: batches fill up.
+        flush: FlushConfig {
+            max_rows: FlushConfig::default().max_rows,
+            max_age: Duration::from_secs(5),
+        },
+        queue: 65_536,
+        // Nothing is dropped: a replay waits for the pipeline as long as it takes.
+        full: FullPolicy::Block {
+            max_wait: Duration::from_secs(3600),
+        },
+        http: None,
+        cache: CacheConfig::default(),
+        read_through: None,
+        stats_secs: args.stats_secs,
+        subscribe: false,
+        book_sync: false,
+        rest: Default::default(),
+        rotate_after: None,
+        book_every: None,
+        book_levels: args.book_levels.max(1),
+        idle_timeout: Duration::from_secs(60),
+        wait_subscribers: 0,
+        duration: None,
+        pollers: Vec::new(),
+        capture: None,
+    };
+    println!("{}", runner::run(settings)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc_or_ms() {
+        assert_eq!(parse_time("0"), Ok(0));
+        assert_eq!(parse_time("1764763200000"), Ok(1_764_763_200_000_000_000));
+        assert_eq!(
+            parse_time("2025-12-03T12:00:00Z"),
+            Ok(1_764_763_200_000_000_000)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Ok(1_500_000_000));
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00Z"),
+            Ok(951_782_400_000_000_000)
+        );
+        for bad in [
+            "2025-12-03",
+            "2025-13-01T00:00:00Z",
+            "2025-12-03T12:00:00",
+            "x",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_speed("max"), Ok(Speed::Max));
+        assert_eq!(parse_speed("2.5"), Ok(Speed::Times(2.5)));
+        assert!(parse_speed("0").is_err());
+    }
+}
