@@ -7,6 +7,7 @@
 # PRERENDER=1: the simulator renders its frames before the run and only sends them during it
 # (`tickwire demo --prerender`; RATE must then be > 0: it sets how many frames are rendered).
 # BIN=PATH: measure that tickwire binary instead of building this tree's (same-run A/B runs).
+# CAPTURE=1: with the raw capture on (`--capture`), to measure what it costs.
 set -euo pipefail
 secs=${1:-8} rate=${2:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +19,8 @@ out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 hz=$(getconf CLK_TCK)
 http=127.0.0.1:9599
 "$bin" demo --duration "$secs" --rate "$rate" --out "$out/data" --zmq tcp://127.0.0.1:5599 \
-  --http "$http" --stats-secs 1 ${PRERENDER:+--prerender} >"$out/summary" 2>"$out/stats" &
+  --http "$http" --stats-secs 1 ${PRERENDER:+--prerender} ${CAPTURE:+--capture "$out/capture"} \
+  >"$out/summary" 2>"$out/stats" &
 pid=$!
 frames() { curl -s "http://$http/metrics" | awk '$1 == "tickwire_frames_total" {print $2}'; }
 sample() { # sample FILE: "<frames>" then "<thread> <ticks>" per thread
@@ -50,7 +52,9 @@ msgs = fb - fa
 s = json.loads(open(summary).read().strip().splitlines()[-1])
 total = sum(v for k, v in s["records"].items() if k != "gap")
 print(f"rate {rate}: {total / s['input_s']:,.0f} msg/s over the run, {msgs:,.0f} messages between the samples, "
-      f"records == sent: {total == sum(s['sent'].values())}, dropped {s['dropped']}")
+      f"records == sent: {total == sum(s['sent'].values())}, dropped {s['dropped']}"
+      + (f", capture: {s['capture']['entries']:,} entries, {s['capture']['bytes'] / 1e6:,.0f} MB, "
+         f"{s['capture']['dropped']} dropped" if "capture" in s else ""))
 print("| thread | CPU s | CPU us per message |")
 print("|---|---:|---:|")
 engine = 0.0

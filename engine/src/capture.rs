@@ -20,10 +20,13 @@
 //!
 //! ## Path
 //!
-//! The connection's task hands each entry to a bounded queue ([`QUEUE`] entries) with
-//! `try_send` and never waits; one "capture" thread compresses and writes. What the queue
-//! could not take is counted ([`CaptureCounters::dropped`]) and the next entry that goes in is
-//! preceded by a hole entry with the count, so a replay knows where it is incomplete. The
+//! The connection's task encodes its entries into a buffer of its own and hands it over in
+//! chunks of [`CHUNK`] bytes (or sooner, whenever the task is about to wait for the socket)
+//! to a bounded queue ([`QUEUE`] chunks) with `try_send`, never waiting; one "capture" thread
+//! compresses (zstd [`LEVEL`] by default) and writes. What the queue could not take is
+//! counted ([`CaptureCounters::dropped`], in entries) and the next chunk that goes in starts
+//! with a hole entry with the count, so a replay knows where it is incomplete. Files roll at
+//! the first chunk of a new hour. The
 //! writer flushes each open stream every [`FLUSH_EVERY`] (a zstd block), so a process killed
 //! at any moment leaves files readable up to their last flush; the reader counts the torn
 //! tail instead of failing.
@@ -37,10 +40,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tickwire_codecs::record::Market;
 
-/// Entries the capture queue holds.
-pub const QUEUE: usize = 65_536;
+/// Chunks (of up to [`CHUNK`] bytes) the capture queue holds: 64 MiB at most.
+pub const QUEUE: usize = 1024;
 /// How often the writer flushes each open file.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// The default zstd level: one of zstd's fast levels. Market-data JSON still compresses
+/// about 6x at it, at a fraction of level 3's CPU (perf/RESULTS.md, "Raw capture").
+pub const LEVEL: i32 = -3;
 
 /// Entry kinds (see the module docs).
 pub mod kind {
@@ -66,24 +72,26 @@ pub struct CaptureCounters {
     pub errors: AtomicU64,
 }
 
-struct Entry {
+/// A run of one connection's encoded entries, in order.
+struct Chunk {
     file: u64,
-    kind: u8,
+    /// Time of its first entry (the file it goes to is that entry's hour).
     t: i64,
-    payload: Vec<u8>,
+    entries: u64,
+    bytes: Vec<u8>,
 }
 
 /// A running capture: the queue to its writer thread.
 #[derive(Debug)]
 pub struct Capture {
-    tx: Sender<Entry>,
+    tx: Sender<Chunk>,
     next: AtomicU64,
     pub counters: Arc<CaptureCounters>,
 }
 
-impl std::fmt::Debug for Entry {
+impl std::fmt::Debug for Chunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Entry").field("kind", &self.kind).finish()
+        f.debug_struct("Chunk").field("entries", &self.entries).finish()
     }
 }
 
@@ -99,8 +107,9 @@ impl Writer {
 }
 
 impl Capture {
-    /// Starts a capture into `dir` (created if missing).
-    pub fn start(dir: &Path) -> std::io::Result<(Arc<Capture>, Writer)> {
+    /// Starts a capture into `dir` (created if missing), at zstd `level` ([`LEVEL`] is the
+    /// default; negative levels are zstd's fast ones).
+    pub fn start(dir: &Path, level: i32) -> std::io::Result<(Arc<Capture>, Writer)> {
         std::fs::create_dir_all(dir)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let counters = Arc::new(CaptureCounters::default());
@@ -109,7 +118,7 @@ impl Capture {
             let (dir, counters) = (dir.to_path_buf(), counters.clone());
             std::thread::Builder::new()
                 .name("capture".into())
-                .spawn(move || write_loop(rx, dir, run, counters))?
+                .spawn(move || write_loop(rx, dir, run, level, counters))?
         };
         Ok((
             Arc::new(Capture {
@@ -127,47 +136,73 @@ impl Capture {
             cap: self.clone(),
             file: self.next.fetch_add(1, Ordering::Relaxed),
             lost: 0,
+            buf: Vec::new(),
+            entries: 0,
+            t: 0,
         }
     }
 }
 
-/// One connection's side of the capture, owned by its task.
+/// One connection's side of the capture, owned by its task: entries are encoded into a
+/// local buffer, which goes to the writer when it reaches [`CHUNK`] bytes or when the task is
+/// about to wait ([`ConnCapture::flush`]), one queue operation for many frames.
 #[derive(Debug)]
 pub struct ConnCapture {
     cap: Arc<Capture>,
     file: u64,
-    /// Entries not taken since the last one that was.
+    /// Entries lost since the last chunk that went in (the next chunk starts with a hole).
     lost: u64,
+    buf: Vec<u8>,
+    entries: u64,
+    /// Time of the buffer's first entry.
+    t: i64,
+}
+
+/// Bytes a connection buffers before handing them to the writer.
+pub const CHUNK: usize = 64 * 1024;
+
+impl Drop for ConnCapture {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl ConnCapture {
-    fn send(&mut self, kind: u8, t: i64, payload: Vec<u8>) {
-        if self.lost > 0 {
-            let hole = Entry {
-                file: self.file,
-                kind: kind::HOLE,
-                t,
-                payload: self.lost.to_le_bytes().to_vec(),
-            };
-            match self.cap.tx.try_send(hole) {
-                Ok(()) => self.lost = 0,
-                Err(_) => {
-                    self.lost += 1;
-                    self.cap.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
+    fn put(&mut self, kind: u8, t: i64, payload: &[u8]) {
+        if self.buf.is_empty() {
+            self.t = t;
+            self.buf.reserve(CHUNK + 256);
+            if self.lost > 0 {
+                encode(&mut self.buf, kind::HOLE, t, &self.lost.to_le_bytes());
+                self.entries += 1;
             }
         }
-        let e = Entry {
+        encode(&mut self.buf, kind, t, payload);
+        self.entries += 1;
+        if self.buf.len() >= CHUNK {
+            self.flush();
+        }
+    }
+
+    /// Hands what is buffered to the writer (never waits: a full queue loses it, counted).
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let c = Chunk {
             file: self.file,
-            kind,
-            t,
-            payload,
+            t: self.t,
+            entries: self.entries,
+            bytes: std::mem::take(&mut self.buf),
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.cap.tx.try_send(e)
-        {
-            self.lost += 1;
-            self.cap.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let n = c.entries - u64::from(self.lost > 0);
+        self.entries = 0;
+        match self.cap.tx.try_send(c) {
+            Ok(()) => self.lost = 0,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.lost += n;
+                self.cap.counters.dropped.fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -176,13 +211,13 @@ impl ConnCapture {
         let mut p = Vec::with_capacity(1 + url.len());
         p.push(market as u8);
         p.extend_from_slice(url.as_bytes());
-        self.send(kind::OPEN, t, p);
+        self.put(kind::OPEN, t, &p);
     }
 
     /// A frame, with its `recv_time`.
     #[inline]
     pub fn frame(&mut self, recv: i64, bytes: &[u8]) {
-        self.send(kind::FRAME, recv, bytes.to_vec());
+        self.put(kind::FRAME, recv, bytes);
     }
 
     /// A REST depth snapshot answer as the books took it.
@@ -197,13 +232,22 @@ impl ConnCapture {
         p.push(sym.len() as u8);
         p.extend_from_slice(sym);
         p.extend_from_slice(text.as_bytes());
-        self.send(kind::SNAPSHOT, t, p);
+        self.put(kind::SNAPSHOT, t, &p);
     }
 
     /// A book-snapshot tick at `t`.
     pub fn tick(&mut self, t: i64) {
-        self.send(kind::TICK, t, Vec::new());
+        self.put(kind::TICK, t, &[]);
     }
+}
+
+/// Appends one entry: its 16-byte head, then the payload.
+#[inline]
+fn encode(out: &mut Vec<u8>, kind: u8, t: i64, payload: &[u8]) {
+    out.extend_from_slice(&[kind, 0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&t.to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 /// `YYYY-MM-DD` and `HH` of a time in ns.
@@ -224,6 +268,7 @@ fn open_file(
     run: u64,
     file: u64,
     hour: &(String, u32),
+    level: i32,
 ) -> std::io::Result<zstd::stream::write::Encoder<'static, BufWriter<std::fs::File>>> {
     let d = dir.join(&hour.0).join(format!("{:02}", hour.1));
     std::fs::create_dir_all(&d)?;
@@ -232,10 +277,10 @@ fn open_file(
         .create(true)
         .append(true)
         .open(path)?;
-    zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, f), 3)
+    zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, f), level)
 }
 
-fn write_loop(rx: Receiver<Entry>, dir: PathBuf, run: u64, c: Arc<CaptureCounters>) {
+fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<CaptureCounters>) {
     let mut open: HashMap<u64, Open> = HashMap::new();
     let mut last_flush = Instant::now();
     let mut dirty = false;
@@ -254,38 +299,29 @@ fn write_loop(rx: Receiver<Entry>, dir: PathBuf, run: u64, c: Arc<CaptureCounter
                 }
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(e.file) {
-                match open_file(&dir, run, e.file, &hour) {
+                match open_file(&dir, run, e.file, &hour, level) {
                     Ok(enc) => {
                         c.files.fetch_add(1, Ordering::Relaxed);
                         slot.insert(Open { hour, enc });
                     }
                     Err(err) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
-                        c.dropped.fetch_add(1, Ordering::Relaxed);
+                        c.dropped.fetch_add(e.entries, Ordering::Relaxed);
                         eprintln!("tickwire: capture {}: {err}", dir.display());
                         continue;
                     }
                 }
             }
             if let Some(o) = open.get_mut(&e.file) {
-                let mut head = [0u8; 16];
-                head[0] = e.kind;
-                head[4..8].copy_from_slice(&(e.payload.len() as u32).to_le_bytes());
-                head[8..16].copy_from_slice(&e.t.to_le_bytes());
-                let r = o
-                    .enc
-                    .write_all(&head)
-                    .and_then(|()| o.enc.write_all(&e.payload));
-                match r {
+                match o.enc.write_all(&e.bytes) {
                     Ok(()) => {
-                        c.entries.fetch_add(1, Ordering::Relaxed);
-                        c.bytes
-                            .fetch_add(16 + e.payload.len() as u64, Ordering::Relaxed);
+                        c.entries.fetch_add(e.entries, Ordering::Relaxed);
+                        c.bytes.fetch_add(e.bytes.len() as u64, Ordering::Relaxed);
                         dirty = true;
                     }
                     Err(err) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
-                        c.dropped.fetch_add(1, Ordering::Relaxed);
+                        c.dropped.fetch_add(e.entries, Ordering::Relaxed);
                         eprintln!("tickwire: capture: {err}; the file is abandoned");
                         open.remove(&e.file);
                     }
@@ -421,7 +457,7 @@ mod tests {
     fn entries_come_back_in_order_and_a_torn_tail_is_reported() {
         let dir = std::env::temp_dir().join(format!("tickwire-capture-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (cap, w) = Capture::start(&dir).expect("start");
+        let (cap, w) = Capture::start(&dir, LEVEL).expect("start");
         let mut a = cap.connection();
         let t0 = 1_764_000_000_000_000_000;
         a.open(t0, Market::Usdm, "ws://x/stream?streams=a");
@@ -431,7 +467,8 @@ mod tests {
         a.snapshot(t0 + 2000, "BTCUSDT", &Ok("{\"lastUpdateId\":1}".into()));
         a.snapshot(t0 + 2001, "BTCUSDT", &Err("timeout".into()));
         a.tick(t0 + 2002);
-        // An hour later: a second file of the same stream.
+        // The task waits (its buffer goes); an hour later: a second file of the same stream.
+        a.flush();
         a.frame(t0 + 3_600_000_000_000, b"late");
         drop(a);
         drop(cap);

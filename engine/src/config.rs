@@ -465,13 +465,24 @@ impl Default for ParquetSinkConfig {
 }
 
 /// `[capture]`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
     /// Keep every WebSocket frame (with its receive time), every REST snapshot answer the
     /// books took and every connection event under this directory, zstd-compressed, rolled
     /// hourly ("": no capture). `tickwire replay --capture DIR` runs it again.
     pub dir: String,
+    /// zstd level of the capture files (-7 to 19; negative: zstd's fast levels).
+    pub zstd_level: i32,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            dir: String::new(),
+            zstd_level: crate::capture::LEVEL,
+        }
+    }
 }
 
 /// `[http]`.
@@ -902,6 +913,9 @@ impl Config {
         if !(self.rest.max_weight_share > 0.0 && self.rest.max_weight_share <= 1.0) {
             return Err(invalid("rest.max_weight_share", "must be > 0 and <= 1"));
         }
+        if !(-7..=19).contains(&self.capture.zstd_level) {
+            return Err(invalid("capture.zstd_level", "must be -7..=19"));
+        }
         if self.rest.data_requests_per_5min == 0 {
             return Err(invalid("rest.data_requests_per_5min", "must be positive"));
         }
@@ -1155,6 +1169,7 @@ impl Config {
                 ..Default::default()
             },
             capture: (!self.capture.dir.is_empty()).then(|| PathBuf::from(&self.capture.dir)),
+            capture_level: self.capture.zstd_level,
             // Validated in `parse`.
             pollers: self
                 .pollers

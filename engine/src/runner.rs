@@ -133,6 +133,8 @@ pub struct Settings {
     pub pollers: Vec<crate::series::PollPlan>,
     /// Keep every frame, snapshot answer and connection event under this directory.
     pub capture: Option<std::path::PathBuf>,
+    /// The capture's zstd level.
+    pub capture_level: i32,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -682,7 +684,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // The raw capture: its writer thread ends after every connection has let go of it.
     let (capture, capture_writer) = match &s.capture {
         Some(dir) => {
-            let (c, w) = crate::capture::Capture::start(dir)
+            let (c, w) = crate::capture::Capture::start(dir, s.capture_level)
                 .with_context(|| format!("capture {}", dir.display()))?;
             counters.capture = Some(c.counters.clone());
             (Some(c), Some(w))

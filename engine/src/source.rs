@@ -1186,6 +1186,9 @@ pub async fn run(
                 // Counted before the push, which may end the task with an error.
                 add_frames(&counters, &mut frames);
                 push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
+                if let Some(c) = cap.as_mut() {
+                    c.flush();
+                }
             }
             let m = if let Some(m) = ready {
                 m

@@ -208,6 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         duration: Some(Duration::from_secs(args.duration)),
         pollers: Vec::new(),
         capture: args.capture.clone(),
+        capture_level: crate::capture::LEVEL,
     };
     let summary = runner::run(settings)?;
     // The summary names where the data went.

@@ -172,6 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         duration: None,
         pollers: Vec::new(),
         capture: None,
+        capture_level: crate::capture::LEVEL,
     };
     println!("{}", runner::run(settings)?);
     Ok(ExitCode::SUCCESS)
