@@ -91,7 +91,9 @@ pub struct Capture {
 
 impl std::fmt::Debug for Chunk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chunk").field("entries", &self.entries).finish()
+        f.debug_struct("Chunk")
+            .field("entries", &self.entries)
+            .finish()
     }
 }
 

@@ -16,6 +16,15 @@ import pyarrow.dataset as ds
 
 from conftest import BIN, free_port
 
+PG = os.environ.get("TICKWIRE_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def psql(sql):
+    r = subprocess.run(["psql", PG, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
 
 def table(out, kind):
     path = out / kind
@@ -52,6 +61,28 @@ def test_a_replayed_capture_equals_the_live_run_row_for_row(tmp_path):
     assert b["gaps"] == a["gaps"] and b["decode_errors"] == a["decode_errors"], (a["gaps"], b["gaps"])
     for kind in a["records"]:
         assert table(again, kind) == table(live, kind), kind
+    # Into the sinks a run config names: here PostgreSQL, every kind's table as many rows.
+    schema = f"tw_replay_{os.getpid()}"
+    psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+[simulator]
+enabled = true
+[[sinks]]
+type = "postgres"
+url = "{PG}"
+schema = "{schema}"
+timescale = "off"
+spill_dir = "{tmp_path / 'spill'}"
+""")
+    r = subprocess.run([BIN, "replay", "--capture", str(cap), "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    c = summary(r.stdout)
+    assert c["records"] == a["records"] and c["rows"]["postgres"] == sum(a["records"].values()), c
+    for kind, table_name in (("trade", "trades"), ("gap", "gaps"), ("depth_snapshot", "depth_snapshots")):
+        assert int(psql(f"SELECT count(*) FROM {schema}.{table_name}")) == a["records"][kind], kind
+    psql(f"DROP SCHEMA {schema} CASCADE")
 
 
 def test_a_capture_cut_by_kill_9_replays_up_to_the_cut(tmp_path):

@@ -1,6 +1,6 @@
 //! `tickwire replay`: a raw capture ([`crate::capture`]) run again through the engine's own
 //! decode, sequence checks and order books (synced from the captured snapshot answers) and its
-//! pipeline, into Parquet under `--out` (and ZMQ if asked). The records are those the live run
+//! pipeline, into Parquet under `--out` or the sinks of a `--config` (and ZMQ if asked). The records are those the live run
 //! queued, `recv_time` included. The last stdout line is the JSON summary, `records` per kind
 //! like the demo's, and `replay` (entries read, frames, holes the capture had, torn files).
 
@@ -26,6 +26,10 @@ pub struct Args {
     /// Parquet dataset directory.
     #[arg(long, default_value = "replayed")]
     pub out: PathBuf,
+    /// Write into the sinks this `tickwire run` config names instead (ClickHouse,
+    /// PostgreSQL, Parquet; its other sections are not used).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Only what was received at or after this time: RFC 3339 UTC
     /// (`2026-12-03T12:00:00Z`, fractions allowed) or ms since the epoch.
     #[arg(long, value_parser = parse_time)]
@@ -123,8 +127,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.capture.is_dir() {
         anyhow::bail!("capture {}: not a directory", args.capture.display());
     }
-    let parquet = ParquetSink::new(ParquetConfig::new(&args.out)).context("parquet sink")?;
-    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(parquet)];
+    let sinks: Vec<Box<dyn Sink>> = match &args.config {
+        Some(path) => {
+            crate::config::load(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                .settings()?
+                .sinks
+        }
+        None => vec![Box::new(
+            ParquetSink::new(ParquetConfig::new(&args.out)).context("parquet sink")?,
+        )],
+    };
     let settings = Settings {
         input: Input::Replay {
             dir: args.capture.clone(),

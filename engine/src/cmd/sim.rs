@@ -29,8 +29,9 @@ pub struct Args {
     /// to (0: as fast as they are taken). A replay is sent to each connection at this rate.
     #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
-    /// Replay this frames file (one frame per line, e.g. a capture) to every connection,
-    /// once, at `--rate`, instead of the synthetic market.
+    /// Replay this frames file (one frame per line) or capture directory (`--capture`, each
+    /// market's frames) to every connection, once, at `--rate`, instead of the synthetic
+    /// market.
     #[arg(long)]
     pub replay: Option<std::path::PathBuf>,
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).

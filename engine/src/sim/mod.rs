@@ -79,14 +79,39 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Reads `path`, classifying each line with tickwire's own decoder.
+    /// Reads `path`, classifying each line with tickwire's own decoder: a file of frames, one
+    /// a line, or a capture directory ([`crate::capture`]), whose frames of `market`'s
+    /// connections are served in the order each connection received them (connection after
+    /// connection).
     pub fn load(path: &std::path::Path, market: Market) -> std::io::Result<Replay> {
-        let text = std::fs::read_to_string(path)?;
-        let lines: Vec<tokio_tungstenite::tungstenite::Utf8Bytes> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(Into::into)
-            .collect();
+        let lines: Vec<tokio_tungstenite::tungstenite::Utf8Bytes> = if path.is_dir() {
+            let mut out = Vec::new();
+            for st in crate::capture::streams(path)? {
+                let mut mine = false;
+                for f in &st.files {
+                    for e in crate::capture::read_file(f)?.0 {
+                        match e.kind {
+                            crate::capture::kind::OPEN => {
+                                mine = e.payload.first() == Some(&(market as u8));
+                            }
+                            crate::capture::kind::FRAME if mine => {
+                                if let Ok(t) = String::from_utf8(e.payload) {
+                                    out.push(t.into());
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            out
+        } else {
+            std::fs::read_to_string(path)?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(Into::into)
+                .collect()
+        };
         let mut dec = tickwire_codecs::binance::Decoder::new(
             market,
             tickwire_codecs::symbol::SymbolTable::new(),
