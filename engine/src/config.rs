@@ -335,6 +335,97 @@ pub enum SinkConfig {
     Clickhouse(ClickHouseSinkConfig),
     /// PostgreSQL / TimescaleDB tables.
     Postgres(PostgresSinkConfig),
+    /// The Redis L1: candles, recent ticks, books and latest states, from the records.
+    Redis(RedisSinkConfig),
+}
+
+/// `[[sinks]] type = "redis"`: the L1 hot tier ([`crate::l1`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSinkConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and channel.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// Candle timeframes.
+    #[serde(default = "default_redis_timeframes")]
+    pub timeframes: Vec<String>,
+    /// Closed candles kept per (market, symbol, timeframe) list.
+    #[serde(default = "default_redis_keep")]
+    pub candles_keep: usize,
+    /// Newest trades kept per (market, symbol) sorted set.
+    #[serde(default = "default_redis_keep")]
+    pub ticks_keep: usize,
+    /// Each key is written at most once in this many ms (trades are never folded).
+    #[serde(default = "default_redis_interval")]
+    pub min_interval_ms: u64,
+    /// PUBLISH every trade on `<prefix>pubsub:ticks:<market>:<SYMBOL>`.
+    #[serde(default = "default_true")]
+    pub publish_ticks: bool,
+    /// TTL of the candle keys, seconds.
+    #[serde(default = "default_redis_ttl_candles")]
+    pub ttl_candles_secs: u64,
+    /// TTL of the ticks sets, seconds.
+    #[serde(default = "default_redis_ttl_ticks")]
+    pub ttl_ticks_secs: u64,
+    /// TTL of the order books, seconds.
+    #[serde(default = "default_redis_ttl_state")]
+    pub ttl_book_secs: u64,
+    /// TTL of the latest-state hashes (book ticker, ticker, mark price), seconds.
+    #[serde(default = "default_redis_ttl_state")]
+    pub ttl_state_secs: u64,
+}
+
+fn default_redis_prefix() -> String {
+    "tickwire:".into()
+}
+fn default_redis_timeframes() -> Vec<String> {
+    ["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_redis_keep() -> usize {
+    1000
+}
+fn default_redis_interval() -> u64 {
+    50
+}
+fn default_true() -> bool {
+    true
+}
+fn default_redis_ttl_candles() -> u64 {
+    86_400
+}
+fn default_redis_ttl_ticks() -> u64 {
+    3_600
+}
+fn default_redis_ttl_state() -> u64 {
+    300
+}
+
+impl RedisSinkConfig {
+    /// The L1's settings (validated: every timeframe is one).
+    pub fn l1(&self) -> crate::l1::L1Config {
+        let mut c = crate::l1::L1Config::new(&self.url);
+        c.prefix.clone_from(&self.prefix);
+        c.timeframes = self
+            .timeframes
+            .iter()
+            .filter_map(|t| crate::l1::timeframe(t).map(|w| (t.clone(), w)))
+            .collect();
+        c.candles_keep = self.candles_keep.max(1);
+        c.ticks_keep = self.ticks_keep.max(1);
+        c.min_interval = Duration::from_millis(self.min_interval_ms.max(1));
+        c.publish_ticks = self.publish_ticks;
+        c.ttl = [
+            self.ttl_candles_secs,
+            self.ttl_ticks_secs,
+            self.ttl_book_secs,
+            self.ttl_state_secs,
+        ];
+        c
+    }
 }
 
 /// `[[sinks]] type = "postgres"`.
@@ -763,6 +854,7 @@ enum Store {
     Parquet(ParquetConfig),
     Clickhouse(ClickHouseConfig),
     Postgres(PostgresConfig),
+    Redis(crate::l1::L1Config),
 }
 
 impl SinkConfig {
@@ -786,6 +878,7 @@ impl SinkConfig {
                 c.durability.spill_dir.clone_from(&ch.spill_dir);
                 Store::Clickhouse(c)
             }
+            SinkConfig::Redis(r) => Store::Redis(r.l1()),
             SinkConfig::Postgres(pg) => {
                 let mut c = PostgresConfig::new(&pg.url);
                 c.schema.clone_from(&pg.schema);
@@ -813,6 +906,11 @@ impl SinkConfig {
                 "postgres {} schema {}",
                 tickwire_sinks::postgres::redact(&p.url),
                 p.schema
+            ),
+            SinkConfig::Redis(r) => format!(
+                "redis {} prefix {}",
+                tickwire_sinks::postgres::redact(&r.url),
+                r.prefix
             ),
         }
     }
@@ -947,6 +1045,21 @@ impl Config {
                         format!("sinks[{i}].url"),
                         "must be an http:// or https:// URL",
                     ));
+                }
+                SinkConfig::Redis(r) if !r.url.starts_with("redis://") => {
+                    return Err(invalid(format!("sinks[{i}].url"), "must be a redis:// URL"));
+                }
+                SinkConfig::Redis(r) => {
+                    if let Some(bad) = r
+                        .timeframes
+                        .iter()
+                        .find(|t| crate::l1::timeframe(t).is_none())
+                    {
+                        return Err(invalid(
+                            format!("sinks[{i}].timeframes"),
+                            format!("{bad:?}: a number and s, m, h or d (1s, 5m, 4h, 1d)"),
+                        ));
+                    }
                 }
                 SinkConfig::Postgres(c)
                     if !(c.url.starts_with("postgres://")
@@ -1085,6 +1198,19 @@ impl Config {
                         .map_err(|e| tickwire_sinks::error_chain(&e)),
                     Store::Postgres(c) => tickwire_sinks::postgres::PostgresStore::probe(&c)
                         .map_err(|e| tickwire_sinks::error_chain(&e)),
+                    Store::Redis(c) => redis::Client::open(c.url.as_str())
+                        .and_then(|cl| cl.get_connection_with_timeout(Duration::from_secs(2)))
+                        .and_then(|mut conn| {
+                            redis::cmd("INFO").arg("server").query::<String>(&mut conn)
+                        })
+                        .map(|info| {
+                            let v = info
+                                .lines()
+                                .find_map(|l| l.strip_prefix("redis_version:"))
+                                .unwrap_or("?");
+                            format!("Redis {}", v.trim())
+                        })
+                        .map_err(|e| e.to_string()),
                 };
                 (format!("sinks[{i}] ({})", s.describe()), r)
             })
@@ -1112,6 +1238,8 @@ impl Config {
                     ClickHouseSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>)
                 }
                 Store::Postgres(c) => PostgresSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>),
+                // Not a batch sink: the L1 takes records from the pipeline thread.
+                Store::Redis(_) => continue,
             };
             sinks.push(built.map_err(|e| {
                 anyhow::Error::new(e).context(format!("sinks[{i}] ({})", s.describe()))
@@ -1158,7 +1286,7 @@ impl Config {
                     user: c.user.clone(),
                     password: c.password.clone(),
                 }),
-                SinkConfig::Parquet(_) => None,
+                SinkConfig::Parquet(_) | SinkConfig::Redis(_) => None,
             }),
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
@@ -1170,6 +1298,10 @@ impl Config {
             },
             capture: (!self.capture.dir.is_empty()).then(|| PathBuf::from(&self.capture.dir)),
             capture_level: self.capture.zstd_level,
+            redis: self.sinks.iter().find_map(|s| match s {
+                SinkConfig::Redis(r) => Some(r.l1()),
+                _ => None,
+            }),
             // Validated in `parse`.
             pollers: self
                 .pollers

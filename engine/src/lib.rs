@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod http;
+pub mod l1;
 pub mod metrics;
 pub mod names;
 pub mod pipeline;

@@ -150,6 +150,7 @@ const STAGE_QUEUE: usize = 4_096;
 /// queue behind (back-pressure reaches the sources, whose full policy applies; no loss).
 pub struct Pipeline {
     rx: Receiver<Bundle>,
+    l1: Option<crate::l1::L1>,
     publisher: Option<Arc<SharedPublisher>>,
     counters: Arc<PipelineCounters>,
     columnarizer: Columnarizer,
@@ -201,12 +202,19 @@ impl Pipeline {
         };
         Pipeline {
             rx,
+            l1: None,
             publisher,
             counters,
             columnarizer,
             col_tx,
             batch_rx,
         }
+    }
+
+    /// Also keeps the Redis L1 from the records as they pass.
+    pub fn with_l1(mut self, l1: Option<crate::l1::L1>) -> Self {
+        self.l1 = l1;
+        self
     }
 
     /// Runs until every producer has gone and the queue is empty; the columnarize stage then
@@ -219,6 +227,7 @@ impl Pipeline {
         // `self.columnarizer` has moved; the rest of `self` stays here.
         let Pipeline {
             rx,
+            l1,
             publisher,
             counters,
             col_tx,
@@ -226,6 +235,7 @@ impl Pipeline {
             ..
         } = self;
         let mut stage = Publish {
+            l1: l1.as_ref(),
             publisher: publisher.as_deref(),
             counters: &counters,
             col_tx: &col_tx,
@@ -256,6 +266,9 @@ impl Pipeline {
         }
         stage.housekeeping();
         let mut buf = std::mem::take(&mut stage.buf);
+        drop(stage);
+        // The L1 writes what it has left while the columnarize stage flushes.
+        let l1_done = l1.map(|l| std::thread::spawn(move || l.finish()));
         drop(col_tx);
         match col_thread {
             Ok(t) => {
@@ -264,6 +277,9 @@ impl Pipeline {
                 }
             }
             Err(e) => eprintln!("tickwire: cannot start the columnarize thread: {e}"),
+        }
+        if let Some(t) = l1_done {
+            let _ = t.join();
         }
         // The batches the columnarize stage flushed at its end.
         if let (Some(rx), Some(p)) = (&batch_rx, publisher.as_deref()) {
@@ -276,6 +292,8 @@ impl Pipeline {
 
 /// The pipeline thread's borrowed state while it runs.
 struct Publish<'a> {
+    /// The Redis L1, offered each bundle's records it keeps.
+    l1: Option<&'a crate::l1::L1>,
     publisher: Option<&'a SharedPublisher>,
     counters: &'a Arc<PipelineCounters>,
     col_tx: &'a Sender<Bundle>,
@@ -290,6 +308,9 @@ impl Publish<'_> {
         // Published already, by the source that decoded them.
         for msg in &bundle {
             self.counters.records[msg.rec.kind().index()].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(l) = self.l1 {
+            l.offer(&bundle);
         }
         // The bundle moves on whole. Blocks only while the columnarize stage is a whole
         // queue behind.

@@ -135,6 +135,8 @@ pub struct Settings {
     pub capture: Option<std::path::PathBuf>,
     /// The capture's zstd level.
     pub capture_level: i32,
+    /// The Redis L1 (`[[sinks]] type = "redis"`, `demo --redis`).
+    pub redis: Option<crate::l1::L1Config>,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -504,6 +506,8 @@ pub struct Counters {
     pub capture: Option<Arc<crate::capture::CaptureCounters>>,
     /// The replay's (replaying a capture).
     pub replay: Option<Arc<source::ReplayCounters>>,
+    /// The Redis L1's.
+    pub redis: Option<Arc<crate::l1::L1Counters>>,
     /// Sources and queue.
     pub queue: Arc<QueueCounters>,
     /// Pipeline.
@@ -660,6 +664,17 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // The queue carries bundles (one or more frames' records, see `queue::Bundle`); `queue`
     // records of capacity become queue/16 bundles (at least 64).
     let (tx, rx) = crossbeam_channel::bounded::<crate::queue::Bundle>((s.queue / 16).max(64));
+    let l1 = match s.redis.clone() {
+        Some(cfg) => {
+            let url = cfg.url.clone();
+            let l = crate::l1::L1::start(cfg, symbols.clone())
+                .with_context(|| format!("redis {url}"))?;
+            counters.sinks.push(("redis", l.sink.clone()));
+            counters.redis = Some(l.counters.clone());
+            Some(l)
+        }
+        None => None,
+    };
     let pipeline = Pipeline::new(
         rx.clone(),
         symbols.clone(),
@@ -668,7 +683,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         &sinks,
         counters.pipeline.clone(),
         cache,
-    );
+    )
+    .with_l1(l1);
     let pipe = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline.run())?;
@@ -1131,6 +1147,18 @@ fn summary(
         input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
+    if let Some(r) = &c.redis {
+        let _ = write!(
+            s,
+            ",\"redis\":{{\"commands\":{},\"conflated\":{},\"dropped\":{},\"reconnects\":{},\"rebuilds\":{},\"errors\":{}}}",
+            l(&r.commands),
+            l(&r.conflated),
+            l(&r.dropped),
+            l(&r.reconnects),
+            l(&r.rebuilds),
+            l(&r.errors)
+        );
+    }
     if let Some(k) = &c.capture {
         let _ = write!(
             s,

@@ -80,6 +80,13 @@ pub struct Args {
     /// (e.g. postgres://postgres@127.0.0.1:5432/postgres).
     #[arg(long)]
     pub postgres: Option<String>,
+    /// Also keep the Redis L1 at this URL (e.g. redis://127.0.0.1:6379): candles, recent
+    /// ticks, books, latest states, trades on pub/sub.
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Key prefix for `--redis`.
+    #[arg(long, default_value = "tickwire:")]
+    pub redis_prefix: String,
     /// PostgreSQL schema for `--postgres`.
     #[arg(long, default_value = "public")]
     pub postgres_schema: String,
@@ -209,6 +216,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         pollers: Vec::new(),
         capture: args.capture.clone(),
         capture_level: crate::capture::LEVEL,
+        redis: args.redis.as_ref().map(|url| {
+            let mut c = crate::l1::L1Config::new(url);
+            c.prefix.clone_from(&args.redis_prefix);
+            c
+        }),
     };
     let summary = runner::run(settings)?;
     // The summary names where the data went.

@@ -186,6 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         pollers: Vec::new(),
         capture: None,
         capture_level: crate::capture::LEVEL,
+        redis: None,
     };
     println!("{}", runner::run(settings)?);
     Ok(ExitCode::SUCCESS)

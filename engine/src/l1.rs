@@ -1,0 +1,689 @@
+//! Redis L1: the hot tier strategies read, kept from the records as they pass the pipeline
+//! thread.
+//!
+//! Keys (prefix default `tickwire:`, the market in every key):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `candles:<market>:<SYMBOL>:<tf>` | List | the last `candles_keep` closed candles, newest first, each a JSON object `open_time` (µs), `open`, `high`, `low`, `close`, `volume` (exact decimal strings) and `trades` |
+//! | `candle:<market>:<SYMBOL>:<tf>` | Hash | the candle still open, the same fields |
+//! | `ticks:<market>:<SYMBOL>` | Sorted Set | the newest `ticks_keep` trades, score the trade time in ms, member JSON `trade_id`, `price`, `qty`, `trade_time` (µs), `is_buyer_maker` |
+//! | `orderbook:<market>:<SYMBOL>` | Hash | `update_id`, `time` (recv ns), `bids`, `asks` (JSON arrays of [price, qty] strings) of the newest `depth_snapshot` record (the live book's with `book_snapshot_ms`, else a partial depth stream's), replaced in one MULTI |
+//! | `book_ticker:`, `ticker:`, `mark_price:<market>:<SYMBOL>` | Hash | the newest record's decode JSON fields |
+//! | `pubsub:ticks:<market>:<SYMBOL>` | channel | every trade's member JSON, PUBLISHed |
+//!
+//! Candles are built from trades by trade time (open and close by (trade time, trade id)),
+//! for the configured timeframes; decimals keep the places Binance wrote.
+//!
+//! The path: the pipeline thread hands each bundle's L1 records to a bounded queue with
+//! `try_send` and never waits (a full queue is counted, `dropped`). The "redis" thread applies
+//! them to its own state (what the keys must hold) and every `min_interval` writes the keys
+//! that changed in one pipeline: a key written once per interval however many records moved
+//! it (the records folded so are counted, `conflated`; trades are never folded: every one
+//! goes to its ticks set and channel). When Redis is down or restarted (it keeps nothing on
+//! disk), writes fail, the outage is counted and logged once, ingest goes on into the state,
+//! and after the reconnect every key is written again from that state (`rebuilds`), so L1 is
+//! complete again: no candle list with a hole.
+
+use crate::queue::{Bundle, Msg};
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tickwire_codecs::decimal::to_string as dec;
+use tickwire_codecs::record::{Kind, Market, Record, SymbolId};
+use tickwire_codecs::symbol::SymbolTable;
+use tickwire_sinks::SinkCounters;
+
+/// Bundles of L1 records the queue holds.
+pub const QUEUE: usize = 16_384;
+
+/// The L1's settings.
+#[derive(Debug, Clone)]
+pub struct L1Config {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Prefix of every key and channel.
+    pub prefix: String,
+    /// Candle timeframes: (name, width in µs).
+    pub timeframes: Vec<(String, i64)>,
+    /// Closed candles kept per list.
+    pub candles_keep: usize,
+    /// Trades kept per ticks set.
+    pub ticks_keep: usize,
+    /// A key is written at most once per this interval.
+    pub min_interval: Duration,
+    /// PUBLISH every trade.
+    pub publish_ticks: bool,
+    /// TTLs, seconds: candles, ticks, order books, latest states.
+    pub ttl: [u64; 4],
+}
+
+impl L1Config {
+    /// The defaults: the design documents' timeframes and TTLs (candles 24 h, ticks 1 h,
+    /// books and latest states 5 minutes).
+    pub fn new(url: impl Into<String>) -> Self {
+        L1Config {
+            url: url.into(),
+            prefix: "tickwire:".into(),
+            timeframes: ["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
+                .iter()
+                .filter_map(|t| timeframe(t).map(|w| (t.to_string(), w)))
+                .collect(),
+            candles_keep: 1000,
+            ticks_keep: 1000,
+            min_interval: Duration::from_millis(50),
+            publish_ticks: true,
+            ttl: [86_400, 3_600, 300, 300],
+        }
+    }
+}
+
+/// The width in µs of a timeframe such as `1s`, `5m`, `4h`, `1d`.
+pub fn timeframe(t: &str) -> Option<i64> {
+    let (n, unit) = t.split_at(t.len().checked_sub(1)?);
+    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+    let unit = match unit {
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// What the L1 did.
+#[derive(Debug, Default)]
+pub struct L1Counters {
+    /// Redis commands sent.
+    pub commands: AtomicU64,
+    /// Records folded into a later write of the same key (not lost: their key holds the
+    /// newer state).
+    pub conflated: AtomicU64,
+    /// Records the queue could not take (the L1 misses them).
+    pub dropped: AtomicU64,
+    /// Reconnects after an outage.
+    pub reconnects: AtomicU64,
+    /// Every key written again from the state after a reconnect.
+    pub rebuilds: AtomicU64,
+    /// Failed writes (each an outage until the reconnect).
+    pub errors: AtomicU64,
+}
+
+/// A running L1: the queue to its thread.
+#[derive(Debug)]
+pub struct L1 {
+    tx: Option<Sender<Bundle>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub counters: Arc<L1Counters>,
+    /// `rows` = records applied to the state.
+    pub sink: Arc<SinkCounters>,
+}
+
+/// Whether the L1 keeps anything of `kind`.
+#[inline]
+pub fn wanted(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Trade | Kind::BookTicker | Kind::Ticker | Kind::MarkPrice | Kind::DepthSnapshot
+    )
+}
+
+impl L1 {
+    /// Starts the "redis" thread (it connects on its own; Redis may be down at start).
+    pub fn start(cfg: L1Config, symbols: Arc<SymbolTable>) -> std::io::Result<L1> {
+        redis::Client::open(cfg.url.as_str())
+            .map_err(|e| std::io::Error::other(format!("redis {}: {e}", cfg.url)))?;
+        let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+        let counters = Arc::new(L1Counters::default());
+        let sink = Arc::new(SinkCounters::default());
+        let thread = {
+            let (c, s) = (counters.clone(), sink.clone());
+            std::thread::Builder::new()
+                .name("redis".into())
+                .spawn(move || State::new(cfg, symbols, c, s).run(rx))?
+        };
+        Ok(L1 {
+            tx: Some(tx),
+            thread: Some(thread),
+            counters,
+            sink,
+        })
+    }
+
+    /// Offers a bundle's L1 records (never waits).
+    #[inline]
+    pub fn offer(&self, bundle: &Bundle) {
+        let Some(tx) = &self.tx else { return };
+        let mine: Bundle = bundle
+            .iter()
+            .filter(|m| wanted(m.rec.kind()))
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        let n = mine.len() as u64;
+        if tx.try_send(mine).is_err() {
+            self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes what is left and stops the thread.
+    pub fn finish(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One candle being built.
+#[derive(Debug, Clone, Copy)]
+struct Candle {
+    open_time: i64,
+    open: (i64, u8),
+    high: (i64, u8),
+    low: (i64, u8),
+    close: (i64, u8),
+    first: (i64, i64),
+    last: (i64, i64),
+    volume: i128,
+    volume_dp: u8,
+    trades: u64,
+}
+
+impl Candle {
+    fn fields(&self) -> [(&'static str, String); 7] {
+        [
+            ("open_time", self.open_time.to_string()),
+            ("open", dec(i128::from(self.open.0), self.open.1)),
+            ("high", dec(i128::from(self.high.0), self.high.1)),
+            ("low", dec(i128::from(self.low.0), self.low.1)),
+            ("close", dec(i128::from(self.close.0), self.close.1)),
+            ("volume", dec(self.volume, self.volume_dp)),
+            ("trades", self.trades.to_string()),
+        ]
+    }
+    fn json(&self) -> String {
+        let f = self.fields();
+        format!(
+            r#"{{"open_time":{},"open":"{}","high":"{}","low":"{}","close":"{}","volume":"{}","trades":{}}}"#,
+            f[0].1, f[1].1, f[2].1, f[3].1, f[4].1, f[5].1, f[6].1
+        )
+    }
+}
+
+#[derive(Debug, Default)]
+struct Frame {
+    open: Option<Candle>,
+    open_dirty: bool,
+    /// Closed candles' JSON, newest first (what the list holds).
+    closed: VecDeque<String>,
+    /// Closed since the last write, oldest first.
+    new_closed: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Sym {
+    market: &'static str,
+    name: String,
+    frames: Vec<Frame>,
+    /// (score ms, member) of the newest trades, oldest first.
+    ticks: VecDeque<(i64, String)>,
+    /// Trades since the last write (oldest first), and to publish.
+    new_ticks: Vec<(i64, String)>,
+    /// Latest-state hashes.
+    tops: Vec<Top>,
+}
+
+/// One latest-state hash of a symbol.
+#[derive(Debug)]
+struct Top {
+    family: &'static str,
+    fields: Vec<(String, String)>,
+    dirty: bool,
+}
+
+struct State {
+    cfg: L1Config,
+    symbols: Arc<SymbolTable>,
+    syms: HashMap<(u8, SymbolId), Sym>,
+    c: Arc<L1Counters>,
+    sink: Arc<SinkCounters>,
+    conn: Option<redis::Connection>,
+    /// Every key must be written again (after a reconnect).
+    rebuild: bool,
+    next_try: Instant,
+    backoff: Duration,
+    down_since: Option<Instant>,
+}
+
+impl State {
+    fn new(
+        cfg: L1Config,
+        symbols: Arc<SymbolTable>,
+        c: Arc<L1Counters>,
+        sink: Arc<SinkCounters>,
+    ) -> State {
+        State {
+            cfg,
+            symbols,
+            syms: HashMap::new(),
+            c,
+            sink,
+            conn: None,
+            rebuild: true,
+            next_try: Instant::now(),
+            backoff: Duration::from_millis(200),
+            down_since: None,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Bundle>) {
+        let mut last = Instant::now();
+        loop {
+            let wait = self.cfg.min_interval.saturating_sub(last.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(b) => {
+                    self.apply(&b);
+                    for b in rx.try_iter().take(1024) {
+                        self.apply(&b);
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            if last.elapsed() >= self.cfg.min_interval {
+                self.write();
+                last = Instant::now();
+            }
+        }
+        // The end: a few tries to write what is left.
+        for _ in 0..20 {
+            self.next_try = Instant::now();
+            if self.write() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn sym(&mut self, market: Market, id: SymbolId) -> &mut Sym {
+        let frames = self.cfg.timeframes.len();
+        let symbols = &self.symbols;
+        self.syms.entry((market as u8, id)).or_insert_with(|| Sym {
+            market: market.as_str(),
+            name: symbols.name(id).map(|n| n.to_string()).unwrap_or_default(),
+            frames: (0..frames).map(|_| Frame::default()).collect(),
+            ..Sym::default()
+        })
+    }
+
+    fn apply(&mut self, b: &[Msg]) {
+        for m in b {
+            self.apply_one(m);
+        }
+        self.sink.rows.fetch_add(b.len() as u64, Ordering::Relaxed);
+    }
+
+    fn apply_one(&mut self, m: &Msg) {
+        let h = *m.rec.header();
+        let Some(market) = h.market() else { return };
+        let (keep_c, keep_t) = (self.cfg.candles_keep, self.cfg.ticks_keep);
+        let widths: Vec<i64> = self.cfg.timeframes.iter().map(|t| t.1).collect();
+        let c = self.c.clone();
+        let sym = self.sym(market, h.symbol);
+        match &m.rec {
+            Record::Trade(t) => {
+                let (pdp, qdp) = (t.dp.get(0).unwrap_or(8), t.dp.get(1).unwrap_or(8));
+                let member = format!(
+                    r#"{{"trade_id":{},"price":"{}","qty":"{}","trade_time":{},"is_buyer_maker":{}}}"#,
+                    t.trade_id,
+                    dec(i128::from(t.price), pdp),
+                    dec(t.qty.get(), qdp),
+                    t.trade_time,
+                    t.is_buyer_maker != 0
+                );
+                let score = t.trade_time.div_euclid(1000);
+                sym.ticks.push_back((score, member.clone()));
+                while sym.ticks.len() > keep_t {
+                    sym.ticks.pop_front();
+                }
+                sym.new_ticks.push((score, member));
+                for (f, w) in sym.frames.iter_mut().zip(&widths) {
+                    let start = t.trade_time.div_euclid(*w) * w;
+                    let key = (t.trade_time, t.trade_id);
+                    let p = (t.price, pdp);
+                    match &mut f.open {
+                        Some(o) if o.open_time == start => {
+                            if key < o.first {
+                                o.first = key;
+                                o.open = p;
+                            }
+                            if key > o.last {
+                                o.last = key;
+                                o.close = p;
+                            }
+                            if t.price > o.high.0 {
+                                o.high = p;
+                            }
+                            if t.price < o.low.0 {
+                                o.low = p;
+                            }
+                            o.volume += t.qty.get();
+                            o.volume_dp = o.volume_dp.max(qdp);
+                            o.trades += 1;
+                            if f.open_dirty {
+                                c.conflated.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some(o) if o.open_time > start => {
+                            // A trade of a candle already closed: its list stays as written.
+                            c.conflated.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        open => {
+                            if let Some(done) = open.take() {
+                                let j = done.json();
+                                f.closed.push_front(j.clone());
+                                f.closed.truncate(keep_c);
+                                f.new_closed.push(j);
+                            }
+                            *open = Some(Candle {
+                                open_time: start,
+                                open: p,
+                                high: p,
+                                low: p,
+                                close: p,
+                                first: key,
+                                last: key,
+                                volume: t.qty.get(),
+                                volume_dp: qdp,
+                                trades: 1,
+                            });
+                        }
+                    }
+                    f.open_dirty = true;
+                }
+            }
+            Record::DepthSnapshot(_) => {
+                let Some(r) = m.rec.levels() else { return };
+                let lv = m.levels();
+                let side = |ls: &[tickwire_codecs::record::Level]| {
+                    let mut s = String::from("[");
+                    for (i, l) in ls.iter().enumerate() {
+                        let _ = write!(
+                            s,
+                            "{}[\"{}\",\"{}\"]",
+                            if i > 0 { "," } else { "" },
+                            dec(i128::from(l.price), l.price_dp),
+                            dec(l.qty.get(), l.qty_dp)
+                        );
+                    }
+                    s.push(']');
+                    s
+                };
+                let id = match &m.rec {
+                    Record::DepthSnapshot(d) => d.last_update_id,
+                    _ => 0,
+                };
+                let fields = vec![
+                    ("update_id".to_string(), id.to_string()),
+                    ("time".to_string(), h.recv_time.to_string()),
+                    ("bids".to_string(), side(r.bids(lv))),
+                    ("asks".to_string(), side(r.asks(lv))),
+                ];
+                set_top(sym, "orderbook", fields, &c);
+            }
+            Record::BookTicker(_) | Record::Ticker(_) | Record::MarkPrice(_) => {
+                let family = match m.rec.kind() {
+                    Kind::BookTicker => "book_ticker",
+                    Kind::Ticker => "ticker",
+                    _ => "mark_price",
+                };
+                let mut json = Vec::new();
+                tickwire_codecs::json::write_record(&mut json, &m.rec, &sym.name, &[]);
+                let fields = match serde_json::from_slice::<serde_json::Value>(&json) {
+                    Ok(serde_json::Value::Object(o)) => o
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = match v {
+                                serde_json::Value::String(s) => s,
+                                v => v.to_string(),
+                            };
+                            (k, v)
+                        })
+                        .collect(),
+                    _ => return,
+                };
+                set_top(sym, family, fields, &c);
+            }
+            _ => {}
+        }
+    }
+
+    /// Connects if it is time to try; true when connected.
+    fn connected(&mut self) -> bool {
+        if self.conn.is_some() {
+            return true;
+        }
+        if Instant::now() < self.next_try {
+            return false;
+        }
+        let r = redis::Client::open(self.cfg.url.as_str()).and_then(|c| {
+            c.get_connection_with_timeout(Duration::from_secs(2))
+                .and_then(|conn| {
+                    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+                    Ok(conn)
+                })
+        });
+        match r {
+            Ok(conn) => {
+                if let Some(t) = self.down_since.take() {
+                    self.c.reconnects.fetch_add(1, Ordering::Relaxed);
+                    eprintln!(
+                        "tickwire: redis {}: back after {:.1} s; every key is written again",
+                        self.cfg.url,
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+                self.conn = Some(conn);
+                self.backoff = Duration::from_millis(200);
+                true
+            }
+            Err(e) => {
+                self.down(&e);
+                false
+            }
+        }
+    }
+
+    fn down(&mut self, e: &redis::RedisError) {
+        self.conn = None;
+        self.rebuild = true;
+        self.c.errors.fetch_add(1, Ordering::Relaxed);
+        if self.down_since.is_none() {
+            self.down_since = Some(Instant::now());
+            eprintln!(
+                "tickwire: redis {}: {e}; ingest goes on, L1 is written again when it is back",
+                self.cfg.url
+            );
+        }
+        self.next_try = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+    }
+
+    /// Writes the keys that changed (every key after a reconnect); true when done.
+    fn write(&mut self) -> bool {
+        if !self.connected() {
+            // Down: what changed is in the state, written whole at the reconnect; nothing
+            // piles up meanwhile.
+            for s in self.syms.values_mut() {
+                s.new_ticks.clear();
+                for f in &mut s.frames {
+                    f.new_closed.clear();
+                }
+            }
+            return false;
+        }
+        let all = self.rebuild;
+        let mut pipe = redis::pipe();
+        let mut n = 0u64;
+        let p = &self.cfg.prefix;
+        let ttl = self.cfg.ttl;
+        let keep_c = self.cfg.candles_keep as isize;
+        let keep_t = self.cfg.ticks_keep as isize;
+        for s in self.syms.values() {
+            let (m, name) = (s.market, &s.name);
+            for (f, (tf, _)) in s.frames.iter().zip(&self.cfg.timeframes) {
+                let list = format!("{p}candles:{m}:{name}:{tf}");
+                if all {
+                    pipe.del(&list).ignore();
+                    n += 1;
+                    if !f.closed.is_empty() {
+                        pipe.rpush(&list, f.closed.iter().collect::<Vec<_>>())
+                            .ignore();
+                        n += 1;
+                    }
+                } else if !f.new_closed.is_empty() {
+                    pipe.lpush(&list, &f.new_closed).ignore();
+                    n += 1;
+                }
+                if all || !f.new_closed.is_empty() {
+                    pipe.ltrim(&list, 0, keep_c - 1).ignore();
+                    pipe.expire(&list, ttl[0] as i64).ignore();
+                    n += 2;
+                }
+                if let (Some(o), true) = (&f.open, all || f.open_dirty) {
+                    let key = format!("{p}candle:{m}:{name}:{tf}");
+                    pipe.hset_multiple(&key, &o.fields()).ignore();
+                    pipe.expire(&key, ttl[0] as i64).ignore();
+                    n += 2;
+                }
+            }
+            let ticks = format!("{p}ticks:{m}:{name}");
+            let write: Vec<&(i64, String)> = if all {
+                pipe.del(&ticks).ignore();
+                n += 1;
+                s.ticks.iter().collect()
+            } else {
+                // Only the newest `ticks_keep` of them can be in the set.
+                let skip = s.new_ticks.len().saturating_sub(keep_t as usize);
+                s.new_ticks[skip..].iter().collect()
+            };
+            if !write.is_empty() {
+                let items: Vec<(i64, &String)> = write.iter().map(|(sc, mb)| (*sc, mb)).collect();
+                pipe.zadd_multiple(&ticks, &items).ignore();
+                pipe.zremrangebyrank(&ticks, 0, -(keep_t + 1)).ignore();
+                pipe.expire(&ticks, ttl[1] as i64).ignore();
+                n += 3;
+            }
+            if self.cfg.publish_ticks {
+                let chan = format!("{p}pubsub:ticks:{m}:{name}");
+                for (_, member) in &s.new_ticks {
+                    pipe.publish(&chan, member).ignore();
+                    n += 1;
+                }
+            }
+            for Top {
+                family,
+                fields,
+                dirty,
+            } in &s.tops
+            {
+                if !(all || *dirty) {
+                    continue;
+                }
+                let key = format!("{p}{family}:{m}:{name}");
+                let t = if *family == "orderbook" {
+                    ttl[2]
+                } else {
+                    ttl[3]
+                };
+                // Replaced whole: a reader never sees half of one update.
+                pipe.cmd("MULTI").ignore();
+                pipe.del(&key).ignore();
+                pipe.hset_multiple(&key, fields).ignore();
+                pipe.expire(&key, t as i64).ignore();
+                pipe.cmd("EXEC").ignore();
+                n += 5;
+            }
+        }
+        if n == 0 {
+            self.rebuild = false;
+            return true;
+        }
+        let r: redis::RedisResult<()> = match self.conn.as_mut() {
+            Some(c) => pipe.query(c),
+            None => return false,
+        };
+        match r {
+            Ok(()) => {
+                self.c.commands.fetch_add(n, Ordering::Relaxed);
+                if all {
+                    self.c.rebuilds.fetch_add(1, Ordering::Relaxed);
+                }
+                self.rebuild = false;
+                for s in self.syms.values_mut() {
+                    s.new_ticks.clear();
+                    for f in &mut s.frames {
+                        f.new_closed.clear();
+                        f.open_dirty = false;
+                    }
+                    for t in &mut s.tops {
+                        t.dirty = false;
+                    }
+                }
+                true
+            }
+            Err(e) => {
+                // Trades published meanwhile are not published again (a channel has no past);
+                // the keys are all written again at the reconnect.
+                for s in self.syms.values_mut() {
+                    s.new_ticks.clear();
+                }
+                self.down(&e);
+                false
+            }
+        }
+    }
+}
+
+fn set_top(sym: &mut Sym, family: &'static str, fields: Vec<(String, String)>, c: &L1Counters) {
+    match sym.tops.iter_mut().find(|t| t.family == family) {
+        Some(t) => {
+            if t.dirty {
+                c.conflated.fetch_add(1, Ordering::Relaxed);
+            }
+            t.fields = fields;
+            t.dirty = true;
+        }
+        None => sym.tops.push(Top {
+            family,
+            fields,
+            dirty: true,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeframes_are_widths() {
+        assert_eq!(timeframe("1s"), Some(1_000_000));
+        assert_eq!(timeframe("15m"), Some(900_000_000));
+        assert_eq!(timeframe("4h"), Some(14_400_000_000));
+        assert_eq!(timeframe("1d"), Some(86_400_000_000));
+        assert_eq!(timeframe("0m"), None);
+        assert_eq!(timeframe("m"), None);
+        assert_eq!(timeframe("3x"), None);
+        assert_eq!(L1Config::new("redis://h").timeframes.len(), 7);
+    }
+}
