@@ -120,6 +120,7 @@ fn bench(c: &mut Criterion) {
         symbols,
         store: None,
         live: None,
+        l1: None,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -192,6 +192,23 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Symbols a symbols = [\"*\"] source took up (newly TRADING) or let go while running.",
         &listings,
     );
+    if let Some(r) = &c.redis {
+        counter(
+            &mut o,
+            "tickwire_l1_reads_total",
+            "Query API candle reads the Redis L1 answered (hit) or left to the next tier (miss: the range not held, Redis down).",
+            &[
+                ("result=\"hit\"".to_string(), l(&r.reads_hit)),
+                ("result=\"miss\"".to_string(), l(&r.reads_miss)),
+            ],
+        );
+        counter(
+            &mut o,
+            "tickwire_l1_commands_total",
+            "Redis commands the L1 sent.",
+            &[(String::new(), l(&r.commands))],
+        );
+    }
     counter(
         &mut o,
         "tickwire_rest_unreadable_total",

@@ -111,6 +111,99 @@ pub struct L1Counters {
     pub rebuilds: AtomicU64,
     /// Failed writes (each an outage until the reconnect).
     pub errors: AtomicU64,
+    /// Query API candle reads answered from L1.
+    pub reads_hit: AtomicU64,
+    /// Query API candle reads L1 could not answer (the range not held, Redis down): served
+    /// by the next tier.
+    pub reads_miss: AtomicU64,
+}
+
+/// The query API's side of the L1: candle lists read back.
+#[derive(Debug)]
+pub struct L1Reader {
+    pub url: String,
+    pub prefix: String,
+    pub timeframes: Vec<String>,
+    pub counters: Arc<L1Counters>,
+}
+
+/// One candle read from L1: open time (µs) and the raw values (prices and volume 1e-8,
+/// quote volume 1e-16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L1Candle {
+    pub open_time: i64,
+    pub open: i128,
+    pub high: i128,
+    pub low: i128,
+    pub close: i128,
+    pub volume: i128,
+    pub quote: i128,
+    pub trades: u64,
+}
+
+fn raw8(s: &str) -> Option<i128> {
+    tickwire_codecs::decimal::parse_i128(s.as_bytes())
+        .ok()
+        .map(|p| p.raw)
+}
+
+/// A decimal written with 16 places as its 1e-16 integer.
+fn raw16(s: &str) -> Option<i128> {
+    let (i, f) = s.split_once('.')?;
+    if f.len() != 16 {
+        return None;
+    }
+    format!("{i}{f}").parse().ok()
+}
+
+impl L1Candle {
+    fn from_fields(get: impl Fn(&str) -> Option<String>) -> Option<L1Candle> {
+        Some(L1Candle {
+            open_time: get("open_time")?.parse().ok()?,
+            open: raw8(&get("open")?)?,
+            high: raw8(&get("high")?)?,
+            low: raw8(&get("low")?)?,
+            close: raw8(&get("close")?)?,
+            volume: raw8(&get("volume")?)?,
+            quote: raw16(&get("quote_volume")?)?,
+            trades: get("trades")?.parse().ok()?,
+        })
+    }
+}
+
+impl L1Reader {
+    /// The candles L1 holds for (market, symbol, timeframe), oldest first: the closed ones
+    /// and the open one.
+    pub fn candles(&self, market: &str, symbol: &str, tf: &str) -> Result<Vec<L1Candle>, String> {
+        let mut conn = redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())?;
+        let p = &self.prefix;
+        let (list, open): (Vec<String>, HashMap<String, String>) = redis::pipe()
+            .lrange(format!("{p}candles:{market}:{symbol}:{tf}"), 0, -1)
+            .hgetall(format!("{p}candle:{market}:{symbol}:{tf}"))
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(list.len() + 1);
+        for j in list.iter().rev() {
+            let v: serde_json::Value = serde_json::from_str(j).map_err(|e| e.to_string())?;
+            let c = L1Candle::from_fields(|k| match &v[k] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .ok_or_else(|| format!("an unreadable candle {j}"))?;
+            out.push(c);
+        }
+        if !open.is_empty() {
+            let c = L1Candle::from_fields(|k| open.get(k).cloned())
+                .ok_or("an unreadable open candle")?;
+            if out.last().is_none_or(|l| l.open_time < c.open_time) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A running L1: the queue to its thread.
@@ -193,11 +286,13 @@ struct Candle {
     last: (i64, i64),
     volume: i128,
     volume_dp: u8,
+    /// Sum of price x qty, 1e-16 units.
+    quote: i128,
     trades: u64,
 }
 
 impl Candle {
-    fn fields(&self) -> [(&'static str, String); 7] {
+    fn fields(&self) -> [(&'static str, String); 8] {
         [
             ("open_time", self.open_time.to_string()),
             ("open", dec(i128::from(self.open.0), self.open.1)),
@@ -205,14 +300,15 @@ impl Candle {
             ("low", dec(i128::from(self.low.0), self.low.1)),
             ("close", dec(i128::from(self.close.0), self.close.1)),
             ("volume", dec(self.volume, self.volume_dp)),
+            ("quote_volume", crate::query::scaled(self.quote, 16)),
             ("trades", self.trades.to_string()),
         ]
     }
     fn json(&self) -> String {
         let f = self.fields();
         format!(
-            r#"{{"open_time":{},"open":"{}","high":"{}","low":"{}","close":"{}","volume":"{}","trades":{}}}"#,
-            f[0].1, f[1].1, f[2].1, f[3].1, f[4].1, f[5].1, f[6].1
+            r#"{{"open_time":{},"open":"{}","high":"{}","low":"{}","close":"{}","volume":"{}","quote_volume":"{}","trades":{}}}"#,
+            f[0].1, f[1].1, f[2].1, f[3].1, f[4].1, f[5].1, f[6].1, f[7].1
         )
     }
 }
@@ -376,6 +472,9 @@ impl State {
                             }
                             o.volume += t.qty.get();
                             o.volume_dp = o.volume_dp.max(qdp);
+                            o.quote = o
+                                .quote
+                                .saturating_add(i128::from(t.price).saturating_mul(t.qty.get()));
                             o.trades += 1;
                             if f.open_dirty {
                                 c.conflated.fetch_add(1, Ordering::Relaxed);
@@ -403,6 +502,7 @@ impl State {
                                 last: key,
                                 volume: t.qty.get(),
                                 volume_dp: qdp,
+                                quote: i128::from(t.price).saturating_mul(t.qty.get()),
                                 trades: 1,
                             });
                         }

@@ -322,6 +322,8 @@ pub struct Api {
     pub store: Option<ReadStore>,
     /// The sources' live order books.
     pub live: Option<Arc<crate::book::LiveBooks>>,
+    /// The Redis L1, read first for candles.
+    pub l1: Option<Arc<crate::l1::L1Reader>>,
 }
 
 /// Rows newest first by receive time (ties: later position first), at most `limit`, as one
@@ -484,6 +486,9 @@ impl Api {
             "1h" => 3_600_000_000,
             i => return Reply::bad(format!("unknown interval {i:?}: 1s, 1m, 5m or 1h")),
         };
+        if let Some(r) = self.candles_from_l1(p, &f, interval_us).await {
+            return r;
+        }
         // Trades are selected by trade time; those received up to a minute after `to` or
         // before `from` may still fall inside it.
         let wide = Filter {
@@ -611,6 +616,69 @@ impl Api {
             headers: vec![format!("X-Tickwire-Tiers: {}", tiers.join(","))],
             body: body.into_bytes(),
         }
+    }
+
+    /// Candles from the Redis L1, when it holds the whole range: one market and symbol, an
+    /// interval L1 keeps, `from` (and `to`, unless open-ended) on the interval's boundaries,
+    /// and the oldest candle L1 holds at or before `from`. `None`: the next tier answers (a
+    /// miss counted).
+    async fn candles_from_l1(&self, p: &Params, f: &Filter, interval_us: i64) -> Option<Reply> {
+        let l1 = self.l1.clone()?;
+        let (Some(m), Some(sym)) = (f.market, f.symbol.clone()) else {
+            return None;
+        };
+        let tf = p.get("interval").unwrap_or("1m").to_string();
+        if !l1.timeframes.contains(&tf) {
+            return None;
+        }
+        let (from_us, to_us) = (f.from.div_euclid(1000), f.to.div_euclid(1000));
+        let aligned = |t: i64| t.rem_euclid(interval_us) == 0;
+        let miss = || {
+            l1.counters.reads_miss.fetch_add(1, Ordering::Relaxed);
+            None
+        };
+        if f.from == i64::MIN || !aligned(from_us) || (f.to != i64::MAX && !aligned(to_us)) {
+            return miss();
+        }
+        let reader = l1.clone();
+        let (mk, s2, tf2) = (m.as_str(), sym.clone(), tf.clone());
+        let got = tokio::task::spawn_blocking(move || reader.candles(mk, &s2, &tf2)).await;
+        let candles = match got {
+            Ok(Ok(c)) => c,
+            _ => return miss(),
+        };
+        if candles.first().is_none_or(|c| c.open_time > from_us) {
+            return miss();
+        }
+        l1.counters.reads_hit.fetch_add(1, Ordering::Relaxed);
+        let mut body = String::new();
+        for c in candles
+            .iter()
+            .filter(|c| c.open_time >= from_us && c.open_time < to_us)
+        {
+            let vwap = if c.volume == 0 { 0 } else { c.quote / c.volume };
+            let _ = writeln!(
+                body,
+                "{{\"market\":\"{}\",\"symbol\":{},\"interval\":\"{tf}\",\"open_time\":{},\"open\":\"{}\",\"high\":\"{}\",\"low\":\"{}\",\"close\":\"{}\",\"volume\":\"{}\",\"quote_volume\":\"{}\",\"trades\":{},\"vwap\":\"{}\"}}",
+                m.as_str(),
+                json_str(&sym),
+                c.open_time,
+                scaled(c.open, 8),
+                scaled(c.high, 8),
+                scaled(c.low, 8),
+                scaled(c.close, 8),
+                scaled(c.volume, 8),
+                scaled(c.quote, 16),
+                c.trades,
+                scaled(vwap, 8),
+            );
+        }
+        Some(Reply {
+            status: "200 OK",
+            content_type: "application/x-ndjson",
+            headers: vec!["X-Tickwire-Tiers: redis".into()],
+            body: body.into_bytes(),
+        })
     }
 
     async fn book(&self, p: &Params) -> Reply {

@@ -638,8 +638,29 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     let live_books = cache
         .as_ref()
         .map(|_| Arc::new(crate::book::LiveBooks::default()));
+    let l1 = match s.redis.clone() {
+        Some(cfg) => {
+            let url = cfg.url.clone();
+            let l = crate::l1::L1::start(cfg, symbols.clone())
+                .with_context(|| format!("redis {url}"))?;
+            counters.sinks.push(("redis", l.sink.clone()));
+            counters.redis = Some(l.counters.clone());
+            Some(l)
+        }
+        None => None,
+    };
+    let l1_reader = match (&s.redis, &l1) {
+        (Some(cfg), Some(l)) => Some(Arc::new(crate::l1::L1Reader {
+            url: cfg.url.clone(),
+            prefix: cfg.prefix.clone(),
+            timeframes: cfg.timeframes.iter().map(|t| t.0.clone()).collect(),
+            counters: l.counters.clone(),
+        })),
+        _ => None,
+    };
     let api = cache.as_ref().map(|c| {
         Arc::new(Api {
+            l1: l1_reader.clone(),
             cache: c.clone(),
             symbols: symbols.clone(),
             live: live_books.clone(),
@@ -664,17 +685,6 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // The queue carries bundles (one or more frames' records, see `queue::Bundle`); `queue`
     // records of capacity become queue/16 bundles (at least 64).
     let (tx, rx) = crossbeam_channel::bounded::<crate::queue::Bundle>((s.queue / 16).max(64));
-    let l1 = match s.redis.clone() {
-        Some(cfg) => {
-            let url = cfg.url.clone();
-            let l = crate::l1::L1::start(cfg, symbols.clone())
-                .with_context(|| format!("redis {url}"))?;
-            counters.sinks.push(("redis", l.sink.clone()));
-            counters.redis = Some(l.counters.clone());
-            Some(l)
-        }
-        None => None,
-    };
     let pipeline = Pipeline::new(
         rx.clone(),
         symbols.clone(),

@@ -13,13 +13,14 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 
 import pyarrow.dataset as ds
 import pytest
 import redis
 
-from conftest import BIN, free_port
+from conftest import BIN, free_port, series
 
 D = decimal.Decimal
 
@@ -41,9 +42,10 @@ def candles_1s(ts):
         start = us // 1_000_000 * 1_000_000
         c = out.get(start)
         if c is None:
-            out[start] = c = {"open": p, "high": p, "low": p, "close": p, "volume": D(0), "trades": 0}
+            out[start] = c = {"open": p, "high": p, "low": p, "close": p, "volume": D(0), "quote": D(0), "trades": 0}
         c["high"], c["low"], c["close"] = max(c["high"], p), min(c["low"], p), p
         c["volume"] += q
+        c["quote"] += p * q
         c["trades"] += 1
     return out
 
@@ -95,10 +97,25 @@ def test_demo_fills_l1_and_publishes_every_trade(tmp_path):
     th.start()
     time.sleep(0.3)
     out = tmp_path / "data"
-    p = subprocess.run([BIN, "demo", "--duration", "4", "--out", str(out), "--zmq", f"tcp://127.0.0.1:{free_port()}",
-                        "--stats-secs", "0", "--redis", url, "--redis-prefix", prefix],
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
+    http = free_port()
+    demo = subprocess.Popen([BIN, "demo", "--duration", "5", "--out", str(out), "--zmq", f"tcp://127.0.0.1:{free_port()}",
+                             "--stats-secs", "0", "--redis", url, "--redis-prefix", prefix, "--http", f"127.0.0.1:{http}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The query API reads candles from L1 when it holds the range (aligned to the interval).
+    time.sleep(3.5)
+    oldest = json.loads(r.lrange(f"{prefix}candles:spot:BTCUSDT:1s", -1, -1)[0])["open_time"]
+    q = f"http://127.0.0.1:{http}/v1/candles?market=spot&symbol=BTCUSDT&interval=1s&from={oldest // 1000}"
+    with urllib.request.urlopen(q, timeout=10) as resp:
+        api_tiers = resp.headers["X-Tickwire-Tiers"]
+        api = [json.loads(l) for l in resp.read().decode().splitlines()]
+    # Not held by L1 (from before its first candle): the cache answers.
+    with urllib.request.urlopen(q.replace(f"from={oldest // 1000}", f"from={(oldest - 60_000_000) // 1000}"),
+                                timeout=10) as resp:
+        older_tiers = resp.headers["X-Tickwire-Tiers"]
+    l1_reads = {k: v for k, v in series(http, "tickwire_l1_reads_total").items()}
+    stdout, stderr = demo.communicate(timeout=120)
+    assert demo.returncode == 0, stderr
+    p = subprocess.CompletedProcess(demo.args, demo.returncode, stdout, stderr)
     time.sleep(0.5)
     done.set()
     th.join(timeout=5)
@@ -106,6 +123,16 @@ def test_demo_fills_l1_and_publishes_every_trade(tmp_path):
     assert s["redis"]["errors"] == 0 and s["redis"]["dropped"] == 0, s["redis"]
     assert s["rows"]["redis"] > 0 and s["redis"]["commands"] > 0
     by = check_l1(r, prefix, out, s)
+    assert api_tiers == "redis" and older_tiers == "cache", (api_tiers, older_tiers)
+    assert l1_reads == {'{result="hit"}': 1.0, '{result="miss"}': 1.0}, l1_reads
+    # The closed ones equal the Parquet trades' (the newest may have been still open then).
+    want = candles_1s(by[("spot", "BTCUSDT")])
+    assert len(api) >= 2
+    for c in api[:-1]:
+        w = want[c["open_time"]]
+        assert (D(c["open"]), D(c["high"]), D(c["low"]), D(c["close"]), D(c["volume"]), c["trades"]) == \
+            (w["open"], w["high"], w["low"], w["close"], w["volume"], w["trades"]), (c, w)
+        assert D(c["quote_volume"]) == w["quote"], (c, w)
     # Pub/sub: every BTCUSDT spot trade, in order, none folded.
     assert [t["trade_id"] for t in got] == [t[1] for t in sorted(by[("spot", "BTCUSDT")], key=lambda t: t[1])]
     # TTLs are set.

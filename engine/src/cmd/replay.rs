@@ -32,10 +32,10 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Only what was received at or after this time: RFC 3339 UTC
     /// (`2026-12-03T12:00:00Z`, fractions allowed) or ms since the epoch.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = crate::query::parse_time)]
     pub from: Option<i64>,
     /// Only what was received before this time (as `--from`).
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = crate::query::parse_time)]
     pub to: Option<i64>,
     /// `max` (as fast as the pipeline takes it) or a multiple of the recorded pace (`1`).
     #[arg(long, default_value = "max", value_parser = parse_speed)]
@@ -70,56 +70,6 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
             "{s:?}: max, or a positive number (1 = the recorded pace)"
         )),
     }
-}
-
-/// A time in ns since the epoch: ms since the epoch, or RFC 3339 in UTC.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return ms
-            .checked_mul(1_000_000)
-            .ok_or_else(|| format!("{s}: out of range"));
-    }
-    let bad = || format!("{s:?}: RFC 3339 UTC (2026-12-03T12:00:00Z) or ms since the epoch");
-    let s2 = s.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = s2.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|x| x.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|x| x.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if d.len() != 3
-        || t.len() != 3
-        || !(1..=12).contains(&d[1])
-        || !(1..=31).contains(&d[2])
-        || t[0] > 23
-        || t[1] > 59
-        || t[2] > 60
-        || frac.len() > 9
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    // Howard Hinnant's days_from_civil.
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let nanos: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().map_err(|_| bad())?
-    };
-    Ok(((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000) + nanos)
 }
 
 /// Runs the replay.
@@ -195,6 +145,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::query::parse_time;
 
     #[test]
     fn times_are_rfc3339_utc_or_ms() {
