@@ -5,7 +5,7 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `candles:<market>:<SYMBOL>:<tf>` | List | the last `candles_keep` closed candles, newest first, each a JSON object `open_time` (µs), `open`, `high`, `low`, `close`, `volume` (exact decimal strings) and `trades` |
+//! | `candles:<market>:<SYMBOL>:<tf>` | List | the last `candles_keep` closed candles, newest first, each a JSON object `open_time` (µs), `open`, `high`, `low`, `close`, `volume` (exact decimal strings), `quote_volume` (16 places) and `trades` |
 //! | `candle:<market>:<SYMBOL>:<tf>` | Hash | the candle still open, the same fields |
 //! | `ticks:<market>:<SYMBOL>` | Sorted Set | the newest `ticks_keep` trades, score the trade time in ms, member JSON `trade_id`, `price`, `qty`, `trade_time` (µs), `is_buyer_maker` |
 //! | `orderbook:<market>:<SYMBOL>` | Hash | `update_id`, `time` (recv ns), `bids`, `asks` (JSON arrays of [price, qty] strings) of the newest `depth_snapshot` record (the live book's with `book_snapshot_ms`, else a partial depth stream's), replaced in one MULTI |
