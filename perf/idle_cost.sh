@@ -2,8 +2,8 @@
 # Idle cost: `tickwire run` connected and subscribed to a simulator that sends 1 message a
 # second per market (`tickwire sim --rate 1`), with every sink configured (Parquet, and
 # PostgreSQL, ClickHouse and the Redis L1 where they answer) and the HTTP API on. After a
-# warm-up, reads every engine thread's CPU time and voluntary context switches (wake-ups)
-# from /proc over SECONDS and prints the engine's share of a core and, per thread, CPU and
+# warm-up, reads every engine thread's time on a CPU (schedstat, ns) and voluntary context
+# switches (wake-ups) from /proc over SECONDS and prints the engine's share of a core and, per thread, CPU and
 # wake-ups a second.
 #   bash perf/idle_cost.sh [SECONDS]
 # BIN=PATH: measure that tickwire binary instead of building this tree's.
@@ -64,18 +64,19 @@ run=$!
 sleep 8
 sample() {
   for t in /proc/$run/task/*; do
-    echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $14 + $15}' "$t/stat") $(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")"
+    # schedstat: ns on a CPU (exact; /proc/.../stat's 10 ms ticks are too coarse for idle).
+    echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $1}' "$t/schedstat") $(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")"
   done >"$1"
 }
 sample "$out/a"; sleep "$secs"; sample "$out/b"
-python3 - "$out/a" "$out/b" "$secs" "$(getconf CLK_TCK)" "$(grep -c '^type' "$out/tw.toml")" <<'PY'
+python3 - "$out/a" "$out/b" "$secs" "$(grep -c '^type' "$out/tw.toml")" <<'PY'
 import collections, sys
-a, b, secs, hz, nsinks = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+a, b, secs, nsinks = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 def read(p):
     cpu, wake = collections.Counter(), collections.Counter()
     for line in open(p):
         name, ticks, sw = line.split()
-        cpu[name] += int(ticks) / hz
+        cpu[name] += int(ticks) / 1e9
         wake[name] += int(sw)
     return cpu, wake
 (ca, wa), (cb, wb) = read(a), read(b)

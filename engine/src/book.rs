@@ -544,6 +544,10 @@ pub struct LiveBooks {
     books: std::sync::Mutex<std::collections::HashMap<(Market, String), BookView>>,
     /// When each book was last asked for.
     wanted: std::sync::Mutex<std::collections::HashMap<(Market, String), std::time::Instant>>,
+    /// Some book is asked for (the sources' 100 ms publishing runs only then).
+    active: std::sync::atomic::AtomicBool,
+    /// Wakes the sources when a book is first asked for.
+    pub wake: tokio::sync::Notify,
 }
 
 impl LiveBooks {
@@ -564,7 +568,16 @@ impl LiveBooks {
                 fresh |= prev.is_none_or(|t| now.duration_since(t) >= Self::INTEREST);
             }
         }
+        drop(g);
+        if !self.active.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.wake.notify_waiters();
+        }
         fresh
+    }
+
+    /// Whether some book is asked for (until [`Self::wanted`] finds every interest expired).
+    pub fn active(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The books of `market` asked for within [`Self::INTEREST`]; the views of books no
@@ -585,6 +598,10 @@ impl LiveBooks {
             .filter(|(m, _)| *m == market)
             .map(|(_, s)| s.clone())
             .collect();
+        if g.is_empty() {
+            self.active
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
         drop(g);
         if !expired.is_empty() {
             let mut b = self.books.lock().unwrap_or_else(|p| p.into_inner());

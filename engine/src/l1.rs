@@ -353,6 +353,8 @@ struct State {
     conn: Option<redis::Connection>,
     /// Every key must be written again (after a reconnect).
     rebuild: bool,
+    /// Records applied since the last write.
+    dirty: bool,
     next_try: Instant,
     backoff: Duration,
     down_since: Option<Instant>,
@@ -373,6 +375,7 @@ impl State {
             sink,
             conn: None,
             rebuild: true,
+            dirty: false,
             next_try: Instant::now(),
             backoff: Duration::from_millis(200),
             down_since: None,
@@ -382,7 +385,12 @@ impl State {
     fn run(mut self, rx: Receiver<Bundle>) {
         let mut last = Instant::now();
         loop {
-            let wait = self.cfg.min_interval.saturating_sub(last.elapsed());
+            // Nothing to write: sleep until records come (or a second passes).
+            let wait = if self.pending() {
+                self.cfg.min_interval.saturating_sub(last.elapsed())
+            } else {
+                Duration::from_secs(1)
+            };
             match rx.recv_timeout(wait) {
                 Ok(b) => {
                     self.apply(&b);
@@ -408,6 +416,11 @@ impl State {
         }
     }
 
+    /// Whether anything waits to be written (or every key, after a reconnect).
+    fn pending(&self) -> bool {
+        self.rebuild && !self.syms.is_empty() || self.dirty
+    }
+
     fn sym(&mut self, market: Market, id: SymbolId) -> &mut Sym {
         let frames = self.cfg.timeframes.len();
         let symbols = &self.symbols;
@@ -420,6 +433,7 @@ impl State {
     }
 
     fn apply(&mut self, b: &[Msg]) {
+        self.dirty |= !b.is_empty();
         for m in b {
             self.apply_one(m);
         }
@@ -716,6 +730,7 @@ impl State {
         }
         if n == 0 {
             self.rebuild = false;
+            self.dirty = false;
             return true;
         }
         let r: redis::RedisResult<()> = match self.conn.as_mut() {
@@ -729,6 +744,7 @@ impl State {
                     self.c.rebuilds.fetch_add(1, Ordering::Relaxed);
                 }
                 self.rebuild = false;
+                self.dirty = false;
                 for s in self.syms.values_mut() {
                     s.new_ticks.clear();
                     for f in &mut s.frames {

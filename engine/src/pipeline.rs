@@ -242,7 +242,14 @@ impl Pipeline {
             batch_rx: &batch_rx,
             buf: Vec::new(),
         };
-        let tick = Duration::from_millis(50);
+        // Flushed batches come back to be published as Arrow IPC only between bundles or at a
+        // tick: 50 ms when that is on; otherwise the tick only does housekeeping (the
+        // subscriptions, the latency histograms) and need not wake the thread more often.
+        let tick = if batch_rx.is_some() {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(250)
+        };
         let mut last = Instant::now();
         loop {
             match rx.recv_timeout(tick) {
@@ -289,6 +296,9 @@ impl Pipeline {
         }
     }
 }
+
+/// How long an idle columnarize stage sleeps between looks (data wakes it at once).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// The pipeline thread's borrowed state while it runs.
 struct Publish<'a> {
@@ -482,7 +492,11 @@ impl Columnarizer {
             .max(Duration::from_millis(1));
         let mut last = Instant::now();
         loop {
-            match self.rx.recv_timeout(tick) {
+            // Nothing open and nothing new for the cache: no flush age to watch, so the
+            // thread sleeps until data comes (or a second passes), instead of every tick.
+            let idle = self.open.values().all(|o| o.builder.is_empty() && !o.dirty);
+            let wait = if idle { IDLE_WAIT } else { tick };
+            match self.rx.recv_timeout(wait) {
                 Ok(m) => {
                     self.take_bundle(m);
                     for _ in 0..4096 {

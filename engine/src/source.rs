@@ -1114,6 +1114,9 @@ pub async fn run(
     let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
     let mut cap = cfg.capture.as_ref().map(|c| c.connection());
     let mut live_tick = tokio::time::interval(Duration::from_millis(100));
+    // After a pause (no book asked for), ticking resumes from now, not with a burst.
+    live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    book_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *stop.borrow() {
             break;
@@ -1278,10 +1281,20 @@ pub async fn run(
                         }
                         continue;
                     }
-                    _ = live_tick.tick(), if cfg.live.is_some() && books.is_some() => {
+                    // The live books are published every 100 ms while some book is asked for;
+                    // otherwise the task sleeps until the first query wakes it.
+                    _ = live_tick.tick(), if books.is_some() && cfg.live.as_ref().is_some_and(|l| l.active()) => {
                         if let (Some(b), Some(l)) = (&books, &cfg.live) {
                             b.publish(l, &dec_symbols);
                         }
+                        continue;
+                    }
+                    _ = async {
+                        match &cfg.live {
+                            Some(l) => l.wake.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if books.is_some() && cfg.live.as_ref().is_some_and(|l| !l.active()) => {
                         continue;
                     }
                     _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
