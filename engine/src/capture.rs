@@ -17,6 +17,7 @@
 //! | 3 | REST depth snapshot answer | ok u8 (1: the body, 0: the error's text), symbol length u8, symbol, then body or error |
 //! | 4 | book-snapshot tick (`t`: the `depth_snapshot` records' time) | none |
 //! | 5 | hole: entries the capture could not keep | count u64 |
+//! | 6 | a record made from a REST answer (instrument, open_interest, long_short_ratio; `t` its `recv_time`) | symbol length u8, symbol, then the record's ZMQ binary payload |
 //!
 //! ## Path
 //!
@@ -55,6 +56,7 @@ pub mod kind {
     pub const SNAPSHOT: u8 = 3;
     pub const TICK: u8 = 4;
     pub const HOLE: u8 = 5;
+    pub const RECORD: u8 = 6;
 }
 
 /// What the capture did.
@@ -240,6 +242,16 @@ impl ConnCapture {
     /// A book-snapshot tick at `t`.
     pub fn tick(&mut self, t: i64) {
         self.put(kind::TICK, t, &[]);
+    }
+
+    /// A record made from a REST answer (its symbol by name: ids are the process's own).
+    pub fn record(&mut self, rec: &tickwire_codecs::record::Record, symbol: &str) {
+        let sym = &symbol.as_bytes()[..symbol.len().min(255)];
+        let mut p = Vec::with_capacity(1 + sym.len() + 16 + rec.as_bytes().len());
+        p.push(sym.len() as u8);
+        p.extend_from_slice(sym);
+        crate::publish::encode_binary(&mut p, rec, &[], 0);
+        self.put(kind::RECORD, rec.header().recv_time, &p);
     }
 }
 

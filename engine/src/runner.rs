@@ -698,15 +698,6 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     let pipe = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline.run())?;
-    // Records made from REST answers (instruments, the polled series) join the sources' queue.
-    let emitter = Arc::new(crate::series::Emitter {
-        tx: tx.clone(),
-        publish: publisher.clone(),
-        queue: counters.queue.clone(),
-        symbols: symbols.clone(),
-        full: s.full,
-    });
-    let recorded = Arc::new(crate::series::Recorded::default());
     // The raw capture: its writer thread ends after every connection has let go of it.
     let (capture, capture_writer) = match &s.capture {
         Some(dir) => {
@@ -717,6 +708,18 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         }
         None => (None, None),
     };
+    // Records made from REST answers (instruments, the polled series) join the sources' queue.
+    let emitter = Arc::new(crate::series::Emitter {
+        tx: tx.clone(),
+        publish: publisher.clone(),
+        queue: counters.queue.clone(),
+        symbols: symbols.clone(),
+        full: s.full,
+        capture: capture
+            .as_ref()
+            .map(|c| std::sync::Mutex::new(c.connection())),
+    });
+    let recorded = Arc::new(crate::series::Recorded::default());
     let replay_counters = matches!(s.input, Input::Replay { .. })
         .then(|| Arc::new(source::ReplayCounters::default()));
     counters.replay = replay_counters.clone();

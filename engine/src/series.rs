@@ -38,11 +38,21 @@ pub struct Emitter {
     pub queue: Arc<QueueCounters>,
     pub symbols: Arc<SymbolTable>,
     pub full: FullPolicy,
+    /// With a capture: every record emitted is kept in it (one stream for the process).
+    pub capture: Option<Mutex<crate::capture::ConnCapture>>,
 }
 
 impl Emitter {
     /// Publishes and queues `recs` (in bundles of at most [`crate::queue::MAX_BUNDLE`]).
     pub fn emit(&self, recs: Vec<Record>) {
+        if let Some(c) = &self.capture {
+            let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+            for r in &recs {
+                let name = self.symbols.name(r.header().symbol).unwrap_or_default();
+                c.record(r, &name);
+            }
+            c.flush();
+        }
         for chunk in recs.chunks(crate::queue::MAX_BUNDLE) {
             let bundle: Bundle = chunk.iter().map(|r| Msg::new(*r, &[])).collect();
             if let Some(p) = &self.publish {

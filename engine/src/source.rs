@@ -1587,6 +1587,24 @@ pub fn replay(
                         b.snapshots(cfg.book_levels, market, &mut bundle, e.t);
                     }
                 }
+                kind::RECORD => {
+                    // A record made from a REST answer: as it was, its symbol by name.
+                    let p = &e.payload;
+                    let Some(&n) = p.first() else { continue };
+                    let n = n as usize;
+                    let (Some(name), Some(body)) = (p.get(1..1 + n), p.get(1 + n..)) else {
+                        continue;
+                    };
+                    let (Ok((mut rec, lv, _)), Ok(id)) =
+                        (crate::publish::decode_binary(body), symbols.intern(name))
+                    else {
+                        counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    rec.header_mut().symbol = id;
+                    bundle.push(Msg::new(rec, &lv));
+                    publish.catch_up(&bundle);
+                }
                 kind::HOLE => {
                     let n = e
                         .payload

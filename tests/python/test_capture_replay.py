@@ -103,3 +103,61 @@ def test_a_capture_cut_by_kill_9_replays_up_to_the_cut(tmp_path):
     assert b["replay"]["torn"] == len(files), (b["replay"], files)
     assert b["replay"]["frames"] > 10_000 and b["records"]["trade"] > 0, b
     assert "torn tail" in r.stderr
+
+
+def test_a_run_against_a_simulator_replays_its_rest_records_too(tmp_path):
+    """`tickwire run` with `[capture]` against `tickwire sim` (whole market, books, pollers):
+    the replay has every kind's rows, the instrument and polled-series records among them."""
+    from conftest import listening, wait
+    spot, usdm = free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
+                            "--symbols", "6", "--rate", "2000", "--data-requests-per-5min", "100000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
+    live, cap, again = tmp_path / "live", tmp_path / "capture", tmp_path / "replayed"
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+duration_secs = 5
+[zmq]
+enabled = false
+[rest]
+data_requests_per_5min = 100000
+[capture]
+dir = "{cap}"
+[[sources]]
+market = "usdm"
+symbols = ["*"]
+streams = ["aggTrade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{usdm}"
+depth_limit = 50
+[[sources]]
+market = "spot"
+symbols = ["BTCUSDT", "ETHUSDT"]
+streams = ["trade", "depth@100ms"]
+endpoint = "ws://127.0.0.1:{spot}"
+[connection]
+book_snapshot_ms = 300
+[[pollers]]
+series = ["openInterest", "openInterestHist", "globalLongShortAccountRatio"]
+every_secs = 1
+history = 10
+[[sinks]]
+type = "parquet"
+dir = "{live}"
+""")
+    try:
+        r = subprocess.run([BIN, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=120)
+    finally:
+        sim.kill()
+    assert r.returncode == 0, r.stderr
+    a = summary(r.stdout)
+    assert a["capture"]["dropped"] == 0, a["capture"]
+    assert a["records"]["instrument"] == 6 + 2 and a["records"]["long_short_ratio"] >= 60, a["records"]
+    r = subprocess.run([BIN, "replay", "--capture", str(cap), "--out", str(again)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    b = summary(r.stdout)
+    assert b["records"] == a["records"], (a["records"], b["records"])
+    for kind in a["records"]:
+        assert table(again, kind) == table(live, kind), kind
