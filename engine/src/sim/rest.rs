@@ -30,6 +30,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use tickwire_codecs::decimal::to_string as dec;
 use tickwire_codecs::record::Market;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -270,6 +271,9 @@ pub const DATA_PERIODS: [(&str, i64); 9] = [
     ("1d", 86_400_000),
 ];
 
+/// Binance's answer to an unknown symbol.
+const INVALID_SYMBOL: &str = r#"{"code":-1121,"msg":"Invalid symbol."}"#;
+
 /// The `/futures/data/` series the simulator serves.
 const DATA_SERIES: [&str; 4] = [
     "openInterestHist",
@@ -290,18 +294,6 @@ fn mix(parts: &[&[u8]]) -> u64 {
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
-}
-
-/// `raw` 1e-8 units written with `dp` places (truncated), as Binance writes quantities.
-fn dec(raw: i128, dp: u8) -> String {
-    let scale = 10i128.pow(8 - u32::from(dp.min(8)));
-    let v = raw / scale;
-    let unit = 10i128.pow(u32::from(dp.min(8)));
-    if dp == 0 {
-        format!("{v}")
-    } else {
-        format!("{}.{:0w$}", v / unit, v % unit, w = dp as usize)
-    }
 }
 
 /// Open interest of `s` at `ts_ms` (raw 1e-8 units): about 10,000 lots, moving with time.
@@ -369,7 +361,7 @@ pub fn data_answer(
     let s = symbols
         .iter()
         .find(|s| s.name == symbol)
-        .ok_or(r#"{"code":-1121,"msg":"Invalid symbol."}"#)?;
+        .ok_or(INVALID_SYMBOL)?;
     let p = DATA_PERIODS
         .iter()
         .find(|(n, _)| *n == period)
@@ -396,11 +388,18 @@ pub fn data_answer(
 }
 
 /// The answer to `GET /fapi/v1/openInterest`: the open interest now.
-pub fn open_interest_answer(symbols: &[SymbolSpec], symbol: &str, now_ms: i64) -> Option<String> {
-    let s = symbols.iter().find(|s| s.name == symbol)?;
+pub fn open_interest_answer(
+    symbols: &[SymbolSpec],
+    symbol: &str,
+    now_ms: i64,
+) -> Result<String, &'static str> {
+    let s = symbols
+        .iter()
+        .find(|s| s.name == symbol)
+        .ok_or(INVALID_SYMBOL)?;
     // It moves once a second, like the exchange's.
     let oi = open_interest_raw(s, b"live", now_ms / 1000);
-    Some(format!(
+    Ok(format!(
         r#"{{"openInterest":"{}","symbol":"{}","time":{now_ms}}}"#,
         dec(oi, s.qty_dp),
         s.name
@@ -566,32 +565,26 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
             let now_ms = crate::clock::now_ns() / 1_000_000;
             let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
             match route {
-                Route::OpenInterest => match open_interest_answer(ctx.symbols, &symbol, now_ms) {
-                    Some(body) => {
-                        c.rest_data.fetch_add(1, Ordering::Relaxed);
-                        response("200 OK", &[used_header(used)], &body, false)
+                Route::OpenInterest | Route::Data(_) => {
+                    let answer = match route {
+                        Route::Data(series) => data_answer(
+                            ctx.symbols,
+                            series,
+                            &symbol,
+                            param("period").unwrap_or(""),
+                            param("limit"),
+                            now_ms,
+                        ),
+                        _ => open_interest_answer(ctx.symbols, &symbol, now_ms),
+                    };
+                    match answer {
+                        Ok(body) => {
+                            c.rest_data.fetch_add(1, Ordering::Relaxed);
+                            response("200 OK", &[used_header(used)], &body, false)
+                        }
+                        Err(e) => response("400 Bad Request", &[used_header(used)], e, false),
                     }
-                    None => response(
-                        "400 Bad Request",
-                        &[used_header(used)],
-                        r#"{"code":-1121,"msg":"Invalid symbol."}"#,
-                        false,
-                    ),
-                },
-                Route::Data(series) => match data_answer(
-                    ctx.symbols,
-                    series,
-                    &symbol,
-                    param("period").unwrap_or(""),
-                    param("limit"),
-                    now_ms,
-                ) {
-                    Ok(body) => {
-                        c.rest_data.fetch_add(1, Ordering::Relaxed);
-                        response("200 OK", &[used_header(used)], &body, false)
-                    }
-                    Err(e) => response("400 Bad Request", &[used_header(used)], e, false),
-                },
+                }
                 Route::ExchangeInfo => {
                     c.rest_exchange_info.fetch_add(1, Ordering::Relaxed);
                     let k = ctx.limits.listings(ctx.state.started.elapsed());
@@ -614,7 +607,7 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                         None => response(
                             "400 Bad Request",
                             &[used_header(used)],
-                            r#"{"code":-1121,"msg":"Invalid symbol."}"#,
+                            INVALID_SYMBOL,
                             false,
                         ),
                     }
