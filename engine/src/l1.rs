@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tickwire_codecs::decimal::to_string as dec;
-use tickwire_codecs::record::{Kind, Market, Record, SymbolId};
+use tickwire_codecs::record::{Kind, Record, SymbolId};
 use tickwire_codecs::symbol::SymbolTable;
 use tickwire_sinks::SinkCounters;
 
@@ -421,17 +421,6 @@ impl State {
         self.rebuild && !self.syms.is_empty() || self.dirty
     }
 
-    fn sym(&mut self, market: Market, id: SymbolId) -> &mut Sym {
-        let frames = self.cfg.timeframes.len();
-        let symbols = &self.symbols;
-        self.syms.entry((market as u8, id)).or_insert_with(|| Sym {
-            market: market.as_str(),
-            name: symbols.name(id).map(|n| n.to_string()).unwrap_or_default(),
-            frames: (0..frames).map(|_| Frame::default()).collect(),
-            ..Sym::default()
-        })
-    }
-
     fn apply(&mut self, b: &[Msg]) {
         self.dirty |= !b.is_empty();
         for m in b {
@@ -444,9 +433,20 @@ impl State {
         let h = *m.rec.header();
         let Some(market) = h.market() else { return };
         let (keep_c, keep_t) = (self.cfg.candles_keep, self.cfg.ticks_keep);
-        let widths: Vec<i64> = self.cfg.timeframes.iter().map(|t| t.1).collect();
-        let c = self.c.clone();
-        let sym = self.sym(market, h.symbol);
+        // Borrowed apart from the state they update: nothing is copied per record.
+        let (timeframes, c, symbols) = (&self.cfg.timeframes, &*self.c, &self.symbols);
+        let sym = self
+            .syms
+            .entry((market as u8, h.symbol))
+            .or_insert_with(|| Sym {
+                market: market.as_str(),
+                name: symbols
+                    .name(h.symbol)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                frames: timeframes.iter().map(|_| Frame::default()).collect(),
+                ..Sym::default()
+            });
         match &m.rec {
             Record::Trade(t) => {
                 let (pdp, qdp) = (t.dp.get(0).unwrap_or(8), t.dp.get(1).unwrap_or(8));
@@ -464,7 +464,7 @@ impl State {
                     sym.ticks.pop_front();
                 }
                 sym.new_ticks.push((score, member));
-                for (f, w) in sym.frames.iter_mut().zip(&widths) {
+                for (f, (_, w)) in sym.frames.iter_mut().zip(timeframes) {
                     let start = t.trade_time.div_euclid(*w) * w;
                     let key = (t.trade_time, t.trade_id);
                     let p = (t.price, pdp);
@@ -551,7 +551,7 @@ impl State {
                     ("bids".to_string(), side(r.bids(lv))),
                     ("asks".to_string(), side(r.asks(lv))),
                 ];
-                set_top(sym, "orderbook", fields, &c);
+                set_top(sym, "orderbook", fields, c);
             }
             Record::BookTicker(_) | Record::Ticker(_) | Record::MarkPrice(_) => {
                 let family = match m.rec.kind() {
@@ -574,7 +574,7 @@ impl State {
                         .collect(),
                     _ => return,
                 };
-                set_top(sym, family, fields, &c);
+                set_top(sym, family, fields, c);
             }
             _ => {}
         }
