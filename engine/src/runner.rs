@@ -1186,13 +1186,14 @@ fn summary(
     if let Some(r) = &c.replay {
         let _ = write!(
             s,
-            ",\"replay\":{{\"entries\":{},\"frames\":{},\"holes\":{},\"torn\":{},\"skipped\":{},\"unreadable\":{}}}",
+            ",\"replay\":{{\"entries\":{},\"frames\":{},\"holes\":{},\"torn\":{},\"skipped\":{},\"unreadable\":{},\"malformed\":{}}}",
             l(&r.entries),
             l(&r.frames),
             l(&r.holes),
             l(&r.torn),
             l(&r.skipped),
-            l(&r.unreadable)
+            l(&r.unreadable),
+            l(&r.malformed)
         );
     }
     if !c.sims.is_empty() {

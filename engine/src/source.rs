@@ -1415,6 +1415,9 @@ pub struct ReplayCounters {
     pub skipped: AtomicU64,
     /// Files that could not be opened or read at all.
     pub unreadable: AtomicU64,
+    /// Entries that could not be read (an unknown kind, a payload cut short, a frame before
+    /// its connection's open); each skipped.
+    pub malformed: AtomicU64,
 }
 
 /// How a capture is replayed.
@@ -1532,7 +1535,11 @@ pub fn replay(
                     opened_before = true;
                 }
                 kind::FRAME => {
-                    let Some(d) = dec.as_mut() else { continue };
+                    let Some(d) = dec.as_mut() else {
+                        // A frame before its connection's open: not readable as a stream.
+                        rc.malformed.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
                     rc.frames.fetch_add(1, Ordering::Relaxed);
                     counters.frames.fetch_add(1, Ordering::Relaxed);
                     if e.payload.len() > MAX_FRAME {
@@ -1563,10 +1570,12 @@ pub fn replay(
                 kind::SNAPSHOT => {
                     let p = &e.payload;
                     let (Some(&ok), Some(&n)) = (p.first(), p.get(1)) else {
+                        rc.malformed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     let n = n as usize;
                     let (Some(sym), Some(body)) = (p.get(2..2 + n), p.get(2 + n..)) else {
+                        rc.malformed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     let body = String::from_utf8_lossy(body).into_owned();
@@ -1583,15 +1592,13 @@ pub fn replay(
                 kind::RECORD => {
                     // A record made from a REST answer: as it was, its symbol by name.
                     let p = &e.payload;
-                    let Some(&n) = p.first() else { continue };
-                    let n = n as usize;
-                    let (Some(name), Some(body)) = (p.get(1..1 + n), p.get(1 + n..)) else {
-                        continue;
-                    };
-                    let (Ok((mut rec, lv, _)), Ok(id)) =
-                        (crate::publish::decode_binary(body), symbols.intern(name))
-                    else {
-                        counters.decode_errors.fetch_add(1, Ordering::Relaxed);
+                    let decoded = p.first().map(|&n| n as usize).and_then(|n| {
+                        let (name, body) = (p.get(1..1 + n)?, p.get(1 + n..)?);
+                        let (rec, lv, _) = crate::publish::decode_binary(body).ok()?;
+                        Some((rec, lv, symbols.intern(name).ok()?))
+                    });
+                    let Some((mut rec, lv, id)) = decoded else {
+                        rc.malformed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     rec.header_mut().symbol = id;
@@ -1607,7 +1614,9 @@ pub fn replay(
                     rc.holes.fetch_add(n, Ordering::Relaxed);
                     eprintln!("tickwire: {name}: {n} entries the capture could not keep (a hole)");
                 }
-                _ => {}
+                _ => {
+                    rc.malformed.fetch_add(1, Ordering::Relaxed);
+                }
             }
             if bundle.len() >= MAX_BUNDLE {
                 push(tx, cfg.full, counters, &mut bundle, &mut publish)?;

@@ -54,7 +54,7 @@ def test_a_replayed_capture_equals_the_live_run_row_for_row(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     b = summary(r.stdout)
-    assert b["replay"]["torn"] == 0 and b["replay"]["holes"] == 0, b["replay"]
+    assert b["replay"]["torn"] == 0 and b["replay"]["holes"] == 0 and b["replay"]["malformed"] == 0, b["replay"]
     assert b["records"] == a["records"], (a["records"], b["records"])
     # The faults happened, and so did everything that depends on them.
     assert a["records"]["gap"] > 0 and a["records"]["depth_snapshot"] > 0 and a["reconnects"] > 0, a
