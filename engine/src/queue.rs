@@ -45,24 +45,6 @@ pub struct Msg {
 /// is one frame's records and waits for nothing.
 pub type Bundle = Vec<Msg>;
 
-/// Sends `bundle` under `full` (waiting up to its bound, or not at all); on failure the bundle
-/// comes back in the error (a timeout: the queue stayed full; disconnected: the pipeline is
-/// gone).
-pub fn send(
-    tx: &crossbeam_channel::Sender<Bundle>,
-    full: FullPolicy,
-    bundle: Bundle,
-) -> Result<(), crossbeam_channel::SendTimeoutError<Bundle>> {
-    use crossbeam_channel::{SendTimeoutError, TrySendError};
-    match full {
-        FullPolicy::Block { max_wait } => tx.send_timeout(bundle, max_wait),
-        FullPolicy::DropNewest => tx.try_send(bundle).map_err(|e| match e {
-            TrySendError::Full(m) => SendTimeoutError::Timeout(m),
-            TrySendError::Disconnected(m) => SendTimeoutError::Disconnected(m),
-        }),
-    }
-}
-
 /// The most records a source puts in one bundle.
 pub const MAX_BUNDLE: usize = 32;
 

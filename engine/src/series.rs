@@ -17,12 +17,12 @@
 use crate::publish::SharedPublisher;
 use crate::queue::{Bundle, FullPolicy, Msg, QueueCounters};
 use crate::rest::{Class, ExchangeInfo, Instrument as Info, RestHost, DATA_WINDOW};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{SendTimeoutError, Sender};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tickwire_codecs::decimal::{parse_i128, parse_i64, DpSet, Wide};
+use tickwire_codecs::decimal::{parse_i128, parse_i64, DpSet, Wide, DP_NULL};
 use tickwire_codecs::record::{
     Header, Instrument, Interval, Kind, LongShortRatio, Market, OpenInterest, RatioSeries, Record,
     SymbolId, Text16, Text24, NULL_I64,
@@ -59,7 +59,16 @@ impl Emitter {
                 p.publish(&bundle);
             }
             let n = bundle.len() as u64;
-            let c = match crate::queue::send(&self.tx, self.full, bundle) {
+            let r = match self.full {
+                FullPolicy::Block { max_wait } => self.tx.send_timeout(bundle, max_wait),
+                FullPolicy::DropNewest => self.tx.try_send(bundle).map_err(|e| match e {
+                    crossbeam_channel::TrySendError::Full(m) => SendTimeoutError::Timeout(m),
+                    crossbeam_channel::TrySendError::Disconnected(m) => {
+                        SendTimeoutError::Disconnected(m)
+                    }
+                }),
+            };
+            let c = match r {
                 Ok(()) => &self.queue.pushed,
                 Err(_) => &self.queue.dropped,
             };
@@ -302,6 +311,7 @@ pub fn parse_points(
     if series == Series::OpenInterest {
         let ts = time_ms(v.get("time")).ok_or("no time")?;
         let mut dp = DpSet::ALL_NULL;
+        dp.set(1, DP_NULL);
         let oi = qty(field(&v, "openInterest")?, &mut dp, 0, "openInterest")?;
         return Ok(vec![(
             ts,

@@ -959,7 +959,14 @@ fn push(
     }
     let n = bundle.len() as u64;
     let msg = std::mem::replace(bundle, Vec::with_capacity(BUNDLE_CAPACITY));
-    match crate::queue::send(tx, full, msg) {
+    let r = match full {
+        FullPolicy::Block { max_wait } => tx.send_timeout(msg, max_wait),
+        FullPolicy::DropNewest => tx.try_send(msg).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(m) => SendTimeoutError::Timeout(m),
+            crossbeam_channel::TrySendError::Disconnected(m) => SendTimeoutError::Disconnected(m),
+        }),
+    };
+    match r {
         Ok(()) => {
             c.pushed.fetch_add(n, Ordering::Relaxed);
             Ok(())
