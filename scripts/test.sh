@@ -91,10 +91,10 @@ setup_nats() {
 
 setup_python() {
   log "Python test clients"
-  if ! python3 -c 'import zmq, pyarrow, chdb, pytest, redis' >/dev/null 2>&1; then
-    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest redis
+  if ! python3 -c 'import zmq, pyarrow, chdb, pytest, redis, nats' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest redis nats-py
   fi
-  python3 -c 'import zmq, pyarrow, chdb, redis; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__, "redis-py", redis.__version__)'
+  python3 -c 'import zmq, pyarrow, chdb, redis, nats; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__, "redis-py", redis.__version__)'
 }
 
 if [ "${TICKWIRE_SKIP_SETUP:-0}" != 1 ]; then

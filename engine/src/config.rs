@@ -230,6 +230,10 @@ pub struct SourceEntry {
     pub refresh_secs: u64,
     /// Stream kinds after `<symbol>@`, e.g. `["trade", "depth@100ms", "kline_1m"]`.
     pub streams: Vec<String>,
+    /// `"i/n"`: keep only the symbols whose stable hash falls in shard i of n, so that n
+    /// collectors split one market with no overlap and no gap (empty: every symbol).
+    #[serde(default)]
+    pub shard: String,
     /// WebSocket base URL; default `wss://stream.binance.com:9443` (spot),
     /// `wss://fstream.binance.com` (USD-M, `/public` and `/market` paths chosen per stream).
     pub endpoint: Option<String>,
@@ -337,6 +341,101 @@ pub enum SinkConfig {
     Postgres(PostgresSinkConfig),
     /// The Redis L1: candles, recent ticks, books and latest states, from the records.
     Redis(RedisSinkConfig),
+    /// Every record into a NATS JetStream stream (the collector's side of a scale-out).
+    Nats(NatsSinkConfig),
+}
+
+/// `[[sinks]] type = "nats"`: every record into a JetStream stream ([`crate::bus::collector`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// `nats://host:port` (comma-separated for a cluster).
+    #[serde(default = "default_nats_url")]
+    pub url: String,
+    /// The stream, created when missing (subjects `<prefix>.>`, file storage).
+    #[serde(default = "default_nats_stream")]
+    pub stream: String,
+    /// Subject prefix: `<prefix>.<kind>.<market>.<SYMBOL>`.
+    #[serde(default = "default_nats_prefix")]
+    pub prefix: String,
+    /// This collector's identity in the message ids (default: the host name).
+    #[serde(default)]
+    pub id: String,
+    /// Stream limit when tickwire creates it: oldest messages go after this many hours.
+    #[serde(default = "default_nats_max_age")]
+    pub max_age_hours: u64,
+    /// Stream limit when tickwire creates it: MiB kept (0: no limit).
+    #[serde(default = "default_nats_max_mb")]
+    pub max_mb: u64,
+    /// How long the stream remembers message ids (a retried publish is stored once).
+    #[serde(default = "default_nats_dup")]
+    pub duplicate_window_secs: u64,
+    /// Stream replicas when tickwire creates it (3 on a 3-node cluster).
+    #[serde(default = "default_nats_replicas")]
+    pub replicas: usize,
+    /// Publishes waiting for their acks at once.
+    #[serde(default = "default_nats_in_flight")]
+    pub max_in_flight: usize,
+    /// MiB of messages kept in memory while NATS is slow or down; the rest spills to disk.
+    #[serde(default = "default_nats_budget")]
+    pub memory_budget_mb: usize,
+    /// Where messages beyond the budget, or not acknowledged at shutdown, are kept.
+    #[serde(default = "default_nats_spill")]
+    pub spill_dir: PathBuf,
+}
+
+fn default_nats_url() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+fn default_nats_stream() -> String {
+    "TICKWIRE".into()
+}
+fn default_nats_prefix() -> String {
+    "tickwire".into()
+}
+fn default_nats_max_age() -> u64 {
+    168
+}
+fn default_nats_max_mb() -> u64 {
+    8192
+}
+fn default_nats_dup() -> u64 {
+    120
+}
+fn default_nats_replicas() -> usize {
+    1
+}
+fn default_nats_in_flight() -> usize {
+    1024
+}
+fn default_nats_budget() -> usize {
+    256
+}
+fn default_nats_spill() -> PathBuf {
+    PathBuf::from("tickwire-spill/nats")
+}
+
+impl NatsSinkConfig {
+    /// The collector's settings.
+    pub fn collector(&self) -> crate::bus::collector::NatsConfig {
+        let mut c = crate::bus::collector::NatsConfig::new(&self.url, &self.stream);
+        c.prefix.clone_from(&self.prefix);
+        if !self.id.is_empty() {
+            c.id.clone_from(&self.id);
+        }
+        c.max_age = Duration::from_secs(self.max_age_hours * 3600);
+        c.max_bytes = if self.max_mb == 0 {
+            -1
+        } else {
+            (self.max_mb << 20) as i64
+        };
+        c.duplicate_window = Duration::from_secs(self.duplicate_window_secs);
+        c.replicas = self.replicas.max(1);
+        c.max_in_flight = self.max_in_flight.max(1);
+        c.memory_budget_bytes = self.memory_budget_mb << 20;
+        c.spill_dir.clone_from(&self.spill_dir);
+        c
+    }
 }
 
 /// `[[sinks]] type = "redis"`: the L1 hot tier ([`crate::l1`]).
@@ -855,6 +954,7 @@ enum Store {
     Clickhouse(ClickHouseConfig),
     Postgres(PostgresConfig),
     Redis(crate::l1::L1Config),
+    Nats(crate::bus::collector::NatsConfig),
 }
 
 impl SinkConfig {
@@ -879,6 +979,7 @@ impl SinkConfig {
                 Store::Clickhouse(c)
             }
             SinkConfig::Redis(r) => Store::Redis(r.l1()),
+            SinkConfig::Nats(n) => Store::Nats(n.collector()),
             SinkConfig::Postgres(pg) => {
                 let mut c = PostgresConfig::new(&pg.url);
                 c.schema.clone_from(&pg.schema);
@@ -911,6 +1012,12 @@ impl SinkConfig {
                 "redis {} prefix {}",
                 tickwire_sinks::postgres::redact(&r.url),
                 r.prefix
+            ),
+            SinkConfig::Nats(n) => format!(
+                "nats {} stream {} subjects {}.>",
+                tickwire_sinks::postgres::redact(&n.url),
+                n.stream,
+                n.prefix
             ),
         }
     }
@@ -956,6 +1063,10 @@ impl Config {
                     format!("sources[{i}]"),
                     "needs symbols and streams",
                 ));
+            }
+            if !s.shard.is_empty() {
+                crate::bus::parse_shard(&s.shard)
+                    .map_err(|why| invalid(format!("sources[{i}].shard"), why))?;
             }
             let all = s.symbols.iter().any(|x| x == "*");
             if all && s.symbols.len() > 1 {
@@ -1044,6 +1155,26 @@ impl Config {
                     return Err(invalid(
                         format!("sinks[{i}].url"),
                         "must be an http:// or https:// URL",
+                    ));
+                }
+                SinkConfig::Nats(n)
+                    if !n.url.split(',').all(|u| {
+                        u.trim().starts_with("nats://") || u.trim().starts_with("tls://")
+                    }) =>
+                {
+                    return Err(invalid(
+                        format!("sinks[{i}].url"),
+                        "must be nats:// (or tls://) URLs, comma-separated",
+                    ));
+                }
+                SinkConfig::Nats(n)
+                    if n.prefix.is_empty()
+                        || n.prefix.contains(['*', '>', ' '])
+                        || n.prefix.ends_with('.') =>
+                {
+                    return Err(invalid(
+                        format!("sinks[{i}].prefix"),
+                        "a subject prefix such as tickwire (no *, >, spaces or trailing dot)",
                     ));
                 }
                 SinkConfig::Redis(r) if !r.url.starts_with("redis://") => {
@@ -1146,6 +1277,9 @@ impl Config {
                     MarketName::Usdm => (Market::Usdm, "wss://fstream.binance.com"),
                 };
                 let all = s.symbols.iter().any(|x| x == "*");
+                // Validated in `parse`.
+                let shard = crate::bus::parse_shard(&s.shard).ok();
+                let mine = |x: &&String| shard.is_none_or(|(k, n)| crate::bus::shard_of(x, n) == k);
                 SourcePlan {
                     market,
                     endpoint: s
@@ -1154,11 +1288,16 @@ impl Config {
                         .unwrap_or(default)
                         .trim_end_matches('/')
                         .to_string(),
-                    symbols: if all { Vec::new() } else { s.symbols.clone() },
+                    symbols: if all {
+                        Vec::new()
+                    } else {
+                        s.symbols.iter().filter(mine).cloned().collect()
+                    },
                     all: all.then(|| crate::rest::SymbolFilter {
                         quote_assets: s.quote_assets.clone(),
                         contract_types: s.contract_types.clone(),
                         exclude: s.exclude.clone(),
+                        shard,
                     }),
                     streams: s.streams.clone(),
                     depth_limit: s.depth_limit,
@@ -1211,6 +1350,7 @@ impl Config {
                             format!("Redis {}", v.trim())
                         })
                         .map_err(|e| e.to_string()),
+                    Store::Nats(c) => crate::bus::collector::probe(&c),
                 };
                 (format!("sinks[{i}] ({})", s.describe()), r)
             })
@@ -1239,7 +1379,7 @@ impl Config {
                 }
                 Store::Postgres(c) => PostgresSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>),
                 // Not a batch sink: the L1 takes records from the pipeline thread.
-                Store::Redis(_) => continue,
+                Store::Redis(_) | Store::Nats(_) => continue,
             };
             sinks.push(built.map_err(|e| {
                 anyhow::Error::new(e).context(format!("sinks[{i}] ({})", s.describe()))
@@ -1286,7 +1426,7 @@ impl Config {
                     user: c.user.clone(),
                     password: c.password.clone(),
                 }),
-                SinkConfig::Parquet(_) | SinkConfig::Redis(_) => None,
+                SinkConfig::Parquet(_) | SinkConfig::Redis(_) | SinkConfig::Nats(_) => None,
             }),
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
@@ -1300,6 +1440,10 @@ impl Config {
             capture_level: self.capture.zstd_level,
             redis: self.sinks.iter().find_map(|s| match s {
                 SinkConfig::Redis(r) => Some(r.l1()),
+                _ => None,
+            }),
+            nats: self.sinks.iter().find_map(|s| match s {
+                SinkConfig::Nats(n) => Some(n.collector()),
                 _ => None,
             }),
             // Validated in `parse`.

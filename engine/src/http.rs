@@ -105,6 +105,10 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
             ("where=\"queue\"".into(), l(&c.queue.dropped)),
             ("where=\"zmq\"".into(), l(&c.zmq.dropped)),
             ("where=\"sink_queue\"".into(), l(&c.pipeline.sink_drops)),
+            (
+                "where=\"nats\"".into(),
+                c.nats.as_ref().map_or(0, |n| l(&n.dropped)),
+            ),
         ],
     );
     let gaps: Vec<(String, u64)> = Kind::ALL
@@ -192,6 +196,36 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Symbols a symbols = [\"*\"] source took up (newly TRADING) or let go while running.",
         &listings,
     );
+    if let Some(n) = &c.nats {
+        counter(
+            &mut o,
+            "tickwire_nats_published_total",
+            "What NATS JetStream acknowledged: messages, the records in them, and acks that were duplicates of a retried publish.",
+            &[
+                ("unit=\"messages\"".to_string(), l(&n.messages)),
+                ("unit=\"records\"".to_string(), l(&n.records)),
+                ("unit=\"duplicates\"".to_string(), l(&n.duplicates)),
+            ],
+        );
+        counter(
+            &mut o,
+            "tickwire_nats_errors_total",
+            "JetStream publishes that failed or timed out (each sent again after a backoff).",
+            &[(String::new(), l(&n.errors))],
+        );
+        counter(
+            &mut o,
+            "tickwire_nats_spilled_records_total",
+            "Records the NATS sink wrote to its spill file while NATS was slow or down.",
+            &[(String::new(), l(&n.spilled))],
+        );
+        gauge(
+            &mut o,
+            "tickwire_nats_pending_records",
+            "Records waiting for a JetStream ack (in memory, in flight or spilled).",
+            &[(String::new(), l(&n.pending))],
+        );
+    }
     if let Some(r) = &c.redis {
         counter(
             &mut o,

@@ -5,6 +5,7 @@
 //! `tickwire-codecs`; see ARCHITECTURE.md for how a tick travels through it.
 
 pub mod book;
+pub mod bus;
 pub mod cache;
 pub mod capture;
 pub mod clock;

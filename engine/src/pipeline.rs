@@ -151,6 +151,7 @@ const STAGE_QUEUE: usize = 4_096;
 pub struct Pipeline {
     rx: Receiver<Bundle>,
     l1: Option<crate::l1::L1>,
+    nats: Option<crate::bus::collector::NatsOut>,
     publisher: Option<Arc<SharedPublisher>>,
     counters: Arc<PipelineCounters>,
     columnarizer: Columnarizer,
@@ -203,6 +204,7 @@ impl Pipeline {
         Pipeline {
             rx,
             l1: None,
+            nats: None,
             publisher,
             counters,
             columnarizer,
@@ -217,6 +219,12 @@ impl Pipeline {
         self
     }
 
+    /// Also publishes every record into NATS JetStream.
+    pub fn with_nats(mut self, nats: Option<crate::bus::collector::NatsOut>) -> Self {
+        self.nats = nats;
+        self
+    }
+
     /// Runs until every producer has gone and the queue is empty; the columnarize stage then
     /// flushes everything and this returns when it has.
     pub fn run(self) {
@@ -228,6 +236,7 @@ impl Pipeline {
         let Pipeline {
             rx,
             l1,
+            nats,
             publisher,
             counters,
             col_tx,
@@ -236,6 +245,7 @@ impl Pipeline {
         } = self;
         let mut stage = Publish {
             l1: l1.as_ref(),
+            nats: nats.as_ref(),
             publisher: publisher.as_deref(),
             counters: &counters,
             col_tx: &col_tx,
@@ -276,6 +286,7 @@ impl Pipeline {
         drop(stage);
         // The L1 writes what it has left while the columnarize stage flushes.
         let l1_done = l1.map(|l| std::thread::spawn(move || l.finish()));
+        let nats_done = nats.map(|n| std::thread::spawn(move || n.finish()));
         drop(col_tx);
         match col_thread {
             Ok(t) => {
@@ -285,7 +296,7 @@ impl Pipeline {
             }
             Err(e) => eprintln!("tickwire: cannot start the columnarize thread: {e}"),
         }
-        if let Some(t) = l1_done {
+        for t in [l1_done, nats_done].into_iter().flatten() {
             let _ = t.join();
         }
         // The batches the columnarize stage flushed at its end.
@@ -304,6 +315,8 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 struct Publish<'a> {
     /// The Redis L1, offered each bundle's records it keeps.
     l1: Option<&'a crate::l1::L1>,
+    /// The NATS sink, offered every bundle.
+    nats: Option<&'a crate::bus::collector::NatsOut>,
     publisher: Option<&'a SharedPublisher>,
     counters: &'a Arc<PipelineCounters>,
     col_tx: &'a Sender<Bundle>,
@@ -321,6 +334,9 @@ impl Publish<'_> {
         }
         if let Some(l) = self.l1 {
             l.offer(&bundle);
+        }
+        if let Some(n) = self.nats {
+            n.offer(&bundle);
         }
         // The bundle moves on whole. Blocks only while the columnarize stage is a whole
         // queue behind.

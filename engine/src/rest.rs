@@ -872,6 +872,8 @@ pub struct SymbolFilter {
     pub contract_types: Vec<String>,
     /// Never these symbols.
     pub exclude: Vec<String>,
+    /// Only the symbols of this shard: (i, n), 0 <= i < n ([`crate::bus::shard_of`]).
+    pub shard: Option<(u32, u32)>,
 }
 
 impl SymbolFilter {
@@ -895,6 +897,10 @@ impl SymbolFilter {
                     .exclude
                     .iter()
                     .any(|x| x.eq_ignore_ascii_case(&i.symbol))
+            })
+            .filter(|i| {
+                self.shard
+                    .is_none_or(|(k, n)| crate::bus::shard_of(&i.symbol, n) == k)
             })
             .map(|i| i.symbol.clone())
             .collect()

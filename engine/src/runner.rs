@@ -137,6 +137,8 @@ pub struct Settings {
     pub capture_level: i32,
     /// The Redis L1 (`[[sinks]] type = "redis"`, `demo --redis`).
     pub redis: Option<crate::l1::L1Config>,
+    /// Every record into NATS JetStream (`[[sinks]] type = "nats"`, `demo --nats`).
+    pub nats: Option<crate::bus::collector::NatsConfig>,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -508,6 +510,8 @@ pub struct Counters {
     pub replay: Option<Arc<source::ReplayCounters>>,
     /// The Redis L1's.
     pub redis: Option<Arc<crate::l1::L1Counters>>,
+    /// The NATS sink's.
+    pub nats: Option<Arc<crate::bus::collector::NatsCounters>>,
     /// Sources and queue.
     pub queue: Arc<QueueCounters>,
     /// Pipeline.
@@ -530,6 +534,10 @@ impl Counters {
         self.queue.dropped.load(Ordering::Relaxed)
             + self.zmq.dropped.load(Ordering::Relaxed)
             + self.pipeline.sink_drops.load(Ordering::Relaxed)
+            + self
+                .nats
+                .as_ref()
+                .map_or(0, |n| n.dropped.load(Ordering::Relaxed))
             + self
                 .sinks
                 .iter()
@@ -649,6 +657,15 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         }
         None => None,
     };
+    let nats = match s.nats.clone() {
+        Some(cfg) => {
+            let n = crate::bus::collector::NatsOut::start(cfg, symbols.clone())?;
+            counters.sinks.push(("nats", n.sink.clone()));
+            counters.nats = Some(n.counters.clone());
+            Some(n)
+        }
+        None => None,
+    };
     let l1_reader = match (&s.redis, &l1) {
         (Some(cfg), Some(l)) => Some(Arc::new(crate::l1::L1Reader {
             url: cfg.url.clone(),
@@ -694,7 +711,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         counters.pipeline.clone(),
         cache,
     )
-    .with_l1(l1);
+    .with_l1(l1)
+    .with_nats(nats);
     let pipe = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline.run())?;
@@ -1160,6 +1178,19 @@ fn summary(
         input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
+    if let Some(n) = &c.nats {
+        let _ = write!(
+            s,
+            ",\"nats\":{{\"messages\":{},\"records\":{},\"duplicates\":{},\"errors\":{},\"dropped\":{},\"spilled\":{},\"left_spilled\":{}}}",
+            l(&n.messages),
+            l(&n.records),
+            l(&n.duplicates),
+            l(&n.errors),
+            l(&n.dropped),
+            l(&n.spilled),
+            l(&n.left_spilled)
+        );
+    }
     if let Some(r) = &c.redis {
         let _ = write!(
             s,

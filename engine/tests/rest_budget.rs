@@ -246,8 +246,25 @@ async fn exchange_info_gives_the_limit_and_the_trading_symbols() {
         quote_assets: vec!["USDT".into()],
         contract_types: vec!["PERPETUAL".into()],
         exclude: vec!["ETHUSDT".into()],
+        shard: None,
     }
     .select(&info);
+    // Two collectors with shard 1/2 and 2/2 split the market: every symbol once.
+    let halves: Vec<Vec<String>> = (0..2)
+        .map(|k| {
+            rest::SymbolFilter {
+                shard: Some((k, 2)),
+                ..Default::default()
+            }
+            .select(&info)
+        })
+        .collect();
+    assert!(halves.iter().all(|h| !h.is_empty()), "{halves:?}");
+    let mut union: Vec<String> = halves.concat();
+    union.sort();
+    let mut every = all.clone();
+    every.sort();
+    assert_eq!(union, every, "shards overlap or leave a gap");
     assert!(perps.contains(&"BTCUSDT".to_string()) && !perps.contains(&"ETHUSDT".to_string()));
     for s in &perps {
         let i = info

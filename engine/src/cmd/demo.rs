@@ -84,6 +84,13 @@ pub struct Args {
     /// ticks, books, latest states, trades on pub/sub.
     #[arg(long)]
     pub redis: Option<String>,
+    /// Also publish every record into NATS JetStream at this URL (e.g. nats://127.0.0.1:4222),
+    /// subjects `tickwire.<kind>.<market>.<SYMBOL>`, in the stream `--nats-stream`.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// The JetStream stream for `--nats` (created when missing).
+    #[arg(long, default_value = "TICKWIRE")]
+    pub nats_stream: String,
     /// Key prefix for `--redis`.
     #[arg(long, default_value = "tickwire:")]
     pub redis_prefix: String,
@@ -221,6 +228,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             c.prefix.clone_from(&args.redis_prefix);
             c
         }),
+        nats: args
+            .nats
+            .as_ref()
+            .map(|url| crate::bus::collector::NatsConfig::new(url, &args.nats_stream)),
     };
     let summary = runner::run(settings)?;
     // The summary names where the data went.

@@ -137,6 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         capture: None,
         capture_level: crate::capture::LEVEL,
         redis: None,
+        nats: None,
     };
     println!("{}", runner::run(settings)?);
     Ok(ExitCode::SUCCESS)
