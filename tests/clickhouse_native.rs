@@ -303,6 +303,7 @@ fn interleaved_depth() -> (Batch, Vec<DepthRow>) {
         },
         seq: 7,
         data: std::sync::Arc::new(b.finish().expect("batch")),
+        origin: None,
     };
     (batch, rows)
 }

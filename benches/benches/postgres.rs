@@ -177,6 +177,7 @@ fn bench(c: &mut Criterion) {
                     },
                     seq,
                     data: data.clone(),
+                    origin: None,
                 };
                 let t = Instant::now();
                 sink.write(&batch).expect("stored");

@@ -112,6 +112,7 @@ fn bench(c: &mut Criterion) {
                 },
                 seq: batches.len() as u64 + 1,
                 data,
+                origin: None,
             });
         }
     }

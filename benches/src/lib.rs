@@ -568,6 +568,7 @@ pub fn store_trades(n: usize) -> (tickwire_sinks::Batch, Vec<(&'static str, Trad
         },
         seq: 1,
         data: std::sync::Arc::new(b.finish().expect("batch")),
+        origin: None,
     };
     (batch, rows)
 }

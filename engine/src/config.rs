@@ -187,10 +187,22 @@ impl Default for SimulatorConfig {
     }
 }
 
+/// What a `[[sources]]` entry reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    /// A Binance WebSocket market (or the simulator).
+    #[default]
+    Binance,
+    /// A JetStream stream that collectors publish into.
+    Nats,
+}
+
 /// Market names in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MarketName {
+    #[default]
     /// Binance spot.
     Spot,
     /// Binance USD-M futures.
@@ -201,11 +213,31 @@ pub enum MarketName {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceEntry {
+    /// `binance` (default: a Binance WebSocket market, or the simulator at `endpoint`) or
+    /// `nats` (a JetStream writer: the records collectors published, see `url`, `stream`,
+    /// `durable`, `filter`).
+    #[serde(rename = "type", default)]
+    pub source_type: SourceType,
     /// `spot` or `usdm`.
+    #[serde(default)]
     pub market: MarketName,
     /// Symbols, e.g. `["BTCUSDT", "ETHUSDT"]`, or `["*"]`: every TRADING symbol of the
     /// market's exchangeInfo that passes `quote_assets`, `contract_types` and `exclude`.
+    #[serde(default)]
     pub symbols: Vec<String>,
+    /// `type = "nats"`: the server, `nats://host:port`.
+    #[serde(default)]
+    pub url: String,
+    /// `type = "nats"`: the stream the collectors publish into.
+    #[serde(default)]
+    pub stream: String,
+    /// `type = "nats"`: the durable consumer's name (its ack floor is where a restart reads
+    /// from).
+    #[serde(default)]
+    pub durable: String,
+    /// `type = "nats"`: a subject filter, e.g. `tickwire.trade.>` (empty: every subject).
+    #[serde(default)]
+    pub filter: String,
     /// With `symbols = ["*"]`: only these quote assets, e.g. `["USDT"]` (empty: any).
     #[serde(default)]
     pub quote_assets: Vec<String>,
@@ -229,6 +261,7 @@ pub struct SourceEntry {
     #[serde(default = "default_refresh_secs")]
     pub refresh_secs: u64,
     /// Stream kinds after `<symbol>@`, e.g. `["trade", "depth@100ms", "kline_1m"]`.
+    #[serde(default)]
     pub streams: Vec<String>,
     /// `"i/n"`: keep only the symbols whose stable hash falls in shard i of n, so that n
     /// collectors split one market with no overlap and no gap (empty: every symbol).
@@ -1057,7 +1090,46 @@ impl Config {
                 "no input: add [[sources]] or set simulator.enabled = true",
             ));
         }
+        let nats = self
+            .sources
+            .iter()
+            .filter(|s| s.source_type == SourceType::Nats)
+            .count();
+        if nats > 0 && (nats > 1 || self.sources.len() > 1 || self.simulator.enabled) {
+            return Err(invalid(
+                "sources",
+                "a type = \"nats\" source (a writer) stands alone: one per process, no other source or simulator",
+            ));
+        }
         for (i, s) in self.sources.iter().enumerate() {
+            if s.source_type == SourceType::Nats {
+                if s.durable.is_empty() || s.durable.contains(['.', '*', '>', ' ']) {
+                    return Err(invalid(
+                        format!("sources[{i}].durable"),
+                        "the durable consumer's name (letters, digits, - and _), e.g. \"writer\"",
+                    ));
+                }
+                if !(s.url.is_empty()
+                    || s.url.starts_with("nats://")
+                    || s.url.starts_with("tls://"))
+                {
+                    return Err(invalid(
+                        format!("sources[{i}].url"),
+                        "must be a nats:// URL",
+                    ));
+                }
+                continue;
+            }
+            if !(s.url.is_empty()
+                && s.stream.is_empty()
+                && s.durable.is_empty()
+                && s.filter.is_empty())
+            {
+                return Err(invalid(
+                    format!("sources[{i}]"),
+                    "url, stream, durable and filter belong to type = \"nats\" sources",
+                ));
+            }
             if s.symbols.is_empty() || s.streams.is_empty() {
                 return Err(invalid(
                     format!("sources[{i}]"),
@@ -1271,6 +1343,7 @@ impl Config {
     pub fn plans(&self) -> Vec<SourcePlan> {
         self.sources
             .iter()
+            .filter(|s| s.source_type == SourceType::Binance)
             .map(|s| {
                 let (market, default) = match s.market {
                     MarketName::Spot => (Market::Spot, "wss://stream.binance.com:9443"),
@@ -1367,6 +1440,28 @@ impl Config {
                 faults: crate::sim::Faults::default(),
                 prerender: false,
             }
+        } else if let Some(n) = self
+            .sources
+            .iter()
+            .find(|s| s.source_type == SourceType::Nats)
+        {
+            Input::Nats(crate::bus::writer::NatsSourceConfig {
+                url: if n.url.is_empty() {
+                    default_nats_url()
+                } else {
+                    n.url.clone()
+                },
+                stream: if n.stream.is_empty() {
+                    default_nats_stream()
+                } else {
+                    n.stream.clone()
+                },
+                durable: n.durable.clone(),
+                filter: n.filter.clone(),
+                prefix: default_nats_prefix(),
+                max_ack_pending: 1_000_000,
+                ack_wait: Duration::from_secs(600),
+            })
         } else {
             Input::Sources(self.plans())
         };
@@ -1442,6 +1537,7 @@ impl Config {
                 SinkConfig::Redis(r) => Some(r.l1()),
                 _ => None,
             }),
+            exit_when_idle: None,
             nats: self.sinks.iter().find_map(|s| match s {
                 SinkConfig::Nats(n) => Some(n.collector()),
                 _ => None,

@@ -138,6 +138,18 @@ struct Open {
     recv: Vec<i64>,
     /// Rows appended since the cache last got a copy.
     dirty: bool,
+    /// Position of the last row (a replayable source's; 0 otherwise).
+    hi: u64,
+}
+
+/// How a JetStream writer's batches are cut (see [`crate::bus::writer`]): between messages,
+/// all open batches at once, and again exactly where the sinks' known batches end.
+#[derive(Debug)]
+pub struct WriterCut {
+    /// Told of every batch and cut; the sinks tell it what they keep.
+    pub tracker: Arc<crate::bus::writer::Tracker>,
+    /// Positions where a batch the sinks know (in full or in part) ends.
+    pub boundaries: std::collections::BTreeSet<u64>,
 }
 
 /// Capacity of the queue between the publish and the columnarize stage, in bundles.
@@ -200,6 +212,9 @@ impl Pipeline {
             cache,
             batch_tx,
             zmq_counters: publisher.as_ref().map(|p| p.counters()).unwrap_or_default(),
+            writer: None,
+            last_seq: 0,
+            cut_due: false,
         };
         Pipeline {
             rx,
@@ -216,6 +231,12 @@ impl Pipeline {
     /// Also keeps the Redis L1 from the records as they pass.
     pub fn with_l1(mut self, l1: Option<crate::l1::L1>) -> Self {
         self.l1 = l1;
+        self
+    }
+
+    /// Cuts batches the way a JetStream writer needs them.
+    pub fn with_writer(mut self, cut: Option<WriterCut>) -> Self {
+        self.columnarizer.writer = cut;
         self
     }
 
@@ -377,6 +398,12 @@ struct Columnarizer {
     /// Flushed batches for the pipeline thread to send as Arrow IPC.
     batch_tx: Option<Sender<Batch>>,
     zmq_counters: Arc<crate::publish::PubCounters>,
+    /// A JetStream writer's cutting (None: batches flush per key on size and age).
+    writer: Option<WriterCut>,
+    /// The stream sequence of the last message taken (writer only).
+    last_seq: u64,
+    /// A batch is full: cut them all after this message (writer only).
+    cut_due: bool,
 }
 
 impl Columnarizer {
@@ -384,6 +411,41 @@ impl Columnarizer {
         // By reference: a record is up to 240 bytes, and the builders copy its fields anyway.
         for msg in &bundle {
             self.take(msg);
+        }
+        if self.writer.is_some() {
+            if let Some(m) = bundle.last() {
+                self.last_seq = m.pos >> 16;
+            }
+            if self.cut_due && !self.catching_up() {
+                self.cut_all();
+            }
+        }
+    }
+
+    /// A writer reads again what the sinks may hold: no cut but at their batches' ends until
+    /// it is past the last of them.
+    fn catching_up(&self) -> bool {
+        self.writer.as_ref().is_some_and(|w| {
+            w.boundaries
+                .last()
+                .is_some_and(|&b| b >> 16 > self.last_seq)
+        })
+    }
+
+    /// Every open batch flushed, the generation closed at the last message taken.
+    fn cut_all(&mut self) {
+        self.cut_due = false;
+        let keys: Vec<BatchKey> = self
+            .open
+            .iter()
+            .filter(|(_, o)| !o.builder.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in keys {
+            self.flush_key(k, false);
+        }
+        if let Some(w) = &self.writer {
+            w.tracker.cut(self.last_seq);
         }
     }
 
@@ -401,6 +463,7 @@ impl Columnarizer {
             since: Instant::now(),
             recv: Vec::new(),
             dirty: false,
+            hi: 0,
         });
         if open.builder.is_empty() {
             open.since = Instant::now();
@@ -410,13 +473,24 @@ impl Columnarizer {
         } else {
             open.recv.push(h.recv_time);
             open.dirty = true;
+            open.hi = msg.pos;
         }
-        if open.builder.len() >= self.flush.max_rows {
-            self.flush_key(key);
+        let full = open.builder.len() >= self.flush.max_rows;
+        match &mut self.writer {
+            None if full => self.flush_key(key, false),
+            None => {}
+            Some(w) => {
+                // A batch a sink knows ends here: cut it again, the same rows under the same id.
+                if w.boundaries.remove(&msg.pos) {
+                    self.flush_key(key, true);
+                } else if full {
+                    self.cut_due = true;
+                }
+            }
         }
     }
 
-    fn flush_key(&mut self, key: BatchKey) {
+    fn flush_key(&mut self, key: BatchKey, replayed: bool) {
         let Some(open) = self.open.get_mut(&key) else {
             return;
         };
@@ -428,10 +502,20 @@ impl Columnarizer {
             Ok(batch) => {
                 self.seq += 1;
                 let rows = batch.num_rows() as u64;
+                let origin = self.writer.as_ref().map(|w| {
+                    let id = crate::bus::writer::ID_FLAG | open.hi;
+                    w.tracker.flushed(id);
+                    tickwire_sinks::Origin {
+                        id,
+                        replayed,
+                        hook: w.tracker.clone(),
+                    }
+                });
                 let b = Batch {
                     key,
                     seq: self.seq,
                     data: Arc::new(batch),
+                    origin,
                 };
                 open.dirty = false;
                 if let Some(c) = &self.cache {
@@ -474,6 +558,22 @@ impl Columnarizer {
     }
 
     fn flush_aged(&mut self, all: bool) {
+        if self.writer.is_some() {
+            // Stopping while reading again what the sinks may hold: the open batches are
+            // not cut (the stream delivers their records again next time).
+            if self.catching_up() {
+                return;
+            }
+            let any_due = self
+                .open
+                .values()
+                .any(|o| !o.builder.is_empty() && (all || o.since.elapsed() >= self.flush.max_age));
+            let idle = self.open.values().all(|o| o.builder.is_empty());
+            if any_due || all || idle {
+                self.cut_all();
+            }
+            return;
+        }
         let due: Vec<BatchKey> = self
             .open
             .iter()
@@ -483,7 +583,7 @@ impl Columnarizer {
             .map(|(k, _)| *k)
             .collect();
         for k in due {
-            self.flush_key(k);
+            self.flush_key(k, false);
         }
     }
 

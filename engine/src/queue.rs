@@ -37,6 +37,9 @@ pub struct Msg {
     pub rec: Record,
     /// Its levels (depth kinds only).
     pub levels: Option<Box<[Level]>>,
+    /// Its position in a replayable source (a JetStream writer: stream sequence << 16 |
+    /// index in the message); 0 for a live source.
+    pub pos: u64,
 }
 
 /// What goes through the queue: the records of one or more frames, in order. A source
@@ -64,7 +67,11 @@ impl Msg {
             }
             v.into_boxed_slice()
         });
-        Msg { rec, levels }
+        Msg {
+            rec,
+            levels,
+            pos: 0,
+        }
     }
 
     /// The levels (empty for kinds without).

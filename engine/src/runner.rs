@@ -48,6 +48,9 @@ pub enum Input {
         /// Entries from, to, pace.
         cfg: source::ReplayConfig,
     },
+    /// A JetStream writer: the records collectors published, from a durable consumer
+    /// ([`crate::bus::writer`]).
+    Nats(crate::bus::writer::NatsSourceConfig),
 }
 
 /// The store the query API reads through to.
@@ -139,6 +142,8 @@ pub struct Settings {
     pub redis: Option<crate::l1::L1Config>,
     /// Every record into NATS JetStream (`[[sinks]] type = "nats"`, `demo --nats`).
     pub nats: Option<crate::bus::collector::NatsConfig>,
+    /// Stop (flush, summary) after this long without a record taken in.
+    pub exit_when_idle: Option<Duration>,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -512,6 +517,8 @@ pub struct Counters {
     pub redis: Option<Arc<crate::l1::L1Counters>>,
     /// The NATS sink's.
     pub nats: Option<Arc<crate::bus::collector::NatsCounters>>,
+    /// The JetStream writer's (`[[sources]] type = "nats"`).
+    pub nats_writer: Option<Arc<crate::bus::writer::WriterCounters>>,
     /// Sources and queue.
     pub queue: Arc<QueueCounters>,
     /// Pipeline.
@@ -610,8 +617,40 @@ fn runtime(name: &str, workers: usize) -> std::io::Result<tokio::runtime::Runtim
 pub fn run(s: Settings) -> anyhow::Result<String> {
     let rt = runtime("tokio-rt-worker", 2)?;
     let symbols = SymbolTable::new();
-    let sinks: Vec<SinkRunner> = s
-        .sinks
+    let mut s = s;
+    // A JetStream writer: the consumer reset to its ack floor, and where the sinks' batches
+    // from there on end (cut again the same way).
+    let writer = match &s.input {
+        Input::Nats(cfg) => {
+            let prepared = rt.block_on(crate::bus::writer::prepare(cfg))?;
+            let from =
+                crate::bus::writer::ID_FLAG | crate::bus::writer::position(prepared.start, 0);
+            let mut boundaries = std::collections::BTreeSet::new();
+            for sink in &mut s.sinks {
+                let name = sink.name();
+                for id in sink
+                    .known_batches(from)
+                    .with_context(|| format!("sink {name}"))?
+                {
+                    boundaries.insert(id & !crate::bus::writer::ID_FLAG);
+                }
+            }
+            let tracker = Arc::new(crate::bus::writer::Tracker::new(
+                s.sinks.len(),
+                prepared.start,
+            ));
+            if !boundaries.is_empty() {
+                eprintln!(
+                    "tickwire: nats writer: from stream sequence {}; {} batches of an earlier run are cut again where they ended",
+                    prepared.start,
+                    boundaries.len()
+                );
+            }
+            Some((prepared, tracker, boundaries))
+        }
+        _ => None,
+    };
+    let sinks: Vec<SinkRunner> = std::mem::take(&mut s.sinks)
         .into_iter()
         .map(|k| SinkRunner::start(k, 64))
         .collect();
@@ -712,7 +751,27 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         cache,
     )
     .with_l1(l1)
-    .with_nats(nats);
+    .with_nats(nats)
+    .with_writer(writer.as_ref().map(|(_, t, b)| crate::pipeline::WriterCut {
+        tracker: t.clone(),
+        boundaries: b.clone(),
+    }));
+    // The writer's reading task takes the consumer; acks go out on the client, also after the
+    // sinks have closed.
+    let (writer_input, acker) = match writer {
+        Some((p, tracker, _)) => {
+            let wc = Arc::new(crate::bus::writer::WriterCounters::default());
+            wc.start.store(p.start, Ordering::Relaxed);
+            counters.nats_writer = Some(wc.clone());
+            let acker = Arc::new(crate::bus::writer::Acker::new(
+                p.client.clone(),
+                tracker,
+                wc.clone(),
+            ));
+            (Some((p.consumer, wc)), Some(acker))
+        }
+        None => (None, None),
+    };
     let pipe = std::thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || pipeline.run())?;
@@ -782,7 +841,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // two workers (tokio does not preempt a task; a 1 ms burst would sit in front of a read).
     let sim_rt = match &s.input {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
-        Input::Sources(_) | Input::Replay { .. } => None,
+        Input::Sources(_) | Input::Replay { .. } | Input::Nats(_) => None,
     };
     let (counters, input_s, unsynced) =
         rt.block_on(async {
@@ -805,7 +864,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     urls = conns;
                     listings = found;
                 }
-                Input::Replay { .. } => {}
+                Input::Replay { .. } | Input::Nats(_) => {}
                 Input::Simulator {
                     symbols: specs,
                     rate,
@@ -953,6 +1012,21 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             for c in urls {
                 start(c, &mut tasks);
             }
+            let writer_task = match (&s.input, writer_input, &acker) {
+                (Input::Nats(cfg), Some((consumer, wc)), Some(acker)) => {
+                    Some(tokio::spawn(crate::bus::writer::run(
+                        cfg.clone(),
+                        consumer,
+                        acker.clone(),
+                        symbols.clone(),
+                        tx.clone(),
+                        wc,
+                        counters.queue.clone(),
+                        stop_rx.clone(),
+                    )))
+                }
+                _ => None,
+            };
             // A replay: every captured connection in turn, on a thread of its own (reading
             // and decompressing are blocking work); the run stops when it is done.
             let mut replay_done = None;
@@ -1028,9 +1102,34 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     }
                 };
                 tokio::pin!(replayed);
+                // --exit-when-idle: nothing taken in for that long.
+                let idle = {
+                    let c = counters.clone();
+                    let limit = s.exit_when_idle;
+                    async move {
+                        let Some(limit) = limit else {
+                            return std::future::pending::<()>().await;
+                        };
+                        let total = || -> u64 {
+                            c.pipeline.records.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+                        };
+                        let (mut last, mut since) = (total(), Instant::now());
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let now = total();
+                            if now != last {
+                                (last, since) = (now, Instant::now());
+                            } else if since.elapsed() >= limit {
+                                return;
+                            }
+                        }
+                    }
+                };
+                tokio::pin!(idle);
                 loop {
                     tokio::select! {
                         _ = &mut stopped => break,
+                        _ = &mut idle => break,
                         _ = &mut replayed => {
                             replay_finished = true;
                             break;
@@ -1069,6 +1168,9 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             let _ = stop_tx.send(true);
             for sim in sims {
                 sim.stop().await;
+            }
+            if let Some(t) = writer_task {
+                let _ = t.await;
             }
             for t in tasks {
                 match t.await {
@@ -1110,6 +1212,11 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             eprintln!("tickwire: sink {name}: {e}");
             sink_errors += 1;
         }
+    }
+    // Every sink has closed (its files renamed, its batches stored or spilled): what they
+    // keep is acknowledged to JetStream.
+    if let Some(a) = &acker {
+        rt.block_on(a.ack());
     }
     Ok(summary(&counters, sink_errors, t0, input_s, unsynced))
 }
@@ -1178,6 +1285,19 @@ fn summary(
         input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
+    if let Some(w) = &c.nats_writer {
+        let _ = write!(
+            s,
+            ",\"nats_source\":{{\"start\":{},\"messages\":{},\"records\":{},\"acked\":{},\"redelivered\":{},\"malformed\":{},\"errors\":{}}}",
+            l(&w.start),
+            l(&w.messages),
+            l(&w.records),
+            l(&w.acked),
+            l(&w.redelivered),
+            l(&w.malformed),
+            l(&w.errors)
+        );
+    }
     if let Some(n) = &c.nats {
         let _ = write!(
             s,

@@ -86,6 +86,11 @@ pub trait Store {
         data: &RecordBatch,
         check_first: bool,
     ) -> Result<Inserted, StoreError>;
+    /// The batch ids at or above `from` the store holds (all of a batch or some parts).
+    fn known_ids(&mut self, from: u64) -> Result<Vec<u64>, StoreError> {
+        let _ = from;
+        Ok(Vec::new())
+    }
 }
 
 /// Retry and spill settings of a store sink.
@@ -219,10 +224,15 @@ impl<S: Store> Durable<S> {
     /// outage.
     pub fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
         let bytes = batch.data.get_array_memory_size();
+        // A batch cut again by a replaying source may be stored already: checked first.
+        let (id, attempted) = match &batch.origin {
+            Some(o) => (o.id, o.replayed),
+            None => (batch_id(self.run_ns, batch.seq), false),
+        };
         self.pending.push_back(Pending {
             batch: batch.clone(),
-            id: batch_id(self.run_ns, batch.seq),
-            attempted: false,
+            id,
+            attempted,
             bytes,
         });
         self.pending_bytes += bytes;
@@ -270,7 +280,10 @@ impl<S: Store> Durable<S> {
             .spilled_rows
             .fetch_add(p.batch.data.num_rows() as u64, Ordering::Relaxed);
         self.spill_files = true;
-        self.keep_on_disk(&p.batch, p.id, "spill", why)
+        self.keep_on_disk(&p.batch, p.id, "spill", why)?;
+        // On disk, replayed under its id with the landed check first: kept.
+        p.batch.committed(p.id);
+        Ok(())
     }
 
     /// Writes `batch` to a Parquet file under the spill directory, with `why`, its id and its
@@ -313,7 +326,9 @@ impl<S: Store> Durable<S> {
         self.counters
             .dead_letter_rows
             .fetch_add(batch.data.num_rows() as u64, Ordering::Relaxed);
-        self.keep_on_disk(batch, id, "dead-letter", &e.message)
+        self.keep_on_disk(batch, id, "dead-letter", &e.message)?;
+        batch.committed(id);
+        Ok(())
     }
 
     /// Sends spill files, then pending batches, in order, until done or the store fails.
@@ -342,6 +357,7 @@ impl<S: Store> Durable<S> {
                     Ok(done) => {
                         self.pop_front();
                         self.acknowledge(batch.data.num_rows() as u64, done);
+                        batch.committed(id);
                         Ok(())
                     }
                     Err(e) if e.failure == Failure::Data => {
@@ -512,6 +528,32 @@ impl<S: Store + Send> crate::Sink for Durable<S> {
     fn counters(&self) -> Arc<SinkCounters> {
         Durable::counters(self)
     }
+    fn known_batches(&mut self, from: u64) -> Result<Vec<u64>, SinkError> {
+        let mut ids = self
+            .store
+            .known_ids(from)
+            .map_err(|e| SinkError::Setup(format!("{}: {e}", self.store.name())))?;
+        ids.extend(self.spilled_ids().into_iter().filter(|&i| i >= from));
+        Ok(ids)
+    }
+}
+
+impl<S: Store> Durable<S> {
+    /// The batch ids in the spill directory's files (replayed before anything new).
+    fn spilled_ids(&self) -> Vec<u64> {
+        let Ok(dir) = std::fs::read_dir(&self.cfg.spill_dir) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("spill-") && n.ends_with(".parquet"))
+            })
+            .filter_map(|p| crate::parquet::file_meta(&p, "tickwire.batch_id"))
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -576,6 +618,7 @@ mod tests {
             },
             seq,
             data: Arc::new(data),
+            origin: None,
         }
     }
 

@@ -40,6 +40,39 @@ pub struct Batch {
     pub seq: u64,
     /// The rows.
     pub data: Arc<RecordBatch>,
+    /// Where the rows came from, when a source needs to know they are stored (a JetStream
+    /// writer acknowledges its messages then); `None` for the engine's own batches.
+    pub origin: Option<Origin>,
+}
+
+/// Told when a batch is durably kept: acknowledged by the store, in a closed and renamed
+/// file, or written to the sink's spill or dead-letter directory (replayed from there under
+/// the same id).
+pub trait Committed: Send + Sync + std::fmt::Debug {
+    /// Batch `id` is kept by one more sink.
+    fn committed(&self, id: u64);
+}
+
+/// The identity of a batch cut by a source that replays (a JetStream writer): its id is
+/// derived from the source's positions, so the same rows always come back under the same id.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The batch id every store records (below 2^63).
+    pub id: u64,
+    /// The batch may be stored already (cut again after a restart): every sink checks
+    /// before writing it.
+    pub replayed: bool,
+    /// Told when this sink has kept it.
+    pub hook: Arc<dyn Committed>,
+}
+
+impl Batch {
+    /// Tells the batch's source that this sink keeps it now.
+    pub fn committed(&self, id: u64) {
+        if let Some(o) = &self.origin {
+            o.hook.committed(id);
+        }
+    }
 }
 
 /// What a sink has done; read by the engine for stats and the summary.
@@ -139,6 +172,13 @@ pub trait Sink: Send + std::fmt::Debug {
     fn close(&mut self) -> Result<(), SinkError>;
     /// The sink's counters.
     fn counters(&self) -> Arc<SinkCounters>;
+    /// The ids at or above `from` of the batches this sink keeps or holds for replay (in the
+    /// store, in closed files, in its spill directory): a replaying source cuts its batches
+    /// again where these end.
+    fn known_batches(&mut self, from: u64) -> Result<Vec<u64>, SinkError> {
+        let _ = from;
+        Ok(Vec::new())
+    }
 }
 
 /// The table of a kind, the same in every store.

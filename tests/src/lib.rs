@@ -159,6 +159,7 @@ pub fn bench_batches(copies: usize) -> Vec<Batch> {
                 },
                 seq: out.len() as u64 + 1,
                 data: Arc::new(data),
+                origin: None,
             });
         }
     }
@@ -199,6 +200,7 @@ pub fn trade_batch(first_id: i64, n: usize) -> Batch {
         },
         seq: first_id as u64,
         data: Arc::new(b.finish().expect("batch")),
+        origin: None,
     }
 }
 
@@ -279,6 +281,7 @@ pub fn trade_rows_batch(rows: &[&TradeRow], seq: u64) -> Batch {
         },
         seq,
         data: Arc::new(b.finish().expect("batch")),
+        origin: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! [`MAX_PAYLOAD`] bytes a message.
 
 pub mod collector;
+pub mod writer;
 
 use tickwire_codecs::record::{Kind, Market};
 

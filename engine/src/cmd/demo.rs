@@ -228,6 +228,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             c.prefix.clone_from(&args.redis_prefix);
             c
         }),
+        exit_when_idle: None,
         nats: args
             .nats
             .as_ref()

@@ -138,6 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         capture_level: crate::capture::LEVEL,
         redis: None,
         nats: None,
+        exit_when_idle: None,
     };
     println!("{}", runner::run(settings)?);
     Ok(ExitCode::SUCCESS)

@@ -16,6 +16,10 @@ pub struct Args {
     /// if one cannot be reached) and exit.
     #[arg(long)]
     pub check: bool,
+    /// Stop cleanly (flush, summary) after this many seconds without a record taken in: for
+    /// backfills, a JetStream writer draining its stream, and tests.
+    #[arg(long, value_name = "SECS")]
+    pub exit_when_idle: Option<f64>,
 }
 
 /// Runs the command.
@@ -77,7 +81,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let settings = cfg.settings()?;
+    let mut settings = cfg.settings()?;
+    settings.exit_when_idle = args
+        .exit_when_idle
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(std::time::Duration::from_secs_f64);
     println!("{}", runner::run(settings)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ use crate::durable::{runtime, Durable, Failure, Inserted, Store, StoreError};
 use crate::SinkError;
 use arrow_array::RecordBatch;
 use std::time::Duration;
+use tickwire_codecs::record::Kind;
 
 /// Writes batches into ClickHouse tables (see the module docs).
 pub type ClickHouseSink = Durable<ClickHouseStore>;
@@ -188,6 +189,27 @@ impl Store for ClickHouseStore {
             failure: classify(&e),
             message: e.to_string(),
         })
+    }
+
+    fn known_ids(&mut self, from: u64) -> Result<Vec<u64>, StoreError> {
+        let client = &self.client;
+        let db = &self.database;
+        self.rt
+            .block_on(async {
+                let mut ids = Vec::new();
+                for kind in Kind::ALL {
+                    let sql = format!(
+                        "SELECT DISTINCT {BATCH_COLUMN} FROM {db}.{} WHERE {BATCH_COLUMN} >= {from}",
+                        crate::table_name(*kind)
+                    );
+                    ids.extend(client.query(&sql).fetch_all::<u64>().await?);
+                }
+                Ok::<_, ::clickhouse::error::Error>(ids)
+            })
+            .map_err(|e| StoreError {
+                failure: classify(&e),
+                message: e.to_string(),
+            })
     }
 }
 

@@ -11,4 +11,4 @@ mod config;
 mod sink;
 
 pub use config::ParquetConfig;
-pub use sink::{writer_properties, ParquetSink};
+pub use sink::{file_meta, writer_properties, ParquetSink, BATCH_IDS};

@@ -20,6 +20,27 @@ struct OpenFile {
     path: PathBuf,
     opened: Instant,
     rows: u64,
+    /// The batches with an origin in this file: their ids go into the footer
+    /// ([`BATCH_IDS`]) and their sources are told when the file is complete.
+    origins: Vec<(u64, Arc<dyn crate::Committed>)>,
+}
+
+/// The footer key listing the ids of the batches a file holds that a replaying source cut
+/// (comma-separated): such a batch cut again after a restart is not written twice.
+pub const BATCH_IDS: &str = "tickwire.batch_ids";
+
+/// A key of a Parquet file's footer metadata (`None`: no such key, or not a Parquet file).
+pub fn file_meta(path: &Path, key: &str) -> Option<String> {
+    let f = File::open(path).ok()?;
+    let r = parquet::file::reader::SerializedFileReader::new(f).ok()?;
+    use parquet::file::reader::FileReader;
+    r.metadata()
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .clone()
 }
 
 /// Writes batches into a hive-partitioned Parquet dataset (see the module docs).
@@ -27,6 +48,9 @@ pub struct ParquetSink {
     cfg: ParquetConfig,
     open: HashMap<BatchKey, OpenFile>,
     counters: Arc<SinkCounters>,
+    /// Ids of the batches with an origin in the closed files, read from their footers the
+    /// first time a replayed batch comes (None: not read yet).
+    known: Option<std::collections::HashSet<u64>>,
 }
 
 impl std::fmt::Debug for ParquetSink {
@@ -91,6 +115,7 @@ impl ParquetSink {
             cfg,
             open: HashMap::new(),
             counters: Arc::default(),
+            known: None,
         })
     }
 
@@ -132,22 +157,34 @@ impl ParquetSink {
             path,
             opened: Instant::now(),
             rows: 0,
+            origins: Vec::new(),
         })
     }
 
     fn finish(&self, f: OpenFile) -> Result<(), SinkError> {
         let OpenFile {
-            writer,
+            mut writer,
             tmp,
             path,
             rows,
+            origins,
             ..
         } = f;
+        if !origins.is_empty() {
+            let ids: Vec<String> = origins.iter().map(|(id, _)| id.to_string()).collect();
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                BATCH_IDS.into(),
+                ids.join(","),
+            ));
+        }
         writer.close()?;
         let bytes = std::fs::metadata(&tmp).map_err(io(&tmp))?.len();
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         self.counters.rows.fetch_add(rows, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        for (id, hook) in origins {
+            hook.committed(id);
+        }
         Ok(())
     }
 
@@ -177,6 +214,16 @@ impl Sink for ParquetSink {
     }
 
     fn write(&mut self, batch: &Batch) -> Result<(), SinkError> {
+        if let Some(o) = batch.origin.as_ref().filter(|o| o.replayed) {
+            if self.known_ids().contains(&o.id) {
+                // Cut again after a restart, and in a closed file already.
+                self.counters
+                    .retries_found_landed
+                    .fetch_add(1, Ordering::Relaxed);
+                o.hook.committed(o.id);
+                return Ok(());
+            }
+        }
         let data = project(&batch.data)?;
         if !self.open.contains_key(&batch.key) {
             let f = self.open_file(&batch.key, data.schema())?;
@@ -185,6 +232,9 @@ impl Sink for ParquetSink {
         if let Some(f) = self.open.get_mut(&batch.key) {
             f.writer.write(&data)?;
             f.rows += data.num_rows() as u64;
+            if let Some(o) = &batch.origin {
+                f.origins.push((o.id, o.hook.clone()));
+            }
             self.counters
                 .written_rows
                 .fetch_add(data.num_rows() as u64, Ordering::Relaxed);
@@ -203,5 +253,41 @@ impl Sink for ParquetSink {
 
     fn counters(&self) -> Arc<SinkCounters> {
         self.counters.clone()
+    }
+
+    fn known_batches(&mut self, from: u64) -> Result<Vec<u64>, SinkError> {
+        Ok(self
+            .known_ids()
+            .iter()
+            .copied()
+            .filter(|&i| i >= from)
+            .collect())
+    }
+}
+
+impl ParquetSink {
+    /// The ids in the closed files' footers (read once; the sink adds what it closes later
+    /// only to files, which a restart reads again).
+    fn known_ids(&mut self) -> &std::collections::HashSet<u64> {
+        self.known.get_or_insert_with(|| {
+            let mut ids = std::collections::HashSet::new();
+            let mut stack = vec![self.cfg.dir.clone()];
+            while let Some(d) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|x| x == "parquet") {
+                        if let Some(v) = file_meta(&p, BATCH_IDS) {
+                            ids.extend(v.split(',').filter_map(|i| i.parse::<u64>().ok()));
+                        }
+                    }
+                }
+            }
+            ids
+        })
     }
 }

@@ -409,6 +409,25 @@ impl Store for PostgresStore {
             },
         })
     }
+
+    fn known_ids(&mut self, from: u64) -> Result<Vec<u64>, StoreError> {
+        let sql = format!(
+            "SELECT DISTINCT batch_id FROM {}.{LEDGER} WHERE batch_id >= $1",
+            self.schema
+        );
+        let (url, pool) = (&self.url, &mut self.clients);
+        let from = from.min(i64::MAX as u64) as i64;
+        let r = self.rt.block_on(async {
+            ensure(pool, url, 1).await?;
+            let rows = pool[0].query(&sql, &[&from]).await?;
+            Ok::<_, tokio_postgres::Error>(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+        });
+        self.clients.retain(|c| !c.is_closed());
+        r.map_err(|e| StoreError {
+            failure: classify(&e),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// How an earlier attempt cut a batch of `rows`, from one part it landed (`part` of `parts`,
