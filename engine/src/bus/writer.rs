@@ -205,7 +205,15 @@ pub async fn prepare(cfg: &NatsSourceConfig) -> anyhow::Result<Prepared> {
         .map_err(|e| anyhow::anyhow!("nats stream {}: {e}", cfg.stream))?;
     let floor = match stream.consumer_info(&cfg.durable).await {
         Ok(info) => {
-            let floor = info.ack_floor.stream_sequence;
+            // A consumer this code created and nothing acknowledged since still starts where
+            // it was told to: its ack floor reads 0 then.
+            let created_at = match info.config.deliver_policy {
+                jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence } => {
+                    start_sequence.saturating_sub(1)
+                }
+                _ => 0,
+            };
+            let floor = info.ack_floor.stream_sequence.max(created_at);
             stream
                 .delete_consumer(&cfg.durable)
                 .await
