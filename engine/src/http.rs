@@ -105,11 +105,14 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
             ("where=\"queue\"".into(), l(&c.queue.dropped)),
             ("where=\"zmq\"".into(), l(&c.zmq.dropped)),
             ("where=\"sink_queue\"".into(), l(&c.pipeline.sink_drops)),
-            (
-                "where=\"nats\"".into(),
-                c.nats.as_ref().map_or(0, |n| l(&n.dropped)),
-            ),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            c.nats
+                .as_ref()
+                .map(|n| ("where=\"nats\"".to_string(), l(&n.dropped))),
+        )
+        .collect::<Vec<_>>(),
     );
     let gaps: Vec<(String, u64)> = Kind::ALL
         .iter()

@@ -207,6 +207,16 @@ def parquet_counts(out):
     return counts
 
 
+CH = os.environ.get("TICKWIRE_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+
+
+def ch(sql):
+    import urllib.request
+    req = urllib.request.Request(CH, data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read().decode().strip()
+
+
 def writer_config(tmp_path, schema):
     cfg = tmp_path / "writer.toml"
     cfg.write_text(f"""
@@ -234,17 +244,24 @@ url = "{PG}"
 schema = "{schema}"
 timescale = "off"
 spill_dir = "{tmp_path / 'spill-pg'}"
+
+[[sinks]]
+type = "clickhouse"
+url = "{CH}"
+database = "{schema}"
+spill_dir = "{tmp_path / 'spill-ch'}"
 """)
     return cfg
 
 
 def test_writer_stores_everything_once_through_kill9(tmp_path):
-    """collector (demo) -> JetStream -> writer (run) -> Parquet + PostgreSQL; the writer is
+    """collector (demo) -> JetStream -> writer (run) -> Parquet, PostgreSQL and ClickHouse; the writer is
     killed with SIGKILL twice mid-run and started again: every record is in every store
     exactly once, and the counts reconcile with what the collector published."""
     delete_streams_taking_tickwire()
     schema = f"tw_nats_{os.getpid()}"
     psql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    ch(f"DROP DATABASE IF EXISTS {schema}")
     demo = subprocess.run(
         [BIN, "demo", "--duration", "6", "--out", str(tmp_path / "demo"), "--rate", "30000",
          "--nats", NATS, "--stats-secs", "0"],
@@ -273,8 +290,107 @@ def test_writer_stores_everything_once_through_kill9(tmp_path):
     for kind, n in sent.items():
         assert pq.get(kind) == n, (kind, pq.get(kind), n)
         assert int(psql(f"SELECT count(*) FROM {schema}.{TABLES[kind]}")) == n, kind
+        assert int(ch(f"SELECT count() FROM {schema}.{TABLES[kind]}")) == n, kind
     # No row twice: every trade id once per symbol.
     dup = psql(f"SELECT count(*) FROM (SELECT market, symbol, trade_id FROM {schema}.trades "
                "GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
     assert dup == "0"
+    assert ch(f"SELECT count() FROM (SELECT market, symbol, trade_id FROM {schema}.trades "
+              "GROUP BY market, symbol, trade_id HAVING count() > 1)") == "0"
     psql(f"DROP SCHEMA {schema} CASCADE")
+    ch(f"DROP DATABASE {schema}")
+
+
+def test_two_sharded_collectors_split_the_market(tmp_path):
+    """Two `run` collectors with shard = "1/2" and "2/2" over one simulated market of 40
+    symbols (symbols = ["*"] from its exchangeInfo) publish into one stream: each symbol's
+    subjects come from one collector only, and together they cover every symbol."""
+    from conftest import free_port, listening, wait
+    delete_streams_taking_tickwire()
+    spot, usdm = free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
+                            "--rate", "4000", "--symbols", "40"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait(lambda: listening(spot, usdm), 30, "the simulator to listen")
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{spot}/api/v3/exchangeInfo", timeout=5) as r:
+        trading = {x["symbol"] for x in json.loads(r.read())["symbols"] if x["status"] == "TRADING"}
+    runs = []
+    try:
+        for i in (1, 2):
+            cfg = tmp_path / f"c{i}.toml"
+            cfg.write_text(f"""
+stats_secs = 0
+[[sources]]
+market = "spot"
+symbols = ["*"]
+streams = ["trade"]
+endpoint = "ws://127.0.0.1:{spot}"
+shard = "{i}/2"
+[connection]
+book_sync = false
+[zmq]
+enabled = false
+[http]
+bind = ""
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / f'data{i}'}"
+[[sinks]]
+type = "nats"
+url = "{NATS}"
+id = "collector{i}"
+spill_dir = "{tmp_path / f'spill{i}'}"
+""")
+            runs.append(subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True))
+        time.sleep(6)
+    finally:
+        for r in runs:
+            r.send_signal(signal.SIGTERM)
+        outs = [r.communicate(timeout=60) for r in runs]
+        sim.send_signal(signal.SIGTERM)
+        sim_out, _ = sim.communicate(timeout=30)
+    for r, (out, err) in zip(runs, outs):
+        assert r.returncode == 0, err
+    summaries = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+
+    async def owners():
+        nc = await nats.connect(NATS)
+        js = nc.jetstream()
+        sub = await js.pull_subscribe(">", durable=None, stream="TICKWIRE")
+        seen = {}
+        while True:
+            try:
+                msgs = await sub.fetch(1000, timeout=2)
+            except nats.errors.TimeoutError:
+                break
+            for m in msgs:
+                who = m.headers["Nats-Msg-Id"].split(".")[0]
+                seen.setdefault(m.subject.split(".")[3], set()).add(who)
+                await m.ack()
+        await nc.close()
+        return seen
+
+    seen = asyncio.run(owners())
+    assert all(len(w) == 1 for w in seen.values()), {s: w for s, w in seen.items() if len(w) > 1}
+    truth = json.loads(sim_out.strip().splitlines()[-1])
+    assert truth["spot"]["streams_refused"] == 0
+    # Each collector took its shard of the TRADING symbols exchangeInfo lists, together all.
+    import re
+    selected = [int(re.search(r"(\d+) of 40 symbols of exchangeInfo selected", e).group(1))
+                for _, e in outs]
+    assert sum(selected) == len(trading) and all(selected), (selected, len(trading))
+    # Every symbol that traded came from the collector of its shard (FNV-1a, as the engine).
+    def shard_of(sym, n):
+        h = 0xcbf29ce484222325
+        for b in sym.upper().encode():
+            h = ((h ^ b) * 0x100000001b3) % (1 << 64)
+        return h % n
+    for sym, who in seen.items():
+        assert who == {f"collector{shard_of(sym, 2) + 1}"}, (sym, who)
+    assert set(seen) <= trading and len(seen) >= len(trading) - 3, sorted(trading - set(seen))
+    per = [sum(1 for w in seen.values() if f"collector{i}" in w) for i in (1, 2)]
+    assert all(p > 0 for p in per), per
+    for s in summaries:
+        assert s["rows"]["nats"] == sum(s["records"].values())
