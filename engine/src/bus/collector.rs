@@ -150,7 +150,14 @@ impl NatsOut {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let js = rt.block_on(connect(&cfg))?;
+        // The client's connection (socket writes, ack reads) runs on a thread of its own
+        // ("nats-io"), beside the encoding and the ack bookkeeping on "nats".
+        let io = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("nats-io")
+            .enable_all()
+            .build()?;
+        let js = io.block_on(connect(&cfg))?;
         std::fs::create_dir_all(&cfg.spill_dir)
             .map_err(|e| anyhow::anyhow!("nats spill_dir {}: {e}", cfg.spill_dir.display()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
@@ -162,6 +169,8 @@ impl NatsOut {
             .spawn(move || {
                 let mut w = Worker::new(cfg, js, symbols, c, s);
                 rt.block_on(w.run(rx));
+                drop(w);
+                io.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(NatsOut {
             tx: Some(tx),
@@ -398,7 +407,6 @@ impl Worker {
             b.seq += 1;
             crate::publish::encode_binary(&mut b.buf, &m.rec, m.levels(), b.seq);
             b.records += 1;
-            self.counters.pending.fetch_add(1, Ordering::Relaxed);
             if b.records as usize >= super::MAX_RECORDS || b.buf.len() >= super::MAX_PAYLOAD {
                 let out = self.seal(key);
                 self.push(out);
@@ -412,12 +420,16 @@ impl Worker {
             return None;
         }
         self.next += 1;
+        let cap = b.buf.len();
         let out = Out {
             id: format!("{}.{}.{}", self.cfg.id, self.run, self.next),
             subject: b.subject.clone(),
-            payload: Bytes::from(std::mem::take(&mut b.buf)),
+            payload: Bytes::from(std::mem::replace(&mut b.buf, Vec::with_capacity(cap))),
             records: std::mem::take(&mut b.records),
         };
+        self.counters
+            .pending
+            .fetch_add(u64::from(out.records), Ordering::Relaxed);
         Some(out)
     }
 
