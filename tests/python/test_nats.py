@@ -178,9 +178,11 @@ def test_collector_keeps_every_record_through_a_nats_restart(tmp_path, stream):
     out, err = demo.communicate(timeout=120)
     assert demo.returncode == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["nats"]["errors"] > 0, "the outage was not seen"
     _info, msgs = stream_messages(stream)
     check_complete(summary, msgs)
+    # The server was down for 3 s: publishes either failed and were sent again, or waited in
+    # the client until it reconnected; either way a retried message is stored once.
+    assert nats_pid() != pid
 
 
 PG = os.environ.get("TICKWIRE_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
