@@ -284,6 +284,8 @@ struct Worker {
     building: FxHashMap<(u8, u8, SymbolId), Building>,
     /// Failed publishes, sent again before `queue`.
     retry: VecDeque<Out>,
+    /// The messages in flight, in the order their acks come back.
+    sent: VecDeque<Out>,
     queue: VecDeque<Out>,
     queue_bytes: usize,
     spill: Spill,
@@ -291,7 +293,7 @@ struct Worker {
     resume_at: Option<tokio::time::Instant>,
 }
 
-type Acked = (Out, Result<jetstream::publish::PublishAck, String>);
+type Acked = Result<jetstream::publish::PublishAck, String>;
 
 impl Worker {
     fn new(
@@ -308,6 +310,7 @@ impl Worker {
             next: 0,
             building: FxHashMap::default(),
             retry: VecDeque::new(),
+            sent: VecDeque::new(),
             queue: VecDeque::new(),
             queue_bytes: 0,
             spill,
@@ -339,7 +342,11 @@ impl Worker {
             let resume = self.resume_at;
             tokio::select! {
                 biased;
-                Some((out, res)) = inflight.next(), if !inflight.is_empty() => self.acked(out, res),
+                Some(res) = inflight.next(), if !inflight.is_empty() => {
+                    if let Some(out) = self.sent.pop_front() {
+                        self.acked(out, res);
+                    }
+                }
                 m = rx.recv(), if open => match m {
                     Some(b) => {
                         self.take(&b);
@@ -362,16 +369,21 @@ impl Worker {
                 _ = tokio::time::sleep(Duration::from_millis(200)), if !open => {}
             }
         }
-        // Not acknowledged in time: kept for the next run, in order.
+        // Not acknowledged in time (failed, or still in flight): kept for the next run, in
+        // order, under the same ids (a message that did land is stored once).
         let mut left: Vec<Out> = Vec::new();
-        while let Ok(Some((out, res))) =
+        while let Ok(Some(res)) =
             tokio::time::timeout(Duration::from_millis(1), inflight.next()).await
         {
+            let Some(out) = self.sent.pop_front() else {
+                break;
+            };
             match res {
-                Ok(_) => self.acked(out, Ok(jetstream::publish::PublishAck::default())),
+                Ok(ack) => self.acked(out, Ok(ack)),
                 Err(_) => left.push(out),
             }
         }
+        left.extend(self.sent.drain(..));
         left.extend(self.retry.drain(..));
         left.extend(self.queue.drain(..));
         self.spill.keep_left(left, &self.counters);
@@ -499,10 +511,12 @@ impl Worker {
             )
             .await;
             match sent {
-                Ok(Ok(fut)) => inflight.push_back(Box::pin(async move {
-                    let r = fut.await.map_err(|e| e.to_string());
-                    (out, r)
-                })),
+                Ok(Ok(fut)) => {
+                    self.sent.push_back(out);
+                    inflight.push_back(Box::pin(
+                        async move { fut.await.map_err(|e| e.to_string()) },
+                    ));
+                }
                 Ok(Err(e)) => {
                     self.failed(out, &e.to_string());
                     return;
@@ -622,17 +636,7 @@ impl Spill {
                     self.files.push_back(path.clone());
                     self.writer = Some((path, BufWriter::new(f)));
                 }
-                Err(e) => {
-                    // No disk either: the message is lost, and counted.
-                    eprintln!("tickwire: nats: spill {}: {e}", path.display());
-                    counters
-                        .dropped
-                        .fetch_add(u64::from(out.records), Ordering::Relaxed);
-                    counters
-                        .pending
-                        .fetch_sub(u64::from(out.records), Ordering::Relaxed);
-                    return;
-                }
+                Err(e) => return lost(&path, &e, out, counters),
             }
         }
         let Some((path, w)) = &mut self.writer else {
@@ -655,15 +659,7 @@ impl Spill {
                     .spilled
                     .fetch_add(u64::from(out.records), Ordering::Relaxed);
             }
-            Err(e) => {
-                eprintln!("tickwire: nats: spill {}: {e}", path.display());
-                counters
-                    .dropped
-                    .fetch_add(u64::from(out.records), Ordering::Relaxed);
-                counters
-                    .pending
-                    .fetch_sub(u64::from(out.records), Ordering::Relaxed);
-            }
+            Err(e) => lost(path, &e, out, counters),
         }
     }
 
@@ -749,6 +745,21 @@ impl Spill {
             self.dir.display()
         );
     }
+}
+
+/// A message neither NATS nor the disk would take: logged and counted as dropped.
+fn lost(path: &Path, e: &std::io::Error, out: &Out, counters: &NatsCounters) {
+    eprintln!(
+        "tickwire: nats: spill {}: {e}; {} records dropped",
+        path.display(),
+        out.records
+    );
+    counters
+        .dropped
+        .fetch_add(u64::from(out.records), Ordering::Relaxed);
+    counters
+        .pending
+        .fetch_sub(u64::from(out.records), Ordering::Relaxed);
 }
 
 fn read_entry(r: &mut impl Read) -> Option<(Out, u64)> {
