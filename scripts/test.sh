@@ -7,9 +7,9 @@
 #
 # What it sets up (each only when missing or down):
 #   - ClickHouse server and client from Debian's packages (18.16), started as its own user,
-#     HTTP on 127.0.0.1:8123
+#     HTTP on 127.0.0.1:8123, and a second one (the cold tier) on 8124 (native 19000)
 #   - PostgreSQL 15 on 127.0.0.1:5432, Redis on 6379, NATS with JetStream on 4222
-#   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), pytest
+#   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), DuckDB, pytest
 # Then: cargo fmt --check, cargo clippy -D warnings, every test binary of the workspace, the
 # doc-tests, the Python tests: each runs whatever failed before it; the end lists the failures.
 set -euo pipefail
@@ -21,6 +21,7 @@ export DEBIAN_FRONTEND=noninteractive
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tickwire/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export TICKWIRE_CLICKHOUSE_URL="${TICKWIRE_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
+export TICKWIRE_CLICKHOUSE_COLD_URL="${TICKWIRE_CLICKHOUSE_COLD_URL:-http://127.0.0.1:8124}"
 export TICKWIRE_POSTGRES_URL="${TICKWIRE_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
@@ -53,6 +54,25 @@ setup_clickhouse() {
     wait_for 60 "ClickHouse on 8123" curl -sf "$TICKWIRE_CLICKHOUSE_URL/ping"
   fi
   echo "ClickHouse $(curl -sf "$TICKWIRE_CLICKHOUSE_URL/?query=SELECT%20version()") up"
+}
+
+# A second ClickHouse server on its own ports and data directory: the cold tier of the tiering
+# tests (../shared/SERVICES.md). Its config is the stock one with the ports and paths changed.
+setup_clickhouse_cold() {
+  log "ClickHouse (cold tier, 8124)"
+  if ! curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/ping" >/dev/null; then
+    local d=/var/lib/clickhouse-cold
+    mkdir -p "$d/log"
+    sed -e 's#<http_port>8123<#<http_port>8124<#' -e 's#<tcp_port>9000<#<tcp_port>19000<#' \
+        -e 's#<interserver_http_port>9009<#<interserver_http_port>19009<#' \
+        -e "s#/var/lib/clickhouse/#$d/#g" -e "s#/var/log/clickhouse-server/#$d/log/#g" \
+        -e "s#<users_config>users.xml<#<users_config>/etc/clickhouse-server/users.xml<#" \
+        /etc/clickhouse-server/config.xml > "$d/config.xml"
+    chown -R clickhouse:clickhouse "$d"
+    su -s /bin/sh clickhouse -c "clickhouse-server --config-file=$d/config.xml --daemon --pid-file=$d/clickhouse-server.pid"
+    wait_for 60 "ClickHouse on 8124" curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/ping"
+  fi
+  echo "ClickHouse (cold) $(curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/?query=SELECT%20version()") up"
 }
 
 setup_postgres() {
@@ -91,15 +111,16 @@ setup_nats() {
 
 setup_python() {
   log "Python test clients"
-  if ! python3 -c 'import zmq, pyarrow, chdb, pytest, redis, nats' >/dev/null 2>&1; then
-    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest redis nats-py
+  if ! python3 -c 'import zmq, pyarrow, chdb, pytest, redis, nats, duckdb' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest redis nats-py duckdb
   fi
-  python3 -c 'import zmq, pyarrow, chdb, redis, nats; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__, "redis-py", redis.__version__)'
+  python3 -c 'import zmq, pyarrow, chdb, redis, nats, duckdb; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__, "redis-py", redis.__version__, "duckdb", duckdb.__version__)'
 }
 
 if [ "${TICKWIRE_SKIP_SETUP:-0}" != 1 ]; then
   command -v curl >/dev/null || apt_install curl
   setup_clickhouse
+  setup_clickhouse_cold
   setup_postgres
   setup_redis
   setup_nats

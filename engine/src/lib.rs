@@ -25,3 +25,4 @@ pub mod runner;
 pub mod series;
 pub mod sim;
 pub mod source;
+pub mod tier;

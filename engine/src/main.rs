@@ -31,6 +31,10 @@ enum Cmd {
     Sim(tickwire_engine::cmd::sim::Args),
     /// Subscribe to a tickwire ZMQ PUB and print records as JSON lines; reports sequence gaps.
     Subscribe(tickwire_engine::cmd::subscribe::Args),
+    /// Move market data older than a cutoff from the hot ClickHouse to cold ClickHouse and/or
+    /// a Parquet archive, window by window, verified, optionally cleaned from the hot tier; a
+    /// JSON summary as the last stdout line.
+    Tier(tickwire_engine::cmd::tier::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => tickwire_engine::cmd::run::run(a),
         Cmd::Sim(a) => tickwire_engine::cmd::sim::run(a),
         Cmd::Subscribe(a) => tickwire_engine::cmd::subscribe::run(a),
+        Cmd::Tier(a) => tickwire_engine::cmd::tier::run(a),
     };
     match r {
         Ok(code) => code,

@@ -51,8 +51,10 @@ fn pg_expr(f: &Field) -> String {
 }
 
 /// The ClickHouse select expression of a column, as text.
-fn ch_expr(f: &Field, d: Dialect) -> String {
-    let c = f.name();
+pub(crate) fn ch_expr(f: &Field, d: Dialect) -> String {
+    // Quoted: some column names are keywords of the server's SQL (`interval` on 18.16).
+    let c = format!("`{}`", f.name());
+    let name = f.name();
     let modern = d == Dialect::Modern;
     match f.data_type() {
         DataType::Timestamp(TimeUnit::Microsecond, _) if modern => {
@@ -64,7 +66,7 @@ fn ch_expr(f: &Field, d: Dialect) -> String {
             "toString(arrayMap(x -> concat(toString(x.1), ',', toString(x.2)), {c}))"
         ),
         DataType::List(_) => format!(
-            "toString(arrayMap((p, q) -> concat(toString(p), ',', toString(q)), `{c}.price`, `{c}.qty`))"
+            "toString(arrayMap((p, q) -> concat(toString(p), ',', toString(q)), `{name}.price`, `{name}.qty`))"
         ),
         _ => format!("toString({c})"),
     }
@@ -103,7 +105,7 @@ fn dictionary<K: arrow_array::types::ArrowDictionaryKeyType>(
 }
 
 /// One row: each column's text, `None` for NULL.
-type TextRow = Vec<Option<String>>;
+pub type TextRow = Vec<Option<String>>;
 
 /// Builds a batch of `kind`'s schema from text rows (one text per column, in schema order).
 /// `recv_us`: the store keeps `recv_time` in µs (widened to ns here).
@@ -314,7 +316,7 @@ impl std::fmt::Debug for ChReader {
 }
 
 /// Unescapes a TabSeparated field (`\N` is NULL).
-fn tsv_field(s: &str) -> Option<String> {
+pub(crate) fn tsv_field(s: &str) -> Option<String> {
     if s == "\\N" {
         return None;
     }

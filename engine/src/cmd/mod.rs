@@ -6,6 +6,7 @@ pub mod replay;
 pub mod run;
 pub mod sim;
 pub mod subscribe;
+pub mod tier;
 
 /// An error and its causes on one line, each cause once: a cause whose text an outer message
 /// already carries (many errors print their source in their own message) is not repeated.

@@ -274,7 +274,31 @@ fn wire_type(f: &Field, d: Dialect) -> String {
 /// row's [`BATCH_COLUMN`] (`UInt64`). Rows go in the tables' key order ([`key_order`]), each
 /// column gathered straight into the block.
 pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: u64) -> Result<Vec<u8>, ArrowError> {
+    encode_ids(batch, d, BatchIds::One(batch_id))
+}
+
+/// The [`BATCH_COLUMN`] of an encoded block: one id for every row (a sink's batch), or each
+/// row's own (rows of many batches read back from a store, as tiering does).
+#[derive(Debug, Clone, Copy)]
+pub enum BatchIds<'a> {
+    /// Every row has this id.
+    One(u64),
+    /// Row `i` has id `ids[i]` (as many ids as rows).
+    PerRow(&'a [u64]),
+}
+
+/// [`encode`] with the batch ids given by `ids`.
+pub fn encode_ids(batch: &RecordBatch, d: Dialect, ids: BatchIds) -> Result<Vec<u8>, ArrowError> {
     let schema = batch.schema();
+    if let BatchIds::PerRow(v) = ids {
+        if v.len() != batch.num_rows() {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "{} batch ids for {} rows",
+                v.len(),
+                batch.num_rows()
+            )));
+        }
+    }
     let n = batch.num_rows();
     let rows = key_order(batch).unwrap_or_else(|| (0..n as u32).collect());
     let lists = |f: &Field| matches!(f.data_type(), DataType::List(_));
@@ -340,8 +364,17 @@ pub fn encode(batch: &RecordBatch, d: Dialect, batch_id: u64) -> Result<Vec<u8>,
     }
     header(&mut out, BATCH_COLUMN, "UInt64");
     out.reserve(n * 8);
-    for _ in 0..n {
-        out.extend_from_slice(&batch_id.to_le_bytes());
+    match ids {
+        BatchIds::One(id) => {
+            for _ in 0..n {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        BatchIds::PerRow(v) => {
+            for &r in &rows {
+                out.extend_from_slice(&v[r as usize].to_le_bytes());
+            }
+        }
     }
     Ok(out)
 }

@@ -1,0 +1,238 @@
+//! `tickwire tier`: one tiering pass, hot ClickHouse -> cold ClickHouse and/or Parquet
+//! (see [`crate::tier`]). A progress line on a terminal; the JSON report as the last stdout
+//! line; exit 1 when a window failed.
+
+use crate::tier::{parse_duration_ns, Endpoint, Plan, Progress, Target, Tierer};
+use anyhow::{anyhow, bail};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use tickwire_codecs::record::{Kind, Market};
+
+/// `tickwire tier` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The hot ClickHouse database (`clickhouse://host:port/database`), and for a manual
+    /// transfer the first receive time (RFC 3339, `YYYY-MM-DD` or ms since the epoch); may be
+    /// given twice, once as each.
+    #[arg(long = "from", value_name = "URL|TIME")]
+    pub from: Vec<String>,
+    /// A target (`clickhouse://host:port/database` or `parquet:DIR`, repeatable), and for a
+    /// manual transfer the end of the receive-time range (exclusive).
+    #[arg(long = "to", value_name = "URL|TIME")]
+    pub to: Vec<String>,
+    /// Move batches whose rows are all older than this (`0s`, `90m`, `48h`, `3d`); `0s`
+    /// moves everything. Needed unless a `--to TIME` bounds the transfer.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Remove the verified windows from the hot tier (partition drop where a whole day was
+    /// verified, else a delete of exactly the verified batches).
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Only these kinds (`trade`, `trades`, `depthUpdate`, ...; repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// Only this market (`spot`, `usdm`).
+    #[arg(long)]
+    pub market: Option<String>,
+    /// Only this symbol.
+    #[arg(long)]
+    pub symbol: Option<String>,
+    /// Rows per INSERT and per verification chunk.
+    #[arg(long, default_value_t = 500_000)]
+    pub chunk_rows: u64,
+}
+
+fn is_store(s: &str) -> bool {
+    s.contains("://") || s.starts_with("parquet:")
+}
+
+/// RFC 3339, `YYYY-MM-DD` (midnight UTC) or ms since the epoch; in ns.
+fn parse_when(s: &str) -> anyhow::Result<i64> {
+    let t = if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_string()
+    };
+    crate::query::parse_time(&t).map_err(|e| anyhow!(e))
+}
+
+fn kind_of(s: &str) -> anyhow::Result<Kind> {
+    Kind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str().eq_ignore_ascii_case(s) || tickwire_sinks::table_name(*k) == s)
+        .ok_or_else(|| {
+            anyhow!(
+                "kind {s:?}: one of {}",
+                Kind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// The plan the arguments describe.
+pub fn plan(args: &Args) -> anyhow::Result<Plan> {
+    let (hot, from_t): (Vec<&String>, Vec<&String>) = args.from.iter().partition(|s| is_store(s));
+    let (targets, to_t): (Vec<&String>, Vec<&String>) = args.to.iter().partition(|s| is_store(s));
+    let [hot] = hot.as_slice() else {
+        bail!("--from clickhouse://host:port/database: the hot database, once");
+    };
+    let hot = Endpoint::parse(hot).map_err(|e| anyhow!(e))?;
+    let targets = targets
+        .iter()
+        .map(|t| Target::parse(t).map_err(|e| anyhow!(e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if targets.is_empty() {
+        bail!("--to clickhouse://host:port/database or --to parquet:DIR: at least one target");
+    }
+    if from_t.len() > 1 || to_t.len() > 1 {
+        bail!("one --from TIME and one --to TIME at most");
+    }
+    let from_ns = from_t.first().map(|s| parse_when(s)).transpose()?;
+    let to_ns = to_t.first().map(|s| parse_when(s)).transpose()?;
+    let older_than_ns = match (&args.older_than, to_ns) {
+        (Some(d), _) => parse_duration_ns(d).map_err(|e| anyhow!(e))?,
+        (None, Some(_)) => 0,
+        (None, None) => bail!("--older-than DURATION (0s moves everything) or a --to TIME"),
+    };
+    if args.chunk_rows == 0 {
+        bail!("--chunk-rows must be at least 1");
+    }
+    let mut plan = Plan::new(hot, targets, older_than_ns);
+    plan.cleanup = args.cleanup;
+    plan.from_ns = from_ns;
+    plan.to_ns = to_ns;
+    plan.chunk_rows = args.chunk_rows;
+    plan.symbol = args.symbol.clone();
+    if !args.kind.is_empty() {
+        plan.kinds = args
+            .kind
+            .iter()
+            .map(|k| kind_of(k))
+            .collect::<anyhow::Result<_>>()?;
+    }
+    plan.market = args
+        .market
+        .as_deref()
+        .map(|m| {
+            Market::from_bytes(m.as_bytes()).ok_or_else(|| anyhow!("market {m:?}: spot or usdm"))
+        })
+        .transpose()?;
+    Ok(plan)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.2}M", n as f64 / 1e6),
+    }
+}
+
+/// Runs the command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tty = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    let mut bar = move |p: &Progress| {
+        if !tty {
+            return;
+        }
+        let width = 30usize;
+        let done = if p.rows_total == 0 {
+            width
+        } else {
+            (p.rows_done as f64 / p.rows_total as f64 * width as f64) as usize
+        };
+        eprint!(
+            "\rtier [{}{}] windows {}/{} rows {}/{} {:.0}s ",
+            "#".repeat(done.min(width)),
+            " ".repeat(width - done.min(width)),
+            p.windows_done,
+            p.windows_total,
+            human(p.rows_done),
+            human(p.rows_total),
+            started.elapsed().as_secs_f64()
+        );
+        if p.windows_done == p.windows_total {
+            eprintln!();
+        }
+    };
+    let report = rt.block_on(async {
+        let t = Tierer::connect(plan).await?;
+        eprintln!("tickwire: tier: hot {}", t.hot_label());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        t.run(now, &mut bar).await
+    })?;
+    for f in &report.failures {
+        eprintln!(
+            "tickwire: tier: {} {} {} -> {}: {}",
+            f.table, f.market, f.day, f.target, f.reason
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(&report)?)?;
+    Ok(
+        if report.windows.failed > 0 || !report.failures.is_empty() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(from: &[&str], to: &[&str]) -> Args {
+        Args {
+            from: from.iter().map(|s| s.to_string()).collect(),
+            to: to.iter().map(|s| s.to_string()).collect(),
+            older_than: None,
+            cleanup: false,
+            kind: vec![],
+            market: None,
+            symbol: None,
+            chunk_rows: 10,
+        }
+    }
+
+    #[test]
+    fn urls_and_times_are_told_apart() {
+        let a = args(
+            &["clickhouse://h:8123/hot", "2026-12-01"],
+            &[
+                "parquet:/arch",
+                "2026-12-02T00:00:00Z",
+                "clickhouse://h:8124/cold",
+            ],
+        );
+        let p = plan(&a).expect("plan");
+        assert_eq!(p.hot.database, "hot");
+        assert_eq!(p.targets.len(), 2);
+        assert_eq!(p.from_ns, Some(1_796_083_200_000_000_000));
+        assert_eq!(p.to_ns, Some(1_796_169_600_000_000_000));
+        assert_eq!(p.older_than_ns, 0);
+        // Without a bound, the age is required.
+        assert!(plan(&args(&["clickhouse://h/hot"], &["parquet:/a"])).is_err());
+        assert!(plan(&args(&["2026-12-01"], &["parquet:/a"])).is_err());
+        let mut a = args(&["clickhouse://h/hot"], &["parquet:/a"]);
+        a.older_than = Some("2d".into());
+        a.kind = vec!["trade".into(), "depth_updates".into()];
+        a.market = Some("usdm".into());
+        let p = plan(&a).expect("plan");
+        assert_eq!(p.kinds, vec![Kind::Trade, Kind::DepthUpdate]);
+        assert_eq!(p.market, Some(Market::Usdm));
+        a.kind = vec!["nope".into()];
+        assert!(plan(&a).is_err());
+    }
+}
