@@ -1,0 +1,224 @@
+"""`tickwire tier` between two real ClickHouse 18.16 servers (hot on 8123, cold on 8124, both
+started by the test command) and a Parquet archive read by pyarrow and DuckDB.
+
+- A demo writes every kind into the hot server; one pass moves it all (`--older-than 0s`) to the
+  cold server and the archive: every window verified, every table's rows equal on all three
+  (by exact values for trades), a second pass copies nothing, `--cleanup` then empties the hot
+  tables and leaves the cold ones as they were.
+- kill -9 of `tickwire tier --cleanup` at several moments, then a run to the end: at every
+  kill no day is both gone from the hot tier and incomplete in a target, no row is anywhere
+  twice, and at the end every row is in both targets once and the hot tier is empty.
+- A manual transfer of one symbol moves that symbol only; a later full pass moves the rest."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import urllib.request
+
+import duckdb
+import pyarrow.dataset as ds
+import pytest
+
+from conftest import BIN, free_port
+
+HOT = os.environ.get("TICKWIRE_CLICKHOUSE_URL", "http://127.0.0.1:8123")
+COLD = os.environ.get("TICKWIRE_CLICKHOUSE_COLD_URL", "http://127.0.0.1:8124")
+TABLES = {"trade": "trades", "agg_trade": "agg_trades", "book_ticker": "book_tickers",
+          "depth_update": "depth_updates", "depth_snapshot": "depth_snapshots", "kline": "klines",
+          "mark_price": "mark_prices", "liquidation": "liquidations", "ticker": "tickers"}
+DAY_NS = 86_400 * 10**9
+
+
+def ch(url, sql):
+    req = urllib.request.Request(url, data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.read().decode()
+
+
+def chn(url, sql):
+    return int(ch(url, sql).strip() or 0)
+
+
+def url(base, db):
+    return base.replace("http://", "clickhouse://") + "/" + db
+
+
+@pytest.fixture
+def dbs():
+    pid = os.getpid()
+    hot, cold = f"tier_hot_{pid}", f"tier_cold_{pid}"
+    for u, d in ((HOT, hot), (COLD, cold)):
+        ch(u, f"DROP DATABASE IF EXISTS {d}")
+    yield hot, cold
+    for u, d in ((HOT, hot), (COLD, cold)):
+        ch(u, f"DROP DATABASE IF EXISTS {d}")
+
+
+def tier(*args, timeout=300):
+    r = subprocess.run([BIN, "tier", *args], capture_output=True, text=True, timeout=timeout)
+    return r, json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None
+
+
+def test_demo_data_moves_to_cold_clickhouse_and_parquet_verified(dbs, tmp_path):
+    hot, cold = dbs
+    arch = tmp_path / "archive"
+    r = subprocess.run([BIN, "demo", "--duration", "3", "--out", str(tmp_path / "data"),
+                        "--zmq", f"tcp://127.0.0.1:{free_port()}", "--stats-secs", "0",
+                        "--http", f"127.0.0.1:{free_port()}",
+                        "--clickhouse", HOT, "--clickhouse-database", hot],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    demo = json.loads(r.stdout.strip().splitlines()[-1])
+    args = ["--from", url(HOT, hot), "--to", url(COLD, cold), "--to", f"parquet:{arch}", "--older-than", "0s"]
+    r, s = tier(*args)
+    assert r.returncode == 0, r.stderr
+    w = s["windows"]
+    # Every kind the demo made, both markets where it has them.
+    assert w["total"] >= len(TABLES) and w["failed"] == 0 and s["failures"] == []
+    assert w["copied"] == w["verified"] == w["total"] and w["cleaned"] == 0
+    for kind, table in TABLES.items():
+        n = demo["records"][kind]
+        assert s["rows"].get(table, 0) == n, table
+        assert chn(HOT, f"SELECT count() FROM {hot}.{table}") == n
+        assert chn(COLD, f"SELECT count() FROM {cold}.{table}") == n, table
+        assert ds.dataset(arch / kind, format="parquet", partitioning="hive").count_rows() == n, kind
+    # Exact values, three ways: the hot server, the cold server, the archive.
+    q = "SELECT market, symbol, trade_id, toString(price), toString(qty), _batch FROM {}.trades FORMAT TSV"
+    want = sorted(ch(HOT, q.format(hot)).splitlines())
+    assert sorted(ch(COLD, q.format(cold)).splitlines()) == want
+    t = ds.dataset(arch / "trade", format="parquet", partitioning="hive").to_table().to_pylist()
+    got = sorted("\t".join([x["market"], x["symbol"], str(x["trade_id"]), f'{x["price"]:.8f}', f'{x["qty"]:.8f}',
+                            str(x["_batch"])]) for x in t)
+    assert got == want
+    # One file per (kind, market, day); DuckDB reads the archive as one dataset.
+    files = list(arch.glob("trade/market=*/date=*/*.parquet"))
+    assert {f.name for f in files} == {"archive.parquet"} and len(files) == len({f.parent for f in files})
+    con = duckdb.connect()
+    dn = con.sql(f"SELECT count(*), count(DISTINCT market) FROM read_parquet('{arch}/trade/*/*/*.parquet', "
+                 "hive_partitioning=true)").fetchall()[0]
+    assert dn[0] == demo["records"]["trade"] and dn[1] == 2
+    # The ledger says each window was verified on both targets.
+    ledger = ch(HOT, f"SELECT target, state, count() FROM {hot}.tier_windows GROUP BY target, state FORMAT TSV")
+    states = {(a, b): int(c) for a, b, c in (l.split("\t") for l in ledger.splitlines())}
+    assert states[(url(COLD, cold), "verified")] == w["total"]
+    assert states[(f"parquet:{arch}", "verified")] == w["total"]
+
+    # Again: nothing to copy, everything verified again.
+    r, s2 = tier(*args)
+    assert r.returncode == 0, r.stderr
+    assert s2["rows_copied"] == 0 and s2["windows"]["verified"] == w["total"]
+
+    # Cleanup: the hot tables empty (whole days verified: partitions dropped), targets unchanged.
+    r, s3 = tier(*args, "--cleanup")
+    assert r.returncode == 0, r.stderr
+    assert s3["windows"]["cleaned"] == w["total"] and s3["rows_cleaned"] == sum(demo["records"][k] for k in TABLES)
+    for kind, table in TABLES.items():
+        assert chn(HOT, f"SELECT count() FROM {hot}.{table}") == 0, table
+        assert chn(COLD, f"SELECT count() FROM {cold}.{table}") == demo["records"][kind], table
+    msgs = ch(HOT, f"SELECT DISTINCT message FROM {hot}.tier_windows WHERE state = 'cleaned' FORMAT TSV").split()
+    assert msgs == ["partition", "dropped"]
+    # Nothing left to do.
+    r, s4 = tier(*args, "--cleanup")
+    assert r.returncode == 0 and s4["windows"]["total"] == 0
+
+
+COLS = ("exchange, market, symbol, event_time, recv_time, trade_id, price, qty, is_buyer_maker, "
+        "trade_time, _batch")
+
+
+def fill(hot, days, per_day, day0):
+    """Synthetic trades: `days` UTC days x 2 markets x `per_day` rows, batches of 5000 rows
+    (each within one day and market), trade ids unique."""
+    ch(HOT, f"CREATE DATABASE IF NOT EXISTS {hot}")
+    ddl = open(os.path.join(os.path.dirname(__file__), "..", "..", "sql", "clickhouse", "legacy-18.16",
+                            "001_tables.sql")).read()
+    stmt = next(s for s in ddl.split(";") if "tickwire.trades (" in s)
+    ch(HOT, stmt.replace("tickwire.", f"{hot}."))
+    for d in range(days):
+        for mi, m in enumerate(("spot", "usdm")):
+            base = (d * 2 + mi) * per_day
+            ch(HOT, f"INSERT INTO {hot}.trades ({COLS}) SELECT 'binance', '{m}', "
+                    f"concat('SYM', toString(number % 7)), NULL, "
+                    f"{(day0 + d) * DAY_NS} + number * 1000000, {base} + number, "
+                    f"toDecimal64(number % 1000, 8) / 7, toDecimal128(number % 13, 8), number % 2, 0, "
+                    f"1000000 + intDiv({base} + number, 5000) FROM numbers({per_day})")
+    return days * 2 * per_day
+
+
+def invariant(hot, cold, arch, days, per_day, day0):
+    """No day is gone from the hot tier before both targets hold all of it; nothing twice."""
+    for d in range(days):
+        lo, hi = (day0 + d) * DAY_NS, (day0 + d + 1) * DAY_NS
+        h = chn(HOT, f"SELECT count() FROM {hot}.trades WHERE recv_time >= {lo} AND recv_time < {hi}")
+        c = chn(COLD, f"SELECT count() FROM {cold}.trades WHERE recv_time >= {lo} AND recv_time < {hi}")
+        cu = chn(COLD, f"SELECT uniqExact(trade_id) FROM {cold}.trades WHERE recv_time >= {lo} AND recv_time < {hi}")
+        assert c == cu, f"day {d}: a row twice in the cold tier"
+        assert c <= 2 * per_day
+        date = time.strftime("%Y-%m-%d", time.gmtime((day0 + d) * 86_400))
+        files = list(arch.glob(f"trade/market=*/date={date}/archive.parquet"))
+        p = sum(ds.dataset(f, format="parquet").count_rows() for f in files)
+        pu = len({x for f in files for x in ds.dataset(f, format="parquet").to_table(columns=["trade_id"])
+                 .column("trade_id").to_pylist()})
+        assert p == pu, f"day {d}: a row twice in the archive"
+        if h < 2 * per_day:
+            assert c == 2 * per_day and p == 2 * per_day, f"day {d}: cleaned before both targets held it"
+
+
+def test_kill_minus_9_at_any_step_then_rerun_loses_nothing_and_copies_nothing_twice(dbs, tmp_path):
+    hot, cold = dbs
+    arch = tmp_path / "archive"
+    days, per_day, day0 = 4, 60_000, 20_000  # 2024-10-04..07
+    total = fill(hot, days, per_day, day0)
+    args = ["--from", url(HOT, hot), "--to", url(COLD, cold), "--to", f"parquet:{arch}",
+            "--older-than", "0s", "--cleanup", "--chunk-rows", "15000"]
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        p = subprocess.Popen([BIN, "tier", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.3, 2.5))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.communicate(timeout=60)
+        invariant(hot, cold, arch, days, per_day, day0)
+    assert kills >= 1, "every run finished before its kill: make the data bigger"
+    r, s = tier(*args)
+    assert r.returncode == 0, r.stderr
+    invariant(hot, cold, arch, days, per_day, day0)
+    assert chn(HOT, f"SELECT count() FROM {hot}.trades") == 0
+    assert chn(COLD, f"SELECT count() FROM {cold}.trades") == total
+    assert chn(COLD, f"SELECT uniqExact(trade_id) FROM {cold}.trades") == total
+    t = ds.dataset(arch / "trade", format="parquet", partitioning="hive").to_table(columns=["trade_id"])
+    assert t.num_rows == total and len(set(t.column("trade_id").to_pylist())) == total
+    # A kill leaves no Memory mirror behind once a run has finished.
+    assert ch(HOT, f"SELECT name FROM system.tables WHERE database = '{hot}' AND startsWith(name, '_tier')") == ""
+
+
+def test_one_symbol_by_hand_then_the_rest(dbs, tmp_path):
+    hot, cold = dbs
+    arch = tmp_path / "archive"
+    days, per_day, day0 = 2, 7_000, 20_100
+    total = fill(hot, days, per_day, day0)
+    sym_rows = chn(HOT, f"SELECT count() FROM {hot}.trades WHERE symbol = 'SYM3' AND market = 'spot'")
+    t1 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(day0 * 86_400))
+    t2 = time.strftime("%Y-%m-%d", time.gmtime((day0 + days) * 86_400))
+    r, s = tier("--from", url(HOT, hot), "--to", url(COLD, cold), "--to", f"parquet:{arch}", "--kind", "trade",
+                "--market", "spot", "--symbol", "SYM3", "--from", t1, "--to", t2, "--cleanup")
+    assert r.returncode == 0, r.stderr
+    assert s["rows"] == {"trades": sym_rows} and s["windows"]["cleaned"] == days
+    assert chn(COLD, f"SELECT count() FROM {cold}.trades") == sym_rows
+    assert chn(COLD, f"SELECT count() FROM {cold}.trades WHERE symbol != 'SYM3' OR market != 'spot'") == 0
+    assert chn(HOT, f"SELECT count() FROM {hot}.trades") == total - sym_rows
+    # The rest, in one pass: batches the hand transfer split are completed, not copied twice.
+    r, s = tier("--from", url(HOT, hot), "--to", url(COLD, cold), "--to", f"parquet:{arch}",
+                "--older-than", "0s", "--cleanup")
+    assert r.returncode == 0, r.stderr
+    assert s["windows"]["failed"] == 0 and sum(s["rows"].values()) == total - sym_rows
+    assert chn(COLD, f"SELECT count() FROM {cold}.trades") == total
+    assert chn(COLD, f"SELECT uniqExact(trade_id) FROM {cold}.trades") == total
+    assert chn(HOT, f"SELECT count() FROM {hot}.trades") == 0
+    t = ds.dataset(arch / "trade", format="parquet", partitioning="hive").to_table(columns=["trade_id"])
+    assert t.num_rows == total and len(set(t.column("trade_id").to_pylist())) == total
