@@ -63,6 +63,8 @@ pub struct Config {
     /// Raw capture of every frame, for `tickwire replay`.
     #[serde(default)]
     pub capture: CaptureConfig,
+    /// Hot -> cold tiering of the ClickHouse tables on a schedule (absent: none).
+    pub tiering: Option<TieringConfig>,
     /// Seconds between stats lines on stderr (0: none).
     #[serde(default = "default_stats_secs")]
     pub stats_secs: u64,
@@ -708,6 +710,51 @@ impl Default for CaptureConfig {
     }
 }
 
+/// `[tiering]`: `tickwire tier` on a schedule inside `tickwire run` (see [`crate::tier`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TieringConfig {
+    /// The hot database, `clickhouse://host:port/database` ("": the first ClickHouse sink's).
+    #[serde(default)]
+    pub hot: String,
+    /// Targets: `clickhouse://host:port/database` and/or `parquet:DIR`.
+    pub to: Vec<String>,
+    /// Data older than this moves (`48h`, `3d`).
+    #[serde(default = "default_hot_retention")]
+    pub hot_retention: String,
+    /// A pass this often (`6h`), the first one a minute after the start.
+    #[serde(default = "default_tier_every")]
+    pub every: String,
+    /// Remove verified windows from the hot tier.
+    #[serde(default)]
+    pub cleanup: bool,
+    /// Only these kinds (empty: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Rows per INSERT and per verification chunk.
+    #[serde(default = "default_tier_chunk_rows")]
+    pub chunk_rows: u64,
+    /// The first pass this many seconds after the start.
+    #[serde(default = "default_tier_start_after")]
+    pub start_after_secs: u64,
+}
+
+fn default_tier_start_after() -> u64 {
+    60
+}
+
+fn default_hot_retention() -> String {
+    "3d".into()
+}
+
+fn default_tier_every() -> String {
+    "6h".into()
+}
+
+fn default_tier_chunk_rows() -> u64 {
+    500_000
+}
+
 /// `[http]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1083,6 +1130,63 @@ fn writable_dir(dir: &std::path::Path) -> Result<String, String> {
 }
 
 impl Config {
+    /// The `[tiering]` section as a schedule (its hot database defaults to the first
+    /// ClickHouse sink's).
+    pub fn tiering_schedule(&self) -> anyhow::Result<Option<crate::tier::Schedule>> {
+        use crate::tier::{parse_duration_ns, parse_kind, Endpoint, Plan, Schedule, Target};
+        let Some(t) = &self.tiering else {
+            return Ok(None);
+        };
+        let bad =
+            |key: &str, why: String| anyhow::Error::new(invalid(format!("tiering.{key}"), why));
+        let hot = if t.hot.is_empty() {
+            self.sinks
+                .iter()
+                .find_map(|s| match s {
+                    SinkConfig::Clickhouse(c) => Some(Endpoint {
+                        url: c.url.clone(),
+                        database: c.database.clone(),
+                        user: c.user.clone(),
+                        password: c.password.clone(),
+                    }),
+                    _ => None,
+                })
+                .ok_or_else(|| bad("hot", "no ClickHouse sink to take it from: set hot = \"clickhouse://host:port/database\"".into()))?
+        } else {
+            Endpoint::parse(&t.hot).map_err(|e| bad("hot", e))?
+        };
+        if t.to.is_empty() {
+            return Err(bad(
+                "to",
+                "at least one target (clickhouse://... or parquet:DIR)".into(),
+            ));
+        }
+        let targets =
+            t.to.iter()
+                .map(|x| Target::parse(x).map_err(|e| bad("to", e)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+        let older = parse_duration_ns(&t.hot_retention).map_err(|e| bad("hot_retention", e))?;
+        let every = parse_duration_ns(&t.every).map_err(|e| bad("every", e))?;
+        if every <= 0 {
+            return Err(bad("every", "must be more than 0s".into()));
+        }
+        let mut plan = Plan::new(hot, targets, older);
+        plan.cleanup = t.cleanup;
+        plan.chunk_rows = t.chunk_rows.max(1);
+        if !t.kinds.is_empty() {
+            plan.kinds = t
+                .kinds
+                .iter()
+                .map(|k| parse_kind(k).map_err(|e| bad("kinds", e)))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        Ok(Some(Schedule {
+            plan,
+            every: Duration::from_nanos(every as u64),
+            first_after: Duration::from_secs(t.start_after_secs),
+        }))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if !self.simulator.enabled && self.sources.is_empty() {
             return Err(invalid(
@@ -1523,6 +1627,7 @@ impl Config {
                 }),
                 SinkConfig::Parquet(_) | SinkConfig::Redis(_) | SinkConfig::Nats(_) => None,
             }),
+            tiering: self.tiering_schedule()?,
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
             book_sync: self.connection.book_sync,
@@ -1646,7 +1751,7 @@ mod tests {
             .lines()
             .map(|l| match l.strip_prefix("# ") {
                 Some(r)
-                    if r.starts_with("[[")
+                    if r.starts_with('[')
                         || r.split_once(" = ").is_some_and(|(k, _)| {
                             !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
                         }) =>
@@ -1668,6 +1773,7 @@ mod tests {
             "rest",
             "pollers",
             "capture",
+            "tiering",
         ]
         .iter()
         .map(|t| t.to_string())

@@ -199,6 +199,35 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Symbols a symbols = [\"*\"] source took up (newly TRADING) or let go while running.",
         &listings,
     );
+    if let Some(t) = &c.tiering {
+        let (runs, w, copied, cleaned) = t.totals();
+        counter(
+            &mut o,
+            "tickwire_tier_runs_total",
+            "Scheduled tiering passes done ([tiering]).",
+            &[(String::new(), runs)],
+        );
+        counter(
+            &mut o,
+            "tickwire_tier_windows_total",
+            "Tiering windows (table x market x UTC day) by outcome: copied to every target, verified (count and checksum equal), failed (left in the hot tier), cleaned from the hot tier.",
+            &[
+                ("state=\"copied\"".to_string(), w.copied),
+                ("state=\"verified\"".to_string(), w.verified),
+                ("state=\"failed\"".to_string(), w.failed),
+                ("state=\"cleaned\"".to_string(), w.cleaned),
+            ],
+        );
+        counter(
+            &mut o,
+            "tickwire_tier_rows_total",
+            "Rows the tiering copied to the cold targets, and removed from the hot tier after verification.",
+            &[
+                ("op=\"copied\"".to_string(), copied),
+                ("op=\"cleaned\"".to_string(), cleaned),
+            ],
+        );
+    }
     if let Some(n) = &c.nats {
         counter(
             &mut o,
@@ -396,6 +425,30 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     o
 }
 
+fn hot_of(c: &Counters) -> Option<crate::tier::Endpoint> {
+    c.tiering.as_ref().and_then(|t| t.hot())
+}
+
+/// `/v1/tiering`: the schedule's status, and the ledger's newest state of each window.
+async fn tiering_reply(t: &crate::tier::Status, hot: Option<crate::tier::Endpoint>) -> Reply {
+    let mut v = t.json();
+    if let Some(hot) = hot {
+        v["ledger"] = match crate::tier::ledger_windows(&hot, 1000).await {
+            Ok(w) => w,
+            Err(e) => {
+                v["ledger_error"] = serde_json::Value::String(crate::cmd::error_line(&e));
+                serde_json::Value::Array(vec![])
+            }
+        };
+    }
+    Reply {
+        status: "200 OK",
+        content_type: "application/json",
+        headers: vec![],
+        body: v.to_string().into_bytes(),
+    }
+}
+
 /// Serves `/health` and `/metrics` on `addr` until the task is aborted.
 pub async fn serve(
     addr: &str,
@@ -418,6 +471,10 @@ pub async fn serve(
                 let target = req.split_whitespace().nth(1).unwrap_or("");
                 let (path, query) = target.split_once('?').unwrap_or((target, ""));
                 let reply = match path {
+                    "/v1/tiering" => match &c.tiering {
+                        Some(t) => tiering_reply(t, hot_of(&c)).await,
+                        None => Reply::text("404 Not Found", "no [tiering] in this run\n"),
+                    },
                     p if p.starts_with("/v1/") => match &api {
                         Some(api) => {
                             let accept = req

@@ -144,6 +144,8 @@ pub struct Settings {
     pub nats: Option<crate::bus::collector::NatsConfig>,
     /// Stop (flush, summary) after this long without a record taken in.
     pub exit_when_idle: Option<Duration>,
+    /// Hot -> cold tiering on a schedule (`[tiering]`).
+    pub tiering: Option<crate::tier::Schedule>,
 }
 
 /// The REST base URL of a WebSocket URL: `ws://host:port/...` (the simulator) serves REST at
@@ -533,6 +535,8 @@ pub struct Counters {
     pub cache: Option<Arc<crate::cache::CacheCounters>>,
     /// The REST hosts (one a market and host), with their budgets and book counters.
     pub rest: Vec<Arc<RestHost>>,
+    /// The scheduled tiering's (`[tiering]`).
+    pub tiering: Option<Arc<crate::tier::Status>>,
 }
 
 impl Counters {
@@ -682,6 +686,19 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         .is_some()
         .then(|| Arc::new(Cache::new(s.cache, crate::clock::now_ns())));
     counters.cache = cache.as_ref().map(|c| c.counters());
+    // The scheduled tiering: a thread of its own (its passes are blocking work on the
+    // ClickHouse servers); at the stop it is told to end and not waited for: a pass cut short
+    // is finished by the next one (see `tier`).
+    let tier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(sch) = s.tiering.take() {
+        let status = Arc::new(crate::tier::Status::default());
+        counters.tiering = Some(status.clone());
+        let stop = tier_stop.clone();
+        std::thread::Builder::new()
+            .name("tiering".into())
+            .spawn(move || crate::tier::run_schedule(sch, status, stop))
+            .context("tiering thread")?;
+    }
     let live_books = cache
         .as_ref()
         .map(|_| Arc::new(crate::book::LiveBooks::default()));
@@ -1202,6 +1219,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         // A query still running is abandoned; its connection closes.
         hrt.shutdown_background();
     }
+    tier_stop.store(true, Ordering::Relaxed);
     drop(rx);
     pipe.join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
@@ -1285,6 +1303,14 @@ fn summary(
         input_s.as_secs_f64(),
         t0.elapsed().as_secs_f64(),
     );
+    if let Some(t) = &c.tiering {
+        let (runs, w, copied, cleaned) = t.totals();
+        let _ = write!(
+            s,
+            ",\"tiering\":{{\"runs\":{runs},\"windows\":{{\"total\":{},\"copied\":{},\"verified\":{},\"failed\":{},\"cleaned\":{}}},\"rows_copied\":{copied},\"rows_cleaned\":{cleaned}}}",
+            w.total, w.copied, w.verified, w.failed, w.cleaned
+        );
+    }
     if let Some(w) = &c.nats_writer {
         let _ = write!(
             s,

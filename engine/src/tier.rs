@@ -596,7 +596,7 @@ impl Tierer {
         }
         let hot = Server::connect(&plan.hot).await.context("hot")?;
         hot.exec(&format!(
-            "CREATE TABLE IF NOT EXISTS {}.{LEDGER} (at DateTime, target String, kind String, market String, day Date, symbol String, state String, rows UInt64, checksum UInt64, message String) ENGINE = MergeTree ORDER BY (target, kind, market, day, at)",
+            "CREATE TABLE IF NOT EXISTS {}.{LEDGER} (at DateTime, seq UInt64, target String, kind String, market String, day Date, symbol String, state String, rows UInt64, checksum UInt64, message String) ENGINE = MergeTree ORDER BY (target, kind, market, day, seq)",
             hot.db
         ))
         .await?;
@@ -1238,8 +1238,11 @@ impl Tierer {
     async fn ledger(&self, w: &HotWindow, target: &str, state: &str, rows: u64, message: &str) {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
         let sql = format!(
-            "INSERT INTO {}.{LEDGER} VALUES (now(), '{}', '{}', '{}', '{}', '{}', '{state}', {rows}, {}, '{}')",
+            "INSERT INTO {}.{LEDGER} VALUES (now(), {}, '{}', '{}', '{}', '{}', '{}', '{state}', {rows}, {}, '{}')",
             self.hot.db,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             esc(target),
             table_name(w.kind),
             w.key.market,
@@ -1394,6 +1397,172 @@ fn read_archive(
             .with_batch_size(65_536)
             .build()?,
     )
+}
+
+/// A kind by its name (`trade`, `depth_update`, any case) or table name (`trades`).
+pub fn parse_kind(s: &str) -> Result<Kind, String> {
+    Kind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str().eq_ignore_ascii_case(s) || table_name(*k) == s)
+        .ok_or_else(|| {
+            format!(
+                "kind {s:?}: one of {}",
+                Kind::ALL
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// `tickwire tier` on a schedule (`[tiering]` in `tickwire run`).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// What each pass does (its `older_than_ns` is the hot retention).
+    pub plan: Plan,
+    /// A pass this often.
+    pub every: std::time::Duration,
+    /// The first pass this long after the start.
+    pub first_after: std::time::Duration,
+}
+
+/// What the scheduled tiering has done: `/v1/tiering`, the run summary, `/metrics`.
+#[derive(Debug, Default)]
+pub struct Status {
+    inner: std::sync::Mutex<StatusInner>,
+    hot: std::sync::OnceLock<Endpoint>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+struct StatusInner {
+    runs: u64,
+    running: bool,
+    last: Option<Report>,
+    last_error: Option<String>,
+    next_in_s: Option<f64>,
+    windows: WindowCounts,
+    rows_copied: u64,
+    rows_cleaned: u64,
+}
+
+impl Status {
+    fn with<R>(&self, f: impl FnOnce(&mut StatusInner) -> R) -> R {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Totals over the passes so far: (passes, windows by outcome, rows copied, rows cleaned).
+    pub fn totals(&self) -> (u64, WindowCounts, u64, u64) {
+        self.with(|s| (s.runs, s.windows.clone(), s.rows_copied, s.rows_cleaned))
+    }
+
+    /// The hot database the schedule tiers.
+    pub fn hot(&self) -> Option<Endpoint> {
+        self.hot.get().cloned()
+    }
+
+    /// The status as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        self.with(|s| serde_json::to_value(&*s).unwrap_or_default())
+    }
+}
+
+/// Runs `schedule` until `stop` is set: a pass, then a wait of `every` (a failed connection is
+/// reported and tried again at the next pass). Blocking: give it a thread.
+pub fn run_schedule(
+    schedule: Schedule,
+    status: Arc<Status>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tickwire: tiering: {e}");
+            return;
+        }
+    };
+    let _ = status.hot.set(schedule.plan.hot.clone());
+    let mut wait = schedule.first_after;
+    loop {
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            status.with(|s| s.next_in_s = Some((until - std::time::Instant::now()).as_secs_f64()));
+            std::thread::sleep(std::time::Duration::from_millis(200).min(wait));
+        }
+        status.with(|s| {
+            s.running = true;
+            s.next_in_s = None;
+        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let r = rt.block_on(async {
+            let t = Tierer::connect(schedule.plan.clone()).await?;
+            t.run(now, &mut |_| {}).await
+        });
+        status.with(|s| {
+            s.running = false;
+            s.runs += 1;
+            match r {
+                Ok(rep) => {
+                    for f in &rep.failures {
+                        eprintln!(
+                            "tickwire: tiering: {} {} {} -> {}: {}",
+                            f.table, f.market, f.day, f.target, f.reason
+                        );
+                    }
+                    s.windows.total += rep.windows.total;
+                    s.windows.copied += rep.windows.copied;
+                    s.windows.verified += rep.windows.verified;
+                    s.windows.failed += rep.windows.failed;
+                    s.windows.cleaned += rep.windows.cleaned;
+                    s.rows_copied += rep.rows_copied;
+                    s.rows_cleaned += rep.rows_cleaned;
+                    s.last_error = None;
+                    s.last = Some(rep);
+                }
+                Err(e) => {
+                    let msg = crate::cmd::error_line(&e);
+                    eprintln!("tickwire: tiering: {msg}");
+                    s.last_error = Some(msg);
+                }
+            }
+        });
+        wait = schedule.every;
+    }
+}
+
+/// The newest state of each window in the ledger of `hot` (newest days first, at most
+/// `limit` rows).
+pub async fn ledger_windows(hot: &Endpoint, limit: usize) -> anyhow::Result<serde_json::Value> {
+    let s = Server::connect(hot).await?;
+    let sql = format!(
+        "SELECT target, kind, market, toString(day), symbol, argMax(state, seq), argMax(rows, seq), argMax(checksum, seq), argMax(message, seq), toString(max(at)) FROM {}.{LEDGER} GROUP BY target, kind, market, day, symbol ORDER BY day DESC, kind, market, target LIMIT {limit}",
+        s.db
+    );
+    let rows = s.tsv(&sql).await?;
+    let cell = |r: &TextRow, i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+    Ok(serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                serde_json::json!({
+                    "target": cell(r, 0), "table": cell(r, 1), "market": cell(r, 2),
+                    "day": cell(r, 3), "symbol": cell(r, 4), "state": cell(r, 5),
+                    "rows": cell(r, 6).parse::<u64>().unwrap_or(0),
+                    "checksum": cell(r, 7), "message": cell(r, 8), "at": cell(r, 9),
+                })
+            })
+            .collect(),
+    ))
 }
 
 /// `30s`, `15m`, `48h`, `3d`, `0s` (a bare number is seconds).

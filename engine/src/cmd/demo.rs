@@ -229,6 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             c
         }),
         exit_when_idle: None,
+        tiering: None,
         nats: args
             .nats
             .as_ref()

@@ -139,6 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         redis: None,
         nats: None,
         exit_when_idle: None,
+        tiering: None,
     };
     println!("{}", runner::run(settings)?);
     Ok(ExitCode::SUCCESS)

@@ -2,11 +2,13 @@
 //! (see [`crate::tier`]). A progress line on a terminal; the JSON report as the last stdout
 //! line; exit 1 when a window failed.
 
-use crate::tier::{parse_duration_ns, Endpoint, Plan, Progress, Target, Tierer};
+use crate::tier::{parse_duration_ns, parse_kind, Endpoint, Plan, Progress, Target, Tierer};
 use anyhow::{anyhow, bail};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use tickwire_codecs::record::{Kind, Market};
+#[cfg(test)]
+use tickwire_codecs::record::Kind;
+use tickwire_codecs::record::Market;
 
 /// `tickwire tier` arguments.
 #[derive(Debug, clap::Args)]
@@ -28,7 +30,7 @@ pub struct Args {
     /// verified, else a delete of exactly the verified batches).
     #[arg(long)]
     pub cleanup: bool,
-    /// Only these kinds (`trade`, `trades`, `depthUpdate`, ...; repeatable or comma-separated).
+    /// Only these kinds (`trade`, `depth_update`, ... or table names: `trades`; repeatable or comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub kind: Vec<String>,
     /// Only this market (`spot`, `usdm`).
@@ -54,23 +56,6 @@ fn parse_when(s: &str) -> anyhow::Result<i64> {
         s.to_string()
     };
     crate::query::parse_time(&t).map_err(|e| anyhow!(e))
-}
-
-fn kind_of(s: &str) -> anyhow::Result<Kind> {
-    Kind::ALL
-        .iter()
-        .copied()
-        .find(|k| k.as_str().eq_ignore_ascii_case(s) || tickwire_sinks::table_name(*k) == s)
-        .ok_or_else(|| {
-            anyhow!(
-                "kind {s:?}: one of {}",
-                Kind::ALL
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
 }
 
 /// The plan the arguments describe.
@@ -111,7 +96,7 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
         plan.kinds = args
             .kind
             .iter()
-            .map(|k| kind_of(k))
+            .map(|k| parse_kind(k).map_err(|e| anyhow!(e)))
             .collect::<anyhow::Result<_>>()?;
     }
     plan.market = args
