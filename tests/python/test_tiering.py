@@ -263,7 +263,7 @@ kinds = ["trade", "book_ticker"]
     assert targets == {url(COLD, cold), f"parquet:{arch}"}
     assert {w["table"] for w in seen["ledger"]} <= {"trades", "book_tickers"}
     m = series(http, "tickwire_tier_windows_total")
-    assert m['state="verified"'] >= 1 and m['state="failed"'] == 0
+    assert m['{state="verified"}'] >= 1 and m['{state="failed"}'] == 0
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err.decode()
     s = json.loads(out.decode().strip().splitlines()[-1])
