@@ -57,7 +57,7 @@ r = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
 wall, user, sys_ = map(float, open(sys.argv[3]).read().split()[-3:])
 assert r["windows"]["failed"] == 0, r["failures"]
 print(f"{sys.argv[1]}: {r['rows_copied']} rows {r['elapsed_s']:.2f} s {r['rows_per_s']:,.0f} rows/s "
-      f"(copy + check), tier CPU {user + sys_:.2f} s, windows verified {r['windows']['verified']}")
+      f"(copy {r['copy_s']:.2f} s + check {r['check_s']:.2f} s), tier CPU {user + sys_:.2f} s, windows verified {r['windows']['verified']}")
 PY
 }
 run "tier   -> cold ClickHouse" clickhouse://127.0.0.1:8124/tier_perf_cold

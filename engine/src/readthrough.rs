@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tickwire_codecs::arrow::schema;
 use tickwire_codecs::decimal::parse_i128;
 use tickwire_codecs::record::{Kind, Market};
-use tickwire_sinks::clickhouse::ddl::Dialect;
+use tickwire_sinks::clickhouse::ddl::{Dialect, BATCH_COLUMN};
 use tickwire_sinks::table_name;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
@@ -305,6 +305,9 @@ pub struct ChReader {
     client: clickhouse::Client,
     database: String,
     dialect: Mutex<Option<Dialect>>,
+    /// The cold tier (`[tiering]`) and the hot retention (ns): a range reaching further back
+    /// than the retention is read from both tiers, each row once.
+    cold: Option<(Box<ChReader>, i64)>,
 }
 
 impl std::fmt::Debug for ChReader {
@@ -341,6 +344,35 @@ pub(crate) fn tsv_field(s: &str) -> Option<String> {
     Some(o)
 }
 
+/// The rows of a kind in `[from_ns, to_ns)`, of one market and symbol if given.
+fn range_cond(
+    dialect: Dialect,
+    market: Option<Market>,
+    symbol: Option<&str>,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<String, String> {
+    let recv = |ns: i64| match dialect {
+        Dialect::Modern => format!("fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"),
+        Dialect::Legacy => ns.to_string(),
+    };
+    let mut c = format!(
+        "recv_time >= {} AND recv_time < {}",
+        recv(from_ns),
+        recv(to_ns)
+    );
+    if let Some(m) = market {
+        c.push_str(&format!(" AND market = '{}'", m.as_str()));
+    }
+    if let Some(s) = symbol {
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(format!("symbol {s:?}: letters and digits only"));
+        }
+        c.push_str(&format!(" AND symbol = '{s}'"));
+    }
+    Ok(c)
+}
+
 impl ChReader {
     /// A reader of `database`'s tables at the HTTP `url` (user and password optional).
     pub fn new(url: &str, database: &str, user: Option<&str>, password: Option<&str>) -> Self {
@@ -357,10 +389,20 @@ impl ChReader {
             client,
             database: database.to_string(),
             dialect: Mutex::new(None),
+            cold: None,
         }
     }
 
-    /// Rows of `kind` received in `[from_ns, to_ns)`, newest first, at most `limit`.
+    /// Reads ranges older than `retention_ns` (before now) from `cold` as well: rows of the
+    /// batches the hot tier still holds come from the hot tier, the others from the cold one
+    /// (tiering copies whole batches, so no row comes twice and none is missed).
+    pub fn with_cold(mut self, cold: ChReader, retention_ns: i64) -> Self {
+        self.cold = Some((Box::new(cold), retention_ns));
+        self
+    }
+
+    /// Rows of `kind` received in `[from_ns, to_ns)`, newest first, at most `limit` from each
+    /// tier.
     pub async fn fetch(
         &self,
         kind: Kind,
@@ -370,46 +412,100 @@ impl ChReader {
         to_ns: i64,
         limit: usize,
     ) -> Result<Vec<RecordBatch>, String> {
-        let dialect = {
-            let mut d = self.dialect.lock().await;
-            match *d {
-                Some(x) => x,
-                None => {
-                    let v: String = self
-                        .client
-                        .query("SELECT version()")
-                        .fetch_one()
+        let mut out = self
+            .select(kind, market, symbol, from_ns, to_ns, limit, "")
+            .await?;
+        if let Some((cold, retention)) = &self.cold {
+            if from_ns < crate::clock::now_ns().saturating_sub(*retention) {
+                let hot_ids = self
+                    .select_ids(kind, market, symbol, from_ns, to_ns)
+                    .await?;
+                let not_hot = if hot_ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " AND {BATCH_COLUMN} NOT IN ({})",
+                        hot_ids
+                            .iter()
+                            .map(|i| i.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                };
+                out.extend(
+                    cold.select(kind, market, symbol, from_ns, to_ns, limit, &not_hot)
                         .await
-                        .map_err(|e| e.to_string())?;
-                    let x = Dialect::for_version(&v);
-                    *d = Some(x);
-                    x
-                }
+                        .map_err(|e| format!("cold tier: {e}"))?,
+                );
             }
-        };
+        }
+        Ok(out)
+    }
+
+    /// The batch ids of the rows [`ChReader::select`] would read.
+    async fn select_ids(
+        &self,
+        kind: Kind,
+        market: Option<Market>,
+        symbol: Option<&str>,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<u64>, String> {
+        let dialect = self.dialect().await?;
+        let sql = format!(
+            "SELECT DISTINCT {BATCH_COLUMN} FROM {}.{} WHERE {}",
+            self.database,
+            table_name(kind),
+            range_cond(dialect, market, symbol, from_ns, to_ns)?
+        );
+        self.client
+            .query(&sql)
+            .fetch_all::<u64>()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn dialect(&self) -> Result<Dialect, String> {
+        let mut d = self.dialect.lock().await;
+        match *d {
+            Some(x) => Ok(x),
+            None => {
+                let v: String = self
+                    .client
+                    .query("SELECT version()")
+                    .fetch_one()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let x = Dialect::for_version(&v);
+                *d = Some(x);
+                Ok(x)
+            }
+        }
+    }
+
+    /// Rows of one tier in the range (and `extra`, an `AND ...` condition), newest first.
+    #[allow(clippy::too_many_arguments)]
+    async fn select(
+        &self,
+        kind: Kind,
+        market: Option<Market>,
+        symbol: Option<&str>,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+        extra: &str,
+    ) -> Result<Vec<RecordBatch>, String> {
+        let dialect = self.dialect().await?;
         let sch = schema(kind);
         let cols: Vec<String> = sch.fields().iter().map(|f| ch_expr(f, dialect)).collect();
-        let recv = |ns: i64| match dialect {
-            Dialect::Modern => format!("fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"),
-            Dialect::Legacy => ns.to_string(),
-        };
         let mut sql = format!(
-            "SELECT {} FROM {}.{} WHERE recv_time >= {} AND recv_time < {}",
+            "SELECT {} FROM {}.{} WHERE {}",
             cols.join(", "),
             self.database,
             table_name(kind),
-            recv(from_ns),
-            recv(to_ns)
+            range_cond(dialect, market, symbol, from_ns, to_ns)?
         );
-        if let Some(m) = market {
-            sql.push_str(&format!(" AND market = '{}'", m.as_str()));
-        }
-        if let Some(s) = symbol {
-            if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(format!("symbol {s:?}: letters and digits only"));
-            }
-            sql.push_str(&format!(" AND symbol = '{s}'"));
-        }
+        sql.push_str(extra);
         sql.push_str(&format!(
             " ORDER BY recv_time DESC LIMIT {}",
             limit.min(1 << 40)

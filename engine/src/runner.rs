@@ -690,7 +690,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // ClickHouse servers); at the stop it is told to end and not waited for: a pass cut short
     // is finished by the next one (see `tier`).
     let tier_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Some(sch) = s.tiering.take() {
+    if let Some(sch) = s.tiering.clone() {
         let status = Arc::new(crate::tier::Status::default());
         counters.tiering = Some(status.clone());
         let stop = tier_stop.clone();
@@ -746,12 +746,29 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     database,
                     user,
                     password,
-                } => ReadStore::ClickHouse(ChReader::new(
-                    url,
-                    database,
-                    user.as_deref(),
-                    password.as_deref(),
-                )),
+                } => {
+                    let hot = ChReader::new(url, database, user.as_deref(), password.as_deref());
+                    // With `[tiering]` into a cold ClickHouse: ranges older than the hot
+                    // retention are read from both.
+                    let cold = s.tiering.as_ref().and_then(|t| {
+                        t.plan.targets.iter().find_map(|x| match x {
+                            crate::tier::Target::ClickHouse(e) => Some((
+                                ChReader::new(
+                                    &e.url,
+                                    &e.database,
+                                    e.user.as_deref(),
+                                    e.password.as_deref(),
+                                ),
+                                t.plan.older_than_ns,
+                            )),
+                            crate::tier::Target::Parquet(_) => None,
+                        })
+                    });
+                    ReadStore::ClickHouse(match cold {
+                        Some((c, retention)) => hot.with_cold(c, retention),
+                        None => hot,
+                    })
+                }
             }),
         })
     });

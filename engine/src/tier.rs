@@ -269,6 +269,10 @@ pub struct Report {
     pub failures: Vec<WindowFailure>,
     /// Wall time of the run.
     pub elapsed_s: f64,
+    /// Of which: copying (reads from the hot tier, inserts, archive files written).
+    pub copy_s: f64,
+    /// Of which: counting and summing on both sides (units, checksums, archive read back).
+    pub check_s: f64,
     /// Rows copied per second of wall time.
     pub rows_per_s: f64,
 }
@@ -580,6 +584,8 @@ pub struct Tierer {
     hot: Server,
     targets: Vec<(String, Conn)>,
     mirror: String,
+    /// Time spent copying (ns), summed over targets.
+    copy_ns: std::sync::atomic::AtomicU64,
 }
 
 impl Tierer {
@@ -651,6 +657,7 @@ impl Tierer {
             hot,
             targets,
             mirror,
+            copy_ns: Default::default(),
         })
     }
 
@@ -791,6 +798,7 @@ impl Tierer {
         cutoff: i64,
         report: &mut Report,
     ) -> anyhow::Result<Option<HotWindow>> {
+        let t_hot = std::time::Instant::now();
         let sym = self.plan.symbol.as_deref();
         let hot_table = self.hot.table(kind);
         let cond = self.hot.window_cond(&key, sym);
@@ -833,6 +841,7 @@ impl Tierer {
                 &format!("{cond} AND {BATCH_COLUMN} IN ({})", id_list(&batches)),
             )
             .await?;
+        report.check_s += t_hot.elapsed().as_secs_f64();
         let hw = HotWindow {
             key,
             kind,
@@ -844,10 +853,17 @@ impl Tierer {
         report.windows.total += 1;
         let (mut all_copied, mut all_verified) = (true, true);
         for (label, conn) in &self.targets {
+            let t0 = std::time::Instant::now();
+            let copy_before = self.copy_ns.load(std::sync::atomic::Ordering::Relaxed);
             let outcome = match conn {
                 Conn::ClickHouse(cold) => self.to_clickhouse(&hw, cold).await,
                 Conn::Parquet(dir) => self.to_parquet(&hw, dir).await,
             };
+            let copy = (self.copy_ns.load(std::sync::atomic::Ordering::Relaxed) - copy_before)
+                as f64
+                / 1e9;
+            report.copy_s += copy;
+            report.check_s += t0.elapsed().as_secs_f64() - copy;
             let outcome = outcome.unwrap_or_else(|e| Outcome::Failed {
                 copied: false,
                 reason: crate::cmd::error_line(&e),
@@ -956,6 +972,7 @@ impl Tierer {
         };
         let mut copied = 0;
         let hot_cond = self.hot.window_cond(&hw.key, sym);
+        let t_copy = std::time::Instant::now();
         for chunk in self.chunks(hw, &missing) {
             let sql = format!(
                 "SELECT * FROM {hot_table} WHERE {hot_cond} AND {}",
@@ -990,6 +1007,10 @@ impl Tierer {
                 .map(|u| hw.units.get(u).map_or(0, |s| s.rows))
                 .sum::<u64>();
         }
+        self.copy_ns.fetch_add(
+            t_copy.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut cond = cold_cond;
         if !extra.is_empty() {
             cond.push_str(&format!(" AND NOT {}", units_cond(&extra, &HashMap::new())));
@@ -1030,6 +1051,7 @@ impl Tierer {
             }
         };
         let mut copied = 0;
+        let t_copy = std::time::Instant::now();
         if !missing.is_empty() {
             std::fs::create_dir_all(&part).with_context(|| part.display().to_string())?;
             let tmp = part.join(format!(".{ARCHIVE_FILE}.tmp"));
@@ -1077,6 +1099,10 @@ impl Tierer {
                 let _ = d.sync_all();
             }
         }
+        self.copy_ns.fetch_add(
+            t_copy.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // Read the file back from disk and have the hot server sum it, chunk by chunk.
         let extra: HashSet<Unit> = extra.into_iter().collect();
         let got = self.archive_digest(hw, &path, &eligible, &extra).await?;
