@@ -48,10 +48,11 @@ q $cold "INSERT INTO tier_perf_floor.trades SELECT * FROM remote('127.0.0.1:9000
 t1=$(date +%s.%N)
 python3 -c "import sys; n,a,b=int(sys.argv[1]),float(sys.argv[2]),float(sys.argv[3]); print(f'floor  (cold server INSERT SELECT remote(hot)): {n} rows {b-a:.2f} s {n/(b-a):,.0f} rows/s')" "$n" "$t0" "$t1"
 
-run() { # run LABEL TARGET
+run() { # run LABEL TARGET [FLAGS...]
+  local label=$1 target=$2; shift 2
   /usr/bin/time -f '%e %U %S' -o "$out/time" "$bin" tier --from clickhouse://127.0.0.1:8123/tier_perf \
-    --to "$2" --older-than 0s >"$out/r.json" 2>"$out/r.err" || { cat "$out/r.err"; exit 1; }
-  python3 - "$1" "$out/r.json" "$out/time" <<'PY'
+    --to "$target" --older-than 0s "$@" >"$out/r.json" 2>"$out/r.err" || { cat "$out/r.err"; exit 1; }
+  python3 - "$label" "$out/r.json" "$out/time" <<'PY'
 import json, sys
 r = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
 wall, user, sys_ = map(float, open(sys.argv[3]).read().split()[-3:])
@@ -60,7 +61,9 @@ print(f"{sys.argv[1]}: {r['rows_copied']} rows {r['elapsed_s']:.2f} s {r['rows_p
       f"(copy {r['copy_s']:.2f} s + check {r['check_s']:.2f} s), tier CPU {user + sys_:.2f} s, windows verified {r['windows']['verified']}")
 PY
 }
-run "tier   -> cold ClickHouse" clickhouse://127.0.0.1:8124/tier_perf_cold
+run "tier   -> cold ClickHouse (lz4)" clickhouse://127.0.0.1:8124/tier_perf_cold
+q $cold "DROP DATABASE tier_perf_cold"
+run "tier   -> cold ClickHouse (--compression none)" clickhouse://127.0.0.1:8124/tier_perf_cold --compression none
 run "tier   -> Parquet archive" "parquet:$out/archive"
 echo "archive: $(du -sh "$out/archive" | cut -f1) for $n rows"
 q $cold "SELECT 'cold rows', count(), uniqExact(trade_id) FROM tier_perf_cold.trades FORMAT TSV"

@@ -737,6 +737,13 @@ pub struct TieringConfig {
     /// The first pass this many seconds after the start.
     #[serde(default = "default_tier_start_after")]
     pub start_after_secs: u64,
+    /// `lz4` or `none` between tickwire and the servers.
+    #[serde(default = "default_tier_compression")]
+    pub compression: String,
+}
+
+fn default_tier_compression() -> String {
+    "lz4".into()
 }
 
 fn default_tier_start_after() -> u64 {
@@ -1173,6 +1180,11 @@ impl Config {
         let mut plan = Plan::new(hot, targets, older);
         plan.cleanup = t.cleanup;
         plan.chunk_rows = t.chunk_rows.max(1);
+        plan.lz4 = match t.compression.as_str() {
+            "lz4" => true,
+            "none" => false,
+            c => return Err(bad("compression", format!("{c:?}: lz4 or none"))),
+        };
         if !t.kinds.is_empty() {
             plan.kinds = t
                 .kinds

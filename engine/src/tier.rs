@@ -37,7 +37,7 @@
 use crate::readthrough::{ch_expr, to_batch, tsv_field, TextRow};
 use anyhow::{anyhow, bail, Context};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -184,6 +184,9 @@ pub struct Plan {
     pub chunk_rows: u64,
     /// Rows per row group of the Parquet archive files.
     pub row_group_rows: usize,
+    /// LZ4-compress what goes between tickwire and the servers (off: raw Native, less CPU on
+    /// a loopback or a fast network).
+    pub lz4: bool,
 }
 
 impl Plan {
@@ -201,6 +204,7 @@ impl Plan {
             to_ns: None,
             chunk_rows: 500_000,
             row_group_rows: 1 << 20,
+            lz4: true,
         }
     }
 }
@@ -296,10 +300,15 @@ fn e2a(e: clickhouse::error::Error) -> anyhow::Error {
 }
 
 impl Server {
-    async fn connect(ep: &Endpoint) -> anyhow::Result<Server> {
+    async fn connect(ep: &Endpoint, lz4: bool) -> anyhow::Result<Server> {
         let mut client = clickhouse::Client::default()
             .with_url(&ep.url)
             .with_validation(false)
+            .with_compression(if lz4 {
+                clickhouse::Compression::Lz4
+            } else {
+                clickhouse::Compression::None
+            })
             // Batch lists go into the statements.
             .with_setting("max_query_size", "268435456");
         if let Some(u) = &ep.user {
@@ -424,29 +433,36 @@ impl Server {
     }
 }
 
-/// The arguments of the row checksum: every column of the kind's schema as text (times as
-/// integers, decimals and levels as their exact text), a NULL told apart from a value.
+/// The arguments of the row checksum: every column of the kind's schema, integers and texts
+/// as they are, decimals and levels as their exact text (18.16's `cityHash64` takes no
+/// decimals, and text is exact where a float is not), a NULL told apart from a value.
 fn hash_args(kind: Kind, d: Dialect) -> String {
+    let modern = d == Dialect::Modern;
     schema(kind)
         .fields()
         .iter()
         .map(|f| {
-            let e = ch_expr(f, d);
+            let c = format!("`{}`", f.name());
+            let e = match f.data_type() {
+                DataType::Dictionary(_, _) | DataType::Utf8 if modern => format!("toString({c})"),
+                DataType::Dictionary(_, _) | DataType::Utf8 | DataType::Int64 => c.clone(),
+                DataType::Timestamp(TimeUnit::Microsecond, _) if modern => {
+                    format!("toUnixTimestamp64Micro({c})")
+                }
+                DataType::Timestamp(_, _) if modern => format!("toUnixTimestamp64Nano({c})"),
+                DataType::Timestamp(_, _) => c.clone(),
+                DataType::Boolean if modern => format!("toUInt8({c})"),
+                DataType::Boolean => c.clone(),
+                _ => ch_expr(f, d),
+            };
             if f.is_nullable() {
-                format!("isNull({}), ifNull({e}, '')", column_ref(f, d))
+                format!("isNull({c}), assumeNotNull({e})")
             } else {
                 e
             }
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn column_ref(f: &Field, d: Dialect) -> String {
-    match (f.data_type(), d) {
-        (DataType::List(_), Dialect::Legacy) => format!("`{}.price`", f.name()),
-        _ => format!("`{}`", f.name()),
-    }
 }
 
 fn short(sql: &str) -> String {
@@ -600,7 +616,7 @@ impl Tierer {
                 bail!("symbol {s:?}: letters and digits only");
             }
         }
-        let hot = Server::connect(&plan.hot).await.context("hot")?;
+        let hot = Server::connect(&plan.hot, plan.lz4).await.context("hot")?;
         hot.exec(&format!(
             "CREATE TABLE IF NOT EXISTS {}.{LEDGER} (at DateTime, seq UInt64, target String, kind String, market String, day Date, symbol String, state String, rows UInt64, checksum UInt64, message String) ENGINE = MergeTree ORDER BY (target, kind, market, day, seq)",
             hot.db
@@ -627,7 +643,7 @@ impl Tierer {
                     if ep.url == plan.hot.url && ep.database == plan.hot.database {
                         bail!("target {} is the hot database", ep.label());
                     }
-                    let s = Server::connect(ep)
+                    let s = Server::connect(ep, plan.lz4)
                         .await
                         .with_context(|| format!("target {}", ep.label()))?;
                     if s.dialect != hot.dialect {
@@ -1570,7 +1586,7 @@ pub fn run_schedule(
 /// The newest state of each window in the ledger of `hot` (newest days first, at most
 /// `limit` rows).
 pub async fn ledger_windows(hot: &Endpoint, limit: usize) -> anyhow::Result<serde_json::Value> {
-    let s = Server::connect(hot).await?;
+    let s = Server::connect(hot, true).await?;
     let sql = format!(
         "SELECT target, kind, market, toString(day), symbol, argMax(state, seq), argMax(rows, seq), argMax(checksum, seq), argMax(message, seq), toString(max(at)) FROM {}.{LEDGER} GROUP BY target, kind, market, day, symbol ORDER BY day DESC, kind, market, target LIMIT {limit}",
         s.db

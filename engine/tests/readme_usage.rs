@@ -47,7 +47,15 @@ fn readme_flags(cmd: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_readme_usage_block_agrees_with_the_cli() {
-    for cmd in ["decode", "demo", "replay", "run", "sim", "subscribe"] {
+    for cmd in [
+        "decode",
+        "demo",
+        "replay",
+        "run",
+        "sim",
+        "subscribe",
+        "tier",
+    ] {
         let (cli, readme) = (cli_flags(cmd), readme_flags(cmd));
         assert!(!cli.is_empty(), "{cmd}: no flags read from --help");
         let missing: Vec<_> = cli.difference(&readme).collect();

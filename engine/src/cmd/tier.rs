@@ -42,6 +42,10 @@ pub struct Args {
     /// Rows per INSERT and per verification chunk.
     #[arg(long, default_value_t = 500_000)]
     pub chunk_rows: u64,
+    /// Compression between tickwire and the servers: `lz4` (ClickHouse's block compression)
+    /// or `none` (raw Native: less CPU on a loopback or a fast network).
+    #[arg(long, default_value = "lz4", value_parser = ["lz4", "none"])]
+    pub compression: String,
 }
 
 fn is_store(s: &str) -> bool {
@@ -91,6 +95,7 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
     plan.from_ns = from_ns;
     plan.to_ns = to_ns;
     plan.chunk_rows = args.chunk_rows;
+    plan.lz4 = args.compression == "lz4";
     plan.symbol = args.symbol.clone();
     if !args.kind.is_empty() {
         plan.kinds = args
@@ -188,6 +193,7 @@ mod tests {
             market: None,
             symbol: None,
             chunk_rows: 10,
+            compression: "lz4".into(),
         }
     }
 
