@@ -43,9 +43,27 @@ apt_install() { # apt_install PACKAGE... (only those not installed)
   apt-get install -y -qq "${missing[@]}"
 }
 
+# Both servers as the two shards of cluster `tickwire` (no replication: no ZooKeeper), for the
+# Distributed tables of the cluster tests. The servers read config.d next to their config
+# file, and reload remote_servers while they run.
+cluster_config() { # cluster_config DIR
+  mkdir -p "$1"
+  cat > "$1/tickwire-cluster.xml" <<'XML'
+<yandex>
+  <remote_servers>
+    <tickwire>
+      <shard><replica><host>127.0.0.1</host><port>9000</port></replica></shard>
+      <shard><replica><host>127.0.0.1</host><port>19000</port></replica></shard>
+    </tickwire>
+  </remote_servers>
+</yandex>
+XML
+}
+
 setup_clickhouse() {
   log "ClickHouse"
   apt_install clickhouse-server clickhouse-client
+  cluster_config /etc/clickhouse-server/config.d
   if ! curl -sf "$TICKWIRE_CLICKHOUSE_URL/ping" >/dev/null; then
     mkdir -p /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
     chown -R clickhouse:clickhouse /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
@@ -60,6 +78,7 @@ setup_clickhouse() {
 # tests (../shared/SERVICES.md). Its config is the stock one with the ports and paths changed.
 setup_clickhouse_cold() {
   log "ClickHouse (cold tier, 8124)"
+  [ -d /var/lib/clickhouse-cold ] && cluster_config /var/lib/clickhouse-cold/config.d
   if ! curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/ping" >/dev/null; then
     local d=/var/lib/clickhouse-cold
     mkdir -p "$d/log"
@@ -68,6 +87,7 @@ setup_clickhouse_cold() {
         -e "s#/var/lib/clickhouse/#$d/#g" -e "s#/var/log/clickhouse-server/#$d/log/#g" \
         -e "s#<users_config>users.xml<#<users_config>/etc/clickhouse-server/users.xml<#" \
         /etc/clickhouse-server/config.xml > "$d/config.xml"
+    cluster_config "$d/config.d"
     chown -R clickhouse:clickhouse "$d"
     su -s /bin/sh clickhouse -c "clickhouse-server --config-file=$d/config.xml --daemon --pid-file=$d/clickhouse-server.pid"
     wait_for 60 "ClickHouse on 8124" curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/ping"

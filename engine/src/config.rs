@@ -648,6 +648,26 @@ pub struct ClickHouseSinkConfig {
     /// Directory of spilled batches and dead letters.
     #[serde(default = "default_ch_spill")]
     pub spill_dir: PathBuf,
+    /// A cluster written shard by shard: each shard's HTTP URL, in the cluster's order (`url`
+    /// is then not used). Rows go to `<table>_local` on the shard `murmurHash3_32(symbol)`
+    /// picks, as the `Distributed` tables do.
+    #[serde(default)]
+    pub shards: Vec<String>,
+    /// The cluster's name in the servers' `remote_servers` (for the `Distributed` tables).
+    #[serde(default = "default_ch_cluster")]
+    pub cluster: String,
+    /// `Replicated*MergeTree` shard tables (needs ZooKeeper or ClickHouse Keeper and the
+    /// `{shard}`/`{replica}` macros).
+    #[serde(default)]
+    pub replicated: bool,
+    /// Apply the schema once with `ON CLUSTER` (distributed DDL, needs ZooKeeper) instead of
+    /// on each shard.
+    #[serde(default)]
+    pub on_cluster: bool,
+}
+
+fn default_ch_cluster() -> String {
+    "tickwire".into()
 }
 
 fn default_ch_database() -> String {
@@ -1039,6 +1059,11 @@ fn usdm_public(stream: &str) -> bool {
 enum Store {
     Parquet(ParquetConfig),
     Clickhouse(ClickHouseConfig),
+    ClickhouseShards(
+        ClickHouseConfig,
+        Vec<String>,
+        tickwire_sinks::clickhouse::ddl::ClusterLayout,
+    ),
     Postgres(PostgresConfig),
     Redis(crate::l1::L1Config),
     Nats(crate::bus::collector::NatsConfig),
@@ -1063,7 +1088,16 @@ impl SinkConfig {
                 c.durability.memory_budget_bytes = ch.memory_budget_mb << 20;
                 c.ttl_days = ch.ttl_days;
                 c.durability.spill_dir.clone_from(&ch.spill_dir);
-                Store::Clickhouse(c)
+                if ch.shards.is_empty() {
+                    Store::Clickhouse(c)
+                } else {
+                    let layout = tickwire_sinks::clickhouse::ddl::ClusterLayout {
+                        cluster: ch.cluster.clone(),
+                        replicated: ch.replicated,
+                        on_cluster: ch.on_cluster,
+                    };
+                    Store::ClickhouseShards(c, ch.shards.clone(), layout)
+                }
             }
             SinkConfig::Redis(r) => Store::Redis(r.l1()),
             SinkConfig::Nats(n) => Store::Nats(n.collector()),
@@ -1524,6 +1558,17 @@ impl Config {
                     Store::Clickhouse(c) => tickwire_sinks::clickhouse::ClickHouseStore::probe(&c)
                         .map(|v| format!("ClickHouse {v}"))
                         .map_err(|e| tickwire_sinks::error_chain(&e)),
+                    Store::ClickhouseShards(c, urls, _) => urls
+                        .iter()
+                        .map(|u| {
+                            let mut c = c.clone();
+                            c.url.clone_from(u);
+                            tickwire_sinks::clickhouse::ClickHouseStore::probe(&c)
+                                .map(|v| format!("{u}: ClickHouse {v}"))
+                                .map_err(|e| format!("{u}: {}", tickwire_sinks::error_chain(&e)))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|v| v.join(", ")),
                     Store::Postgres(c) => tickwire_sinks::postgres::PostgresStore::probe(&c)
                         .map_err(|e| tickwire_sinks::error_chain(&e)),
                     Store::Redis(c) => redis::Client::open(c.url.as_str())
@@ -1587,6 +1632,10 @@ impl Config {
                 Store::Parquet(c) => ParquetSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>),
                 Store::Clickhouse(c) => {
                     ClickHouseSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>)
+                }
+                Store::ClickhouseShards(c, urls, layout) => {
+                    tickwire_sinks::clickhouse::ShardedSink::new(c, &urls, layout)
+                        .map(|x| Box::new(x) as Box<dyn Sink>)
                 }
                 Store::Postgres(c) => PostgresSink::new(c).map(|x| Box::new(x) as Box<dyn Sink>),
                 // Not a batch sink: the L1 takes records from the pipeline thread.

@@ -185,6 +185,15 @@ impl<S: Store> Durable<S> {
     /// Wraps `store`; sends earlier runs' spill files (if the store fails now, later ticks
     /// retry).
     pub fn with_store(store: S, cfg: Durability) -> Result<Self, SinkError> {
+        Self::with_store_counters(store, cfg, Arc::default())
+    }
+
+    /// [`Durable::with_store`] counting into `counters` (shared by the shards of one sink).
+    pub fn with_store_counters(
+        store: S,
+        cfg: Durability,
+        counters: Arc<SinkCounters>,
+    ) -> Result<Self, SinkError> {
         std::fs::create_dir_all(&cfg.spill_dir).map_err(|source| SinkError::Io {
             path: cfg.spill_dir.display().to_string(),
             source,
@@ -196,7 +205,7 @@ impl<S: Store> Durable<S> {
         let mut d = Durable {
             store,
             cfg,
-            counters: Arc::default(),
+            counters,
             rng: 0x2545_F491_4F6C_DD1D ^ run_ns,
             run_id: format!("{run_ns:016x}"),
             run_ns,

@@ -17,6 +17,9 @@ pub struct ClickHouseConfig {
     pub durability: Durability,
     /// Hot tier: delete market data older than this many days (modern servers; gaps kept).
     pub ttl_days: Option<u32>,
+    /// One shard of a cluster: the cluster schema ([`super::ddl::cluster_statements`]) is
+    /// applied and rows go into the shard's `<table>_local` tables.
+    pub cluster: Option<super::ddl::ClusterLayout>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -42,6 +45,7 @@ impl ClickHouseConfig {
             password: None,
             durability: Durability::new("clickhouse-spill"),
             ttl_days: None,
+            cluster: None,
         }
     }
 }

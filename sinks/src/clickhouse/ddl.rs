@@ -186,6 +186,129 @@ pub fn statements(d: Dialect, db: &str) -> Vec<String> {
     v
 }
 
+/// The suffix of a shard's own tables in a cluster layout (`trades_local`); the unsuffixed
+/// name is the `Distributed` table over every shard.
+pub const LOCAL_SUFFIX: &str = "_local";
+
+/// The sharding key of the cluster layout: every row of a symbol on one shard. The sink
+/// computes the same function ([`super::shard::murmur3_32`]) to write to shards directly.
+pub const SHARDING_KEY: &str = "murmurHash3_32(symbol)";
+
+/// How the tables are laid out on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterLayout {
+    /// The cluster's name in the servers' `remote_servers`.
+    pub cluster: String,
+    /// `Replicated*MergeTree` with `{shard}`/`{replica}` macros (needs ZooKeeper or Keeper).
+    pub replicated: bool,
+    /// `ON CLUSTER` on every statement (distributed DDL: needs ZooKeeper or Keeper); without
+    /// it the statements are run on each shard.
+    pub on_cluster: bool,
+}
+
+/// Replaces the first `from` in `s` by `to` (the generator's statements are known text).
+fn swap(s: &str, from: &str, to: &str) -> String {
+    s.replacen(from, to, 1)
+}
+
+/// The cluster schema: per shard, every kind's table as `<table>_local` (MergeTree, or
+/// ReplicatedMergeTree), a `Distributed` table `<table>` over them sharded by
+/// [`SHARDING_KEY`], and the candle and daily-statistics tables and views per shard (fed from
+/// the shard's own trades) with `Distributed` tables over them.
+pub fn cluster_statements(d: Dialect, db: &str, c: &ClusterLayout) -> Vec<String> {
+    let on = if c.on_cluster {
+        format!(" ON CLUSTER {}", c.cluster)
+    } else {
+        String::new()
+    };
+    let engine = |e: &str, t: &str| {
+        if c.replicated {
+            format!(
+                "ENGINE = Replicated{e}('/clickhouse/tables/{{shard}}/{db}/{t}', '{{replica}}')"
+            )
+        } else {
+            format!("ENGINE = {e}")
+        }
+    };
+    let distributed = |t: &str| {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{t}{on} AS {db}.{t}{LOCAL_SUFFIX}\nENGINE = Distributed({}, {db}, {t}{LOCAL_SUFFIX}, {SHARDING_KEY})",
+            c.cluster
+        )
+    };
+    let mut v = vec![format!("CREATE DATABASE IF NOT EXISTS {db}{on}")];
+    for &k in Kind::ALL {
+        let t = table_name(k);
+        let local = format!("{t}{LOCAL_SUFFIX}");
+        let st = create_table(k, d, db);
+        let st = swap(&st, &format!("{db}.{t} ("), &format!("{db}.{local}{on} ("));
+        v.push(swap(
+            &st,
+            "ENGINE = MergeTree",
+            &engine("MergeTree", &local),
+        ));
+        v.push(distributed(t));
+    }
+    for st in views(d, db) {
+        let st = if st.starts_with("CREATE TABLE") {
+            let t = if st.contains(".candles_1m (") {
+                "candles_1m"
+            } else {
+                "daily_stats"
+            };
+            let local = format!("{t}{LOCAL_SUFFIX}");
+            let st = swap(&st, &format!("{db}.{t} ("), &format!("{db}.{local}{on} ("));
+            let st = swap(
+                &st,
+                "ENGINE = AggregatingMergeTree",
+                &engine("AggregatingMergeTree", &local),
+            );
+            v.push(st);
+            distributed(t)
+        } else {
+            let t = if st.contains(".candles_1m_mv ") {
+                "candles_1m"
+            } else {
+                "daily_stats"
+            };
+            let st = swap(
+                &st,
+                &format!("{db}.{t}_mv TO {db}.{t} AS"),
+                &format!("{db}.{t}_mv{on} TO {db}.{t}{LOCAL_SUFFIX} AS"),
+            );
+            swap(
+                &st,
+                &format!("FROM {db}.trades\n"),
+                &format!("FROM {db}.trades{LOCAL_SUFFIX}\n"),
+            )
+        };
+        v.push(st);
+    }
+    v
+}
+
+/// The cluster schema as a SQL file ([`cluster_statements`], each ending in `;`).
+pub fn cluster_schema_sql(d: Dialect, db: &str, c: &ClusterLayout) -> String {
+    let mut out = format!(
+        "-- tickwire ClickHouse cluster schema for {}: {}, generated from the Arrow schemas by\n-- tickwire_sinks::clickhouse::ddl::cluster_schema_sql (a test keeps this file equal to it)\n",
+        match d {
+            Dialect::Modern => "ClickHouse 21 and later",
+            Dialect::Legacy => "ClickHouse 18.16",
+        },
+        match (c.replicated, c.on_cluster) {
+            (true, true) => format!("ReplicatedMergeTree per shard, ON CLUSTER {} (needs ZooKeeper or ClickHouse Keeper and the {{shard}}/{{replica}} macros)", c.cluster),
+            (false, true) => format!("MergeTree per shard, ON CLUSTER {} (distributed DDL needs ZooKeeper)", c.cluster),
+            (_, false) => format!("MergeTree per shard, run on every shard of cluster {} (no ZooKeeper needed)", c.cluster),
+        }
+    );
+    for st in cluster_statements(d, db, c) {
+        out.push('\n');
+        out.push_str(&st);
+        out.push_str(";\n");
+    }
+    out
+}
+
 /// The hot-tier TTL: market data older than `days` (by `recv_time`) is deleted. Gap and
 /// instrument records are kept ([`Kind::kept_forever`]). Modern servers only (18.16 has no TTL).
 pub fn ttl_statements(db: &str, days: u32) -> Vec<String> {
@@ -227,13 +350,36 @@ mod tests {
     #[test]
     fn committed_ddl_matches_the_arrow_schemas() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sql/clickhouse");
-        for (d, rel) in [
-            (Dialect::Modern, "001_tables.sql"),
-            (Dialect::Legacy, "legacy-18.16/001_tables.sql"),
+        let replicated = ClusterLayout {
+            cluster: "tickwire".into(),
+            replicated: true,
+            on_cluster: true,
+        };
+        let per_shard = ClusterLayout {
+            cluster: "tickwire".into(),
+            replicated: false,
+            on_cluster: false,
+        };
+        for (want, rel) in [
+            (schema_sql(Dialect::Modern, "tickwire"), "001_tables.sql"),
+            (
+                schema_sql(Dialect::Legacy, "tickwire"),
+                "legacy-18.16/001_tables.sql",
+            ),
+            (
+                cluster_schema_sql(Dialect::Modern, "tickwire", &replicated),
+                "cluster/001_tables.sql",
+            ),
+            (
+                cluster_schema_sql(Dialect::Legacy, "tickwire", &per_shard),
+                "cluster/legacy-18.16/001_tables.sql",
+            ),
         ] {
-            let want = schema_sql(d, "tickwire");
             let path = root.join(rel);
             if std::env::var_os("TICKWIRE_BLESS").is_some() {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).expect("ddl dir");
+                }
                 std::fs::write(&path, &want).expect("write ddl");
             }
             let got = std::fs::read_to_string(&path).expect("ddl file");

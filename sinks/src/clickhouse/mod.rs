@@ -25,7 +25,9 @@
 mod config;
 pub mod ddl;
 pub mod native;
+pub mod shard;
 mod sink;
 
 pub use config::ClickHouseConfig;
+pub use shard::ShardedSink;
 pub use sink::{ClickHouseSink, ClickHouseStore};

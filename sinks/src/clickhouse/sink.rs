@@ -1,6 +1,8 @@
 //! The ClickHouse sink: the ClickHouse [`Store`] inside the shared [`Durable`] core.
 
-use super::ddl::{statements, ttl_statements, Dialect, BATCH_COLUMN};
+use super::ddl::{
+    cluster_statements, statements, ttl_statements, Dialect, BATCH_COLUMN, LOCAL_SUFFIX,
+};
 use super::{native, ClickHouseConfig};
 use crate::durable::{runtime, Durable, Failure, Inserted, Store, StoreError};
 use crate::SinkError;
@@ -18,6 +20,8 @@ pub struct ClickHouseStore {
     dialect: Dialect,
     version: String,
     database: String,
+    /// `_local` on a cluster's shard, else empty.
+    suffix: &'static str,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -76,12 +80,47 @@ impl ClickHouseStore {
         let client = client(cfg);
         let version: String = rt.block_on(client.query("SELECT version()").fetch_one())?;
         let dialect = Dialect::for_version(&version);
-        for st in statements(dialect, &cfg.database) {
-            rt.block_on(client.query(&st).execute())?;
+        match &cfg.cluster {
+            None => {
+                for st in statements(dialect, &cfg.database) {
+                    rt.block_on(client.query(&st).execute())?;
+                }
+            }
+            Some(layout) => {
+                // The Distributed tables need the cluster in the server's `remote_servers`;
+                // without it the shard's own tables are still made (and written).
+                let known: u64 = rt.block_on(
+                    client
+                        .query(&format!(
+                            "SELECT count() FROM system.clusters WHERE cluster = '{}'",
+                            layout.cluster
+                        ))
+                        .fetch_one(),
+                )?;
+                if known == 0 {
+                    eprintln!(
+                        "tickwire: sink clickhouse {}: no cluster {:?} in the server's remote_servers: Distributed tables not made",
+                        cfg.url, layout.cluster
+                    );
+                }
+                for st in cluster_statements(dialect, &cfg.database, layout) {
+                    if known == 0 && st.contains("ENGINE = Distributed(") {
+                        continue;
+                    }
+                    rt.block_on(client.query(&st).execute())?;
+                }
+            }
         }
         match (cfg.ttl_days, dialect) {
             (Some(days), Dialect::Modern) => {
                 for st in ttl_statements(&cfg.database, days) {
+                    let st = match cfg.cluster {
+                        // The shard's own tables hold the rows.
+                        Some(_) => {
+                            st.replacen(" MODIFY TTL", &format!("{LOCAL_SUFFIX} MODIFY TTL"), 1)
+                        }
+                        None => st,
+                    };
                     rt.block_on(client.query(&st).execute())?;
                 }
             }
@@ -126,6 +165,11 @@ impl ClickHouseStore {
             dialect,
             version,
             database: cfg.database.clone(),
+            suffix: if cfg.cluster.is_some() {
+                LOCAL_SUFFIX
+            } else {
+                ""
+            },
         })
     }
 }
@@ -166,7 +210,7 @@ impl Store for ClickHouseStore {
                 })?,
             );
         let rows = data.num_rows() as u64;
-        let table = format!("{}.{table}", self.database);
+        let table = format!("{}.{table}{}", self.database, self.suffix);
         let sql = format!("INSERT INTO {table} FORMAT Native");
         let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = {id}");
         let client = &self.client;
@@ -194,13 +238,15 @@ impl Store for ClickHouseStore {
     fn known_ids(&mut self, from: u64) -> Result<Vec<u64>, StoreError> {
         let client = &self.client;
         let db = &self.database;
+        let suffix = self.suffix;
         self.rt
             .block_on(async {
                 let mut ids = Vec::new();
                 for kind in Kind::ALL {
                     let sql = format!(
-                        "SELECT DISTINCT {BATCH_COLUMN} FROM {db}.{} WHERE {BATCH_COLUMN} >= {from}",
-                        crate::table_name(*kind)
+                        "SELECT DISTINCT {BATCH_COLUMN} FROM {db}.{}{} WHERE {BATCH_COLUMN} >= {from}",
+                        crate::table_name(*kind),
+                        suffix
                     );
                     ids.extend(client.query(&sql).fetch_all::<u64>().await?);
                 }
