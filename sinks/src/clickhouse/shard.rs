@@ -182,16 +182,43 @@ impl Sink for ShardedSink {
                 hook: o.hook.clone(),
             }) as Arc<dyn Committed>,
         });
+        let mut by_shard: Vec<Option<Batch>> = vec![None; n];
         for (shard, data) in parts {
-            let part = Batch {
+            by_shard[shard] = Some(Batch {
                 key: batch.key,
                 seq: batch.seq,
                 data: Arc::new(data),
                 origin: origin.clone(),
-            };
-            self.shards[shard].write(&part)?;
+            });
         }
-        Ok(())
+        // The shards are written at once (each store waits on its own server), as a
+        // Distributed insert sends its parts; one part alone needs no thread.
+        if by_shard.iter().filter(|p| p.is_some()).count() == 1 {
+            for (s, p) in self.shards.iter_mut().zip(&by_shard) {
+                if let Some(p) = p {
+                    s.write(p)?;
+                }
+            }
+            return Ok(());
+        }
+        std::thread::scope(|sc| {
+            let writes: Vec<_> = self
+                .shards
+                .iter_mut()
+                .zip(&by_shard)
+                .filter_map(|(s, p)| p.as_ref().map(|p| sc.spawn(move || s.write(p))))
+                .collect();
+            let mut first = Ok(());
+            for w in writes {
+                let r = w
+                    .join()
+                    .unwrap_or_else(|_| Err(SinkError::Setup("a shard's write panicked".into())));
+                if first.is_ok() {
+                    first = r;
+                }
+            }
+            first
+        })
     }
 
     fn tick(&mut self) -> Result<(), SinkError> {
