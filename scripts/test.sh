@@ -7,7 +7,8 @@
 #
 # What it sets up (each only when missing or down):
 #   - ClickHouse server and client from Debian's packages (18.16), started as its own user,
-#     HTTP on 127.0.0.1:8123, and a second one (the cold tier) on 8124 (native 19000)
+#     HTTP on 127.0.0.1:8123, and a second one (the cold tier, the second shard) on 8124
+#     (native 19000); both as cluster `tickwire`, with Debian's ZooKeeper on 2181
 #   - PostgreSQL 15 on 127.0.0.1:5432, Redis on 6379, NATS with JetStream on 4222
 #   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), DuckDB, pytest
 # Then: cargo fmt --check, cargo clippy -D warnings, every test binary of the workspace, the
@@ -43,12 +44,13 @@ apt_install() { # apt_install PACKAGE... (only those not installed)
   apt-get install -y -qq "${missing[@]}"
 }
 
-# Both servers as the two shards of cluster `tickwire` (no replication: no ZooKeeper), for the
-# Distributed tables of the cluster tests. The servers read config.d next to their config
-# file, and reload remote_servers while they run.
-cluster_config() { # cluster_config DIR
+# Our part of each ClickHouse server's config, in its config.d: both servers as the two
+# shards of cluster `tickwire` (for the Distributed tables of the cluster tests), ZooKeeper
+# (Replicated tables, ON CLUSTER), and the server's {shard}/{replica} macros. The servers read
+# config.d next to their config file.
+ch_config() { # ch_config DIR SHARD
   mkdir -p "$1"
-  cat > "$1/tickwire-cluster.xml" <<'XML'
+  cat > "$1/tickwire-cluster.xml" <<XML
 <yandex>
   <remote_servers>
     <tickwire>
@@ -56,42 +58,65 @@ cluster_config() { # cluster_config DIR
       <shard><replica><host>127.0.0.1</host><port>19000</port></replica></shard>
     </tickwire>
   </remote_servers>
+  <zookeeper><node><host>127.0.0.1</host><port>2181</port></node></zookeeper>
+  <macros><shard>$2</shard><replica>r1</replica></macros>
 </yandex>
 XML
+}
+
+# Starts a ClickHouse server as its own user, or restarts one that runs without ZooKeeper
+# (18.16 connects to it only at startup).
+ch_start() { # ch_start NAME URL CONFIG PIDFILE
+  local name=$1 url=$2 cfg=$3 pid=$4
+  if curl -sf "$url/ping" >/dev/null; then
+    [ "$(curl -sf "$url/?query=EXISTS%20TABLE%20system.zookeeper")" = 1 ] && return 0
+    echo "$name runs without ZooKeeper: restarting it"
+    kill "$(cat "$pid" 2>/dev/null)" 2>/dev/null || pkill -f -- "--config-file=$cfg" || true
+    wait_for 60 "$name to stop" bash -c "! curl -sf $url/ping"
+  fi
+  su -s /bin/sh clickhouse -c "clickhouse-server --config-file=$cfg --daemon --pid-file=$pid"
+  wait_for 60 "$name" curl -sf "$url/ping"
+}
+
+# Debian's ZooKeeper 3.8 (Replicated tables and distributed DDL of the cluster tests).
+setup_zookeeper() {
+  log "ZooKeeper"
+  apt_install zookeeper
+  if ! (exec 3<>/dev/tcp/127.0.0.1/2181) 2>/dev/null; then
+    ZOOCFGDIR=/etc/zookeeper/conf /usr/share/zookeeper/bin/zkServer.sh start
+    wait_for 60 "ZooKeeper on 2181" bash -c 'exec 3<>/dev/tcp/127.0.0.1/2181'
+  fi
+  echo "ZooKeeper up on 2181"
 }
 
 setup_clickhouse() {
   log "ClickHouse"
   apt_install clickhouse-server clickhouse-client
-  cluster_config /etc/clickhouse-server/config.d
-  if ! curl -sf "$TICKWIRE_CLICKHOUSE_URL/ping" >/dev/null; then
-    mkdir -p /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
-    chown -R clickhouse:clickhouse /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
-    su -s /bin/sh clickhouse -c 'clickhouse-server --config-file=/etc/clickhouse-server/config.xml --daemon \
-      --pid-file=/var/run/clickhouse-server/clickhouse-server.pid'
-    wait_for 60 "ClickHouse on 8123" curl -sf "$TICKWIRE_CLICKHOUSE_URL/ping"
-  fi
+  ch_config /etc/clickhouse-server/config.d 01
+  mkdir -p /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
+  chown -R clickhouse:clickhouse /var/run/clickhouse-server /var/log/clickhouse-server /var/lib/clickhouse
+  ch_start "ClickHouse on 8123" "$TICKWIRE_CLICKHOUSE_URL" /etc/clickhouse-server/config.xml \
+    /var/run/clickhouse-server/clickhouse-server.pid
   echo "ClickHouse $(curl -sf "$TICKWIRE_CLICKHOUSE_URL/?query=SELECT%20version()") up"
 }
 
 # A second ClickHouse server on its own ports and data directory: the cold tier of the tiering
-# tests (../shared/SERVICES.md). Its config is the stock one with the ports and paths changed.
+# tests and the second shard of the cluster tests (../shared/SERVICES.md). Its config is the
+# stock one with the ports and paths changed.
 setup_clickhouse_cold() {
-  log "ClickHouse (cold tier, 8124)"
-  [ -d /var/lib/clickhouse-cold ] && cluster_config /var/lib/clickhouse-cold/config.d
-  if ! curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/ping" >/dev/null; then
-    local d=/var/lib/clickhouse-cold
-    mkdir -p "$d/log"
+  log "ClickHouse (cold tier and second shard, 8124)"
+  local d=/var/lib/clickhouse-cold
+  mkdir -p "$d/log"
+  if [ ! -f "$d/config.xml" ]; then
     sed -e 's#<http_port>8123<#<http_port>8124<#' -e 's#<tcp_port>9000<#<tcp_port>19000<#' \
         -e 's#<interserver_http_port>9009<#<interserver_http_port>19009<#' \
         -e "s#/var/lib/clickhouse/#$d/#g" -e "s#/var/log/clickhouse-server/#$d/log/#g" \
         -e "s#<users_config>users.xml<#<users_config>/etc/clickhouse-server/users.xml<#" \
         /etc/clickhouse-server/config.xml > "$d/config.xml"
-    cluster_config "$d/config.d"
-    chown -R clickhouse:clickhouse "$d"
-    su -s /bin/sh clickhouse -c "clickhouse-server --config-file=$d/config.xml --daemon --pid-file=$d/clickhouse-server.pid"
-    wait_for 60 "ClickHouse on 8124" curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/ping"
   fi
+  ch_config "$d/config.d" 02
+  chown -R clickhouse:clickhouse "$d"
+  ch_start "ClickHouse on 8124" "$TICKWIRE_CLICKHOUSE_COLD_URL" "$d/config.xml" "$d/clickhouse-server.pid"
   echo "ClickHouse (cold) $(curl -sf "$TICKWIRE_CLICKHOUSE_COLD_URL/?query=SELECT%20version()") up"
 }
 
@@ -139,6 +164,7 @@ setup_python() {
 
 if [ "${TICKWIRE_SKIP_SETUP:-0}" != 1 ]; then
   command -v curl >/dev/null || apt_install curl
+  setup_zookeeper
   setup_clickhouse
   setup_clickhouse_cold
   setup_postgres
