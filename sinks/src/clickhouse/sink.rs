@@ -22,6 +22,18 @@ pub struct ClickHouseStore {
     database: String,
     /// `_local` on a cluster's shard, else empty.
     suffix: &'static str,
+    /// The server takes `insert_deduplication_token` (22.2 and later).
+    dedup_token: bool,
+}
+
+/// Whether a server of `version` takes `insert_deduplication_token` (added in 22.2): then each
+/// insert carries its batch id as the token, and a Replicated table (or a MergeTree with
+/// `non_replicated_deduplication_window`) stores a retried batch once by itself, besides the
+/// sink's own count of the batch's rows.
+pub fn takes_dedup_token(version: &str) -> bool {
+    let mut it = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (major, minor) >= (22, 2)
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -159,7 +171,9 @@ impl ClickHouseStore {
                     .execute(),
             )?;
         }
+        let dedup_token = takes_dedup_token(&version);
         Ok(ClickHouseStore {
+            dedup_token,
             rt,
             client,
             dialect,
@@ -214,6 +228,7 @@ impl Store for ClickHouseStore {
         let sql = format!("INSERT INTO {table} FORMAT Native");
         let probe = format!("SELECT count() FROM {table} WHERE {BATCH_COLUMN} = {id}");
         let client = &self.client;
+        let dedup_token = self.dedup_token;
         let r = self.rt.block_on(async {
             if check_first {
                 let present: u64 = client.query(&probe).fetch_one().await?;
@@ -224,6 +239,9 @@ impl Store for ClickHouseStore {
             let mut ins = client
                 .insert_formatted_with(sql.as_str())
                 .with_timeouts(Some(Duration::from_secs(10)), Some(Duration::from_secs(60)));
+            if dedup_token {
+                ins = ins.with_setting("insert_deduplication_token", id.to_string());
+            }
             ins.send(body.clone()).await?;
             ins.end()
                 .await
@@ -262,6 +280,16 @@ impl Store for ClickHouseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dedup_token_goes_to_servers_that_take_it() {
+        assert!(!takes_dedup_token("18.16.1"));
+        assert!(!takes_dedup_token("21.8.15.7"));
+        assert!(!takes_dedup_token("22.1.3.7"));
+        assert!(takes_dedup_token("22.2.2.1"));
+        assert!(takes_dedup_token("26.9.1.1"));
+        assert!(!takes_dedup_token("garbage"));
+    }
 
     #[test]
     fn failures_are_classified_by_code() {
