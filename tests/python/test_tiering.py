@@ -337,3 +337,27 @@ start_after_secs = 3600
     finally:
         p.send_signal(signal.SIGINT)
         p.communicate(timeout=60)
+
+
+def test_a_window_whose_check_fails_is_reported_counted_and_left_in_the_hot_tier(dbs, tmp_path):
+    hot, cold = dbs
+    days, per_day, day0 = 1, 5_000, 20_200
+    total = fill(hot, days, per_day, day0)
+    args = ["--from", url(HOT, hot), "--to", url(COLD, cold), "--older-than", "0s", "--kind", "trade"]
+    r, s = tier(*args)
+    assert r.returncode == 0 and s["windows"]["verified"] == 2, r.stderr
+    # One price changed in the cold copy of the spot window (the count still agrees).
+    ch(COLD, f"ALTER TABLE {cold}.trades UPDATE price = price + 1 WHERE market = 'spot' AND trade_id = 17")
+    wait(lambda: chn(COLD, f"SELECT count() FROM system.mutations WHERE database = '{cold}' AND is_done = 0") == 0,
+         30, "the update")
+    r, s = tier(*args, "--cleanup")
+    assert r.returncode == 1
+    assert s["windows"] == {"total": 2, "copied": 2, "verified": 1, "failed": 1, "cleaned": 1}
+    [f] = s["failures"]
+    assert (f["table"], f["market"], f["target"]) == ("trades", "spot", url(COLD, cold))
+    assert "check failed" in f["reason"] and "checksum" in f["reason"]
+    assert "trades spot" in r.stderr
+    # The failed window stays in the hot tier, whole; the verified one is gone from it.
+    assert chn(HOT, f"SELECT count() FROM {hot}.trades WHERE market = 'spot'") == total // 2
+    assert chn(HOT, f"SELECT count() FROM {hot}.trades WHERE market = 'usdm'") == 0
+    assert chn(HOT, f"SELECT count() FROM {hot}.tier_windows WHERE state = 'failed' AND market = 'spot'") == 1
