@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tickwire_codecs::arrow::schema;
 use tickwire_codecs::decimal::parse_i128;
 use tickwire_codecs::record::{Kind, Market};
-use tickwire_sinks::clickhouse::ddl::{Dialect, BATCH_COLUMN};
+use tickwire_sinks::clickhouse::ddl::{recv_literal, Dialect, BATCH_COLUMN};
 use tickwire_sinks::table_name;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
@@ -319,7 +319,7 @@ impl std::fmt::Debug for ChReader {
 }
 
 /// Unescapes a TabSeparated field (`\N` is NULL).
-pub(crate) fn tsv_field(s: &str) -> Option<String> {
+fn tsv_field(s: &str) -> Option<String> {
     if s == "\\N" {
         return None;
     }
@@ -344,6 +344,24 @@ pub(crate) fn tsv_field(s: &str) -> Option<String> {
     Some(o)
 }
 
+/// The answer of `sql` as `FORMAT TabSeparated`, one text per column (`None` for NULL).
+pub(crate) async fn tsv_rows(
+    client: &clickhouse::Client,
+    sql: &str,
+) -> Result<Vec<TextRow>, clickhouse::error::Error> {
+    let body = client
+        .query(sql)
+        .fetch_bytes("TabSeparated")?
+        .collect()
+        .await?;
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').map(tsv_field).collect())
+        .collect())
+}
+
 /// The rows of a kind in `[from_ns, to_ns)`, of one market and symbol if given.
 fn range_cond(
     dialect: Dialect,
@@ -352,14 +370,10 @@ fn range_cond(
     from_ns: i64,
     to_ns: i64,
 ) -> Result<String, String> {
-    let recv = |ns: i64| match dialect {
-        Dialect::Modern => format!("fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"),
-        Dialect::Legacy => ns.to_string(),
-    };
     let mut c = format!(
         "recv_time >= {} AND recv_time < {}",
-        recv(from_ns),
-        recv(to_ns)
+        recv_literal(dialect, from_ns),
+        recv_literal(dialect, to_ns)
     );
     if let Some(m) = market {
         c.push_str(&format!(" AND market = '{}'", m.as_str()));
@@ -376,15 +390,7 @@ fn range_cond(
 impl ChReader {
     /// A reader of `database`'s tables at the HTTP `url` (user and password optional).
     pub fn new(url: &str, database: &str, user: Option<&str>, password: Option<&str>) -> Self {
-        let mut client = clickhouse::Client::default()
-            .with_url(url)
-            .with_validation(false);
-        if let Some(u) = user {
-            client = client.with_user(u);
-        }
-        if let Some(p) = password {
-            client = client.with_password(p);
-        }
+        let client = tickwire_sinks::clickhouse::http_client(url, user, password);
         ChReader {
             client,
             database: database.to_string(),
@@ -510,20 +516,9 @@ impl ChReader {
             " ORDER BY recv_time DESC LIMIT {}",
             limit.min(1 << 40)
         ));
-        let body = self
-            .client
-            .query(&sql)
-            .fetch_bytes("TabSeparated")
-            .map_err(|e| e.to_string())?
-            .collect()
+        let rows = tsv_rows(&self.client, &sql)
             .await
             .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&body);
-        let rows: Vec<TextRow> = text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(tsv_field).collect())
-            .collect();
         if rows.is_empty() {
             return Ok(vec![]);
         }

@@ -34,7 +34,7 @@
 //! - The ledger `<hot db>.tier_windows` records each window's steps (copied, verified, failed,
 //!   cleaned) with rows and checksum: the report of what happened, and `/v1/tiering`.
 
-use crate::readthrough::{ch_expr, to_batch, tsv_field, TextRow};
+use crate::readthrough::{ch_expr, to_batch, tsv_rows, TextRow};
 use anyhow::{anyhow, bail, Context};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -44,8 +44,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tickwire_codecs::arrow::schema;
 use tickwire_codecs::record::{Kind, Market};
-use tickwire_sinks::clickhouse::ddl::{create_table, Dialect, BATCH_COLUMN};
-use tickwire_sinks::clickhouse::native::{encode_ids, BatchIds};
+use tickwire_sinks::clickhouse::ddl::{
+    create_table, recv_literal, recv_ns_expr, Dialect, BATCH_COLUMN,
+};
+use tickwire_sinks::clickhouse::native::{encode_ids, strings, BatchIds};
 use tickwire_sinks::{date_string, table_name};
 
 const DAY_NS: i64 = 86_400_000_000_000;
@@ -301,22 +303,18 @@ fn e2a(e: clickhouse::error::Error) -> anyhow::Error {
 
 impl Server {
     async fn connect(ep: &Endpoint, lz4: bool) -> anyhow::Result<Server> {
-        let mut client = clickhouse::Client::default()
-            .with_url(&ep.url)
-            .with_validation(false)
-            .with_compression(if lz4 {
-                clickhouse::Compression::Lz4
-            } else {
-                clickhouse::Compression::None
-            })
-            // Batch lists go into the statements.
-            .with_setting("max_query_size", "268435456");
-        if let Some(u) = &ep.user {
-            client = client.with_user(u);
-        }
-        if let Some(p) = &ep.password {
-            client = client.with_password(p);
-        }
+        let client = tickwire_sinks::clickhouse::http_client(
+            &ep.url,
+            ep.user.as_deref(),
+            ep.password.as_deref(),
+        )
+        .with_compression(if lz4 {
+            clickhouse::Compression::Lz4
+        } else {
+            clickhouse::Compression::None
+        })
+        // Batch lists go into the statements.
+        .with_setting("max_query_size", "268435456");
         let version: String = client
             .query("SELECT version()")
             .fetch_one()
@@ -332,21 +330,10 @@ impl Server {
     }
 
     async fn tsv(&self, sql: &str) -> anyhow::Result<Vec<TextRow>> {
-        let body = self
-            .client
-            .query(sql)
-            .fetch_bytes("TabSeparated")
-            .map_err(e2a)?
-            .collect()
+        tsv_rows(&self.client, sql)
             .await
             .map_err(e2a)
-            .with_context(|| format!("{}: {}", self.label, short(sql)))?;
-        let text = String::from_utf8_lossy(&body);
-        Ok(text
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('\t').map(tsv_field).collect())
-            .collect())
+            .with_context(|| format!("{}: {}", self.label, short(sql)))
     }
 
     async fn exec(&self, sql: &str) -> anyhow::Result<()> {
@@ -365,18 +352,12 @@ impl Server {
 
     /// `recv_time` as ns since the epoch.
     fn recv_ns(&self) -> &'static str {
-        match self.dialect {
-            Dialect::Legacy => "recv_time",
-            Dialect::Modern => "toUnixTimestamp64Nano(recv_time)",
-        }
+        recv_ns_expr(self.dialect)
     }
 
     /// A literal comparable with `recv_time`.
     fn at(&self, ns: i64) -> String {
-        match self.dialect {
-            Dialect::Legacy => ns.to_string(),
-            Dialect::Modern => format!("fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"),
-        }
+        recv_literal(self.dialect, ns)
     }
 
     fn table(&self, kind: Kind) -> String {
@@ -1049,10 +1030,10 @@ impl Tierer {
             for b in read_archive(&path)? {
                 let b = b?;
                 let (ids, syms) = archive_keys(&b)?;
-                for i in 0..b.num_rows() {
-                    let s = syms.value(i);
-                    if eligible.contains(&ids.value(i)) && sym.is_none_or(|x| x == s) {
-                        *have.entry((ids.value(i), s.to_string())).or_default() += 1;
+                for (id, s) in ids.values().iter().zip(syms) {
+                    let s = s.unwrap_or_default();
+                    if eligible.contains(id) && sym.is_none_or(|x| x == s) {
+                        *have.entry((*id, s.to_string())).or_default() += 1;
                     }
                 }
             }
@@ -1156,7 +1137,7 @@ impl Tierer {
                 let (ids, syms) = archive_keys(&b)?;
                 let keep: BooleanArray = (0..b.num_rows())
                     .map(|i| {
-                        let s = syms.value(i);
+                        let s = syms[i].unwrap_or_default();
                         let id = ids.value(i);
                         Some(
                             eligible.contains(&id)
@@ -1386,8 +1367,8 @@ fn constant_text(t: &DataType, v: &str, n: usize) -> anyhow::Result<ArrayRef> {
     })
 }
 
-/// The `_batch` and `symbol` columns of an archive batch (symbol as plain strings).
-fn archive_keys(b: &RecordBatch) -> anyhow::Result<(UInt64Array, StringArray)> {
+/// The `_batch` and `symbol` columns of an archive batch.
+fn archive_keys(b: &RecordBatch) -> anyhow::Result<(UInt64Array, Vec<Option<&str>>)> {
     let ids = b
         .column_by_name(BATCH_COLUMN)
         .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
@@ -1396,37 +1377,7 @@ fn archive_keys(b: &RecordBatch) -> anyhow::Result<(UInt64Array, StringArray)> {
     let sym = b
         .column_by_name("symbol")
         .ok_or_else(|| anyhow!("archive file without symbol"))?;
-    let sym = arrow_cast_utf8(sym)?;
-    Ok((ids, sym))
-}
-
-fn arrow_cast_utf8(a: &ArrayRef) -> anyhow::Result<StringArray> {
-    use arrow_array::cast::AsArray;
-    Ok(match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().clone(),
-        DataType::Dictionary(k, _) => {
-            let (keys, values): (Vec<Option<usize>>, &ArrayRef) = match k.as_ref() {
-                DataType::Int8 => {
-                    let d = a.as_dictionary::<arrow_array::types::Int8Type>();
-                    (
-                        d.keys().iter().map(|k| k.map(|k| k as usize)).collect(),
-                        d.values(),
-                    )
-                }
-                DataType::Int32 => {
-                    let d = a.as_dictionary::<arrow_array::types::Int32Type>();
-                    (
-                        d.keys().iter().map(|k| k.map(|k| k as usize)).collect(),
-                        d.values(),
-                    )
-                }
-                t => bail!("symbol dictionary keys {t}"),
-            };
-            let vals = values.as_string::<i32>();
-            keys.into_iter().map(|k| k.map(|k| vals.value(k))).collect()
-        }
-        t => bail!("symbol column of type {t}"),
-    })
+    Ok((ids, strings(sym)?))
 }
 
 fn read_archive(

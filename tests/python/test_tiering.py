@@ -62,16 +62,20 @@ def tier(*args, timeout=300):
     return r, json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else None
 
 
+def demo_into(hot, tmp_path, secs):
+    """`tickwire demo` into the hot database `hot` for `secs` seconds; its summary."""
+    r = subprocess.run([BIN, "demo", "--duration", str(secs), "--out", str(tmp_path / "data"),
+                        "--zmq", f"tcp://127.0.0.1:{free_port()}", "--stats-secs", "0",
+                        "--http", f"127.0.0.1:{free_port()}", "--clickhouse", HOT, "--clickhouse-database", hot],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def test_demo_data_moves_to_cold_clickhouse_and_parquet_verified(dbs, tmp_path):
     hot, cold = dbs
     arch = tmp_path / "archive"
-    r = subprocess.run([BIN, "demo", "--duration", "3", "--out", str(tmp_path / "data"),
-                        "--zmq", f"tcp://127.0.0.1:{free_port()}", "--stats-secs", "0",
-                        "--http", f"127.0.0.1:{free_port()}",
-                        "--clickhouse", HOT, "--clickhouse-database", hot],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    demo = json.loads(r.stdout.strip().splitlines()[-1])
+    demo = demo_into(hot, tmp_path, 3)
     args = ["--from", url(HOT, hot), "--to", url(COLD, cold), "--to", f"parquet:{arch}", "--older-than", "0s"]
     r, s = tier(*args)
     assert r.returncode == 0, r.stderr
@@ -283,12 +287,7 @@ kinds = ["trade", "book_ticker"]
 
 def test_query_api_reads_across_hot_and_cold_each_row_once(dbs, tmp_path):
     hot, cold = dbs
-    r = subprocess.run([BIN, "demo", "--duration", "2", "--out", str(tmp_path / "data"),
-                        "--zmq", f"tcp://127.0.0.1:{free_port()}", "--stats-secs", "0",
-                        "--http", f"127.0.0.1:{free_port()}", "--clickhouse", HOT, "--clickhouse-database", hot],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    trades = json.loads(r.stdout.strip().splitlines()[-1])["records"]["trade"]
+    trades = demo_into(hot, tmp_path, 2)["records"]["trade"]
     before_run_ms = int(time.time() * 1000)
     time.sleep(0.05)
     move = ["--from", url(HOT, hot), "--to", url(COLD, cold), "--to", str(before_run_ms), "--kind", "trade"]

@@ -33,6 +33,22 @@ impl Dialect {
     }
 }
 
+/// `recv_time` as ns since the epoch, in dialect `d`.
+pub fn recv_ns_expr(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Legacy => "recv_time",
+        Dialect::Modern => "toUnixTimestamp64Nano(recv_time)",
+    }
+}
+
+/// A literal comparable with `recv_time` in dialect `d`, for `ns` since the epoch.
+pub fn recv_literal(d: Dialect, ns: i64) -> String {
+    match d {
+        Dialect::Legacy => ns.to_string(),
+        Dialect::Modern => format!("fromUnixTimestamp64Nano(toInt64({ns}), 'UTC')"),
+    }
+}
+
 /// Column holding the id of the batch a row came in (after the Arrow schema's columns).
 pub const BATCH_COLUMN: &str = "_batch";
 

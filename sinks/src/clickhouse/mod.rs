@@ -30,4 +30,4 @@ mod sink;
 
 pub use config::ClickHouseConfig;
 pub use shard::ShardedSink;
-pub use sink::{ClickHouseSink, ClickHouseStore};
+pub use sink::{http_client, ClickHouseSink, ClickHouseStore};

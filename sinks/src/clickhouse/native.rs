@@ -53,8 +53,8 @@ fn unsupported(f: &Field) -> ArrowError {
     ))
 }
 
-/// The text of row `i` of a string-like column (`Utf8` or a dictionary of `Utf8`).
-fn strings(a: &ArrayRef) -> Result<Vec<Option<&str>>, ArrowError> {
+/// The values of a text column (plain or dictionary-encoded with `Int8`/`Int32` keys).
+pub fn strings(a: &ArrayRef) -> Result<Vec<Option<&str>>, ArrowError> {
     match a.data_type() {
         DataType::Utf8 => Ok(a.as_string::<i32>().iter().collect()),
         DataType::Dictionary(k, _) => {

@@ -10,8 +10,10 @@ use super::ddl::ClusterLayout;
 use super::{ClickHouseConfig, ClickHouseSink};
 use crate::{Batch, Committed, Origin, Sink, SinkCounters, SinkError};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int8Type};
+use arrow_array::types::{ArrowDictionaryKeyType, Int32Type, Int8Type};
+use arrow_array::ArrayRef;
 use arrow_array::{Array, RecordBatch, UInt32Array};
+use arrow_buffer::ArrowNativeType;
 use arrow_schema::DataType;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -58,24 +60,8 @@ fn row_shards(batch: &RecordBatch, shards: usize) -> Result<Vec<u32>, SinkError>
         .ok_or_else(|| SinkError::Setup("a batch without a symbol column".into()))?;
     let of = |s: &str| shard_of(s, shards) as u32;
     Ok(match col.data_type() {
-        DataType::Dictionary(k, _) if **k == DataType::Int8 => {
-            let d = col.as_dictionary::<Int8Type>();
-            let vals = d.values().as_string::<i32>();
-            let per: Vec<u32> = (0..vals.len()).map(|i| of(vals.value(i))).collect();
-            d.keys()
-                .iter()
-                .map(|k| k.map_or(0, |k| per[k as usize]))
-                .collect()
-        }
-        DataType::Dictionary(k, _) if **k == DataType::Int32 => {
-            let d = col.as_dictionary::<Int32Type>();
-            let vals = d.values().as_string::<i32>();
-            let per: Vec<u32> = (0..vals.len()).map(|i| of(vals.value(i))).collect();
-            d.keys()
-                .iter()
-                .map(|k| k.map_or(0, |k| per[k as usize]))
-                .collect()
-        }
+        DataType::Dictionary(k, _) if **k == DataType::Int8 => per_value::<Int8Type>(col, of),
+        DataType::Dictionary(k, _) if **k == DataType::Int32 => per_value::<Int32Type>(col, of),
         DataType::Utf8 => col
             .as_string::<i32>()
             .iter()
@@ -83,6 +69,17 @@ fn row_shards(batch: &RecordBatch, shards: usize) -> Result<Vec<u32>, SinkError>
             .collect(),
         t => return Err(SinkError::Setup(format!("symbol column of type {t}"))),
     })
+}
+
+/// Each row's shard in a dictionary-encoded column: one hash per dictionary value.
+fn per_value<K: ArrowDictionaryKeyType>(col: &ArrayRef, of: impl Fn(&str) -> u32) -> Vec<u32> {
+    let d = col.as_dictionary::<K>();
+    let vals = d.values().as_string::<i32>();
+    let per: Vec<u32> = (0..vals.len()).map(|i| of(vals.value(i))).collect();
+    d.keys()
+        .iter()
+        .map(|k| k.and_then(|k| k.to_usize()).map_or(0, |k| per[k]))
+        .collect()
 }
 
 /// Tells a batch's source it is kept once every shard with a part of it has kept its part.
