@@ -273,6 +273,9 @@ pub struct Report {
     pub rows_cleaned: u64,
     /// The failed windows.
     pub failures: Vec<WindowFailure>,
+    /// Ledger rows that could not be written (said on stderr; the data, not the ledger,
+    /// decides what the next run does).
+    pub ledger_errors: u64,
     /// Wall time of the run.
     pub elapsed_s: f64,
     /// Of which: copying (reads from the hot tier, inserts, archive files written).
@@ -583,6 +586,8 @@ pub struct Tierer {
     mirror: String,
     /// Time spent copying (ns), summed over targets.
     copy_ns: std::sync::atomic::AtomicU64,
+    /// Ledger rows that could not be written.
+    ledger_errors: std::sync::atomic::AtomicU64,
 }
 
 impl Tierer {
@@ -655,6 +660,7 @@ impl Tierer {
             targets,
             mirror,
             copy_ns: Default::default(),
+            ledger_errors: Default::default(),
         })
     }
 
@@ -734,6 +740,9 @@ impl Tierer {
                 }
             }
         }
+        report.ledger_errors = self
+            .ledger_errors
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
         report.elapsed_s = started.elapsed().as_secs_f64();
         report.rows_per_s = report.rows_copied as f64 / report.elapsed_s.max(1e-9);
         Ok(report)
@@ -1275,6 +1284,8 @@ impl Tierer {
             esc(message)
         );
         if let Err(e) = self.hot.exec(&sql).await {
+            self.ledger_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             eprintln!("tickwire: tier: ledger: {}", crate::cmd::error_line(&e));
         }
     }
