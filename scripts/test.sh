@@ -10,7 +10,9 @@
 #     HTTP on 127.0.0.1:8123, and a second one (the cold tier, the second shard) on 8124
 #     (native 19000); both as cluster `tickwire`, with Debian's ZooKeeper on 2181
 #   - PostgreSQL 15 on 127.0.0.1:5432, Redis on 6379, NATS with JetStream on 4222
-#   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), DuckDB, pytest
+#   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), DuckDB, pytest,
+#     hypothesis, jsonschema and openapi-spec-validator (the OpenAPI conformance test), Playwright
+#     driving Debian's chromium (the status page)
 # Then: cargo fmt --check, cargo clippy -D warnings, every test binary of the workspace, the
 # doc-tests, the Python tests: each runs whatever failed before it; the end lists the failures.
 set -euo pipefail
@@ -156,8 +158,13 @@ setup_nats() {
 
 setup_python() {
   log "Python test clients"
-  if ! python3 -c 'import zmq, pyarrow, chdb, pytest, redis, nats, duckdb' >/dev/null 2>&1; then
-    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest redis nats-py duckdb
+  if ! python3 -c 'import zmq, pyarrow, chdb, pytest, redis, nats, duckdb, hypothesis, jsonschema, openapi_spec_validator, playwright' >/dev/null 2>&1; then
+    python3 -m pip install -q --disable-pip-version-check pyzmq pyarrow chdb pytest redis nats-py duckdb \
+      hypothesis jsonschema openapi-spec-validator playwright
+  fi
+  # The status page's test drives Debian's Chromium through Playwright (no browser download).
+  if ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium
   fi
   python3 -c 'import zmq, pyarrow, chdb, redis, nats, duckdb; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__, "redis-py", redis.__version__, "duckdb", duckdb.__version__)'
 }

@@ -337,6 +337,7 @@ fn zmq_publish(c: &mut Criterion) {
             encoding: Encoding::Binary,
             sndhwm: 100_000,
             batches: false,
+            public: false,
         },
         counters,
     )

@@ -135,7 +135,7 @@ fn bench(c: &mut Criterion) {
     let tw = format!("127.0.0.1:{port}");
     let _server = rt
         .block_on(tickwire_engine::http::serve(
-            &tw,
+            &tickwire_engine::http::Listen::local(&tw),
             Arc::new(Counters::default()),
             Arc::default(),
             Instant::now(),

@@ -339,6 +339,9 @@ pub struct ZmqConfig {
     /// Before connecting to the exchange, wait (up to 30 s) until this many subscribers have
     /// subscribed, so they miss nothing of the start (the instrument records among it).
     pub wait_subscribers: usize,
+    /// The bind may reach other machines (`tcp://*:5556`, a LAN address): ZMQ PUB has no
+    /// authentication, so without this such a bind is refused at start.
+    pub public: bool,
 }
 
 impl Default for ZmqConfig {
@@ -350,6 +353,7 @@ impl Default for ZmqConfig {
             sndhwm: 100_000,
             batches: false,
             wait_subscribers: 0,
+            public: false,
         }
     }
 }
@@ -792,6 +796,9 @@ pub struct HttpConfig {
     pub cache_window_secs: u64,
     /// The query cache holds at most this many MiB of Arrow data.
     pub cache_budget_mb: usize,
+    /// Bearer token every request but /health and the status page must carry (best from the
+    /// environment: TICKWIRE_HTTP__TOKEN); required when `bind` is not loopback. Never logged.
+    pub token: crate::http::Token,
 }
 
 impl Default for HttpConfig {
@@ -800,6 +807,7 @@ impl Default for HttpConfig {
             bind: "127.0.0.1:9464".into(),
             cache_window_secs: 3600,
             cache_budget_mb: 512,
+            token: crate::http::Token::default(),
         }
     }
 }
@@ -1653,6 +1661,7 @@ impl Config {
             },
             sndhwm: self.zmq.sndhwm,
             batches: self.zmq.batches,
+            public: self.zmq.public,
         });
         Ok(Settings {
             input,
@@ -1669,7 +1678,10 @@ impl Config {
                 },
                 WhenFull::DropNewest => FullPolicy::DropNewest,
             },
-            http: (!self.http.bind.is_empty()).then(|| self.http.bind.clone()),
+            http: (!self.http.bind.is_empty()).then(|| crate::http::Listen {
+                bind: self.http.bind.clone(),
+                token: self.http.token.nonempty(),
+            }),
             cache: CacheConfig {
                 window: Duration::from_secs(self.http.cache_window_secs),
                 budget_bytes: self.http.cache_budget_mb << 20,

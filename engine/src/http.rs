@@ -1,17 +1,22 @@
-//! `/health` and `/metrics` (Prometheus text format) on a loopback address.
+//! The engine's HTTP server: `/health`, `/metrics` (Prometheus text format), the query API
+//! (`/v1/...`), its OpenAPI document (`/v1/openapi.json`) and the status page (`/`).
 //!
-//! A deliberately small HTTP/1.1 server on the tokio runtime: GET only, one response per
-//! connection. Metric names are defined here, in one place.
+//! hyper's HTTP/1.1 server on the engine's `http` runtime thread: keep-alive, HEAD, limits on
+//! the request head (size and read time), on the body a request may announce and on the time
+//! a request may take, JSON errors for every 4xx/5xx, and a graceful stop (no new connections,
+//! requests in flight answered within the grace period). With a bearer token every path but
+//! `/health` and the page itself requires `Authorization: Bearer <token>`; a bind address
+//! that is not loopback is refused without one ([`check_bind`]). Metric names are defined
+//! here, in one place.
 
 use crate::metrics::Histogram;
 use crate::query::{Api, Reply};
 use crate::runner::Counters;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tickwire_codecs::record::{Kind, Market};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Health state.
@@ -404,6 +409,12 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         let _ = writeln!(o, "# HELP tickwire_cache_bytes Arrow bytes held by the cache.\n# TYPE tickwire_cache_bytes gauge\ntickwire_cache_bytes {}", l(&cc.bytes));
         let _ = writeln!(o, "# HELP tickwire_cache_batches Flushed batches held by the cache.\n# TYPE tickwire_cache_batches gauge\ntickwire_cache_batches {}", l(&cc.batches));
     }
+    counter(
+        &mut o,
+        "tickwire_http_responses_total",
+        "HTTP answers by status code (401: a missing or wrong bearer token).",
+        &c.http.rows(),
+    );
     histogram(
         &mut o,
         "tickwire_recv_to_publish_seconds",
@@ -449,90 +460,399 @@ async fn tiering_reply(t: &crate::tier::Status, hot: Option<crate::tier::Endpoin
     }
 }
 
-/// Serves `/health` and `/metrics` on `addr` until the task is aborted.
-pub async fn serve(
-    addr: &str,
+/// The status page: one static file, no build step.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// The request head (request line and headers) may be at most this large (431 beyond).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A request may announce a body of at most this many bytes (413 beyond); none is read.
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
+/// The head must have arrived within this time, or the connection is closed.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request is answered within this time, or with 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// At a stop, requests in flight get this long to be answered.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// A bearer token. Its `Debug` never shows it, so it cannot reach a log line by accident.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// A token; `None` when empty.
+    pub fn new(s: impl Into<String>) -> Option<Token> {
+        let s = s.into();
+        (!s.trim().is_empty()).then(|| Token(s.trim().to_string()))
+    }
+
+    /// This token, unless it is empty (not set).
+    pub fn nonempty(&self) -> Option<Token> {
+        Token::new(self.0.clone())
+    }
+
+    /// Whether an `Authorization` header value carries this token (compared in constant
+    /// time).
+    fn admits(&self, header: Option<&[u8]>) -> bool {
+        let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        let want = self.0.as_bytes();
+        let mut diff = given.len() ^ want.len();
+        for (i, w) in want.iter().enumerate() {
+            diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ w);
+        }
+        diff == 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Where the HTTP server listens, and the token it asks for.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// `host:port`.
+    pub bind: String,
+    /// Required on every path but `/health` and `/` when set.
+    pub token: Option<Token>,
+}
+
+impl Listen {
+    /// Loopback `bind`, no token.
+    pub fn local(bind: impl Into<String>) -> Listen {
+        Listen {
+            bind: bind.into(),
+            token: None,
+        }
+    }
+}
+
+/// Whether `host` (a name or an address, without port) only reaches this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        // A name: loopback only if every address it resolves to is.
+        Err(_) => match std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)) {
+            Ok(addrs) => {
+                let addrs: Vec<_> = addrs.collect();
+                !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+            }
+            Err(_) => false,
+        },
+    }
+}
+
+/// The host part of `host:port` (`[v6]:port` too).
+fn host_of(bind: &str) -> &str {
+    match bind.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => bind,
+    }
+}
+
+/// Refuses a bind address that is not loopback unless a token guards it.
+pub fn check_bind(l: &Listen) -> anyhow::Result<()> {
+    if l.token.is_none() && !is_loopback_host(host_of(&l.bind)) {
+        anyhow::bail!(
+            "http bind {:?} is not a loopback address: set [http] token (or \
+             TICKWIRE_HTTP__TOKEN; `--http-token` / TICKWIRE_HTTP_TOKEN for demo) so every \
+             request must carry it as a bearer token, or bind 127.0.0.1",
+            l.bind
+        );
+    }
+    Ok(())
+}
+
+/// Whether a ZMQ endpoint only reaches this machine (`ipc://`, `inproc://`, or TCP on a
+/// loopback address; `tcp://*:port` is every interface).
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    match endpoint.split_once("://") {
+        Some(("ipc" | "inproc", _)) => true,
+        Some(("tcp", rest)) => {
+            let host = host_of(rest);
+            // `tcp://eth0:5556` names an interface; only loopback names count as local.
+            host != "*" && is_loopback_host(host)
+        }
+        _ => false,
+    }
+}
+
+/// HTTP answers by status code, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpCounters {
+    answers: [AtomicU64; CODES.len()],
+}
+
+/// The codes the server answers with (anything else is counted as `other`).
+const CODES: [&str; 13] = [
+    "200", "400", "401", "404", "405", "406", "413", "431", "500", "502", "503", "504", "other",
+];
+
+impl HttpCounters {
+    fn count(&self, code: u16) {
+        let s = code.to_string();
+        let i = CODES
+            .iter()
+            .position(|c| *c == s)
+            .unwrap_or(CODES.len() - 1);
+        self.answers[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn rows(&self) -> Vec<(String, u64)> {
+        CODES
+            .iter()
+            .zip(&self.answers)
+            .map(|(c, n)| (format!("code=\"{c}\""), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// What a request is answered from.
+struct Ctx {
     c: Arc<Counters>,
     health: Arc<Health>,
     t0: Instant,
     api: Option<Arc<Api>>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    Ok(tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (c, health, api) = (c.clone(), health.clone(), api.clone());
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = match sock.read(&mut buf).await {
-                    Ok(n) => n,
-                    Err(_) => return,
-                };
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let target = req.split_whitespace().nth(1).unwrap_or("");
-                let (path, query) = target.split_once('?').unwrap_or((target, ""));
-                let reply = match path {
-                    "/v1/tiering" => match &c.tiering {
-                        Some(t) => tiering_reply(t, hot_of(&c)).await,
-                        None => Reply::text("404 Not Found", "no [tiering] in this run\n"),
-                    },
-                    p if p.starts_with("/v1/") => match &api {
-                        Some(api) => {
-                            let accept = req
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("accept")
-                                        .then(|| v.trim().to_string())
-                                })
-                                .unwrap_or_default();
-                            api.handle(path, query, &accept).await
-                        }
-                        None => Reply::text("404 Not Found", "no query API: the cache is off\n"),
-                    },
-                    "/health" => {
-                        let stopping = health.stopping.load(Ordering::Relaxed);
-                        Reply {
-                            status: if stopping {
-                                "503 Service Unavailable"
-                            } else {
-                                "200 OK"
-                            },
-                            content_type: "application/json",
-                            headers: vec![],
-                            body: format!(
-                                "{{\"status\":\"{}\",\"uptime_s\":{:.3}}}",
-                                if stopping { "stopping" } else { "ok" },
-                                t0.elapsed().as_secs_f64()
-                            )
-                            .into_bytes(),
-                        }
+    token: Option<Token>,
+}
+
+/// A JSON error answer.
+fn error(status: &'static str, msg: &str) -> Reply {
+    Reply {
+        status,
+        content_type: "application/json",
+        headers: vec![],
+        body: serde_json::json!({ "error": msg }).to_string().into_bytes(),
+    }
+}
+
+/// The answer to one request (any method but GET and HEAD was refused before).
+async fn route(ctx: &Ctx, path: &str, query: &str, accept: &str) -> Reply {
+    let c = &ctx.c;
+    match path {
+        "/" | "/index.html" => Reply {
+            status: "200 OK",
+            content_type: "text/html; charset=utf-8",
+            headers: vec!["Cache-Control: no-cache".into()],
+            body: STATUS_PAGE.as_bytes().to_vec(),
+        },
+        "/v1/openapi.json" => Reply {
+            status: "200 OK",
+            content_type: "application/json",
+            headers: vec![],
+            body: crate::openapi::document().as_bytes().to_vec(),
+        },
+        "/v1/tiering" => match &c.tiering {
+            Some(t) => tiering_reply(t, hot_of(c)).await,
+            None => error("404 Not Found", "no [tiering] in this run"),
+        },
+        p if p.starts_with("/v1/") => match &ctx.api {
+            Some(api) => api.handle(path, query, accept).await,
+            None => error("404 Not Found", "no query API: the cache is off"),
+        },
+        "/health" => {
+            let stopping = ctx.health.stopping.load(Ordering::Relaxed);
+            Reply {
+                status: if stopping {
+                    "503 Service Unavailable"
+                } else {
+                    "200 OK"
+                },
+                content_type: "application/json",
+                headers: vec![],
+                body: format!(
+                    "{{\"status\":\"{}\",\"uptime_s\":{:.3}}}",
+                    if stopping { "stopping" } else { "ok" },
+                    ctx.t0.elapsed().as_secs_f64()
+                )
+                .into_bytes(),
+            }
+        }
+        "/metrics" => Reply {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4",
+            headers: vec![],
+            body: metrics_text(c, ctx.t0.elapsed().as_secs_f64()).into_bytes(),
+        },
+        _ => error(
+            "404 Not Found",
+            "not found: try /, /health, /metrics, /v1/openapi.json or /v1/<kind>",
+        ),
+    }
+}
+
+/// One request: method, limits and token checked, then routed.
+async fn answer(ctx: &Ctx, req: &hyper::Request<hyper::body::Incoming>) -> Reply {
+    use hyper::Method;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = error(
+            "405 Method Not Allowed",
+            &format!("method {} not allowed: GET or HEAD", req.method()),
+        );
+        r.headers.push("Allow: GET, HEAD".into());
+        return r;
+    }
+    let announced = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return error(
+            "413 Payload Too Large",
+            &format!("a request body may be at most {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    let path = req.uri().path();
+    if let Some(token) = &ctx.token {
+        let open = matches!(path, "/health" | "/" | "/index.html");
+        let auth = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !open && !token.admits(auth) {
+            let mut r = error(
+                "401 Unauthorized",
+                "this server requires Authorization: Bearer <token>",
+            );
+            r.headers.push("WWW-Authenticate: Bearer".into());
+            return r;
+        }
+    }
+    let accept = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let query = req.uri().query().unwrap_or("");
+    match tokio::time::timeout(REQUEST_TIMEOUT, route(ctx, path, query, accept)).await {
+        Ok(r) => r,
+        Err(_) => error(
+            "503 Service Unavailable",
+            &format!(
+                "the request took longer than {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+/// `reply` as a hyper response.
+fn response(reply: Reply) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let code = reply
+        .status
+        .get(..3)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| hyper::StatusCode::from_u16(c).ok())
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut b = hyper::Response::builder()
+        .status(code)
+        .header(hyper::header::CONTENT_TYPE, reply.content_type);
+    for h in &reply.headers {
+        if let Some((k, v)) = h.split_once(':') {
+            b = b.header(k.trim(), v.trim());
+        }
+    }
+    b.body(http_body_util::Full::new(bytes::Bytes::from(reply.body)))
+        .unwrap_or_else(|_| {
+            let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"{\"error\":\"the answer could not be framed\"}",
+            )));
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}
+
+/// A running HTTP server.
+#[derive(Debug)]
+pub struct Server {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+}
+
+impl Server {
+    /// Stops accepting, answers the requests in flight (for at most [`GRACE`]) and closes
+    /// every connection.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves on `listen` until [`Server::shutdown`].
+pub async fn serve(
+    listen: &Listen,
+    c: Arc<Counters>,
+    health: Arc<Health>,
+    t0: Instant,
+    api: Option<Arc<Api>>,
+) -> std::io::Result<Server> {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let listener = TcpListener::bind(&listen.bind).await?;
+    let addr = listener.local_addr()?;
+    let ctx = Arc::new(Ctx {
+        c,
+        health,
+        t0,
+        api,
+        token: listen.token.clone(),
+    });
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let sock = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok((sock, _)) => sock,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait instead of spinning.
+                        tracing::warn!(target: "tickwire::http", error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
                     }
-                    "/metrics" => Reply {
-                        status: "200 OK",
-                        content_type: "text/plain; version=0.0.4",
-                        headers: vec![],
-                        body: metrics_text(&c, t0.elapsed().as_secs_f64()).into_bytes(),
-                    },
-                    _ => Reply::text(
-                        "404 Not Found",
-                        "not found: try /health, /metrics or /v1/<kind>\n",
-                    ),
-                };
-                let mut head = format!(
-                    "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    reply.status,
-                    reply.content_type,
-                    reply.body.len()
-                );
-                for h in &reply.headers {
-                    head.push_str(h);
-                    head.push_str("\r\n");
+                },
+                _ = stopped.changed() => break,
+            };
+            let _ = sock.set_nodelay(true);
+            let ctx = ctx.clone();
+            let svc = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move {
+                    let reply = answer(&ctx, &req).await;
+                    let r = response(reply);
+                    ctx.c.http.count(r.status().as_u16());
+                    Ok::<_, std::convert::Infallible>(r)
                 }
-                head.push_str("\r\n");
-                let _ = sock.write_all(head.as_bytes()).await;
-                let _ = sock.write_all(&reply.body).await;
-                let _ = sock.shutdown().await;
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .keep_alive(true)
+                // `Content-Type`, `X-Tickwire-Rows`: the header names as they were before
+                // hyper (which would send them lower-case).
+                .title_case_headers(true)
+                .serve_connection(TokioIo::new(sock), svc);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
             });
         }
-    }))
+        drop(listener);
+        tokio::select! {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(GRACE) => {}
+        }
+    });
+    Ok(Server { task, stop, addr })
 }

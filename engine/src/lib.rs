@@ -15,6 +15,7 @@ pub mod http;
 pub mod l1;
 pub mod metrics;
 pub mod names;
+pub mod openapi;
 pub mod pipeline;
 pub mod publish;
 pub mod query;

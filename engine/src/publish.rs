@@ -49,6 +49,8 @@ pub struct PubConfig {
     pub sndhwm: i32,
     /// Also publish every flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
     pub batches: bool,
+    /// The bind may reach other machines (PUB has no authentication: an explicit choice).
+    pub public: bool,
 }
 
 impl PubConfig {
@@ -59,6 +61,7 @@ impl PubConfig {
             encoding: Encoding::Binary,
             sndhwm: 100_000,
             batches: false,
+            public: false,
         }
     }
 }

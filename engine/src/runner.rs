@@ -106,8 +106,9 @@ pub struct Settings {
     pub queue: usize,
     /// Full policy of the source queue.
     pub full: FullPolicy,
-    /// HTTP address for /health, /metrics and the query API (`/v1/...`).
-    pub http: Option<String>,
+    /// HTTP address (and token) for /health, /metrics, the query API (`/v1/...`) and the
+    /// status page.
+    pub http: Option<http::Listen>,
     /// The Arrow cache behind the query API (used when `http` is set).
     pub cache: CacheConfig,
     /// Where the query API reads what is older than the cache.
@@ -537,6 +538,8 @@ pub struct Counters {
     pub rest: Vec<Arc<RestHost>>,
     /// The scheduled tiering's (`[tiering]`).
     pub tiering: Option<Arc<crate::tier::Status>>,
+    /// The HTTP server's answers.
+    pub http: Arc<http::HttpCounters>,
 }
 
 impl Counters {
@@ -619,6 +622,9 @@ fn runtime(name: &str, workers: usize) -> std::io::Result<tokio::runtime::Runtim
 /// Runs until the duration passes or SIGINT/SIGTERM, stops cleanly, and returns the summary
 /// JSON line.
 pub fn run(s: Settings) -> anyhow::Result<String> {
+    if let Some(l) = &s.http {
+        http::check_bind(l)?;
+    }
     let rt = runtime("tokio-rt-worker", 2)?;
     let symbols = SymbolTable::new();
     let mut s = s;
@@ -664,6 +670,14 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     };
     let publisher = match &s.zmq {
         Some(cfg) => {
+            if !cfg.public && !http::is_local_endpoint(&cfg.bind) {
+                anyhow::bail!(
+                    "zmq bind {:?} reaches other machines and ZMQ PUB has no authentication: \
+                     set [zmq] public = true (demo: --zmq-public) to publish there on purpose, \
+                     or bind tcp://127.0.0.1",
+                    cfg.bind
+                );
+            }
             let mut p = Publisher::bind(cfg, counters.zmq.clone()).context("zmq publisher")?;
             if s.wait_subscribers > 0 {
                 let n = p.wait_subscribers(s.wait_subscribers, Duration::from_secs(30));
@@ -1096,7 +1110,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                             let _ = done.send(http::serve(&addr, c, h, t0, api).await);
                         });
                         Some(bound.await.context("http thread")?.with_context(|| {
-                            format!("http on {}", s.http.as_deref().unwrap_or(""))
+                            format!("http on {}", s.http.as_ref().map_or("", |l| &l.bind))
                         })?)
                     }
                     _ => None,
@@ -1217,8 +1231,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             if let Some(t) = stats {
                 t.abort();
             }
-            if let Some(t) = http_task {
-                t.abort();
+            if let Some(server) = http_task {
+                // No new connections; the requests in flight are answered (up to the grace
+                // period) on the http thread.
+                server.shutdown().await;
             }
             anyhow::Ok((counters, input_s, unsynced))
         })?;

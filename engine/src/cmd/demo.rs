@@ -51,6 +51,10 @@ pub struct Args {
     /// Also publish every flushed batch as an Arrow IPC stream on `batch.<kind>.<market>`.
     #[arg(long)]
     pub zmq_batches: bool,
+    /// Allow a `--zmq` bind that reaches other machines (e.g. `tcp://*:5556`): ZMQ PUB has no
+    /// authentication, so this is an explicit choice.
+    #[arg(long)]
+    pub zmq_public: bool,
     /// Seconds between stats lines on stderr (0: none).
     #[arg(long, default_value_t = 2)]
     pub stats_secs: u64,
@@ -123,9 +127,14 @@ pub struct Args {
     /// MiB of Arrow data the query cache may hold (with --http); `[http] cache_budget_mb`.
     #[arg(long, default_value_t = 512, alias = "cache-mb")]
     pub cache_budget_mb: usize,
-    /// Serve /health and /metrics on this address (e.g. 127.0.0.1:9464).
+    /// Serve the status page, /health, /metrics and the query API on this address (e.g.
+    /// 127.0.0.1:9464).
     #[arg(long)]
     pub http: Option<String>,
+    /// Bearer token every HTTP request but /health and the page must carry; required when
+    /// `--http` is not a loopback address.
+    #[arg(long, env = "TICKWIRE_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
     /// Size of the queue from the sources to the pipeline, in records (`queue / 16` bundles of
     /// up to 32 records).
     #[arg(long, default_value_t = 65_536)]
@@ -179,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             encoding: args.encoding,
             sndhwm: 100_000,
             batches: args.zmq_batches,
+            public: args.zmq_public,
         }),
         sinks,
         flush: FlushConfig {
@@ -187,7 +197,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         queue: args.queue,
         full: FullPolicy::default(),
-        http: args.http.clone(),
+        http: args.http.as_ref().map(|bind| crate::http::Listen {
+            bind: bind.clone(),
+            token: args.http_token.clone().and_then(crate::http::Token::new),
+        }),
         cache: CacheConfig {
             window: Duration::from_secs(args.cache_window_secs),
             budget_bytes: args.cache_budget_mb << 20,

@@ -108,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             encoding: Encoding::Binary,
             sndhwm: 100_000,
             batches: false,
+            public: false,
         }),
         sinks,
         // A replay has no live reader waiting: batches fill up.
