@@ -321,7 +321,7 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
                     Err(err) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
                         c.dropped.fetch_add(e.entries, Ordering::Relaxed);
-                        eprintln!("tickwire: capture {}: {err}", dir.display());
+                        tracing::warn!("capture {}: {err}", dir.display());
                         continue;
                     }
                 }
@@ -336,7 +336,7 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
                     Err(err) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
                         c.dropped.fetch_add(e.entries, Ordering::Relaxed);
-                        eprintln!("tickwire: capture: {err}; the file is abandoned");
+                        tracing::warn!("capture: {err}; the file is abandoned");
                         open.remove(&e.file);
                     }
                 }
@@ -346,7 +346,7 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
             for o in open.values_mut() {
                 if let Err(err) = o.enc.flush() {
                     c.errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("tickwire: capture: flush: {err}");
+                    tracing::warn!("capture: flush: {err}");
                 }
             }
             last_flush = Instant::now();
@@ -361,7 +361,7 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
 fn finish(o: Open, c: &CaptureCounters) {
     if let Err(e) = o.enc.finish().and_then(|mut w| w.flush()) {
         c.errors.fetch_add(1, Ordering::Relaxed);
-        eprintln!("tickwire: capture: closing a file: {e}");
+        tracing::warn!("capture: closing a file: {e}");
     }
 }
 

@@ -978,7 +978,7 @@ fn shown_value(var: &str, value: &str) -> String {
     if var.contains("PASSWORD") {
         "***".into()
     } else if var.ends_with("URL") {
-        tickwire_sinks::postgres::redact(value)
+        tickwire_sinks::redact(value)
     } else {
         value.to_string()
     }
@@ -1129,22 +1129,22 @@ impl SinkConfig {
             SinkConfig::Parquet(p) => format!("parquet {}", p.dir.display()),
             SinkConfig::Clickhouse(c) => format!(
                 "clickhouse {} database {}",
-                tickwire_sinks::postgres::redact(&c.url),
+                tickwire_sinks::redact(&c.url),
                 c.database
             ),
             SinkConfig::Postgres(p) => format!(
                 "postgres {} schema {}",
-                tickwire_sinks::postgres::redact(&p.url),
+                tickwire_sinks::redact(&p.url),
                 p.schema
             ),
             SinkConfig::Redis(r) => format!(
                 "redis {} prefix {}",
-                tickwire_sinks::postgres::redact(&r.url),
+                tickwire_sinks::redact(&r.url),
                 r.prefix
             ),
             SinkConfig::Nats(n) => format!(
                 "nats {} stream {} subjects {}.>",
-                tickwire_sinks::postgres::redact(&n.url),
+                tickwire_sinks::redact(&n.url),
                 n.stream,
                 n.prefix
             ),
@@ -1572,8 +1572,14 @@ impl Config {
                             let mut c = c.clone();
                             c.url.clone_from(u);
                             tickwire_sinks::clickhouse::ClickHouseStore::probe(&c)
-                                .map(|v| format!("{u}: ClickHouse {v}"))
-                                .map_err(|e| format!("{u}: {}", tickwire_sinks::error_chain(&e)))
+                                .map(|v| format!("{}: ClickHouse {v}", tickwire_sinks::redact(u)))
+                                .map_err(|e| {
+                                    format!(
+                                        "{}: {}",
+                                        tickwire_sinks::redact(u),
+                                        tickwire_sinks::error_chain(&e)
+                                    )
+                                })
                         })
                         .collect::<Result<Vec<_>, _>>()
                         .map(|v| v.join(", ")),

@@ -816,7 +816,7 @@ pub async fn serve(
                     Ok((sock, _)) => sock,
                     Err(e) => {
                         // Out of descriptors and the like: wait instead of spinning.
-                        tracing::warn!(target: "tickwire::http", error = %e, "accept failed");
+                        tracing::warn!("accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }

@@ -228,8 +228,9 @@ pub fn wanted(kind: Kind) -> bool {
 impl L1 {
     /// Starts the "redis" thread (it connects on its own; Redis may be down at start).
     pub fn start(cfg: L1Config, symbols: Arc<SymbolTable>) -> std::io::Result<L1> {
-        redis::Client::open(cfg.url.as_str())
-            .map_err(|e| std::io::Error::other(format!("redis {}: {e}", cfg.url)))?;
+        redis::Client::open(cfg.url.as_str()).map_err(|e| {
+            std::io::Error::other(format!("redis {}: {e}", tickwire_sinks::redact(&cfg.url)))
+        })?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let counters = Arc::new(L1Counters::default());
         let sink = Arc::new(SinkCounters::default());
@@ -600,9 +601,9 @@ impl State {
             Ok(conn) => {
                 if let Some(t) = self.down_since.take() {
                     self.c.reconnects.fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "tickwire: redis {}: back after {:.1} s; every key is written again",
-                        self.cfg.url,
+                    tracing::info!(
+                        "redis {}: back after {:.1} s; every key is written again",
+                        tickwire_sinks::redact(&self.cfg.url),
                         t.elapsed().as_secs_f64()
                     );
                 }
@@ -623,9 +624,9 @@ impl State {
         self.c.errors.fetch_add(1, Ordering::Relaxed);
         if self.down_since.is_none() {
             self.down_since = Some(Instant::now());
-            eprintln!(
-                "tickwire: redis {}: {e}; ingest goes on, L1 is written again when it is back",
-                self.cfg.url
+            tracing::warn!(
+                "redis {}: {e}; ingest goes on, L1 is written again when it is back",
+                tickwire_sinks::redact(&self.cfg.url)
             );
         }
         self.next_try = Instant::now() + self.backoff;

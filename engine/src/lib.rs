@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod config;
 pub mod http;
 pub mod l1;
+pub mod logging;
 pub mod metrics;
 pub mod names;
 pub mod openapi;

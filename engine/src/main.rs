@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use tickwire_engine::logging::LogFormat;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -10,6 +11,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "tickwire", version, about)]
 struct Cli {
+    /// How log lines are written to stderr: text, or one JSON object a line. Which lines:
+    /// TICKWIRE_LOG (else RUST_LOG), e.g. `warn,tickwire_engine::source=debug`; default info.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -39,6 +44,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = tickwire_engine::logging::init(cli.log_format) {
+        eprintln!("tickwire: {e}");
+        return ExitCode::from(2);
+    }
     let r = match cli.cmd {
         Cmd::Decode(a) => tickwire_engine::cmd::decode::run(a),
         Cmd::Demo(a) => tickwire_engine::cmd::demo::run(a),
@@ -51,7 +60,7 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tickwire: {}", tickwire_engine::cmd::error_line(&e));
+            tracing::error!("{}", tickwire_engine::cmd::error_line(&e));
             ExitCode::from(2)
         }
     }

@@ -99,15 +99,15 @@ impl SinkRunner {
                                 c.errors.fetch_add(1, Ordering::Relaxed);
                                 c.dropped_rows
                                     .fetch_add(b.data.num_rows() as u64, Ordering::Relaxed);
-                                eprintln!(
-                                    "tickwire: sink {name}: {} rows dropped: {e}",
+                                tracing::warn!(
+                                    "sink {name}: {} rows dropped: {e}",
                                     b.data.num_rows()
                                 );
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {
                             if let Err(e) = sink.tick() {
-                                eprintln!("tickwire: sink {name}: {e}");
+                                tracing::warn!("sink {name}: {e}");
                             }
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -312,10 +312,10 @@ impl Pipeline {
         match col_thread {
             Ok(t) => {
                 if t.join().is_err() {
-                    eprintln!("tickwire: the columnarize thread panicked");
+                    tracing::error!("the columnarize thread panicked");
                 }
             }
-            Err(e) => eprintln!("tickwire: cannot start the columnarize thread: {e}"),
+            Err(e) => tracing::error!("cannot start the columnarize thread: {e}"),
         }
         for t in [l1_done, nats_done].into_iter().flatten() {
             let _ = t.join();
@@ -551,7 +551,7 @@ impl Columnarizer {
                 }
             }
             Err(e) => {
-                eprintln!("tickwire: columnarize {:?}: {e}", key.kind);
+                tracing::warn!("columnarize {:?}: {e}", key.kind);
                 self.counters.errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -595,7 +595,7 @@ impl Columnarizer {
             match open.builder.snapshot() {
                 Ok(b) => cache.set_open(key.kind, key.market, key.day, b),
                 Err(e) => {
-                    eprintln!("tickwire: cache snapshot {:?}: {e}", key.kind);
+                    tracing::warn!("cache snapshot {:?}: {e}", key.kind);
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -410,8 +410,8 @@ impl SharedPublisher {
         match encode_batch(b, buf) {
             Ok(topic) => self.lock().publisher.send_batch(&topic, buf),
             Err(e) => {
-                eprintln!(
-                    "tickwire: zmq batch {}.{}: {e}",
+                tracing::warn!(
+                    "zmq batch {}.{}: {e}",
                     b.key.kind.as_str(),
                     b.key.market.as_str()
                 );

@@ -383,7 +383,7 @@ impl Api {
     /// A failed query (the store or a scan): counted, and answered with `status`.
     fn failed(&self, status: &'static str, msg: impl std::fmt::Display) -> Reply {
         self.counters().errors.fetch_add(1, Ordering::Relaxed);
-        eprintln!("tickwire: query: {msg}");
+        tracing::warn!("query: {msg}");
         Reply::error(status, msg)
     }
 

@@ -35,7 +35,7 @@ pub struct PgReader {
 impl std::fmt::Debug for PgReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgReader")
-            .field("url", &tickwire_sinks::postgres::redact(&self.url))
+            .field("url", &tickwire_sinks::redact(&self.url))
             .field("schema", &self.schema)
             .finish()
     }

@@ -678,15 +678,15 @@ impl RestHost {
             drop(b);
             if *status == 418 {
                 self.stats.status_418.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "tickwire: REST {}: BANNED (418): this IP may not call it for {} s; no REST to it until then, streams go on",
+                tracing::warn!(
+                    "REST {}: BANNED (418): this IP may not call it for {} s; no REST to it until then, streams go on",
                     self.base,
                     wait.as_secs()
                 );
             } else {
                 self.stats.status_429.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "tickwire: REST {}: 429 (over the request weight a minute); no REST to it for {:.1} s",
+                tracing::warn!(
+                    "REST {}: 429 (over the request weight a minute); no REST to it for {:.1} s",
                     self.base,
                     wait.as_secs_f64()
                 );

@@ -82,7 +82,7 @@ impl std::fmt::Debug for ReadThrough {
             ReadThrough::Postgres { url, schema } => write!(
                 f,
                 "postgres {} schema {schema}",
-                tickwire_sinks::postgres::redact(url)
+                tickwire_sinks::redact(url)
             ),
             ReadThrough::ClickHouse { url, database, .. } => {
                 write!(f, "clickhouse {url} database {database}")
@@ -274,8 +274,8 @@ impl Listing {
                 }
             }
             stats.delisted.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "tickwire: {} {sym}: no longer TRADING (or filtered out); its {} streams unsubscribed",
+            tracing::info!(
+                "{} {sym}: no longer TRADING (or filtered out); its {} streams unsubscribed",
                 p.market.as_str(),
                 streams.len()
             );
@@ -315,8 +315,8 @@ impl Listing {
                 }
             }
             stats.listed.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "tickwire: {} {sym}: newly TRADING; its {} streams subscribed",
+            tracing::info!(
+                "{} {sym}: newly TRADING; its {} streams subscribed",
                 p.market.as_str(),
                 p.streams.len()
             );
@@ -390,8 +390,8 @@ pub async fn resolve_sources(
                         tried += 1;
                         match &r {
                             Err(e) if tried < attempts => {
-                                eprintln!(
-                                    "tickwire: REST {}: exchangeInfo: {e}; trying again in {:.1} s",
+                                tracing::warn!(
+                                    "REST {}: exchangeInfo: {e}; trying again in {:.1} s",
                                     h.base,
                                     wait.as_secs_f64()
                                 );
@@ -407,8 +407,8 @@ pub async fn resolve_sources(
                                 h.set_weight_limit(l);
                             }
                         }
-                        Err(e) => eprintln!(
-                            "tickwire: REST {}: exchangeInfo: {e}; weight limit {} a minute assumed",
+                        Err(e) => tracing::warn!(
+                            "REST {}: exchangeInfo: {e}; weight limit {} a minute assumed",
                             h.base,
                             crate::rest::default_weight_limit(p.market)
                         ),
@@ -436,8 +436,8 @@ pub async fn resolve_sources(
                     ),
                 };
                 let picked = filter.select(info);
-                eprintln!(
-                    "tickwire: {} at {}: {} of {} symbols of exchangeInfo selected",
+                tracing::info!(
+                    "{} at {}: {} of {} symbols of exchangeInfo selected",
                     p.market.as_str(),
                     p.endpoint,
                     picked.len(),
@@ -650,8 +650,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 prepared.start,
             ));
             if !boundaries.is_empty() {
-                eprintln!(
-                    "tickwire: nats writer: from stream sequence {}; {} batches of an earlier run are cut again where they ended",
+                tracing::info!(
+                    "nats writer: from stream sequence {}; {} batches of an earlier run are cut again where they ended",
                     prepared.start,
                     boundaries.len()
                 );
@@ -720,7 +720,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Some(cfg) => {
             let url = cfg.url.clone();
             let l = crate::l1::L1::start(cfg, symbols.clone())
-                .with_context(|| format!("redis {url}"))?;
+                .with_context(|| format!("redis {}", tickwire_sinks::redact(&url)))?;
             counters.sinks.push(("redis", l.sink.clone()));
             counters.redis = Some(l.counters.clone());
             Some(l)
@@ -1030,8 +1030,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                                     let _ = open_tx.send(c).await;
                                 }
                             }
-                            Err(e) => eprintln!(
-                            "tickwire: {} listings: exchangeInfo: {e}; tried again in {every:?}",
+                            Err(e) => tracing::warn!(
+                            "{} listings: exchangeInfo: {e}; tried again in {every:?}",
                             l.plan.market.as_str()
                         ),
                         }
@@ -1093,7 +1093,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 replay_done = Some(tokio::task::spawn_blocking(move || {
                     for st in &streams {
                         if let Err(e) = source::replay(st, &cfg, symbols.clone(), &tx, &q, &rc) {
-                            eprintln!("tickwire: replay {}: {e}", st.id);
+                            tracing::warn!("replay {}: {e}", st.id);
                         }
                     }
                 }));
@@ -1223,9 +1223,9 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             for t in tasks {
                 match t.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => eprintln!("tickwire: source: {e}"),
+                    Ok(Err(e)) => tracing::error!("source: {e}"),
                     Err(e) if e.is_cancelled() => {}
-                    Err(e) => eprintln!("tickwire: source task: {e}"),
+                    Err(e) => tracing::error!("source task: {e}"),
                 }
             }
             if let Some(t) = stats {
@@ -1260,7 +1260,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     for r in sinks {
         let name = r.name;
         if let Err(e) = r.finish() {
-            eprintln!("tickwire: sink {name}: {e}");
+            tracing::error!("sink {name}: {e}");
             sink_errors += 1;
         }
     }

@@ -185,8 +185,8 @@ impl Instruments {
                 }
                 Err(e) => {
                     host.stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                    eprintln!(
-                        "tickwire: {} exchangeInfo {}: {e}; no instrument record",
+                    tracing::warn!(
+                        "{} exchangeInfo {}: {e}; no instrument record",
                         self.market.as_str(),
                         i.symbol
                     );
@@ -531,8 +531,8 @@ pub async fn run_poller(
                 Err(e) => {
                     failed += 1;
                     if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                        eprintln!(
-                            "tickwire: poll {} {sym}: {e} ({failed} polls failed so far; tried again next round)",
+                        tracing::warn!(
+                            "poll {} {sym}: {e} ({failed} polls failed so far; tried again next round)",
                             series.name()
                         );
                         last_log = Some(Instant::now());

@@ -244,8 +244,8 @@ impl AttemptGate {
             if !counted {
                 counted = true;
                 self.waited.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "tickwire: {} connection attempts in {:?}: the next waits {:.1} s",
+                tracing::warn!(
+                    "{} connection attempts in {:?}: the next waits {:.1} s",
                     self.limit,
                     self.window,
                     wait.as_secs_f64()
@@ -621,7 +621,7 @@ impl Books {
             }
             Err(e) => {
                 c.rest_errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("tickwire: source {url}: depth snapshot: {e}");
+                tracing::warn!("source {url}: depth snapshot: {e}");
                 e
             }
         };
@@ -629,8 +629,8 @@ impl Books {
         *n += 1;
         let n = *n;
         if n >= RETRY_LOG_AT && n.is_power_of_two() || n == RETRY_LOG_AT {
-            eprintln!(
-                "tickwire: source {url}: book {} not synced after {n} snapshots ({why}); next in {:.2} s",
+            tracing::warn!(
+                "source {url}: book {} not synced after {n} snapshots ({why}); next in {:.2} s",
                 names.name(sym).unwrap_or_default(),
                 retry_delay(n).as_secs_f64()
             );
@@ -1138,7 +1138,7 @@ pub async fn run(
             Err(e) => {
                 counters.connect_errors.fetch_add(1, Ordering::Relaxed);
                 let wait = backoff.next();
-                eprintln!("tickwire: source {name}: connect failed: {e}; retrying in {wait:?}");
+                tracing::warn!("source {name}: connect failed: {e}; retrying in {wait:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
                     _ = stop.changed() => break,
@@ -1201,8 +1201,8 @@ pub async fn run(
                         Ok(m) => m,
                         Err(_) => {
                             counters.idle_reconnects.fetch_add(1, Ordering::Relaxed);
-                            eprintln!(
-                                "tickwire: source {name}: nothing for {:?}; reconnecting",
+                            tracing::warn!(
+                                "source {name}: nothing for {:?}; reconnecting",
                                 cfg.idle_timeout
                             );
                             break;
@@ -1234,7 +1234,7 @@ pub async fn run(
                         if let Some(req) = next {
                             counters.control_requests.fetch_add(1, Ordering::Relaxed);
                             if let Err(e) = wtx.send(Message::text(req)).await {
-                                eprintln!("tickwire: source {name}: {e}");
+                                tracing::warn!("source {name}: {e}");
                                 break;
                             }
                         }
@@ -1312,7 +1312,7 @@ pub async fn run(
             let m = match m {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
-                    eprintln!("tickwire: source {name}: {e}");
+                    tracing::warn!("source {name}: {e}");
                     break;
                 }
                 None => break,
@@ -1336,7 +1336,7 @@ pub async fn run(
             if let Some(c) = ctl.as_mut().filter(|_| Control::is_answer(bytes)) {
                 if let Err(e) = c.answer(bytes) {
                     counters.control_errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("tickwire: source {name}: {e}");
+                    tracing::warn!("source {name}: {e}");
                 }
                 continue;
             }
@@ -1478,14 +1478,14 @@ pub fn replay(
             Ok(x) => x,
             Err(e) => {
                 rc.unreadable.fetch_add(1, Ordering::Relaxed);
-                eprintln!("tickwire: replay {}: {e}", file.display());
+                tracing::warn!("replay {}: {e}", file.display());
                 continue;
             }
         };
         if torn {
             rc.torn.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
-                "tickwire: replay {}: torn tail (the capture was cut there); read up to it",
+            tracing::warn!(
+                "replay {}: torn tail (the capture was cut there); read up to it",
                 file.display()
             );
         }
@@ -1619,7 +1619,7 @@ pub fn replay(
                         .and_then(|b| b.try_into().ok())
                         .map_or(0, u64::from_le_bytes);
                     rc.holes.fetch_add(n, Ordering::Relaxed);
-                    eprintln!("tickwire: {name}: {n} entries the capture could not keep (a hole)");
+                    tracing::warn!("{name}: {n} entries the capture could not keep (a hole)");
                 }
                 _ => {
                     rc.malformed.fetch_add(1, Ordering::Relaxed);

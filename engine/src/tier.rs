@@ -1286,7 +1286,7 @@ impl Tierer {
         if let Err(e) = self.hot.exec(&sql).await {
             self.ledger_errors
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            eprintln!("tickwire: tier: ledger: {}", crate::cmd::error_line(&e));
+            tracing::warn!("tier: ledger: {}", crate::cmd::error_line(&e));
         }
     }
 }
@@ -1487,7 +1487,7 @@ pub fn run_schedule(
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("tickwire: tiering: {e}");
+            tracing::warn!("tiering: {e}");
             return;
         }
     };
@@ -1519,9 +1519,13 @@ pub fn run_schedule(
             match r {
                 Ok(rep) => {
                     for f in &rep.failures {
-                        eprintln!(
-                            "tickwire: tiering: {} {} {} -> {}: {}",
-                            f.table, f.market, f.day, f.target, f.reason
+                        tracing::error!(
+                            "tiering: {} {} {} -> {}: {}",
+                            f.table,
+                            f.market,
+                            f.day,
+                            f.target,
+                            f.reason
                         );
                     }
                     s.windows.total += rep.windows.total;
@@ -1536,7 +1540,7 @@ pub fn run_schedule(
                 }
                 Err(e) => {
                     let msg = crate::cmd::error_line(&e);
-                    eprintln!("tickwire: tiering: {msg}");
+                    tracing::warn!("tiering: {msg}");
                     s.last_error = Some(msg);
                 }
             }

@@ -328,8 +328,8 @@ impl<S: Store> Durable<S> {
     }
 
     fn dead_letter(&mut self, batch: &Batch, id: u64, e: &StoreError) -> Result<(), SinkError> {
-        eprintln!(
-            "tickwire: sink {}: batch {id} refused, dead-lettered: {e}",
+        tracing::error!(
+            "sink {}: batch {id} refused, dead-lettered: {e}",
             self.store.name()
         );
         self.counters
@@ -393,8 +393,8 @@ impl<S: Store> Durable<S> {
                     self.failures += 1;
                     let wait = self.backoff(self.failures);
                     if self.failures == 1 || self.failures % 20 == 0 {
-                        eprintln!(
-                            "tickwire: sink {}: {e}; {} batches pending, retrying in {wait:?}",
+                        tracing::warn!(
+                            "sink {}: {e}; {} batches pending, retrying in {wait:?}",
                             self.store.name(),
                             self.pending.len()
                         );
@@ -477,8 +477,8 @@ impl<S: Store> Durable<S> {
             // Not ours to replay: move it aside so it does not block the others.
             let aside = path.with_extension("parquet.unreplayable");
             std::fs::rename(&path, &aside).map_err(StoreError::transient)?;
-            eprintln!(
-                "tickwire: sink {}: {} has no batch id or table; moved to {}",
+            tracing::warn!(
+                "sink {}: {} has no batch id or table; moved to {}",
                 self.store.name(),
                 path.display(),
                 aside.display()
@@ -503,8 +503,8 @@ impl<S: Store> Durable<S> {
                         .fetch_add(rows, Ordering::Relaxed);
                     let dead = path.with_extension("parquet.dead-letter");
                     std::fs::rename(&path, &dead).map_err(StoreError::transient)?;
-                    eprintln!(
-                        "tickwire: sink {}: spilled batch {id} refused ({e}); kept as {}",
+                    tracing::warn!(
+                        "sink {}: spilled batch {id} refused ({e}); kept as {}",
                         self.store.name(),
                         dead.display()
                     );

@@ -20,6 +20,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tickwire_codecs::record::{Kind, Market};
 
+/// `url` with every password replaced by `***`, for anything that shows or logs it; a
+/// comma-separated list (NATS servers) is redacted URL by URL.
+pub fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let Some((scheme, rest)) = one.split_once("://") else {
+                return one.to_string();
+            };
+            match rest.rsplit_once('@') {
+                Some((cred, host)) if cred.contains(':') => {
+                    let user = cred.split(':').next().unwrap_or_default();
+                    format!("{scheme}://{user}:***@{host}")
+                }
+                _ => one.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Where a batch belongs: one kind, one market, one UTC day (of `recv_time`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BatchKey {
@@ -217,6 +237,33 @@ pub fn date_string(day: i32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redact_hides_every_password_and_keeps_the_rest() {
+        for (url, shown) in [
+            (
+                "postgres://u:s3cret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            (
+                "http://default:p@ss@127.0.0.1:8123/",
+                "http://default:***@127.0.0.1:8123/",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "nats://a:1@h1:4222,nats://b:2@h2:4222",
+                "nats://a:***@h1:4222,nats://b:***@h2:4222",
+            ),
+            ("http://127.0.0.1:8123", "http://127.0.0.1:8123"),
+            ("nats://token@h:4222", "nats://token@h:4222"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(super::redact(url), shown);
+        }
+    }
+
     #[test]
     fn dates() {
         for (day, s) in [

@@ -209,7 +209,7 @@ async fn connect(cfg: &NatsConfig) -> anyhow::Result<jetstream::Context> {
         .max_reconnects(None)
         .connect(cfg.url.as_str())
         .await
-        .map_err(|e| anyhow::anyhow!("nats {}: {e}", cfg.url))?;
+        .map_err(|e| anyhow::anyhow!("nats {}: {e}", tickwire_sinks::redact(&cfg.url)))?;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         .build(client);
@@ -229,8 +229,8 @@ pub fn probe(cfg: &NatsConfig) -> Result<String, String> {
             async_nats::ConnectOptions::new().connect(cfg.url.as_str()),
         )
         .await
-        .map_err(|_| format!("{}: no answer within 3 s", cfg.url))?
-        .map_err(|e| format!("{}: {e}", cfg.url))?;
+        .map_err(|_| format!("{}: no answer within 3 s", tickwire_sinks::redact(&cfg.url)))?
+        .map_err(|e| format!("{}: {e}", tickwire_sinks::redact(&cfg.url)))?;
         let version = client.server_info().version;
         let js = jetstream::new(client);
         let stream = match js.get_stream(&cfg.stream).await {
@@ -555,7 +555,7 @@ impl Worker {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.sink.errors.fetch_add(1, Ordering::Relaxed);
         if self.backoff.is_zero() {
-            eprintln!("tickwire: nats: publish failed ({why}); retrying with backoff");
+            tracing::warn!("nats: publish failed ({why}); retrying with backoff");
         }
         // In order: failed acks arrive in publish order.
         self.retry.push_back(out);
@@ -608,8 +608,8 @@ impl Spill {
             counters.pending.fetch_add(n.1, Ordering::Relaxed);
         }
         if entries > 0 {
-            eprintln!(
-                "tickwire: nats: {entries} messages of an earlier run in {} are sent first",
+            tracing::info!(
+                "nats: {entries} messages of an earlier run in {} are sent first",
                 dir.display()
             );
         }
@@ -736,12 +736,12 @@ impl Spill {
         }
         if let Some((p, w)) = &mut self.writer {
             if let Err(e) = w.flush().and_then(|()| w.get_ref().sync_all()) {
-                eprintln!("tickwire: nats: spill {}: {e}", p.display());
+                tracing::warn!("nats: spill {}: {e}", p.display());
             }
         }
         counters.left_spilled.store(n, Ordering::Relaxed);
-        eprintln!(
-            "tickwire: nats: {n} records not acknowledged by NATS kept in {} for the next run",
+        tracing::warn!(
+            "nats: {n} records not acknowledged by NATS kept in {} for the next run",
             self.dir.display()
         );
     }
@@ -749,8 +749,8 @@ impl Spill {
 
 /// A message neither NATS nor the disk would take: logged and counted as dropped.
 fn lost(path: &Path, e: &std::io::Error, out: &Out, counters: &NatsCounters) {
-    eprintln!(
-        "tickwire: nats: spill {}: {e}; {} records dropped",
+    tracing::error!(
+        "nats: spill {}: {e}; {} records dropped",
         path.display(),
         out.records
     );

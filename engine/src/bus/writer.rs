@@ -197,7 +197,7 @@ pub async fn prepare(cfg: &NatsSourceConfig) -> anyhow::Result<Prepared> {
         .max_reconnects(None)
         .connect(cfg.url.as_str())
         .await
-        .map_err(|e| anyhow::anyhow!("nats {}: {e}", cfg.url))?;
+        .map_err(|e| anyhow::anyhow!("nats {}: {e}", tickwire_sinks::redact(&cfg.url)))?;
     let js = jetstream::new(client.clone());
     let stream = js
         .get_stream(&cfg.stream)
@@ -294,7 +294,7 @@ impl Acker {
                 }
                 Err(e) => {
                     self.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("tickwire: nats writer: ack {seq}: {e}");
+                    tracing::warn!("nats writer: ack {seq}: {e}");
                 }
             }
         }
@@ -322,7 +322,7 @@ pub async fn run(
             Ok(m) => m,
             Err(e) => {
                 counters.errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!("tickwire: nats writer: {e}; retrying in {backoff:?}");
+                tracing::warn!("nats writer: {e}; retrying in {backoff:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => break,
@@ -366,7 +366,7 @@ pub async fn run(
                             }
                             Err(why) => {
                                 counters.malformed.fetch_add(1, Ordering::Relaxed);
-                                eprintln!("tickwire: nats writer: message {seq} on {}: {why}; skipped", msg.subject);
+                                tracing::warn!("nats writer: message {seq} on {}: {why}; skipped", msg.subject);
                                 // An empty bundle still moves the columnarize stage past it.
                                 if let Some(reply) = msg.reply.clone() {
                                     acker.delivered().push_back((seq, reply));
@@ -378,7 +378,7 @@ pub async fn run(
                     }
                     Some(Err(e)) => {
                         counters.errors.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("tickwire: nats writer: {e}");
+                        tracing::warn!("nats writer: {e}");
                     }
                     None => continue 'outer,
                 },

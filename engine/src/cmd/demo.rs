@@ -159,9 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.durability.spill_dir = args.out.join("_clickhouse-spill");
         cfg.password = std::env::var("TICKWIRE_CLICKHOUSE_PASSWORD").ok();
         cfg.user = std::env::var("TICKWIRE_CLICKHOUSE_USER").ok();
-        sinks.push(Box::new(
-            ClickHouseSink::new(cfg).with_context(|| format!("clickhouse sink at {url}"))?,
-        ));
+        sinks.push(Box::new(ClickHouseSink::new(cfg).with_context(|| {
+            format!("clickhouse sink at {}", tickwire_sinks::redact(url))
+        })?));
     }
     if let Some(url) = &args.postgres {
         let mut cfg = PostgresConfig::new(url);
@@ -169,7 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.timescale = args.postgres_timescale;
         cfg.durability.spill_dir = args.out.join("_postgres-spill");
         sinks.push(Box::new(PostgresSink::new(cfg).with_context(|| {
-            format!("postgres sink at {}", tickwire_sinks::postgres::redact(url))
+            format!("postgres sink at {}", tickwire_sinks::redact(url))
         })?));
     }
     let settings = Settings {

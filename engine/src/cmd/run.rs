@@ -76,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         if unreachable > 0 {
-            eprintln!("tickwire: {unreachable} sink(s) or exchange(s) cannot be reached");
+            tracing::error!("{unreachable} sink(s) or exchange(s) cannot be reached");
             return Ok(ExitCode::from(1));
         }
         return Ok(ExitCode::SUCCESS);

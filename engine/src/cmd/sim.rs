@@ -121,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             let cfg = SimConfig { market, symbols: symbols.clone(), rate: args.rate, seed, faults, replay, rest };
             let s = SimServer::start(cfg, addr).await?;
-            eprintln!("tickwire sim: {} on ws://{} ({} symbols, e.g. {})", market.as_str(), s.addr, symbols.len(), s.combined_url(market, &symbols[..1]));
+            tracing::info!("{} on ws://{} ({} symbols, e.g. {})", market.as_str(), s.addr, symbols.len(), s.combined_url(market, &symbols[..1]));
             servers.push((market, s));
         }
         crate::runner::wait_for_stop(args.duration.map(Duration::from_secs)).await;

@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     bad += 1;
-                    eprintln!("tickwire subscribe: {e}");
+                    tracing::warn!("{e}");
                     continue;
                 }
             }

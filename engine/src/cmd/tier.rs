@@ -156,16 +156,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let report = rt.block_on(async {
         let t = Tierer::connect(plan).await?;
-        eprintln!("tickwire: tier: hot {}", t.hot_label());
+        tracing::info!("tier: hot {}", t.hot_label());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         t.run(now, &mut bar).await
     })?;
     for f in &report.failures {
-        eprintln!(
-            "tickwire: tier: {} {} {} -> {}: {}",
-            f.table, f.market, f.day, f.target, f.reason
+        tracing::error!(
+            "tier: {} {} {} -> {}: {}",
+            f.table,
+            f.market,
+            f.day,
+            f.target,
+            f.reason
         );
     }
     let mut out = std::io::stdout().lock();

@@ -380,7 +380,7 @@ impl SimServer {
                             let id = next_id;
                             conns.push(tokio::spawn(serve(sock, cfg.clone(), id, c.clone(), stop_rx.clone(), markets.clone(), b.clone(), ctl.clone(), rest.clone())));
                         }
-                        Err(e) => tracing_warn(&format!("sim accept failed: {e}")),
+                        Err(e) => tracing::warn!("sim accept failed: {e}"),
                     },
                     _ = stop_rx2.changed() => break,
                 }
@@ -445,10 +445,6 @@ impl SimBooks {
             .get(&symbol.to_ascii_uppercase())
             .map(|m| lock(m).book())
     }
-}
-
-fn tracing_warn(msg: &str) {
-    eprintln!("tickwire sim: {msg}");
 }
 
 /// Parses one stream name (`btcusdt@trade`).

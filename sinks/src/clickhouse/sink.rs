@@ -116,9 +116,9 @@ impl ClickHouseStore {
                         .fetch_one(),
                 )?;
                 if known == 0 {
-                    eprintln!(
-                        "tickwire: sink clickhouse {}: no cluster {:?} in the server's remote_servers: Distributed tables not made",
-                        cfg.url, layout.cluster
+                    tracing::warn!(
+                        "sink clickhouse {}: no cluster {:?} in the server's remote_servers: Distributed tables not made",
+                        crate::redact(&cfg.url), layout.cluster
                     );
                 }
                 for st in cluster_statements(dialect, &cfg.database, layout) {
@@ -143,9 +143,7 @@ impl ClickHouseStore {
                 }
             }
             (Some(_), Dialect::Legacy) => {
-                eprintln!(
-                    "tickwire: sink clickhouse: server {version} has no TTL; ttl_days ignored"
-                );
+                tracing::warn!("sink clickhouse: server {version} has no TTL; ttl_days ignored");
             }
             (None, _) => {}
         }

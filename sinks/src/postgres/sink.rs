@@ -137,7 +137,7 @@ async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            eprintln!("tickwire: sink postgres: connection: {}", describe(&e));
+            tracing::warn!("sink postgres: connection: {}", describe(&e));
         }
     });
     Ok(client)
@@ -263,8 +263,8 @@ impl PostgresStore {
                         )));
                     }
                     Err(why) => {
-                        eprintln!(
-                            "tickwire: sink postgres {}: {why}; plain tables (timescale = \"off\" silences this, \"require\" refuses to start)",
+                        tracing::warn!(
+                            "sink postgres {}: {why}; plain tables (timescale = \"off\" silences this, \"require\" refuses to start)",
                             redact(&cfg.url)
                         );
                         false
@@ -281,8 +281,8 @@ impl PostgresStore {
             }
             Ok::<_, SinkError>((client, flavor))
         })?;
-        eprintln!(
-            "tickwire: sink postgres: {} schema {} ({flavor})",
+        tracing::info!(
+            "sink postgres: {} schema {} ({flavor})",
             redact(&cfg.url),
             cfg.schema
         );
