@@ -12,7 +12,7 @@
 #   - PostgreSQL 15 on 127.0.0.1:5432, Redis on 6379, NATS with JetStream on 4222
 #   - Python test clients: pyzmq (libzmq), pyarrow, chdb (ClickHouse 26.x in-process), DuckDB, pytest,
 #     hypothesis, jsonschema and openapi-spec-validator (the OpenAPI conformance test), Playwright
-#     driving Debian's chromium (the status page)
+#     driving Debian's chromium (the status page); Debian's Prometheus and promtool (the dashboard)
 # Then: cargo fmt --check, cargo clippy -D warnings, every test binary of the workspace, the
 # doc-tests, the Python tests: each runs whatever failed before it; the end lists the failures.
 set -euo pipefail
@@ -165,6 +165,11 @@ setup_python() {
   # The status page's test drives Debian's Chromium through Playwright (no browser download).
   if ! command -v chromium >/dev/null 2>&1; then
     apt_install chromium
+  fi
+  # The dashboard's test scrapes a demo with Debian's Prometheus (and lints /metrics with promtool).
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    if [ "$apt_updated" = 0 ]; then apt-get update -qq; apt_updated=1; fi
+    apt-get install -y -qq --no-install-recommends prometheus
   fi
   python3 -c 'import zmq, pyarrow, chdb, redis, nats, duckdb; print("pyzmq", zmq.__version__, "libzmq", zmq.zmq_version(), "pyarrow", pyarrow.__version__, "chdb", chdb.__version__, "redis-py", redis.__version__, "duckdb", duckdb.__version__)'
 }
