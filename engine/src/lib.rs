@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod openapi;
 pub mod pipeline;
+pub mod progress;
 pub mod publish;
 pub mod query;
 pub mod queue;

@@ -102,91 +102,32 @@ pub struct Params(BTreeMap<String, String>);
 impl Params {
     /// Parses `a=1&b=x%20y`.
     pub fn parse(q: &str) -> Params {
-        let mut m = BTreeMap::new();
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.insert(unescape(k), unescape(v));
-        }
-        Params(m)
+        Params(
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
 }
 
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Milliseconds since the epoch, or RFC 3339 UTC; in ns.
+/// Milliseconds since the epoch, or an RFC 3339 time (`2026-11-30T12:00:00Z`, fractions to
+/// the nanosecond, any offset); in ns since the epoch.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     if let Ok(ms) = s.parse::<i64>() {
         return ms
             .checked_mul(1_000_000)
             .ok_or_else(|| format!("time {s} out of range"));
     }
-    let bad = || {
-        format!(
-            "bad time {s:?}: milliseconds since the epoch or RFC 3339 UTC (2026-11-30T12:00:00Z)"
-        )
-    };
-    let s2 = s
-        .strip_suffix('Z')
-        .or_else(|| s.strip_suffix("+00:00"))
-        .ok_or_else(bad)?;
-    let (date, time) = s2.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()
-        .ok_or_else(bad)?;
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<i64> = hms
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()
-        .ok_or_else(bad)?;
-    if d.len() != 3 || t.len() != 3 || frac.len() > 9 || !frac.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let (y, m, day) = (d[0], d[1], d[2]);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || t[0] > 23 || t[1] > 59 || t[2] > 60 {
-        return Err(bad());
-    }
-    // Howard Hinnant's days_from_civil.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let frac_ns: i64 = if frac.is_empty() {
-        0
-    } else {
-        format!("{frac:0<9}").parse().map_err(|_| bad())?
-    };
-    Ok(((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000_000) + frac_ns)
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            format!(
+                "bad time {s:?}: milliseconds since the epoch or RFC 3339 UTC (2026-11-30T12:00:00Z)"
+            )
+        })?;
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("time {s} out of range"))
 }
 
 /// The output format asked for.
@@ -1020,6 +961,10 @@ mod tests {
             Ok(1_700_000_000_500_000_000)
         );
         assert_eq!(parse_time("1970-01-01T00:00:00+00:00"), Ok(0));
+        assert_eq!(
+            parse_time("2023-11-14T23:13:20.000000001+01:00"),
+            Ok(1_700_000_000_000_000_001)
+        );
         for bad in [
             "yesterday",
             "2023-13-01T00:00:00Z",
@@ -1028,6 +973,17 @@ mod tests {
         ] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn query_strings_decode_as_forms() {
+        let p = Params::parse("symbol=BTC%55SDT&from=2023-11-14T22%3A13%3A20Z&x=a+b&empty=&y=%20");
+        assert_eq!(p.get("symbol"), Some("BTCUSDT"));
+        assert_eq!(p.get("from"), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(p.get("x"), Some("a b"));
+        assert_eq!(p.get("y"), Some(" "), "an escape at the very end");
+        assert_eq!(p.get("empty"), None);
+        assert_eq!(Params::parse("a=%zz").get("a"), Some("%zz"));
     }
 
     #[test]

@@ -147,26 +147,19 @@ impl HttpClient {
         base: &str,
         extra_roots: &[rustls::pki_types::CertificateDer<'static>],
     ) -> Result<HttpClient, RestError> {
-        let (tls, rest) = if let Some(r) = base.strip_prefix("https://") {
-            (true, r)
-        } else if let Some(r) = base.strip_prefix("http://") {
-            (false, r)
-        } else {
-            return Err(RestError::Url(base.to_string()));
+        let bad = || RestError::Url(base.to_string());
+        let u = url::Url::parse(base).map_err(|_| bad())?;
+        let tls = match u.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad()),
         };
-        let hostport = rest.split('/').next().unwrap_or(rest);
-        if hostport.is_empty() {
-            return Err(RestError::Url(base.to_string()));
-        }
-        let host = hostport
-            .rsplit_once(':')
-            .map_or(hostport, |(h, _)| h)
-            .to_string();
-        let addr = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:{}", if tls { 443 } else { 80 })
+        // The TLS name is the bare host; the address keeps an IPv6 host in brackets.
+        let (host, addr_host) = match u.host().ok_or_else(bad)? {
+            url::Host::Ipv6(a) => (a.to_string(), format!("[{a}]")),
+            h => (h.to_string(), h.to_string()),
         };
+        let addr = format!("{addr_host}:{}", u.port_or_known_default().ok_or_else(bad)?);
         let tls = if tls {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

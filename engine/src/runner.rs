@@ -610,6 +610,26 @@ fn stats_line(
     line
 }
 
+/// The replay's progress (bytes of the capture read), on stderr, until every file is read.
+async fn show_replay_progress(rc: Arc<source::ReplayCounters>) {
+    let total = rc.bytes_total.load(Ordering::Relaxed);
+    let mut shown = crate::progress::Progress::new("replay", crate::progress::Unit::Bytes, total);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let (files, of) = (
+            rc.files_done.load(Ordering::Relaxed),
+            rc.files_total.load(Ordering::Relaxed),
+        );
+        let note = format!("files {files}/{of}");
+        shown.set(rc.bytes_done.load(Ordering::Relaxed), total, &note);
+        if files >= of {
+            shown.finish(&note);
+            return;
+        }
+    }
+}
+
 /// A multi-thread tokio runtime of `workers` threads named `name`, with I/O and timers.
 fn runtime(name: &str, workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -1078,6 +1098,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             // A replay: every captured connection in turn, on a thread of its own (reading
             // and decompressing are blocking work); the run stops when it is done.
             let mut replay_done = None;
+            let mut replay_progress = None;
             let mut replay_finished = false;
             if let (Input::Replay { dir, cfg }, Some(rc)) = (&s.input, &replay_counters) {
                 let streams = crate::capture::streams(dir)
@@ -1085,6 +1106,14 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                 if streams.is_empty() {
                     anyhow::bail!("capture {}: no capture files", dir.display());
                 }
+                let files = streams.iter().flat_map(|st| &st.files);
+                rc.files_total
+                    .store(files.clone().count() as u64, Ordering::Relaxed);
+                rc.bytes_total.store(
+                    files.map(|f| std::fs::metadata(f).map_or(0, |m| m.len())).sum(),
+                    Ordering::Relaxed,
+                );
+                replay_progress = Some(tokio::spawn(show_replay_progress(rc.clone())));
                 let mut cfg = cfg.clone();
                 cfg.publish = publisher.clone();
                 cfg.full = s.full;
@@ -1191,6 +1220,13 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             }
             if let Some(h) = replay_done.filter(|_| !replay_finished) {
                 let _ = h.await;
+            }
+            // Its last line once every file is read (it sees that within 250 ms); cut off
+            // when the replay was stopped early.
+            if let Some(mut p) = replay_progress {
+                if tokio::time::timeout(Duration::from_millis(600), &mut p).await.is_err() {
+                    p.abort();
+                }
             }
             // Only the sources hold the queue now: it ends when they do (`start`, which
             // borrows it, is not used again).
@@ -1396,7 +1432,9 @@ fn summary(
     if let Some(r) = &c.replay {
         let _ = write!(
             s,
-            ",\"replay\":{{\"entries\":{},\"frames\":{},\"holes\":{},\"torn\":{},\"skipped\":{},\"unreadable\":{},\"malformed\":{}}}",
+            ",\"replay\":{{\"files\":{},\"bytes\":{},\"entries\":{},\"frames\":{},\"holes\":{},\"torn\":{},\"skipped\":{},\"unreadable\":{},\"malformed\":{}}}",
+            l(&r.files_done),
+            l(&r.bytes_done),
             l(&r.entries),
             l(&r.frames),
             l(&r.holes),

@@ -1410,6 +1410,14 @@ pub async fn run(
 /// What the replay of a capture did, over all its connections.
 #[derive(Debug, Default)]
 pub struct ReplayCounters {
+    /// Bytes of the capture's files (what the progress display counts against).
+    pub bytes_total: AtomicU64,
+    /// Bytes of the files read so far.
+    pub bytes_done: AtomicU64,
+    /// Capture files, and how many are read.
+    pub files_total: AtomicU64,
+    /// Capture files read so far.
+    pub files_done: AtomicU64,
     /// Entries read back.
     pub entries: AtomicU64,
     /// Frames among them, run through the decoder.
@@ -1474,11 +1482,14 @@ pub fn replay(
     let mut pace: Option<(i64, std::time::Instant)> = None;
     let name = format!("replay {}", stream.id);
     for file in &stream.files {
+        let size = std::fs::metadata(file).map_or(0, |m| m.len());
         let (entries, torn) = match crate::capture::read_file(file) {
             Ok(x) => x,
             Err(e) => {
                 rc.unreadable.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("replay {}: {e}", file.display());
+                rc.bytes_done.fetch_add(size, Ordering::Relaxed);
+                rc.files_done.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
@@ -1489,7 +1500,15 @@ pub fn replay(
                 file.display()
             );
         }
-        for e in entries {
+        let (base, n) = (
+            rc.bytes_done.load(Ordering::Relaxed),
+            entries.len().max(1) as u64,
+        );
+        for (i, e) in entries.into_iter().enumerate() {
+            if i % 4096 == 0 {
+                rc.bytes_done
+                    .store(base + size * i as u64 / n, Ordering::Relaxed);
+            }
             if cfg.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -1629,6 +1648,8 @@ pub fn replay(
                 push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
             }
         }
+        rc.bytes_done.store(base + size, Ordering::Relaxed);
+        rc.files_done.fetch_add(1, Ordering::Relaxed);
     }
     push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
     if let Some(d) = &dec {

@@ -12,11 +12,15 @@
 //!   unit or none of it. A batch is eligible when all its rows are older than the cutoff (and,
 //!   for a manual transfer, its first row is inside `--from`..`--to`): windows are cut on batch
 //!   boundaries, never inside a batch.
-//! - Each run counts the rows of every unit on both sides; units the target lacks are copied,
-//!   in chunks of at most `chunk_rows` rows, each chunk one INSERT (the server squashes a body
-//!   below `min_insert_block_size_rows` into one part per partition, and a body cut short
-//!   inserts nothing: a chunk lands whole or not at all). A unit the target holds partly is a
-//!   contradiction: the window fails and is reported, and nothing of it is cleaned.
+//! - Each run first waits until no copy into the target table is still running (a killed
+//!   run's last step goes on in the server), then counts the rows of every unit on both
+//!   sides; units the target lacks are copied, in chunks of at most `chunk_rows` rows. A chunk
+//!   goes into a staging table of the target's structure (`_tier_stage_<pid>`), is counted
+//!   there, and joins the target by `ATTACH PARTITION ... FROM` (hard links, atomic a
+//!   partition): so a chunk lands whole or not at all, also on 18.16, which takes a chunked
+//!   body cut short by a kill as complete and inserts the part it got. A killed run's staging
+//!   tables are dropped by the next. A unit the target holds partly is a contradiction: the
+//!   window fails and is reported, and nothing of it is cleaned.
 //! - ClickHouse to ClickHouse: the hot server's `SELECT ... FORMAT Native` is streamed as the
 //!   body of the cold server's `INSERT ... FORMAT Native`, not decoded on the way.
 //! - Parquet: one file per (kind, market, day), `<dir>/<kind>/market=<m>/date=<day>/archive.parquet`
@@ -51,6 +55,13 @@ use tickwire_sinks::clickhouse::native::{encode_ids, strings, BatchIds};
 use tickwire_sinks::{date_string, table_name};
 
 const DAY_NS: i64 = 86_400_000_000_000;
+
+/// How long a window waits for a write into its cold table that is still running (see
+/// `Server::wait_writes`).
+const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Name prefix of the per-run staging tables on a cold server (see `Tierer::to_clickhouse`).
+const STAGE_PREFIX: &str = "_tier_stage_";
 /// The ledger table in the hot database.
 pub const LEDGER: &str = "tier_windows";
 /// The archive file of a window in a Parquet target.
@@ -79,20 +90,19 @@ impl Endpoint {
     /// `clickhouse://[user[:password]@]host[:port][/database]` (HTTP port, 8123 if left out;
     /// database `tickwire` if left out); `http://` is taken as well.
     pub fn parse(s: &str) -> Result<Endpoint, String> {
-        let rest = s
-            .strip_prefix("clickhouse://")
-            .or_else(|| s.strip_prefix("http://"))
-            .ok_or_else(|| format!("{s:?}: a ClickHouse URL is clickhouse://host:port/database"))?;
-        let (auth, rest) = match rest.rsplit_once('@') {
-            Some((a, r)) => (Some(a), r),
-            None => (None, rest),
-        };
-        let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
-        let db = db.trim_end_matches('/');
-        let database = if db.is_empty() { "tickwire" } else { db };
-        if hostport.is_empty() {
-            return Err(format!("{s:?}: no host"));
+        let bad = || format!("{s:?}: a ClickHouse URL is clickhouse://host:port/database");
+        let u = url::Url::parse(s).map_err(|_| bad())?;
+        if !matches!(u.scheme(), "clickhouse" | "http") {
+            return Err(bad());
         }
+        let host = match u.host() {
+            Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+            Some(h) => h.to_string(),
+            None => return Err(format!("{s:?}: no host")),
+        };
+        let hostport = format!("{host}:{}", u.port().unwrap_or(8123));
+        let db = u.path().trim_matches('/');
+        let database = if db.is_empty() { "tickwire" } else { db };
         if !database
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -101,18 +111,13 @@ impl Endpoint {
                 "{s:?}: database {database:?}: letters, digits and _ only"
             ));
         }
-        let hostport = if hostport.contains(':') {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:8123")
+        let decode = |v: &str| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
         };
-        let (user, password) = match auth {
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
-                None => (Some(a.to_string()), None),
-            },
-            None => (None, None),
-        };
+        let user = (!u.username().is_empty()).then(|| decode(u.username()));
+        let password = u.password().map(decode);
         Ok(Endpoint {
             url: format!("http://{hostport}"),
             database: database.to_string(),
@@ -351,6 +356,79 @@ impl Server {
     async fn count(&self, sql: &str) -> anyhow::Result<u64> {
         let rows = self.tsv(sql).await?;
         cell_u64(rows.first(), 0)
+    }
+
+    /// Waits until no copy into `table` runs on this server: a run killed after sending a
+    /// chunk's `ATTACH PARTITION ... FROM` (or a plain INSERT of another writer) leaves it
+    /// running on the server, its rows not yet counted; counting before it ends would copy
+    /// them a second time.
+    async fn wait_writes(&self, table: &str) -> anyhow::Result<()> {
+        let sql = format!(
+            "SELECT count() FROM system.processes WHERE startsWith(query, 'INSERT INTO {table} ') OR startsWith(query, 'ALTER TABLE {table} ATTACH ')"
+        );
+        let deadline = std::time::Instant::now() + WRITE_WAIT;
+        while self.count(&sql).await? > 0 {
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "{}: a write into {table} still runs after {} s (an earlier run's, or another writer's)",
+                    self.label,
+                    WRITE_WAIT.as_secs()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// `CREATE TABLE stage` of `table`'s structure, partition and sorting key, which `ATTACH
+    /// PARTITION ... FROM` needs: the table's own engine, or for a `Replicated*` table the
+    /// plain MergeTree one (a staging table is not replicated; the attach is).
+    async fn stage_ddl(&self, stage: &str, table: &str) -> anyhow::Result<String> {
+        let (db, name) = table.split_once('.').unwrap_or(("", table));
+        let rows = self
+            .tsv(&format!(
+                "SELECT engine, partition_key, sorting_key, primary_key FROM system.tables WHERE database = '{db}' AND name = '{name}'"
+            ))
+            .await?;
+        let cell = |i: usize| {
+            rows.first()
+                .and_then(|r| r.get(i).cloned().flatten())
+                .unwrap_or_default()
+        };
+        let engine = cell(0);
+        let Some(plain) = engine.strip_prefix("Replicated") else {
+            return Ok(format!("CREATE TABLE {stage} AS {table}"));
+        };
+        if plain != "MergeTree" {
+            bail!("{}: {table} is {engine}: tiering copies into MergeTree or ReplicatedMergeTree tables", self.label);
+        }
+        let (pk, sk, prk) = (cell(1), cell(2), cell(3));
+        let mut ddl = format!("CREATE TABLE {stage} AS {table} ENGINE = MergeTree");
+        if !pk.is_empty() {
+            ddl.push_str(&format!(" PARTITION BY ({pk})"));
+        }
+        ddl.push_str(&format!(" ORDER BY ({sk})"));
+        if !prk.is_empty() && prk != sk {
+            ddl.push_str(&format!(" PRIMARY KEY ({prk})"));
+        }
+        Ok(ddl)
+    }
+
+    /// Drops the staging tables (`_tier_stage_*`) a killed run left in this server's database.
+    async fn drop_stages(&self) -> anyhow::Result<()> {
+        for row in self
+            .tsv(&format!(
+                "SELECT name FROM system.tables WHERE database = '{}' AND startsWith(name, '{STAGE_PREFIX}')",
+                self.db
+            ))
+            .await?
+        {
+            if let Some(Some(name)) = row.first() {
+                self.exec(&format!("DROP TABLE IF EXISTS {}.{name}", self.db))
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// `recv_time` as ns since the epoch.
@@ -644,6 +722,7 @@ impl Tierer {
                     for k in &plan.kinds {
                         s.exec(&create_table(*k, s.dialect, &s.db)).await?;
                     }
+                    s.drop_stages().await?;
                     Conn::ClickHouse(Box::new(s))
                 }
                 Target::Parquet(dir) => {
@@ -961,6 +1040,7 @@ impl Tierer {
         let hot_table = self.hot.table(hw.kind);
         let in_batches = format!("{BATCH_COLUMN} IN ({})", id_list(&hw.batches));
         let cold_cond = format!("{} AND {in_batches}", cold.window_cond(&hw.key, sym));
+        cold.wait_writes(&cold_table).await?;
         let have: HashMap<Unit, u64> = cold
             .units(&cold_table, &cold_cond)
             .await?
@@ -979,6 +1059,17 @@ impl Tierer {
         let mut copied = 0;
         let hot_cond = self.hot.window_cond(&hw.key, sym);
         let t_copy = std::time::Instant::now();
+        // Each chunk goes into a staging table of the same structure first, is counted there,
+        // and only then joins the cold table by `ATTACH PARTITION ... FROM` (hard links, one
+        // atomic step a partition). 18.16 takes a chunked body cut short by a kill as complete
+        // and inserts the rows it got, so a chunk streamed straight into the cold table could
+        // land in part; in the staging table such a prefix is counted and thrown away.
+        let stage = format!("{}.{STAGE_PREFIX}{}", cold.db, std::process::id());
+        if !missing.is_empty() {
+            cold.exec(&format!("DROP TABLE IF EXISTS {stage}")).await?;
+            cold.exec(&cold.stage_ddl(&stage, &cold_table).await?)
+                .await?;
+        }
         for chunk in self.chunks(hw, &missing) {
             let sql = format!(
                 "SELECT * FROM {hot_table} WHERE {hot_cond} AND {}",
@@ -992,7 +1083,7 @@ impl Tierer {
                 .map_err(e2a)?;
             let mut ins = cold
                 .client
-                .insert_formatted_with(format!("INSERT INTO {cold_table} FORMAT Native"));
+                .insert_formatted_with(format!("INSERT INTO {stage} FORMAT Native"));
             while let Some(bytes) = cursor
                 .next()
                 .await
@@ -1008,10 +1099,34 @@ impl Tierer {
                 .await
                 .map_err(e2a)
                 .with_context(|| format!("insert into {}", cold.label))?;
-            copied += chunk
+            let rows = chunk
                 .iter()
                 .map(|u| hw.units.get(u).map_or(0, |s| s.rows))
                 .sum::<u64>();
+            let staged = cold.count(&format!("SELECT count() FROM {stage}")).await?;
+            if staged != rows {
+                cold.exec(&format!("DROP TABLE IF EXISTS {stage}")).await?;
+                bail!("{}: staged {staged} rows of a chunk of {rows}", cold.label);
+            }
+            let (db, name) = stage.split_once('.').unwrap_or_default();
+            for row in cold
+                .tsv(&format!(
+                    "SELECT DISTINCT partition_id FROM system.parts WHERE database = '{db}' AND table = '{name}' AND active"
+                ))
+                .await?
+            {
+                if let Some(Some(id)) = row.first() {
+                    cold.exec(&format!(
+                        "ALTER TABLE {cold_table} ATTACH PARTITION ID '{id}' FROM {stage}"
+                    ))
+                    .await?;
+                }
+            }
+            cold.exec(&format!("TRUNCATE TABLE {stage}")).await?;
+            copied += rows;
+        }
+        if !missing.is_empty() {
+            cold.exec(&format!("DROP TABLE IF EXISTS {stage}")).await?;
         }
         self.copy_ns.fetch_add(
             t_copy.elapsed().as_nanos() as u64,
@@ -1610,6 +1725,13 @@ mod tests {
         assert!(!format!("{e:?}").contains("secret"));
         assert!(Endpoint::parse("postgres://h/db").is_err());
         assert!(Endpoint::parse("clickhouse://h/db;drop").is_err());
+        assert!(Endpoint::parse("clickhouse:///db").is_err());
+        let e = Endpoint::parse("clickhouse://u:p%40ss@[::1]:9000/").expect("url");
+        assert_eq!(e.url, "http://[::1]:9000");
+        assert_eq!(
+            (e.database.as_str(), e.password.as_deref()),
+            ("tickwire", Some("p@ss"))
+        );
         assert_eq!(
             Target::parse("parquet:/a/b"),
             Ok(Target::Parquet("/a/b".into()))

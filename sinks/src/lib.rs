@@ -222,17 +222,11 @@ pub fn table_name(kind: Kind) -> &'static str {
 
 /// `YYYY-MM-DD` of a day number (days since 1970-01-01), proleptic Gregorian.
 pub fn date_string(day: i32) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = i64::from(day) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    // 2440588 is the Julian day of 1970-01-01.
+    match time::Date::from_julian_day(day.saturating_add(2_440_588)) {
+        Ok(d) => format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day()),
+        Err(_) => format!("day{day}"),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pyarrow.dataset as ds
@@ -40,6 +41,41 @@ def summary(stdout):
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def test_a_replay_on_a_terminal_draws_a_progress_bar(tmp_path):
+    import pty
+    cap = tmp_path / "capture"
+    r = subprocess.run([BIN, "demo", "--duration", "1", "--out", str(tmp_path / "live"), "--capture", str(cap),
+                        "--zmq", f"tcp://127.0.0.1:{free_port()}", "--stats-secs", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    master, slave = pty.openpty()
+    p = subprocess.Popen([BIN, "replay", "--capture", str(cap), "--out", str(tmp_path / "again")],
+                         stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "COLUMNS": "120"})
+    os.close(slave)
+    drawn = []
+
+    def read():  # until the replay's end closes the terminal (EIO)
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            drawn.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    out = p.communicate(timeout=120)[0]
+    reader.join(10)
+    os.close(master)
+    text = b"".join(drawn).decode(errors="replace")
+    assert p.returncode == 0, text
+    assert "replay [" in text and "#" in text and "files " in text, text
+    assert "(done)" not in text, "a terminal gets the bar, not the plain lines"
+    assert summary(out)["replay"]["files"] > 0
+
+
 def test_a_replayed_capture_equals_the_live_run_row_for_row(tmp_path):
     live, cap, again = tmp_path / "live", tmp_path / "capture", tmp_path / "replayed"
     r = subprocess.run([BIN, "demo", "--duration", "4", "--out", str(live), "--capture", str(cap),
@@ -56,6 +92,13 @@ def test_a_replayed_capture_equals_the_live_run_row_for_row(tmp_path):
     b = summary(r.stdout)
     assert b["replay"]["torn"] == 0 and b["replay"]["holes"] == 0 and b["replay"]["malformed"] == 0, b["replay"]
     assert b["records"] == a["records"], (a["records"], b["records"])
+    # Progress, stderr not being a terminal: plain log lines, the last one at 100%.
+    files = [f for f in cap.rglob("*") if f.is_file()]
+    assert b["replay"]["files"] == len(files) and b["replay"]["bytes"] == sum(f.stat().st_size for f in files)
+    done = [l for l in r.stderr.splitlines() if " INFO " in l and ": replay: " in l and l.endswith("(done)")]
+    n = len(files)
+    assert len(done) == 1 and "(100%)" in done[0] and f"files {n}/{n}" in done[0], r.stderr
+    assert "\r" not in r.stderr and "#" not in r.stderr, "no bar drawn into a pipe"
     # The faults happened, and so did everything that depends on them.
     assert a["records"]["gap"] > 0 and a["records"]["depth_snapshot"] > 0 and a["reconnects"] > 0, a
     assert b["gaps"] == a["gaps"] and b["decode_errors"] == a["decode_errors"], (a["gaps"], b["gaps"])

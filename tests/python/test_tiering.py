@@ -180,7 +180,7 @@ def test_kill_minus_9_at_any_step_then_rerun_loses_nothing_and_copies_nothing_tw
             "--older-than", "0s", "--cleanup", "--chunk-rows", "15000"]
     rng = random.Random(7)
     kills = 0
-    for _ in range(4):
+    for _ in range(8):
         p = subprocess.Popen([BIN, "tier", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.3, 2.5))
         if p.poll() is None:
@@ -360,3 +360,27 @@ def test_a_window_whose_check_fails_is_reported_counted_and_left_in_the_hot_tier
     assert chn(HOT, f"SELECT count() FROM {hot}.trades WHERE market = 'spot'") == total // 2
     assert chn(HOT, f"SELECT count() FROM {hot}.trades WHERE market = 'usdm'") == 0
     assert chn(HOT, f"SELECT count() FROM {hot}.tier_windows WHERE state = 'failed' AND market = 'spot'") == 1
+
+
+def test_a_replicated_cold_table_gets_each_chunk_whole_through_its_staging_table(dbs, tmp_path):
+    """The cold trades table is a ReplicatedMergeTree (ZooKeeper): each chunk is staged in a
+    plain MergeTree of its structure and attached; the copy is exact and no staging table stays."""
+    hot, cold = dbs
+    days, per_day, day0 = 1, 20_000, 20_200
+    total = fill(hot, days, per_day, day0)
+    ddl = ch(HOT, f"SHOW CREATE TABLE {hot}.trades").strip().replace("\\n", " ").replace("\\'", "'")
+    zk = f"/clickhouse/tables/tier_test_{os.getpid()}_{free_port()}/trades"
+    ddl = ddl.replace(f"{hot}.trades", f"{cold}.trades").replace(
+        "ENGINE = MergeTree", f"ENGINE = ReplicatedMergeTree('{zk}', 'r1')")
+    ch(COLD, f"CREATE DATABASE IF NOT EXISTS {cold}")
+    ch(COLD, ddl)
+    r, s = tier("--from", url(HOT, hot), "--to", url(COLD, cold), "--kind", "trade", "--older-than", "0s",
+                "--chunk-rows", "15000")
+    assert r.returncode == 0, r.stderr
+    assert s["windows"]["verified"] == 2 and s["windows"]["failed"] == 0, s
+    assert ch(COLD, f"SELECT engine FROM system.tables WHERE database = '{cold}' AND name = 'trades'").strip() \
+        == "ReplicatedMergeTree"
+    assert chn(COLD, f"SELECT count() FROM {cold}.trades") == total
+    assert chn(COLD, f"SELECT uniqExact(trade_id) FROM {cold}.trades") == total
+    assert ch(COLD, f"SELECT name FROM system.tables WHERE database = '{cold}' AND startsWith(name, '_tier')") == ""
+    ch(COLD, f"DROP TABLE {cold}.trades")

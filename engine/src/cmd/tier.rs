@@ -4,7 +4,7 @@
 
 use crate::tier::{parse_duration_ns, parse_kind, Endpoint, Plan, Progress, Target, Tierer};
 use anyhow::{anyhow, bail};
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 #[cfg(test)]
 use tickwire_codecs::record::Kind;
@@ -114,44 +114,18 @@ pub fn plan(args: &Args) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
-fn human(n: u64) -> String {
-    match n {
-        0..=9_999 => n.to_string(),
-        10_000..=9_999_999 => format!("{:.1}k", n as f64 / 1e3),
-        _ => format!("{:.2}M", n as f64 / 1e6),
-    }
-}
-
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let tty = std::io::stderr().is_terminal();
-    let started = std::time::Instant::now();
+    let mut shown = crate::progress::Progress::new("tier", crate::progress::Unit::Rows, 0);
     let mut bar = move |p: &Progress| {
-        if !tty {
-            return;
-        }
-        let width = 30usize;
-        let done = if p.rows_total == 0 {
-            width
-        } else {
-            (p.rows_done as f64 / p.rows_total as f64 * width as f64) as usize
-        };
-        eprint!(
-            "\rtier [{}{}] windows {}/{} rows {}/{} {:.0}s ",
-            "#".repeat(done.min(width)),
-            " ".repeat(width - done.min(width)),
-            p.windows_done,
-            p.windows_total,
-            human(p.rows_done),
-            human(p.rows_total),
-            started.elapsed().as_secs_f64()
-        );
+        let note = format!("windows {}/{}", p.windows_done, p.windows_total);
+        shown.set(p.rows_done, p.rows_total, &note);
         if p.windows_done == p.windows_total {
-            eprintln!();
+            shown.finish(&note);
         }
     };
     let report = rt.block_on(async {
