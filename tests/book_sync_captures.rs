@@ -7,7 +7,7 @@ use serde_json::Value;
 use tickwire_codecs::binance::Decoder;
 use tickwire_codecs::record::{DepthUpdate, Level, Market, Record};
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::book::{BookSync, SyncEvent};
+use tickwire_engine::source::book::{BookSync, SyncEvent};
 use tickwire_engine::source::parse_snapshot;
 use tickwire_tests::fixtures;
 

@@ -18,7 +18,7 @@ use tickwire_codecs::decimal::{DpSet, Wide};
 use tickwire_codecs::record::*;
 use tickwire_codecs::symbol::SymbolTable;
 use tickwire_engine::bus::collector::{NatsConfig, NatsOut};
-use tickwire_engine::queue::Msg;
+use tickwire_engine::pipeline::queue::Msg;
 
 const N: usize = 100_000;
 const SYMBOLS: usize = 64;
@@ -88,7 +88,7 @@ fn messages(bundles: &[Vec<Msg>], per_record: bool) -> Vec<(String, bytes::Bytes
                 }
             };
             let (_, buf, n) = &mut by[at];
-            tickwire_engine::publish::encode_binary(buf, &m.rec, m.levels(), *seq);
+            tickwire_engine::pipeline::publish::encode_binary(buf, &m.rec, m.levels(), *seq);
             *n += 1;
         }
         for (sym, buf, _) in by {

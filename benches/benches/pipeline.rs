@@ -19,8 +19,10 @@ use tickwire_codecs::arrow::BatchBuilder;
 use tickwire_codecs::binance::Decoder;
 use tickwire_codecs::record::{Kind, Level, Market, Record};
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::publish::{encode_binary, Encoding, PubConfig, PubCounters, Publisher};
-use tickwire_engine::queue::Msg;
+use tickwire_engine::pipeline::publish::{
+    encode_binary, Encoding, PubConfig, PubCounters, Publisher,
+};
+use tickwire_engine::pipeline::queue::Msg;
 use zeromq::Socket as _;
 
 fn trades(n: usize) -> (Vec<Record>, Arc<SymbolTable>) {

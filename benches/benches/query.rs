@@ -18,9 +18,9 @@ use tickwire_codecs::arrow::BatchBuilder;
 use tickwire_codecs::decimal::DpSet;
 use tickwire_codecs::record::*;
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::cache::{Cache, CacheConfig};
-use tickwire_engine::query::Api;
 use tickwire_engine::runner::Counters;
+use tickwire_engine::serve::cache::{Cache, CacheConfig};
+use tickwire_engine::serve::query::Api;
 use tickwire_sinks::clickhouse::{ClickHouseConfig, ClickHouseSink};
 use tickwire_sinks::{Batch, BatchKey};
 
@@ -134,8 +134,8 @@ fn bench(c: &mut Criterion) {
         .port();
     let tw = format!("127.0.0.1:{port}");
     let _server = rt
-        .block_on(tickwire_engine::http::serve(
-            &tickwire_engine::http::Listen::local(&tw),
+        .block_on(tickwire_engine::serve::http::serve(
+            &tickwire_engine::serve::http::Listen::local(&tw),
             Arc::new(Counters::default()),
             Arc::default(),
             Instant::now(),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tickwire_codecs::decimal::{DpSet, Wide};
 use tickwire_codecs::record::*;
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::l1::{L1Config, L1};
-use tickwire_engine::queue::Msg;
+use tickwire_engine::pipeline::queue::Msg;
+use tickwire_engine::serve::l1::{L1Config, L1};
 
 const N: usize = 40_000;
 const SYMBOLS: [&str; 4] = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "PEPEUSDT"];

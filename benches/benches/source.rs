@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tickwire_codecs::record::Market;
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::queue::QueueCounters;
+use tickwire_engine::pipeline::queue::QueueCounters;
 use tickwire_engine::sim::market::default_symbols;
 use tickwire_engine::sim::{Faults, SimConfig, SimServer};
 use tickwire_engine::source::{self, SourceConfig};
@@ -64,7 +64,7 @@ async fn to_source() -> Duration {
         .await
         .expect("sim");
     let url = sim.combined_url(Market::Spot, &default_symbols());
-    let (tx, rx) = crossbeam_channel::bounded::<tickwire_engine::queue::Bundle>(4_096);
+    let (tx, rx) = crossbeam_channel::bounded::<tickwire_engine::pipeline::queue::Bundle>(4_096);
     let done = Arc::new(AtomicU64::new(0));
     let d = done.clone();
     let drain = std::thread::spawn(move || {

@@ -11,11 +11,11 @@
 //! `__` that names no key is refused; other `TICKWIRE_*` variables without `__` (such as
 //! `TICKWIRE_BIN`) are left alone.
 
-use crate::cache::CacheConfig;
+use crate::pipeline::publish::{Encoding, PubConfig};
+use crate::pipeline::queue::FullPolicy;
 use crate::pipeline::FlushConfig;
-use crate::publish::{Encoding, PubConfig};
-use crate::queue::FullPolicy;
 use crate::runner::{Input, ReadThrough, Settings};
+use crate::serve::cache::CacheConfig;
 use crate::sim::market::default_symbols;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -128,7 +128,7 @@ pub struct RestConfig {
 
 impl Default for RestConfig {
     fn default() -> Self {
-        let d = crate::rest::RestOptions::default();
+        let d = crate::source::rest::RestOptions::default();
         RestConfig {
             max_weight_share: d.max_weight_share,
             data_requests_per_5min: d.data_per_5min,
@@ -477,7 +477,7 @@ impl NatsSinkConfig {
     }
 }
 
-/// `[[sinks]] type = "redis"`: the L1 hot tier ([`crate::l1`]).
+/// `[[sinks]] type = "redis"`: the L1 hot tier ([`crate::serve::l1`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSinkConfig {
@@ -544,13 +544,13 @@ fn default_redis_ttl_state() -> u64 {
 
 impl RedisSinkConfig {
     /// The L1's settings (validated: every timeframe is one).
-    pub fn l1(&self) -> crate::l1::L1Config {
-        let mut c = crate::l1::L1Config::new(&self.url);
+    pub fn l1(&self) -> crate::serve::l1::L1Config {
+        let mut c = crate::serve::l1::L1Config::new(&self.url);
         c.prefix.clone_from(&self.prefix);
         c.timeframes = self
             .timeframes
             .iter()
-            .filter_map(|t| crate::l1::timeframe(t).map(|w| (t.clone(), w)))
+            .filter_map(|t| crate::serve::l1::timeframe(t).map(|w| (t.clone(), w)))
             .collect();
         c.candles_keep = self.candles_keep.max(1);
         c.ticks_keep = self.ticks_keep.max(1);
@@ -729,7 +729,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             dir: String::new(),
-            zstd_level: crate::capture::LEVEL,
+            zstd_level: crate::source::capture::LEVEL,
         }
     }
 }
@@ -798,7 +798,7 @@ pub struct HttpConfig {
     pub cache_budget_mb: usize,
     /// Bearer token every request but /health and the status page must carry (best from the
     /// environment: TICKWIRE_HTTP__TOKEN); required when `bind` is not loopback. Never logged.
-    pub token: crate::http::Token,
+    pub token: crate::serve::http::Token,
 }
 
 impl Default for HttpConfig {
@@ -807,7 +807,7 @@ impl Default for HttpConfig {
             bind: "127.0.0.1:9464".into(),
             cache_window_secs: 3600,
             cache_budget_mb: 512,
-            token: crate::http::Token::default(),
+            token: crate::serve::http::Token::default(),
         }
     }
 }
@@ -1014,7 +1014,7 @@ pub struct SourcePlan {
     /// The symbols listed (empty with `all`).
     pub symbols: Vec<String>,
     /// `symbols = ["*"]`: the filter on exchangeInfo's symbols.
-    pub all: Option<crate::rest::SymbolFilter>,
+    pub all: Option<crate::source::rest::SymbolFilter>,
     pub streams: Vec<String>,
     pub depth_limit: usize,
     /// With `all`: read exchangeInfo again this often and follow listings (None: never).
@@ -1073,7 +1073,7 @@ enum Store {
         tickwire_sinks::clickhouse::ddl::ClusterLayout,
     ),
     Postgres(PostgresConfig),
-    Redis(crate::l1::L1Config),
+    Redis(crate::serve::l1::L1Config),
     Nats(crate::bus::collector::NatsConfig),
 }
 
@@ -1414,7 +1414,7 @@ impl Config {
                     if let Some(bad) = r
                         .timeframes
                         .iter()
-                        .find(|t| crate::l1::timeframe(t).is_none())
+                        .find(|t| crate::serve::l1::timeframe(t).is_none())
                     {
                         return Err(invalid(
                             format!("sinks[{i}].timeframes"),
@@ -1441,8 +1441,8 @@ impl Config {
     fn poll_plan(
         &self,
         p: &PollerConfig,
-    ) -> Result<crate::series::PollPlan, (&'static str, String)> {
-        use crate::series::{period_ms, Series};
+    ) -> Result<crate::source::series::PollPlan, (&'static str, String)> {
+        use crate::source::series::{period_ms, Series};
         if p.series.is_empty() {
             return Err(("series", "name at least one series".into()));
         }
@@ -1487,7 +1487,7 @@ impl Config {
         if p.every_secs == 0 {
             return Err(("every_secs", "must be positive".into()));
         }
-        Ok(crate::series::PollPlan {
+        Ok(crate::source::series::PollPlan {
             series,
             period,
             symbols: (!all).then(|| p.symbols.iter().map(|s| s.to_ascii_uppercase()).collect()),
@@ -1524,7 +1524,7 @@ impl Config {
                     } else {
                         s.symbols.iter().filter(mine).cloned().collect()
                     },
-                    all: all.then(|| crate::rest::SymbolFilter {
+                    all: all.then(|| crate::source::rest::SymbolFilter {
                         quote_assets: s.quote_assets.clone(),
                         contract_types: s.contract_types.clone(),
                         exclude: s.exclude.clone(),
@@ -1684,7 +1684,7 @@ impl Config {
                 },
                 WhenFull::DropNewest => FullPolicy::DropNewest,
             },
-            http: (!self.http.bind.is_empty()).then(|| crate::http::Listen {
+            http: (!self.http.bind.is_empty()).then(|| crate::serve::http::Listen {
                 bind: self.http.bind.clone(),
                 token: self.http.token.nonempty(),
             }),
@@ -1710,7 +1710,7 @@ impl Config {
             stats_secs: self.stats_secs,
             subscribe: self.connection.subscribe,
             book_sync: self.connection.book_sync,
-            rest: crate::rest::RestOptions {
+            rest: crate::source::rest::RestOptions {
                 max_weight_share: self.rest.max_weight_share,
                 data_per_5min: self.rest.data_requests_per_5min,
                 ..Default::default()

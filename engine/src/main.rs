@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use tickwire_engine::logging::LogFormat;
+use tickwire_engine::cmd::logging::LogFormat;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,7 +44,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = tickwire_engine::logging::init(cli.log_format) {
+    if let Err(e) = tickwire_engine::cmd::logging::init(cli.log_format) {
         eprintln!("tickwire: {e}");
         return ExitCode::from(2);
     }

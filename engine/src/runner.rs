@@ -2,16 +2,16 @@
 //! the stats line, the HTTP endpoints and a clean stop. `tickwire demo` and `tickwire run` are
 //! two ways to fill in [`Settings`].
 
-use crate::cache::{Cache, CacheConfig};
-use crate::http::{self, Health};
+use crate::pipeline::publish::{PubConfig, PubCounters, Publisher};
+use crate::pipeline::queue::{FullPolicy, QueueCounters};
 use crate::pipeline::{FlushConfig, Pipeline, PipelineCounters, SinkRunner};
-use crate::publish::{PubConfig, PubCounters, Publisher};
-use crate::query::{Api, ReadStore};
-use crate::queue::{FullPolicy, QueueCounters};
-use crate::readthrough::{ChReader, PgReader};
-use crate::rest::{Class, RestHost, RestOptions};
+use crate::serve::cache::{Cache, CacheConfig};
+use crate::serve::http::{self, Health};
+use crate::serve::query::{Api, ReadStore};
+use crate::serve::readthrough::{ChReader, PgReader};
 use crate::sim::market::SymbolSpec;
 use crate::sim::{Faults, Replay, SimConfig, SimCounters, SimServer};
+use crate::source::rest::{Class, RestHost, RestOptions};
 use crate::source::{self, SourceConfig};
 use anyhow::Context;
 use std::fmt::Write as _;
@@ -40,7 +40,7 @@ pub enum Input {
         /// load generator that costs its writes alone; for finding the engine's ceiling).
         prerender: bool,
     },
-    /// A capture directory ([`crate::capture`]), replayed through the same decode, sequence
+    /// A capture directory ([`crate::source::capture`]), replayed through the same decode, sequence
     /// checks and books; the run ends when it has been read.
     Replay {
         /// The capture.
@@ -120,7 +120,7 @@ pub struct Settings {
     /// Keep live order books of the depth streams, synced from REST snapshots.
     pub book_sync: bool,
     /// Each REST host's weight budget.
-    pub rest: crate::rest::RestOptions,
+    pub rest: crate::source::rest::RestOptions,
     /// Replace each connection after this long (before Binance's 24 h close).
     pub rotate_after: Option<Duration>,
     /// Emit `depth_snapshot` records of the live books this often.
@@ -134,13 +134,13 @@ pub struct Settings {
     /// Stop after this long (None: until SIGINT/SIGTERM).
     pub duration: Option<Duration>,
     /// The USD-M series only REST serves, polled (`[[pollers]]`).
-    pub pollers: Vec<crate::series::PollPlan>,
+    pub pollers: Vec<crate::source::series::PollPlan>,
     /// Keep every frame, snapshot answer and connection event under this directory.
     pub capture: Option<std::path::PathBuf>,
     /// The capture's zstd level.
     pub capture_level: i32,
     /// The Redis L1 (`[[sinks]] type = "redis"`, `demo --redis`).
-    pub redis: Option<crate::l1::L1Config>,
+    pub redis: Option<crate::serve::l1::L1Config>,
     /// Every record into NATS JetStream (`[[sinks]] type = "nats"`, `demo --nats`).
     pub nats: Option<crate::bus::collector::NatsConfig>,
     /// Stop (flush, summary) after this long without a record taken in.
@@ -189,11 +189,11 @@ pub struct Listing {
     /// Its connections keep books (through `host`).
     pub books: bool,
     /// The `instrument` records written so far (a change is written again).
-    pub instruments: crate::series::Instruments,
+    pub instruments: crate::source::series::Instruments,
     /// Where its `instrument` records go (none: `run --check`).
-    pub emit: Option<Arc<crate::series::Emitter>>,
+    pub emit: Option<Arc<crate::source::series::Emitter>>,
     /// The symbols recorded, kept up to date for the pollers.
-    pub recorded: Arc<crate::series::Recorded>,
+    pub recorded: Arc<crate::source::series::Recorded>,
 }
 
 /// The path group of a stream (`/public` or `/market` on USD-M, none on spot).
@@ -222,12 +222,12 @@ impl Listing {
             .host
             .get(
                 Class::Poll,
-                crate::rest::exchange_info_path(p.market).to_string(),
-                crate::rest::exchange_info_weight(p.market),
+                crate::source::rest::exchange_info_path(p.market).to_string(),
+                crate::source::rest::exchange_info_weight(p.market),
             )
             .await
             .map_err(|e| e.to_string())?;
-        let info = crate::rest::parse_exchange_info(&body).inspect_err(|_| {
+        let info = crate::source::rest::parse_exchange_info(&body).inspect_err(|_| {
             // Answered but unreadable: a failed request like the others.
             self.host.stats.errors.fetch_add(1, Ordering::Relaxed);
         })?;
@@ -357,12 +357,12 @@ pub async fn resolve_sources(
     opts: RestOptions,
     hosts: &mut Vec<Arc<RestHost>>,
     attempts: u32,
-    emit: Option<&Arc<crate::series::Emitter>>,
-    recorded: &Arc<crate::series::Recorded>,
+    emit: Option<&Arc<crate::source::series::Emitter>>,
+    recorded: &Arc<crate::source::series::Recorded>,
 ) -> anyhow::Result<(Vec<Connection>, Vec<Listing>)> {
     let mut listings = Vec::new();
-    let mut trackers: Vec<(String, crate::series::Instruments)> = Vec::new();
-    let mut infos: Vec<(String, Result<crate::rest::ExchangeInfo, String>)> = Vec::new();
+    let mut trackers: Vec<(String, crate::source::series::Instruments)> = Vec::new();
+    let mut infos: Vec<(String, Result<crate::source::rest::ExchangeInfo, String>)> = Vec::new();
     let mut out = Vec::new();
     for p in plans {
         let base = rest_base(&p.endpoint, p.market);
@@ -381,12 +381,12 @@ pub async fn resolve_sources(
                         r = h
                             .get(
                                 Class::First,
-                                crate::rest::exchange_info_path(p.market).to_string(),
-                                crate::rest::exchange_info_weight(p.market),
+                                crate::source::rest::exchange_info_path(p.market).to_string(),
+                                crate::source::rest::exchange_info_weight(p.market),
                             )
                             .await
                             .map_err(|e| e.to_string())
-                            .and_then(|b| crate::rest::parse_exchange_info(&b));
+                            .and_then(|b| crate::source::rest::parse_exchange_info(&b));
                         tried += 1;
                         match &r {
                             Err(e) if tried < attempts => {
@@ -410,7 +410,7 @@ pub async fn resolve_sources(
                         Err(e) => tracing::warn!(
                             "REST {}: exchangeInfo: {e}; weight limit {} a minute assumed",
                             h.base,
-                            crate::rest::default_weight_limit(p.market)
+                            crate::source::rest::default_weight_limit(p.market)
                         ),
                     }
                     infos.push((key.clone(), r));
@@ -454,13 +454,13 @@ pub async fn resolve_sources(
             }
         };
         recorded.add(p.market, &symbols);
-        let mut instruments = crate::series::Instruments::new(p.market);
+        let mut instruments = crate::source::series::Instruments::new(p.market);
         if let (Some(Ok(i)), Some(e), Some(h)) = (info, emit, &host) {
             let key = format!("{}|{}", p.market.as_str(), h.base);
             let at = match trackers.iter().position(|(k, _)| *k == key) {
                 Some(at) => at,
                 None => {
-                    trackers.push((key, crate::series::Instruments::new(p.market)));
+                    trackers.push((key, crate::source::series::Instruments::new(p.market)));
                     trackers.len() - 1
                 }
             };
@@ -513,11 +513,11 @@ pub async fn resolve_sources(
 #[derive(Debug, Default)]
 pub struct Counters {
     /// The raw capture's (with a capture).
-    pub capture: Option<Arc<crate::capture::CaptureCounters>>,
+    pub capture: Option<Arc<crate::source::capture::CaptureCounters>>,
     /// The replay's (replaying a capture).
     pub replay: Option<Arc<source::ReplayCounters>>,
     /// The Redis L1's.
-    pub redis: Option<Arc<crate::l1::L1Counters>>,
+    pub redis: Option<Arc<crate::serve::l1::L1Counters>>,
     /// The NATS sink's.
     pub nats: Option<Arc<crate::bus::collector::NatsCounters>>,
     /// The JetStream writer's (`[[sources]] type = "nats"`).
@@ -533,7 +533,7 @@ pub struct Counters {
     /// Simulators (when in-process).
     pub sims: Vec<Arc<SimCounters>>,
     /// The query cache (when the HTTP API runs).
-    pub cache: Option<Arc<crate::cache::CacheCounters>>,
+    pub cache: Option<Arc<crate::serve::cache::CacheCounters>>,
     /// The REST hosts (one a market and host), with their budgets and book counters.
     pub rest: Vec<Arc<RestHost>>,
     /// The scheduled tiering's (`[tiering]`).
@@ -613,7 +613,8 @@ fn stats_line(
 /// The replay's progress (bytes of the capture read), on stderr, until every file is read.
 async fn show_replay_progress(rc: Arc<source::ReplayCounters>) {
     let total = rc.bytes_total.load(Ordering::Relaxed);
-    let mut shown = crate::progress::Progress::new("replay", crate::progress::Unit::Bytes, total);
+    let mut shown =
+        crate::cmd::progress::Progress::new("replay", crate::cmd::progress::Unit::Bytes, total);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
@@ -708,7 +709,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     );
                 }
             }
-            Some(Arc::new(crate::publish::SharedPublisher::new(
+            Some(Arc::new(crate::pipeline::publish::SharedPublisher::new(
                 p,
                 symbols.clone(),
             )))
@@ -718,7 +719,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     let cache = s
         .http
         .is_some()
-        .then(|| Arc::new(Cache::new(s.cache, crate::clock::now_ns())));
+        .then(|| Arc::new(Cache::new(s.cache, crate::source::clock::now_ns())));
     counters.cache = cache.as_ref().map(|c| c.counters());
     // The scheduled tiering: a thread of its own (its passes are blocking work on the
     // ClickHouse servers); at the stop it is told to end and not waited for: a pass cut short
@@ -735,11 +736,11 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     }
     let live_books = cache
         .as_ref()
-        .map(|_| Arc::new(crate::book::LiveBooks::default()));
+        .map(|_| Arc::new(crate::source::book::LiveBooks::default()));
     let l1 = match s.redis.clone() {
         Some(cfg) => {
             let url = cfg.url.clone();
-            let l = crate::l1::L1::start(cfg, symbols.clone())
+            let l = crate::serve::l1::L1::start(cfg, symbols.clone())
                 .with_context(|| format!("redis {}", tickwire_sinks::redact(&url)))?;
             counters.sinks.push(("redis", l.sink.clone()));
             counters.redis = Some(l.counters.clone());
@@ -757,7 +758,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         None => None,
     };
     let l1_reader = match (&s.redis, &l1) {
-        (Some(cfg), Some(l)) => Some(Arc::new(crate::l1::L1Reader {
+        (Some(cfg), Some(l)) => Some(Arc::new(crate::serve::l1::L1Reader {
             url: cfg.url.clone(),
             prefix: cfg.prefix.clone(),
             timeframes: cfg.timeframes.iter().map(|t| t.0.clone()).collect(),
@@ -808,7 +809,8 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     });
     // The queue carries bundles (one or more frames' records, see `queue::Bundle`); `queue`
     // records of capacity become queue/16 bundles (at least 64).
-    let (tx, rx) = crossbeam_channel::bounded::<crate::queue::Bundle>((s.queue / 16).max(64));
+    let (tx, rx) =
+        crossbeam_channel::bounded::<crate::pipeline::queue::Bundle>((s.queue / 16).max(64));
     let pipeline = Pipeline::new(
         rx.clone(),
         symbols.clone(),
@@ -846,7 +848,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // The raw capture: its writer thread ends after every connection has let go of it.
     let (capture, capture_writer) = match &s.capture {
         Some(dir) => {
-            let (c, w) = crate::capture::Capture::start(dir, s.capture_level)
+            let (c, w) = crate::source::capture::Capture::start(dir, s.capture_level)
                 .with_context(|| format!("capture {}", dir.display()))?;
             counters.capture = Some(c.counters.clone());
             (Some(c), Some(w))
@@ -854,7 +856,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         None => (None, None),
     };
     // Records made from REST answers (instruments, the polled series) join the sources' queue.
-    let emitter = Arc::new(crate::series::Emitter {
+    let emitter = Arc::new(crate::source::series::Emitter {
         tx: tx.clone(),
         publish: publisher.clone(),
         queue: counters.queue.clone(),
@@ -864,7 +866,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             .as_ref()
             .map(|c| std::sync::Mutex::new(c.connection())),
     });
-    let recorded = Arc::new(crate::series::Recorded::default());
+    let recorded = Arc::new(crate::source::series::Recorded::default());
     let replay_counters = matches!(s.input, Input::Replay { .. })
         .then(|| Arc::new(source::ReplayCounters::default()));
     counters.replay = replay_counters.clone();
@@ -1068,7 +1070,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     );
                 };
                 for plan in s.pollers.clone() {
-                    pollers.push(tokio::spawn(crate::series::run_poller(
+                    pollers.push(tokio::spawn(crate::source::series::run_poller(
                         plan,
                         host.clone(),
                         recorded.clone(),
@@ -1101,7 +1103,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             let mut replay_progress = None;
             let mut replay_finished = false;
             if let (Input::Replay { dir, cfg }, Some(rc)) = (&s.input, &replay_counters) {
-                let streams = crate::capture::streams(dir)
+                let streams = crate::source::capture::streams(dir)
                     .with_context(|| format!("capture {}", dir.display()))?;
                 if streams.is_empty() {
                     anyhow::bail!("capture {}: no capture files", dir.display());

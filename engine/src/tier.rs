@@ -38,7 +38,7 @@
 //! - The ledger `<hot db>.tier_windows` records each window's steps (copied, verified, failed,
 //!   cleaned) with rows and checksum: the report of what happened, and `/v1/tiering`.
 
-use crate::readthrough::{ch_expr, to_batch, tsv_rows, TextRow};
+use crate::serve::readthrough::{ch_expr, to_batch, tsv_rows, TextRow};
 use anyhow::{anyhow, bail, Context};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};

@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tickwire_codecs::record::{Market, SymbolId};
-use tickwire_engine::rest::{self, Class, HttpClient, RestError, RestHost, RestOptions};
 use tickwire_engine::sim::market::default_symbols;
 use tickwire_engine::sim::rest::RestLimits;
 use tickwire_engine::sim::{Faults, SimConfig, SimServer};
+use tickwire_engine::source::rest::{self, Class, HttpClient, RestError, RestHost, RestOptions};
 
 async fn sim(weight_per_minute: u64) -> SimServer {
     SimServer::start(

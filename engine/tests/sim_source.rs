@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tickwire_codecs::record::{Kind, Market};
 use tickwire_codecs::symbol::SymbolTable;
-use tickwire_engine::queue::QueueCounters;
+use tickwire_engine::pipeline::queue::QueueCounters;
 use tickwire_engine::sim::market::default_symbols;
 use tickwire_engine::sim::{Faults, Replay, SimConfig, SimServer};
 use tickwire_engine::source::{self, SourceConfig};
@@ -206,8 +206,8 @@ async fn pings_must_be_answered_in_time() {
 }
 
 /// The REST host of `sim`'s address (its books' snapshots go through its weight budget).
-fn rest_host(market: Market, sim: &SimServer) -> Arc<tickwire_engine::rest::RestHost> {
-    tickwire_engine::rest::RestHost::new(
+fn rest_host(market: Market, sim: &SimServer) -> Arc<tickwire_engine::source::rest::RestHost> {
+    tickwire_engine::source::rest::RestHost::new(
         market,
         &format!("http://{}", sim.addr),
         &[],
@@ -541,7 +541,7 @@ async fn rotation_with_overlap_loses_and_duplicates_nothing() {
 /// behind the source is full and refuses them (those are counted as queue drops).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_published_as_decoded_even_when_the_queue_is_full() {
-    use tickwire_engine::publish::{
+    use tickwire_engine::pipeline::publish::{
         decode_binary, PubConfig, PubCounters, Publisher, SharedPublisher,
     };
     let symbols = SymbolTable::new();
@@ -577,7 +577,7 @@ async fn records_are_published_as_decoded_even_when_the_queue_is_full() {
         false,
         Duration::from_secs(30),
     );
-    cfg.full = tickwire_engine::queue::FullPolicy::DropNewest;
+    cfg.full = tickwire_engine::pipeline::queue::FullPolicy::DropNewest;
     cfg.publish = Some(publisher.clone());
     let task = tokio::spawn(source::run(cfg, symbols, tx, counters.clone(), stop_rx));
     wait_until(

@@ -75,18 +75,18 @@ async fn https_rest_snapshots_are_fetched_and_certificates_checked() {
     // Trusted (a private root given): the body comes back.
     let base = format!("https://localhost:{port}");
     let path = "/api/v3/depth?symbol=BTCUSDT&limit=5";
-    let client =
-        tickwire_engine::rest::HttpClient::new(&base, std::slice::from_ref(&cert)).expect("client");
+    let client = tickwire_engine::source::rest::HttpClient::new(&base, std::slice::from_ref(&cert))
+        .expect("client");
     let got = client.get(path).await.expect("fetched over TLS");
     assert_eq!(got.body, body);
     // Not trusted (only the public roots): refused, as a TLS error.
-    let e = tickwire_engine::rest::HttpClient::new(&base, &[])
+    let e = tickwire_engine::source::rest::HttpClient::new(&base, &[])
         .expect("client")
         .get(path)
         .await
         .expect_err("an unknown issuer is refused");
     assert!(
-        matches!(e, tickwire_engine::rest::RestError::Tls { .. }),
+        matches!(e, tickwire_engine::source::rest::RestError::Tls { .. }),
         "{e}"
     );
 }

@@ -37,7 +37,7 @@ def test_text_lines_have_time_level_target_and_message(tmp_path):
     assert logs, "some log lines"
     bad = [l for l in logs if not TEXT.match(l)]
     assert not bad, bad
-    redis = [l for l in logs if " WARN tickwire_engine::l1: redis redis://:***@" in l]
+    redis = [l for l in logs if " WARN tickwire_engine::serve::l1: redis redis://:***@" in l]
     assert len(redis) == 1 and "ingest goes on" in redis[0], logs
     assert any(" INFO tickwire_sinks::postgres::sink: " in l for l in logs), logs
     assert not any("\x1b[" in l for l in logs), "no colours when stderr is not a terminal"
@@ -48,7 +48,7 @@ def test_json_lines_are_one_object_each(tmp_path):
     objs = [json.loads(l) for l in logs]
     assert objs and all(set(o) == {"timestamp", "level", "target", "message"} for o in objs), objs
     assert all(re.match(r"^\d{4}-\d\d-\d\dT.*Z$", o["timestamp"]) for o in objs), objs
-    warn = [o for o in objs if o["level"] == "WARN" and o["target"] == "tickwire_engine::l1"]
+    warn = [o for o in objs if o["level"] == "WARN" and o["target"] == "tickwire_engine::serve::l1"]
     assert len(warn) == 1 and warn[0]["message"].startswith("redis redis://:***@"), objs
 
 
@@ -56,8 +56,8 @@ def test_json_lines_are_one_object_each(tmp_path):
 def test_the_filter_keeps_only_what_it_names(tmp_path, var):
     logs = demo(tmp_path, env={var: "error"})
     assert logs == [], logs
-    logs = demo(tmp_path, env={var: "error,tickwire_engine::l1=warn"})
-    assert len(logs) == 1 and "tickwire_engine::l1" in logs[0], logs
+    logs = demo(tmp_path, env={var: "error,tickwire_engine::serve::l1=warn"})
+    assert len(logs) == 1 and "tickwire_engine::serve::l1" in logs[0], logs
 
 
 def test_tickwire_log_wins_over_rust_log_and_a_bad_filter_is_refused(tmp_path):

@@ -17,8 +17,8 @@
 //! acknowledged within `shutdown_timeout` stays in the spill file, which the next run sends
 //! first (same ids).
 
-use crate::names::Names;
-use crate::queue::Bundle;
+use crate::pipeline::names::Names;
+use crate::pipeline::queue::Bundle;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -306,7 +306,7 @@ impl Worker {
         let spill = Spill::open(&cfg.spill_dir, &counters);
         Worker {
             names: Names::new(symbols),
-            run: crate::clock::now_ns().max(0) as u64,
+            run: crate::source::clock::now_ns().max(0) as u64,
             next: 0,
             building: FxHashMap::default(),
             retry: VecDeque::new(),
@@ -417,7 +417,7 @@ impl Worker {
                 continue;
             };
             b.seq += 1;
-            crate::publish::encode_binary(&mut b.buf, &m.rec, m.levels(), b.seq);
+            crate::pipeline::publish::encode_binary(&mut b.buf, &m.rec, m.levels(), b.seq);
             b.records += 1;
             if b.records as usize >= super::MAX_RECORDS || b.buf.len() >= super::MAX_PAYLOAD {
                 let out = self.seal(key);
@@ -628,9 +628,10 @@ impl Spill {
 
     fn write(&mut self, out: &Out, counters: &NatsCounters) {
         if self.writer.is_none() {
-            let path = self
-                .dir
-                .join(format!("nats-{:020}.spill", crate::clock::now_ns().max(0)));
+            let path = self.dir.join(format!(
+                "nats-{:020}.spill",
+                crate::source::clock::now_ns().max(0)
+            ));
             match std::fs::File::create(&path) {
                 Ok(f) => {
                     self.files.push_back(path.clone());

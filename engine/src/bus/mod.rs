@@ -3,7 +3,7 @@
 //! pipeline as a WebSocket source ([`writer`]).
 //!
 //! A message is one subject's records: subject `<prefix>.<kind>.<market>.<SYMBOL>`, payload
-//! the concatenated binary payloads of the ZMQ PUB (version 1, see [`crate::publish`]), each
+//! the concatenated binary payloads of the ZMQ PUB (version 1, see [`crate::pipeline::publish`]), each
 //! with its own per-subject sequence number; at most [`MAX_RECORDS`] records or
 //! [`MAX_PAYLOAD`] bytes a message.
 

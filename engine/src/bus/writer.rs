@@ -20,7 +20,7 @@
 //!   which gives the same rows under the same id, and the sinks skip (or complete, for
 //!   PostgreSQL's parts) what they have. Past the last such position, generations resume.
 
-use crate::queue::{Bundle, Msg};
+use crate::pipeline::queue::{Bundle, Msg};
 use async_nats::jetstream;
 use futures_util::StreamExt;
 use rustc_hash::FxHashMap;
@@ -311,7 +311,7 @@ pub async fn run(
     symbols: Arc<SymbolTable>,
     tx: crossbeam_channel::Sender<Bundle>,
     counters: Arc<WriterCounters>,
-    queue: Arc<crate::queue::QueueCounters>,
+    queue: Arc<crate::pipeline::queue::QueueCounters>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last_seq = counters.start.load(Ordering::Relaxed).saturating_sub(1);
@@ -407,7 +407,7 @@ pub fn decode(
     let mut at = 0;
     while at < payload.len() {
         let (mut rec, levels, _seq) =
-            crate::publish::decode_binary(&payload[at..]).map_err(|e| e.to_string())?;
+            crate::pipeline::publish::decode_binary(&payload[at..]).map_err(|e| e.to_string())?;
         let size = rec.as_bytes().len();
         at += 16 + size + levels.len() * 32;
         let h = rec.header_mut();
@@ -467,7 +467,7 @@ mod tests {
             let mut t: Trade = bytemuck::Zeroable::zeroed();
             t.header = Header::new(Kind::Trade, Market::Usdm, SymbolId(77), 1, 2);
             t.trade_id = 100 + i as i64;
-            crate::publish::encode_binary(&mut payload, &Record::Trade(t), &[], i + 1);
+            crate::pipeline::publish::encode_binary(&mut payload, &Record::Trade(t), &[], i + 1);
         }
         let symbols = SymbolTable::new();
         let b = decode(

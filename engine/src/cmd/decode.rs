@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::queue::Msg;
+use crate::pipeline::queue::Msg;
 use tickwire_codecs::binance::{Control, DecodeStats, Decoder, ErrorClass, Frame, TimeUnit};
 use tickwire_codecs::json::{write_json_str, write_record};
 use tickwire_codecs::record::{Kind, Level, Market, Record};
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let table = SymbolTable::new();
     let mut dec = Decoder::new(args.market.into(), table.clone()).with_time_unit(unit);
-    let mut names = crate::names::Names::new(table);
+    let mut names = crate::pipeline::names::Names::new(table);
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if line.last() == Some(&b'\r') {
             line.pop();
         }
-        let recv = crate::clock::now_ns();
+        let recv = crate::source::clock::now_ns();
         recs.clear();
         buf.clear();
         let r = dec.decode_stream(&line, stream, recv, &mut |r: &Record, lv: &[Level]| {

@@ -9,11 +9,11 @@
 //! `sent` (per kind, by the simulator), `records` (per kind, taken in by the engine), `rows`
 //! (per sink), `published`, `dropped`, `errors`, and the details behind them.
 
-use crate::cache::CacheConfig;
+use crate::pipeline::publish::{Encoding, PubConfig};
+use crate::pipeline::queue::FullPolicy;
 use crate::pipeline::FlushConfig;
-use crate::publish::{Encoding, PubConfig};
-use crate::queue::FullPolicy;
 use crate::runner::{self, Input, ReadThrough, Settings};
+use crate::serve::cache::CacheConfig;
 use crate::sim::market::default_symbols;
 use crate::sim::Faults;
 use anyhow::Context;
@@ -197,9 +197,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         queue: args.queue,
         full: FullPolicy::default(),
-        http: args.http.as_ref().map(|bind| crate::http::Listen {
+        http: args.http.as_ref().map(|bind| crate::serve::http::Listen {
             bind: bind.clone(),
-            token: args.http_token.clone().and_then(crate::http::Token::new),
+            token: args
+                .http_token
+                .clone()
+                .and_then(crate::serve::http::Token::new),
         }),
         cache: CacheConfig {
             window: Duration::from_secs(args.cache_window_secs),
@@ -235,9 +238,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         duration: Some(Duration::from_secs(args.duration)),
         pollers: Vec::new(),
         capture: args.capture.clone(),
-        capture_level: crate::capture::LEVEL,
+        capture_level: crate::source::capture::LEVEL,
         redis: args.redis.as_ref().map(|url| {
-            let mut c = crate::l1::L1Config::new(url);
+            let mut c = crate::serve::l1::L1Config::new(url);
             c.prefix.clone_from(&args.redis_prefix);
             c
         }),

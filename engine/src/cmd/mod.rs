@@ -1,7 +1,12 @@
-//! Subcommands of the `tickwire` binary.
+//! Subcommands of the `tickwire` binary, and what they share on the terminal: log lines
+//! (`logging`) and progress (`progress`). A command builds `runner::Settings` (or, for
+//! `decode`, `subscribe` and `tier`, does its one job) and reports; it owns no thread of the
+//! data path.
 
 pub mod decode;
 pub mod demo;
+pub mod logging;
+pub mod progress;
 pub mod replay;
 pub mod run;
 pub mod sim;

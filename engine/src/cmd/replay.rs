@@ -1,14 +1,14 @@
-//! `tickwire replay`: a raw capture ([`crate::capture`]) run again through the engine's own
+//! `tickwire replay`: a raw capture ([`crate::source::capture`]) run again through the engine's own
 //! decode, sequence checks and order books (synced from the captured snapshot answers) and its
 //! pipeline, into Parquet under `--out` or the sinks of a `--config` (and ZMQ if asked). The records are those the live run
 //! queued, `recv_time` included. The last stdout line is the JSON summary, `records` per kind
 //! like the demo's, and `replay` (entries read, frames, holes the capture had, torn files).
 
-use crate::cache::CacheConfig;
+use crate::pipeline::publish::{Encoding, PubConfig};
+use crate::pipeline::queue::FullPolicy;
 use crate::pipeline::FlushConfig;
-use crate::publish::{Encoding, PubConfig};
-use crate::queue::FullPolicy;
 use crate::runner::{self, Input, Settings};
+use crate::serve::cache::CacheConfig;
 use crate::source::ReplayConfig;
 use anyhow::Context;
 use std::path::PathBuf;
@@ -32,10 +32,10 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Only what was received at or after this time: RFC 3339 UTC
     /// (`2026-12-03T12:00:00Z`, fractions allowed) or ms since the epoch.
-    #[arg(long, value_parser = crate::query::parse_time)]
+    #[arg(long, value_parser = crate::serve::query::parse_time)]
     pub from: Option<i64>,
     /// Only what was received before this time (as `--from`).
-    #[arg(long, value_parser = crate::query::parse_time)]
+    #[arg(long, value_parser = crate::serve::query::parse_time)]
     pub to: Option<i64>,
     /// `max` (as fast as the pipeline takes it) or a multiple of the recorded pace (`1`).
     #[arg(long, default_value = "max", value_parser = parse_speed)]
@@ -136,7 +136,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         duration: None,
         pollers: Vec::new(),
         capture: None,
-        capture_level: crate::capture::LEVEL,
+        capture_level: crate::source::capture::LEVEL,
         redis: None,
         nats: None,
         exit_when_idle: None,
@@ -150,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    use crate::query::parse_time;
+    use crate::serve::query::parse_time;
 
     #[test]
     fn times_are_rfc3339_utc_or_ms() {

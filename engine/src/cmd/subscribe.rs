@@ -8,7 +8,7 @@
 //! gap. At the end (after `--count` messages, or `--idle-ms` without one) it prints a summary
 //! to stderr.
 
-use crate::publish::decode_binary;
+use crate::pipeline::publish::decode_binary;
 use anyhow::Context;
 use rustc_hash::FxHashMap;
 use std::io::Write;

@@ -59,7 +59,7 @@ fn parse_when(s: &str) -> anyhow::Result<i64> {
     } else {
         s.to_string()
     };
-    crate::query::parse_time(&t).map_err(|e| anyhow!(e))
+    crate::serve::query::parse_time(&t).map_err(|e| anyhow!(e))
 }
 
 /// The plan the arguments describe.
@@ -120,7 +120,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut shown = crate::progress::Progress::new("tier", crate::progress::Unit::Rows, 0);
+    let mut shown =
+        crate::cmd::progress::Progress::new("tier", crate::cmd::progress::Unit::Rows, 0);
     let mut bar = move |p: &Progress| {
         let note = format!("windows {}/{}", p.windows_done, p.windows_total);
         shown.set(p.rows_done, p.rows_total, &note);

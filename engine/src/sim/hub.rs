@@ -201,7 +201,7 @@ pub async fn run(
             continue;
         }
         let n = pace.next(t0.elapsed());
-        let now_ms = crate::clock::now_ns() / 1_000_000;
+        let now_ms = crate::source::clock::now_ns() / 1_000_000;
         for _ in 0..n {
             let i = pick(&mut rng, &table.weights, table.total);
             let s = &mut table.streams[i];

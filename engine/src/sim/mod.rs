@@ -80,21 +80,21 @@ pub struct Replay {
 
 impl Replay {
     /// Reads `path`, classifying each line with tickwire's own decoder: a file of frames, one
-    /// a line, or a capture directory ([`crate::capture`]), whose frames of `market`'s
+    /// a line, or a capture directory ([`crate::source::capture`]), whose frames of `market`'s
     /// connections are served in the order each connection received them (connection after
     /// connection).
     pub fn load(path: &std::path::Path, market: Market) -> std::io::Result<Replay> {
         let lines: Vec<tokio_tungstenite::tungstenite::Utf8Bytes> = if path.is_dir() {
             let mut out = Vec::new();
-            for st in crate::capture::streams(path)? {
+            for st in crate::source::capture::streams(path)? {
                 let mut mine = false;
                 for f in &st.files {
-                    for e in crate::capture::read_file(f)?.0 {
+                    for e in crate::source::capture::read_file(f)?.0 {
                         match e.kind {
-                            crate::capture::kind::OPEN => {
+                            crate::source::capture::kind::OPEN => {
                                 mine = e.payload.first() == Some(&(market as u8));
                             }
-                            crate::capture::kind::FRAME if mine => {
+                            crate::source::capture::kind::FRAME if mine => {
                                 if let Ok(t) = String::from_utf8(e.payload) {
                                     out.push(t.into());
                                 }
@@ -167,7 +167,7 @@ impl Replay {
         let mut now_ms = 0;
         for n in 0..count {
             if n % 1024 == 0 {
-                now_ms = crate::clock::now_ns() / 1_000_000;
+                now_ms = crate::source::clock::now_ns() / 1_000_000;
             }
             let (i, kind, name) = &streams[pick(&mut rng, &weights, total)];
             let (i, kind) = (*i, *kind);
@@ -1005,7 +1005,7 @@ impl Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::book::{BookSync, SyncEvent};
+    use crate::source::book::{BookSync, SyncEvent};
 
     #[test]
     fn a_schedule_that_fell_behind_catches_up_in_bursts_and_never_gets_ahead() {

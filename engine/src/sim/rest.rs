@@ -73,13 +73,13 @@ impl RestLimits {
     /// The per-minute weight limit in force for `market`.
     pub fn limit(&self, market: Market) -> u64 {
         match self.weight_per_minute {
-            0 => crate::rest::default_weight_limit(market),
+            0 => crate::source::rest::default_weight_limit(market),
             n => n,
         }
     }
 }
 
-pub use crate::rest::{depth_weight, exchange_info_weight};
+pub use crate::source::rest::{depth_weight, exchange_info_weight};
 
 #[derive(Debug, Default)]
 struct Client {
@@ -181,7 +181,7 @@ impl RestState {
     }
 
     fn admit(&self, ip: IpAddr, weight: u64, limits: &RestLimits, market: Market) -> Verdict {
-        let wall_ms = crate::clock::now_ns() / 1_000_000;
+        let wall_ms = crate::source::clock::now_ns() / 1_000_000;
         let minute = (wall_ms / 60_000) as u64;
         let to_next_minute = 60 - ((wall_ms % 60_000) / 1000) as u64;
         let now = Instant::now();
@@ -562,7 +562,7 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
         }
         Verdict::Serve { used } => {
             c.rest_weight.fetch_add(weight, Ordering::Relaxed);
-            let now_ms = crate::clock::now_ns() / 1_000_000;
+            let now_ms = crate::source::clock::now_ns() / 1_000_000;
             let symbol = param("symbol").unwrap_or("").to_ascii_uppercase();
             match route {
                 Route::OpenInterest | Route::Data(_) => {
@@ -656,7 +656,7 @@ pub fn exchange_info(
     limits: &RestLimits,
     listings: usize,
 ) -> String {
-    let now_ms = crate::clock::now_ns() / 1_000_000;
+    let now_ms = crate::source::clock::now_ns() / 1_000_000;
     let mut out = format!(
         r#"{{"timezone":"UTC","serverTime":{now_ms},"rateLimits":[{{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":{}}},{{"rateLimitType":"ORDERS","interval":"SECOND","intervalNum":10,"limit":100}},{{"rateLimitType":"RAW_REQUESTS","interval":"MINUTE","intervalNum":5,"limit":61000}}],"exchangeFilters":[],"symbols":["#,
         limits.limit(market)

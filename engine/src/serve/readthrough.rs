@@ -1,5 +1,5 @@
 //! Reading rows back from a store, as Arrow batches of the kind's schema, for the query API's
-//! read-through (see [`crate::query`]).
+//! read-through (see [`crate::serve::query`]).
 //!
 //! Both stores are asked for every column as text (times as integer µs, `recv_time` as ns
 //! where the store keeps ns, decimals and level arrays as their exact text), and the text rows
@@ -422,7 +422,7 @@ impl ChReader {
             .select(kind, market, symbol, from_ns, to_ns, limit, "")
             .await?;
         if let Some((cold, retention)) = &self.cold {
-            if from_ns < crate::clock::now_ns().saturating_sub(*retention) {
+            if from_ns < crate::source::clock::now_ns().saturating_sub(*retention) {
                 let hot_ids = self
                     .select_ids(kind, market, symbol, from_ns, to_ns)
                     .await?;

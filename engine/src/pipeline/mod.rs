@@ -10,12 +10,25 @@
 //! sink's queue. Each sink runs on its own thread ([`SinkRunner`]) behind a bounded queue; a
 //! full sink queue blocks this thread (back-pressure reaches the sources, whose full policy
 //! then applies and counts).
+//!
+//! ## The room
+//!
+//! `pipeline/` owns what lies between the sources and the sinks: the bounded queue (`queue`),
+//! ZMQ publishing (`publish`), columnarizing and flushing (this module), symbol names per
+//! thread (`names`) and the latency histograms (`metrics`). It may call the sinks (through
+//! `tickwire_sinks::Sink`), `serve::cache` (to hand it flushed batches), `serve::l1` and `bus`
+//! (to hand them bundles) and `source::clock`; never a source.
 
-use crate::cache::{Cache, SNAPSHOT_EVERY};
-use crate::metrics::{Histogram, Shared};
-use crate::names::Names;
-use crate::publish::SharedPublisher;
-use crate::queue::{Bundle, Msg};
+pub mod metrics;
+pub mod names;
+pub mod publish;
+pub mod queue;
+
+use crate::pipeline::metrics::{Histogram, Shared};
+use crate::pipeline::names::Names;
+use crate::pipeline::publish::SharedPublisher;
+use crate::pipeline::queue::{Bundle, Msg};
+use crate::serve::cache::{Cache, SNAPSHOT_EVERY};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustc_hash::FxHashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,7 +175,7 @@ const STAGE_QUEUE: usize = 4_096;
 /// queue behind (back-pressure reaches the sources, whose full policy applies; no loss).
 pub struct Pipeline {
     rx: Receiver<Bundle>,
-    l1: Option<crate::l1::L1>,
+    l1: Option<crate::serve::l1::L1>,
     nats: Option<crate::bus::collector::NatsOut>,
     publisher: Option<Arc<SharedPublisher>>,
     counters: Arc<PipelineCounters>,
@@ -229,7 +242,7 @@ impl Pipeline {
     }
 
     /// Also keeps the Redis L1 from the records as they pass.
-    pub fn with_l1(mut self, l1: Option<crate::l1::L1>) -> Self {
+    pub fn with_l1(mut self, l1: Option<crate::serve::l1::L1>) -> Self {
         self.l1 = l1;
         self
     }
@@ -335,7 +348,7 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// The pipeline thread's borrowed state while it runs.
 struct Publish<'a> {
     /// The Redis L1, offered each bundle's records it keeps.
-    l1: Option<&'a crate::l1::L1>,
+    l1: Option<&'a crate::serve::l1::L1>,
     /// The NATS sink, offered every bundle.
     nats: Option<&'a crate::bus::collector::NatsOut>,
     publisher: Option<&'a SharedPublisher>,
@@ -397,7 +410,7 @@ struct Columnarizer {
     cache: Option<Arc<Cache>>,
     /// Flushed batches for the pipeline thread to send as Arrow IPC.
     batch_tx: Option<Sender<Batch>>,
-    zmq_counters: Arc<crate::publish::PubCounters>,
+    zmq_counters: Arc<crate::pipeline::publish::PubCounters>,
     /// A JetStream writer's cutting (None: batches flush per key on size and age).
     writer: Option<WriterCut>,
     /// The stream sequence of the last message taken (writer only).
@@ -524,7 +537,7 @@ impl Columnarizer {
                         key.market,
                         key.day,
                         b.data.clone(),
-                        crate::clock::now_ns(),
+                        crate::source::clock::now_ns(),
                     );
                 }
                 if let Some(tx) = &self.batch_tx {
@@ -545,7 +558,7 @@ impl Columnarizer {
                 self.counters
                     .flush_wait_us_sum
                     .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-                let now = crate::clock::now_ns();
+                let now = crate::source::clock::now_ns();
                 for r in open.recv.drain(..) {
                     self.hist.record(((now - r) / 1000).max(0) as u64);
                 }

@@ -20,7 +20,7 @@
 //! (`recv_time >= coverage`): disjoint, so nothing twice. The `X-Tickwire-Tiers` header says
 //! which tiers served (`cache`, `postgres`).
 
-use crate::cache::{Cache, CacheCounters};
+use crate::serve::cache::{Cache, CacheCounters};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Decimal128Type, Int32Type, Int64Type, Int8Type, TimestampMicrosecondType,
@@ -214,9 +214,9 @@ fn filter(
 /// The read-through store.
 pub enum ReadStore {
     /// PostgreSQL tables written by the postgres sink.
-    Postgres(crate::readthrough::PgReader),
+    Postgres(crate::serve::readthrough::PgReader),
     /// ClickHouse tables written by the clickhouse sink.
-    ClickHouse(crate::readthrough::ChReader),
+    ClickHouse(crate::serve::readthrough::ChReader),
 }
 
 impl std::fmt::Debug for ReadStore {
@@ -262,9 +262,9 @@ pub struct Api {
     /// The store behind the cache, if any.
     pub store: Option<ReadStore>,
     /// The sources' live order books.
-    pub live: Option<Arc<crate::book::LiveBooks>>,
+    pub live: Option<Arc<crate::source::book::LiveBooks>>,
     /// The Redis L1, read first for candles.
-    pub l1: Option<Arc<crate::l1::L1Reader>>,
+    pub l1: Option<Arc<crate::serve::l1::L1Reader>>,
 }
 
 /// Rows newest first by receive time (ties: later position first), at most `limit`, as one

@@ -117,7 +117,7 @@ impl Capture {
         std::fs::create_dir_all(dir)?;
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let counters = Arc::new(CaptureCounters::default());
-        let run = crate::clock::now_ns() as u64 / 1_000_000;
+        let run = crate::source::clock::now_ns() as u64 / 1_000_000;
         let w = {
             let (dir, counters) = (dir.to_path_buf(), counters.clone());
             std::thread::Builder::new()
@@ -250,7 +250,7 @@ impl ConnCapture {
         let mut p = Vec::with_capacity(1 + sym.len() + 16 + rec.as_bytes().len());
         p.push(sym.len() as u8);
         p.extend_from_slice(sym);
-        crate::publish::encode_binary(&mut p, rec, &[], 0);
+        crate::pipeline::publish::encode_binary(&mut p, rec, &[], 0);
         self.put(kind::RECORD, rec.header().recv_time, &p);
     }
 }

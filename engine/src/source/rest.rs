@@ -462,7 +462,7 @@ struct Budget {
 
 /// Milliseconds since the epoch, from the wall clock (Binance's minutes are UTC minutes).
 fn wall_ms() -> u64 {
-    crate::clock::now_ns() as u64 / 1_000_000
+    crate::source::clock::now_ns() as u64 / 1_000_000
 }
 
 /// The REST host of one market: its client, budget, queue and counters.

@@ -16,9 +16,9 @@
 //! `LIST_SUBSCRIPTIONS`; each answer is matched to its request by id, and an error answer or
 //! a list that differs from what was asked is reported and counted (`control_errors`).
 //!
-//! Order books (`rest` set): every depth diff also feeds the symbol's [`crate::book::BookSync`];
+//! Order books (`rest` set): every depth diff also feeds the symbol's [`crate::source::book::BookSync`];
 //! a book that needs a snapshot (first sync, a break, a snapshot too old) is queued for a REST
-//! request on its market's [`crate::rest::RestHost`], which all connections of the market share
+//! request on its market's [`crate::source::rest::RestHost`], which all connections of the market share
 //! and which keeps every request within Binance's request-weight budget (books never synced
 //! first, then resyncs oldest first; 429 and 418 pause it). A book whose snapshot does
 //! not bridge its diffs is asked again with a backoff of its own (250 ms doubling to 30 s),
@@ -34,8 +34,22 @@
 //! position (trade, aggregate-trade or update id; event time for kinds without an id) is not
 //! beyond the last one seen for its (kind, symbol, interval) is counted in `duplicates` and
 //! dropped. Outside rotations nothing is filtered.
+//!
+//! ## The room
+//!
+//! `source/` is where a tick enters: the connection and its rotation (this module), the order
+//! books (`book`), REST with its weight budget (`rest`), the REST-only series pollers
+//! (`series`), raw capture and its replay (`capture`) and the receive clock (`clock`). It may
+//! call `pipeline::queue` (to hand records on), `pipeline::publish` (to publish a frame's
+//! records right after decoding) and `pipeline::names`; never a sink, the cache or HTTP.
 
-use crate::queue::{Bundle, FullPolicy, Msg, QueueCounters, MAX_BUNDLE};
+pub mod book;
+pub mod capture;
+pub mod clock;
+pub mod rest;
+pub mod series;
+
+use crate::pipeline::queue::{Bundle, FullPolicy, Msg, QueueCounters, MAX_BUNDLE};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use futures_util::{SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
@@ -65,9 +79,9 @@ pub struct SourceConfig {
     /// Reconnect when nothing (not even a ping) has arrived for this long.
     pub idle_timeout: Duration,
     /// The market's REST host for depth snapshots: with it, every symbol's depth diffs keep a
-    /// live order book ([`crate::book::BookSync`]), synced and resynced from `/api/v3/depth`
+    /// live order book ([`crate::source::book::BookSync`]), synced and resynced from `/api/v3/depth`
     /// (spot) or `/fapi/v1/depth` (USD-M), through the host's weight budget.
-    pub rest: Option<Arc<crate::rest::RestHost>>,
+    pub rest: Option<Arc<crate::source::rest::RestHost>>,
     /// Levels of those snapshots (`limit`; its weight is Binance's for it).
     pub depth_limit: usize,
     /// With `rest`: emit a `depth_snapshot` record of each live book's top `book_levels`
@@ -76,20 +90,20 @@ pub struct SourceConfig {
     /// Levels a side in those records.
     pub book_levels: usize,
     /// Publish the live books here every 100 ms (for the query API's `/v1/book`).
-    pub live: Option<Arc<crate::book::LiveBooks>>,
+    pub live: Option<Arc<crate::source::book::LiveBooks>>,
     /// Set by [`rotating`]: the duplicate filter shared with the other connection of a
     /// rotation.
     pub overlap: Option<Arc<Overlap>>,
     /// Set by [`rotating`]: raised at this connection's first record.
     pub delivered: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Publish each frame's records here right after decoding it (before they are queued).
-    pub publish: Option<Arc<crate::publish::SharedPublisher>>,
+    pub publish: Option<Arc<crate::pipeline::publish::SharedPublisher>>,
     /// Connection attempts to this host, shared with every connection to it.
     pub attempts: Option<Arc<AttemptGate>>,
     /// Streams added to or removed from this connection while it runs (listings).
     pub changes: Option<Arc<StreamChanges>>,
-    /// Keep every frame, snapshot answer and connection event here ([`crate::capture`]).
-    pub capture: Option<Arc<crate::capture::Capture>>,
+    /// Keep every frame, snapshot answer and connection event here ([`crate::source::capture`]).
+    pub capture: Option<Arc<crate::source::capture::Capture>>,
 }
 
 /// Streams added to a running connection (new listings) or removed from it (delistings):
@@ -436,11 +450,11 @@ pub fn parse_snapshot(body: &str) -> Result<(i64, Vec<Level>, Vec<Level>), Strin
 /// The live books of one connection and their REST snapshot requests.
 struct Books {
     market: Market,
-    host: Arc<crate::rest::RestHost>,
+    host: Arc<crate::source::rest::RestHost>,
     /// Books that have been live on this connection (a resync of one goes after the books
     /// never synced).
     ever_live: rustc_hash::FxHashSet<SymbolId>,
-    books: FxHashMap<SymbolId, crate::book::BookSync>,
+    books: FxHashMap<SymbolId, crate::source::book::BookSync>,
     /// Symbols waiting for a snapshot request, each with the instant before which it must
     /// not be asked (its backoff).
     want: std::collections::VecDeque<(SymbolId, tokio::time::Instant)>,
@@ -471,7 +485,7 @@ impl Drop for Books {
 impl Books {
     fn new(
         market: Market,
-        host: Arc<crate::rest::RestHost>,
+        host: Arc<crate::source::rest::RestHost>,
         counters: Arc<QueueCounters>,
     ) -> Books {
         Books {
@@ -548,7 +562,7 @@ impl Books {
     }
 
     fn on_diff(&mut self, d: &DepthUpdate, lv: &[Level], c: &QueueCounters) {
-        use crate::book::{BookSync, SyncEvent};
+        use crate::source::book::{BookSync, SyncEvent};
         let market = self.market;
         let sym = d.header.symbol;
         let (was_live, ev, live) = match self.books.get_mut(&sym) {
@@ -589,7 +603,7 @@ impl Books {
         url: &str,
         names: &SymbolTable,
     ) {
-        use crate::book::SyncEvent;
+        use crate::source::book::SyncEvent;
         self.asked.remove(&sym);
         let parsed = r.and_then(|b| parse_snapshot(&b));
         let Some(book) = self.books.get_mut(&sym) else {
@@ -640,12 +654,12 @@ impl Books {
 
     /// Publishes the top levels of the books the query API has asked for (withdraws the ones
     /// not live).
-    fn publish(&self, live: &crate::book::LiveBooks, names: &SymbolTable) {
+    fn publish(&self, live: &crate::source::book::LiveBooks, names: &SymbolTable) {
         let wanted = live.wanted(self.market);
         if wanted.is_empty() {
             return;
         }
-        let now = crate::clock::now_ns();
+        let now = crate::source::clock::now_ns();
         for name in wanted {
             let Some(b) = names.get(&name).and_then(|sym| self.books.get(&sym)) else {
                 continue;
@@ -654,11 +668,11 @@ impl Books {
                 live.withdraw(self.market, &name);
                 continue;
             }
-            let (bids, asks) = b.top(crate::book::LiveBooks::LEVELS);
+            let (bids, asks) = b.top(crate::source::book::LiveBooks::LEVELS);
             live.publish(
                 self.market,
                 &name,
-                crate::book::BookView {
+                crate::source::book::BookView {
                     last_update_id: b.last_update_id(),
                     at_ns: now,
                     bids,
@@ -920,7 +934,7 @@ const BUNDLE_CAPACITY: usize = MAX_BUNDLE + 8;
 
 /// Publishes the records of a bundle as they join it.
 struct Publish<'a> {
-    to: Option<&'a crate::publish::SharedPublisher>,
+    to: Option<&'a crate::pipeline::publish::SharedPublisher>,
     /// Records at the front of the bundle published already.
     done: usize,
 }
@@ -1105,8 +1119,10 @@ pub async fn run(
         _ => (cfg.url.clone(), Vec::new()),
     };
     let mut next_id = 1u64;
-    let (snap_tx, mut snap_rx) =
-        tokio::sync::mpsc::channel::<(SymbolId, Result<String, crate::rest::RestError>)>(256);
+    let (snap_tx, mut snap_rx) = tokio::sync::mpsc::channel::<(
+        SymbolId,
+        Result<String, crate::source::rest::RestError>,
+    )>(256);
     let mut books = cfg
         .rest
         .as_ref()
@@ -1149,7 +1165,7 @@ pub async fn run(
         if connected_before {
             counters.reconnects.fetch_add(1, Ordering::Relaxed);
         }
-        let opened = crate::clock::now_ns();
+        let opened = crate::source::clock::now_ns();
         if let Some(c) = cap.as_mut() {
             c.open(opened, market, &connect_url);
         }
@@ -1255,16 +1271,16 @@ pub async fn run(
                                 b.recent.entry(sym).or_default().push_back(now);
                                 let name = dec_symbols.name(sym).unwrap_or_default();
                                 let class = if b.ever_live.contains(&sym) {
-                                    crate::rest::Class::Resync
+                                    crate::source::rest::Class::Resync
                                 } else {
-                                    crate::rest::Class::First
+                                    crate::source::rest::Class::First
                                 };
                                 counters.rest_requests.fetch_add(1, Ordering::Relaxed);
                                 b.host.submit(
                                     class,
-                                    crate::rest::depth_path(market, &name, cfg.depth_limit),
-                                    crate::rest::depth_weight(market, cfg.depth_limit),
-                                    crate::rest::Reply::Book(sym, snap_tx.clone()),
+                                    crate::source::rest::depth_path(market, &name, cfg.depth_limit),
+                                    crate::source::rest::depth_weight(market, cfg.depth_limit),
+                                    crate::source::rest::Reply::Book(sym, snap_tx.clone()),
                                 );
                             }
                         }
@@ -1275,7 +1291,7 @@ pub async fn run(
                             let body = body.map_err(|e| e.to_string());
                             if let Some(c) = cap.as_mut() {
                                 let n = dec_symbols.name(sym).unwrap_or_default();
-                                c.snapshot(crate::clock::now_ns(), &n, &body);
+                                c.snapshot(crate::source::clock::now_ns(), &n, &body);
                             }
                             b.on_snapshot(sym, body, &counters, &name, &dec_symbols);
                         }
@@ -1299,7 +1315,7 @@ pub async fn run(
                     }
                     _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
                         if let Some(b) = &books {
-                            let now = crate::clock::now_ns();
+                            let now = crate::source::clock::now_ns();
                             if let Some(c) = cap.as_mut() {
                                 c.tick(now);
                             }
@@ -1317,7 +1333,7 @@ pub async fn run(
                 }
                 None => break,
             };
-            let recv = crate::clock::now_ns();
+            let recv = crate::source::clock::now_ns();
             let bytes: &[u8] = match &m {
                 Message::Text(t) => t.as_bytes(),
                 Message::Binary(b) => b,
@@ -1397,7 +1413,7 @@ pub async fn run(
     }
     // One last look at every live book.
     if let (Some(b), Some(_)) = (&books, cfg.book_every) {
-        let now = crate::clock::now_ns();
+        let now = crate::source::clock::now_ns();
         if let Some(c) = cap.as_mut() {
             c.tick(now);
         }
@@ -1449,7 +1465,7 @@ pub struct ReplayConfig {
     /// Replay at this multiple of the recorded pace (`None`: as fast as the queue takes it).
     pub speed: Option<f64>,
     /// Publish each frame's records here, as the live run did.
-    pub publish: Option<Arc<crate::publish::SharedPublisher>>,
+    pub publish: Option<Arc<crate::pipeline::publish::SharedPublisher>>,
     /// Raised to end the replay early (a signal).
     pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -1460,14 +1476,14 @@ pub struct ReplayConfig {
 /// duplicate filter spans two connections and is not replayed: both connections' records
 /// come.)
 pub fn replay(
-    stream: &crate::capture::Stream,
+    stream: &crate::source::capture::Stream,
     cfg: &ReplayConfig,
     symbols: Arc<SymbolTable>,
     tx: &Sender<Bundle>,
     counters: &Arc<QueueCounters>,
     rc: &ReplayCounters,
 ) -> Result<(), SourceError> {
-    use crate::capture::kind;
+    use crate::source::capture::kind;
     let mut dec: Option<Decoder> = None;
     let mut market = Market::Spot;
     let mut seq = Seq::default();
@@ -1483,7 +1499,7 @@ pub fn replay(
     let name = format!("replay {}", stream.id);
     for file in &stream.files {
         let size = std::fs::metadata(file).map_or(0, |m| m.len());
-        let (entries, torn) = match crate::capture::read_file(file) {
+        let (entries, torn) = match crate::source::capture::read_file(file) {
             Ok(x) => x,
             Err(e) => {
                 rc.unreadable.fetch_add(1, Ordering::Relaxed);
@@ -1538,7 +1554,7 @@ pub fn replay(
                     if dec.is_none() {
                         market = m;
                         dec = Some(Decoder::new(m, symbols.clone()));
-                        let host = crate::rest::RestHost::new(
+                        let host = crate::source::rest::RestHost::new(
                             m,
                             "http://replay.invalid",
                             &[],
@@ -1620,7 +1636,7 @@ pub fn replay(
                     let p = &e.payload;
                     let decoded = p.first().map(|&n| n as usize).and_then(|n| {
                         let (name, body) = (p.get(1..1 + n)?, p.get(1 + n..)?);
-                        let (rec, lv, _) = crate::publish::decode_binary(body).ok()?;
+                        let (rec, lv, _) = crate::pipeline::publish::decode_binary(body).ok()?;
                         Some((rec, lv, symbols.intern(name).ok()?))
                     });
                     let Some((mut rec, lv, id)) = decoded else {

@@ -14,9 +14,9 @@
 //! Records are published on ZMQ and put on the queue like the sources' (the [`Emitter`]);
 //! the pipeline writes them to every sink and the cache.
 
-use crate::publish::SharedPublisher;
-use crate::queue::{Bundle, FullPolicy, Msg, QueueCounters};
-use crate::rest::{Class, ExchangeInfo, Instrument as Info, RestHost, DATA_WINDOW};
+use crate::pipeline::publish::SharedPublisher;
+use crate::pipeline::queue::{Bundle, FullPolicy, Msg, QueueCounters};
+use crate::source::rest::{Class, ExchangeInfo, Instrument as Info, RestHost, DATA_WINDOW};
 use crossbeam_channel::{SendTimeoutError, Sender};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -39,11 +39,11 @@ pub struct Emitter {
     pub symbols: Arc<SymbolTable>,
     pub full: FullPolicy,
     /// With a capture: every record emitted is kept in it (one stream for the process).
-    pub capture: Option<Mutex<crate::capture::ConnCapture>>,
+    pub capture: Option<Mutex<crate::source::capture::ConnCapture>>,
 }
 
 impl Emitter {
-    /// Publishes and queues `recs` (in bundles of at most [`crate::queue::MAX_BUNDLE`]).
+    /// Publishes and queues `recs` (in bundles of at most [`crate::pipeline::queue::MAX_BUNDLE`]).
     pub fn emit(&self, recs: Vec<Record>) {
         if let Some(c) = &self.capture {
             let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
@@ -53,7 +53,7 @@ impl Emitter {
             }
             c.flush();
         }
-        for chunk in recs.chunks(crate::queue::MAX_BUNDLE) {
+        for chunk in recs.chunks(crate::pipeline::queue::MAX_BUNDLE) {
             let bundle: Bundle = chunk.iter().map(|r| Msg::new(*r, &[])).collect();
             if let Some(p) = &self.publish {
                 p.publish(&bundle);
@@ -165,7 +165,7 @@ impl Instruments {
         symbols: &SymbolTable,
         host: &RestHost,
     ) -> Vec<Record> {
-        let now = crate::clock::now_ns();
+        let now = crate::source::clock::now_ns();
         let mut out = Vec::new();
         for i in &info.symbols {
             if !recorded.contains(&i.symbol) && !self.last.contains_key(&i.symbol) {
@@ -501,7 +501,7 @@ pub async fn run_poller(
             let Some(item) = items.get(&(series, sym.clone())) else {
                 continue;
             };
-            let wall_ms = crate::clock::now_ns() / 1_000_000;
+            let wall_ms = crate::source::clock::now_ns() / 1_000_000;
             let limit = points_to_ask(item.last, wall_ms, pms, plan.history);
             let path = series.path(&sym, plan.period, limit);
             let answer = host.get(Class::Poll, path, series.weight()).await;
@@ -511,11 +511,16 @@ pub async fn run_poller(
                     .symbols
                     .intern(sym.as_bytes())
                     .map_err(|e| format!("symbol: {e}"))?;
-                parse_points(series, plan.period, &body, id, crate::clock::now_ns()).inspect_err(
-                    |_| {
-                        host.stats.unreadable.fetch_add(1, Ordering::Relaxed);
-                    },
+                parse_points(
+                    series,
+                    plan.period,
+                    &body,
+                    id,
+                    crate::source::clock::now_ns(),
                 )
+                .inspect_err(|_| {
+                    host.stats.unreadable.fetch_add(1, Ordering::Relaxed);
+                })
             }) {
                 Ok(mut points) => {
                     points.sort_by_key(|p| p.0);
@@ -543,7 +548,7 @@ pub async fn run_poller(
                 it.last = newest;
                 let wait = match series {
                     Series::OpenInterest => plan.every,
-                    _ => next_period(crate::clock::now_ns() / 1_000_000, pms),
+                    _ => next_period(crate::source::clock::now_ns() / 1_000_000, pms),
                 };
                 it.next = Instant::now() + wait;
             }
@@ -677,7 +682,7 @@ mod tests {
             Market::Usdm,
             "http://127.0.0.1:9",
             &[],
-            crate::rest::RestOptions::default(),
+            crate::source::rest::RestOptions::default(),
         )
         .expect("host");
         let table = SymbolTable::new();

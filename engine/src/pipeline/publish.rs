@@ -335,7 +335,7 @@ pub struct SharedPublisher {
 
 struct Inline {
     publisher: Publisher,
-    names: crate::names::Names,
+    names: crate::pipeline::names::Names,
     /// Latencies by market lane (see [`Lane`]), merged when published.
     lat: [Latency; 2],
 }
@@ -345,9 +345,9 @@ struct Inline {
 #[derive(Default)]
 struct Latency {
     /// Receive to publish, µs, per record.
-    publish: crate::metrics::Histogram,
+    publish: crate::pipeline::metrics::Histogram,
     /// Exchange event time to publish, µs, per record with an event time.
-    exchange: crate::metrics::Histogram,
+    exchange: crate::pipeline::metrics::Histogram,
 }
 
 impl std::fmt::Debug for SharedPublisher {
@@ -369,7 +369,7 @@ impl SharedPublisher {
             batches: publisher.batches(),
             inner: std::sync::Mutex::new(Inline {
                 publisher,
-                names: crate::names::Names::new(symbols),
+                names: crate::pipeline::names::Names::new(symbols),
                 lat: Default::default(),
             }),
         }
@@ -382,7 +382,7 @@ impl SharedPublisher {
 
     /// Publishes `msgs` now, recording receive -> publish and exchange -> publish latency;
     /// never blocks on a subscriber.
-    pub fn publish(&self, msgs: &[crate::queue::Msg]) {
+    pub fn publish(&self, msgs: &[crate::pipeline::queue::Msg]) {
         if msgs.is_empty() {
             return;
         }
@@ -395,7 +395,7 @@ impl SharedPublisher {
         for msg in msgs {
             let h = *msg.rec.header();
             publisher.publish(&msg.rec, msg.levels(), names.get(h.symbol));
-            let now = crate::clock::now_ns();
+            let now = crate::source::clock::now_ns();
             let l = &mut lat[lane(h.market)];
             l.publish.record(((now - h.recv_time) / 1000).max(0) as u64);
             if h.event_time != tickwire_codecs::record::NULL_I64 {
@@ -424,8 +424,8 @@ impl SharedPublisher {
     /// `publish` and `exchange`.
     pub fn housekeeping(
         &self,
-        publish: &crate::metrics::Shared,
-        exchange: &crate::metrics::Shared,
+        publish: &crate::pipeline::metrics::Shared,
+        exchange: &crate::pipeline::metrics::Shared,
     ) {
         let mut g = self.lock();
         g.publisher.poll_subscriptions();

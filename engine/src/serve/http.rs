@@ -9,9 +9,9 @@
 //! that is not loopback is refused without one ([`check_bind`]). Metric names are defined
 //! here, in one place.
 
-use crate::metrics::Histogram;
-use crate::query::{Api, Reply};
+use crate::pipeline::metrics::Histogram;
 use crate::runner::Counters;
+use crate::serve::query::{Api, Reply};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -153,7 +153,7 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         &[(String::new(), l(&c.queue.connect_waits))],
     );
     // REST and books, by market (summed over a market's hosts).
-    let by_market = |f: &dyn Fn(&crate::rest::RestStats) -> u64| -> Vec<(String, u64)> {
+    let by_market = |f: &dyn Fn(&crate::source::rest::RestStats) -> u64| -> Vec<(String, u64)> {
         [Market::Spot, Market::Usdm]
             .into_iter()
             .filter(|m| c.rest.iter().any(|h| h.market == *m))
@@ -172,8 +172,8 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     for (result, f) in [
         (
             "sent",
-            (|s: &crate::rest::RestStats| &s.requests)
-                as fn(&crate::rest::RestStats) -> &std::sync::atomic::AtomicU64,
+            (|s: &crate::source::rest::RestStats| &s.requests)
+                as fn(&crate::source::rest::RestStats) -> &std::sync::atomic::AtomicU64,
         ),
         ("status_429", |s| &s.status_429),
         ("status_418", |s| &s.status_418),
@@ -648,7 +648,7 @@ async fn route(ctx: &Ctx, path: &str, query: &str, accept: &str) -> Reply {
             status: "200 OK",
             content_type: "application/json",
             headers: vec![],
-            body: crate::openapi::document().as_bytes().to_vec(),
+            body: crate::serve::openapi::document().as_bytes().to_vec(),
         },
         "/v1/tiering" => match &c.tiering {
             Some(t) => tiering_reply(t, hot_of(c)).await,

@@ -25,7 +25,7 @@
 //! and after the reconnect every key is written again from that state (`rebuilds`), so L1 is
 //! complete again: no candle list with a hole.
 
-use crate::queue::{Bundle, Msg};
+use crate::pipeline::queue::{Bundle, Msg};
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -301,7 +301,7 @@ impl Candle {
             ("low", dec(i128::from(self.low.0), self.low.1)),
             ("close", dec(i128::from(self.close.0), self.close.1)),
             ("volume", dec(self.volume, self.volume_dp)),
-            ("quote_volume", crate::query::scaled(self.quote, 16)),
+            ("quote_volume", crate::serve::query::scaled(self.quote, 16)),
             ("trades", self.trades.to_string()),
         ]
     }
