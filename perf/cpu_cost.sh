@@ -8,6 +8,8 @@
 # (`tickwire demo --prerender`; RATE must then be > 0: it sets how many frames are rendered).
 # BIN=PATH: measure that tickwire binary instead of building this tree's (same-run A/B runs).
 # CAPTURE=1: with the raw capture on (`--capture`), to measure what it costs.
+# CPU_TSV=FILE: also appends `rate<TAB>thread<TAB>CPU-us per message` lines there (for
+# perf/cpu_plot.sh and perf/plot.py).
 set -euo pipefail
 secs=${1:-8} rate=${2:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -64,5 +66,10 @@ for name in sorted(cb, key=lambda n: -(cb[n] - ca[n])):
     if name != "sim":
         engine += c
 print(f"| engine (all but sim) | {engine:.2f} | {engine * 1e6 / msgs:.2f} |")
+import os
+if os.environ.get("CPU_TSV"):
+    with open(os.environ["CPU_TSV"], "a") as f:
+        for name in cb:
+            f.write(f"{rate}\t{name}\t{(cb[name] - ca[name]) * 1e6 / msgs:.3f}\n")
 print(f"engine ceiling on 2 dedicated cores at this cost: {2e6 / (engine * 1e6 / msgs):,.0f} msg/s")
 PY

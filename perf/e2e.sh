@@ -11,6 +11,8 @@
 # The simulator runs in the same process and shares the machine's cores with the engine.
 # PRERENDER=1: it renders all its frames before the run and only sends them during it
 # (`tickwire demo --prerender`), so that it costs its writes alone.
+# PLOTS=DIR (default perf/plots): writes e2e-throughput.png and e2e-latency.png there (by
+# perf/plot.py, matplotlib); PLOTS= (empty) writes none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-8}; shift || true
@@ -25,14 +27,17 @@ port=5590
 for r in "${rates[@]}"; do
   port=$((port + 1))
   line=$("$bin" demo --duration "$secs" --rate "$r" --out "$out/$r" --zmq "tcp://127.0.0.1:$port" --stats-secs 0 ${PRERENDER:+--prerender} | tail -1)
-  python3 - "$r" "$line" "$out/best" <<'PY'
+  python3 - "$r" "$line" "$out/best" "$out/e2e.tsv" <<'PY'
 import json, sys
-r, s, best = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+r, s, best, tsv = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 sent = sum(s["sent"].values()); rec = sum(v for k, v in s["records"].items() if k != "gap")
 lat = s["latency_us"]
 ok = "yes" if rec == sent and s["dropped"] == 0 and s["errors"] == 0 else "NO"
 print(f"| {r:,} | {sent / s['input_s']:,.0f} | {ok} | {s['dropped']} | {lat['recv_to_publish']['p50']} | "
       f"{lat['recv_to_publish']['p99']} | {lat['recv_to_publish']['p999']} | {lat['recv_to_flush']['p50'] / 1000:.0f} |")
+with open(tsv, "a") as f:
+    f.write(f"{r}\t{sent / s['input_s']:.0f}\t{ok.lower()}\t{lat['recv_to_publish']['p50']}\t"
+            f"{lat['recv_to_publish']['p99']}\t{lat['recv_to_publish']['p999']}\n")
 if ok == "yes":
     with open(best, "a") as f:
         f.write(f"{sent / s['input_s']:.0f} {r}\n")
@@ -44,5 +49,11 @@ if [ -s "$out/best" ]; then
   sort -n "$out/best" | tail -1 | python3 -c 'import sys; a, b = map(int, sys.stdin.read().split()); print(f"highest rate taken with zero loss: {a:,} msg/s (offered {b:,})")'
 else
   echo "highest rate taken with zero loss: none (every run lost records)"
+fi
+plots=${PLOTS-perf/plots}
+if [ -n "$plots" ]; then
+  mkdir -p "$plots"
+  python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check matplotlib
+  python3 perf/plot.py e2e "$out/e2e.tsv" "$plots/e2e" && echo "plots: $plots/e2e-throughput.png $plots/e2e-latency.png"
 fi
 rm -rf "$out"
