@@ -32,7 +32,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tickwire_codecs::decimal::to_string as dec;
 use tickwire_codecs::record::Market;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// REST limits of a simulated server.
@@ -447,70 +446,41 @@ pub(super) async fn serve(sock: TcpStream, ctx: Ctx<'_>) {
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let mut sock = BufReader::new(sock);
-    let mut head = String::new();
-    loop {
-        head.clear();
-        // The request head, line by line, up to the blank line.
-        let read = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                let before = head.len();
-                let n = sock.read_line(&mut head).await?;
-                if n == 0 {
-                    return Ok::<bool, std::io::Error>(false);
-                }
-                if head[before..].trim_end().is_empty() || head.len() > 16 * 1024 {
-                    return Ok(true);
-                }
-            }
-        })
+    let ctx = &ctx;
+    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        // A body (none is expected) is not read; hyper drains or drops it.
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let a = answer(req.method().as_str(), &target, ip, ctx);
+        async move { Ok::<_, std::convert::Infallible>(a.into_response()) }
+    });
+    // hyper's HTTP/1.1 server: keep-alive until the client closes (or the server stops and
+    // drops this future), a request head within 30 s and of 16 KiB at most; header names in
+    // lower case, as Binance's (through its CDN) arrive.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .max_buf_size(16 * 1024)
+        .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
         .await;
-        if !matches!(read, Ok(Ok(true))) {
-            return;
-        }
-        let mut lines = head.lines();
-        let request = lines.next().unwrap_or("");
-        let close = lines.any(|l| l.eq_ignore_ascii_case("connection: close"));
-        // A body (none is expected) is read and ignored.
-        if let Some(len) = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_string())
-            })
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            let mut body = vec![0u8; len.min(1 << 20)];
-            if sock.read_exact(&mut body).await.is_err() {
-                return;
-            }
-        }
-        let resp = answer(request, ip, &ctx);
-        if sock.get_mut().write_all(&resp).await.is_err() || close {
-            let _ = sock.get_mut().shutdown().await;
-            return;
-        }
-    }
 }
 
-/// One answer, head and body.
-fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
-    let mut parts = request.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+/// One answer to `method target`.
+fn answer(method: &str, target: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Answer {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let param = |k: &str| {
-        query
-            .split('&')
-            .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+        params
+            .iter()
+            .find_map(|(n, v)| (n == k).then_some(v.as_str()))
     };
     let Some(route) = route(ctx.market, path).filter(|_| method == "GET") else {
-        return response(
-            "404 Not Found",
-            &[],
-            r#"{"code":-1,"msg":"Not found."}"#,
-            false,
-        );
+        return response(404, &[], r#"{"code":-1,"msg":"Not found."}"#, false);
     };
     let limit: usize = param("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
     let weight = match route {
@@ -532,7 +502,7 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                 r#"{{"code":-1003,"msg":"Way too many requests; IP banned for {retry_after} s. Please use the websocket for live updates to avoid bans."}}"#
             );
             response(
-                "418 I'm a teapot",
+                418,
                 &[("Retry-After", retry_after.to_string()), used_header(used)],
                 &body,
                 false,
@@ -541,7 +511,7 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
         Verdict::Limited { used, retry_after } if matches!(route, Route::Data(_)) => {
             c.rest_limited.fetch_add(1, Ordering::Relaxed);
             response(
-                "429 Too Many Requests",
+                429,
                 &[("Retry-After", retry_after.to_string()), used_header(used)],
                 r#"{"code":-1003,"msg":"Too many requests; current limit of IP is 1000 requests per 5 minutes."}"#,
                 false,
@@ -554,7 +524,7 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                 ctx.limits.limit(ctx.market)
             );
             response(
-                "429 Too Many Requests",
+                429,
                 &[("Retry-After", retry_after.to_string()), used_header(used)],
                 &body,
                 false,
@@ -580,16 +550,16 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                     match answer {
                         Ok(body) => {
                             c.rest_data.fetch_add(1, Ordering::Relaxed);
-                            response("200 OK", &[used_header(used)], &body, false)
+                            response(200, &[used_header(used)], &body, false)
                         }
-                        Err(e) => response("400 Bad Request", &[used_header(used)], e, false),
+                        Err(e) => response(400, &[used_header(used)], e, false),
                     }
                 }
                 Route::ExchangeInfo => {
                     c.rest_exchange_info.fetch_add(1, Ordering::Relaxed);
                     let k = ctx.limits.listings(ctx.state.started.elapsed());
                     let body = exchange_info(ctx.market, ctx.symbols, &ctx.limits, k);
-                    response("200 OK", &[used_header(used)], &body, true)
+                    response(200, &[used_header(used)], &body, true)
                 }
                 Route::Depth => {
                     let book = ctx
@@ -602,14 +572,9 @@ fn answer(request: &str, ip: IpAddr, ctx: &Ctx<'_>) -> Vec<u8> {
                         Some(m) => {
                             c.rest_snapshots.fetch_add(1, Ordering::Relaxed);
                             let body = lock(&m).depth_json(limit.clamp(1, 5000), now_ms);
-                            response("200 OK", &[used_header(used)], &body, false)
+                            response(200, &[used_header(used)], &body, false)
                         }
-                        None => response(
-                            "400 Bad Request",
-                            &[used_header(used)],
-                            INVALID_SYMBOL,
-                            false,
-                        ),
+                        None => response(400, &[used_header(used)], INVALID_SYMBOL, false),
                     }
                 }
             }
@@ -621,24 +586,64 @@ fn used_header(used: u64) -> (&'static str, String) {
     ("X-MBX-USED-WEIGHT-1M", used.to_string())
 }
 
-/// An HTTP/1.1 answer; `chunked` sends the body in chunks of at most 16 KiB.
-fn response(status: &str, headers: &[(&str, String)], body: &str, chunked: bool) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\nContent-Type: application/json;charset=UTF-8\r\n");
-    for (k, v) in headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if chunked {
-        out.push_str("Transfer-Encoding: chunked\r\n\r\n");
-        for chunk in body.as_bytes().chunks(16 * 1024) {
-            out.push_str(&format!("{:x}\r\n", chunk.len()));
-            out.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-            out.push_str("\r\n");
+/// An answer: status, headers, JSON body; `chunked` sends the body in chunks of at most
+/// 16 KiB (as Binance sends exchangeInfo), else with a Content-Length.
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    chunked: bool,
+}
+
+type Frames =
+    std::vec::IntoIter<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
+type AnswerBody = http_body_util::Either<
+    http_body_util::Full<bytes::Bytes>,
+    http_body_util::StreamBody<futures_util::stream::Iter<Frames>>,
+>;
+
+impl Answer {
+    fn into_response(self) -> hyper::Response<AnswerBody> {
+        let b = bytes::Bytes::from(self.body);
+        let body = if self.chunked {
+            let frames: Vec<_> = (0..b.len())
+                .step_by(16 * 1024)
+                .map(|i| {
+                    Ok(hyper::body::Frame::data(
+                        b.slice(i..(i + 16 * 1024).min(b.len())),
+                    ))
+                })
+                .collect();
+            http_body_util::Either::Right(http_body_util::StreamBody::new(
+                futures_util::stream::iter(frames),
+            ))
+        } else {
+            http_body_util::Either::Left(http_body_util::Full::new(b))
+        };
+        let mut r = hyper::Response::new(body);
+        *r.status_mut() = hyper::StatusCode::from_u16(self.status)
+            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+        let h = r.headers_mut();
+        h.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json;charset=UTF-8"),
+        );
+        for (k, v) in self.headers {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&v) {
+                h.insert(k, v);
+            }
         }
-        out.push_str("0\r\n\r\n");
-    } else {
-        out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        r
     }
-    out.into_bytes()
+}
+
+fn response(status: u16, headers: &[(&'static str, String)], body: &str, chunked: bool) -> Answer {
+    Answer {
+        status,
+        headers: headers.to_vec(),
+        body: body.to_string(),
+        chunked,
+    }
 }
 
 /// A decimal string of `raw` 1e-8 units with 8 places, as exchangeInfo writes filters.
