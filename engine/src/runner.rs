@@ -631,6 +631,40 @@ async fn show_replay_progress(rc: Arc<source::ReplayCounters>) {
     }
 }
 
+/// A backfill's progress: stream sequences stored and acknowledged, from `start` to `end`
+/// (the stream's last sequence when the run started), until `done`.
+async fn show_backfill_progress(
+    wc: Arc<crate::bus::writer::WriterCounters>,
+    start: u64,
+    end: u64,
+    mut done: tokio::sync::oneshot::Receiver<()>,
+) {
+    let total = (end + 1).saturating_sub(start);
+    let mut shown =
+        crate::cmd::progress::Progress::new("backfill", crate::cmd::progress::Unit::Rows, total);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let note = || {
+        format!(
+            "messages {} read, stream sequence {}",
+            wc.messages.load(Ordering::Relaxed),
+            wc.acked.load(Ordering::Relaxed)
+        )
+    };
+    loop {
+        let stored = (wc.acked.load(Ordering::Relaxed) + 1)
+            .saturating_sub(start)
+            .min(total);
+        tokio::select! {
+            _ = tick.tick() => shown.set(stored, total, &note()),
+            _ = &mut done => {
+                shown.set(stored, total, &note());
+                shown.finish(&note());
+                return;
+            }
+        }
+    }
+}
+
 /// A multi-thread tokio runtime of `workers` threads named `name`, with I/O and timers.
 fn runtime(name: &str, workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -828,10 +862,16 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     }));
     // The writer's reading task takes the consumer; acks go out on the client, also after the
     // sinks have closed.
+    let mut backfill = None;
     let (writer_input, acker) = match writer {
         Some((p, tracker, _)) => {
             let wc = Arc::new(crate::bus::writer::WriterCounters::default());
             wc.start.store(p.start, Ordering::Relaxed);
+            // A backfill (--exit-when-idle: drain what the stream holds, then stop) shows how
+            // far the stored (acknowledged) sequence is towards the stream's end at start.
+            if s.exit_when_idle.is_some() {
+                backfill = Some((wc.clone(), p.start, p.end));
+            }
             counters.nats_writer = Some(wc.clone());
             let acker = Arc::new(crate::bus::writer::Acker::new(
                 p.client.clone(),
@@ -913,6 +953,9 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         Input::Simulator { .. } => Some(runtime("sim", 2)?),
         Input::Sources(_) | Input::Replay { .. } | Input::Nats(_) => None,
     };
+    // A backfill's progress task, told to draw its last state once the final ack is out.
+    let (backfill_done, backfill_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut backfill_task = None;
     let (counters, input_s, unsynced) =
         rt.block_on(async {
             // Inputs.
@@ -1082,6 +1125,9 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
             for c in urls {
                 start(c, &mut tasks);
             }
+            backfill_task = backfill
+                .take()
+                .map(|(wc, start, end)| tokio::spawn(show_backfill_progress(wc, start, end, backfill_rx)));
             let writer_task = match (&s.input, writer_input, &acker) {
                 (Input::Nats(cfg), Some((consumer, wc)), Some(acker)) => {
                     Some(tokio::spawn(crate::bus::writer::run(
@@ -1306,6 +1352,10 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     // keep is acknowledged to JetStream.
     if let Some(a) = &acker {
         rt.block_on(a.ack());
+    }
+    if let Some(p) = backfill_task {
+        let _ = backfill_done.send(());
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_millis(600), p).await });
     }
     Ok(summary(&counters, sink_errors, t0, input_s, unsynced))
 }

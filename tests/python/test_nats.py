@@ -288,6 +288,11 @@ def test_writer_stores_everything_once_through_kill9(tmp_path):
     last = json.loads(w.stdout.strip().splitlines()[-1])
     assert last["nats_source"]["start"] > 1, "the killed runs acknowledged nothing"
     assert last["nats_source"]["acked"] == published["nats"]["messages"]
+    # The backfill's progress, stderr not a terminal: its last line at 100% of what the stream
+    # held from this run's start.
+    left = published["nats"]["messages"] - last["nats_source"]["start"] + 1
+    done = [l for l in w.stderr.splitlines() if ": backfill: " in l and l.endswith("(done)")]
+    assert len(done) == 1 and f"{left:,} of {left:,} (100%)" in done[0], w.stderr
     pq = parquet_counts(tmp_path / "pq")
     for kind, n in sent.items():
         assert pq.get(kind) == n, (kind, pq.get(kind), n)

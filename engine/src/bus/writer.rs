@@ -179,12 +179,15 @@ pub struct Prepared {
     pub client: async_nats::Client,
     /// The first stream sequence this run reads.
     pub start: u64,
+    /// The stream's last sequence when the run started (what a backfill drains to).
+    pub end: u64,
 }
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
             .field("start", &self.start)
+            .field("end", &self.end)
             .finish_non_exhaustive()
     }
 }
@@ -199,10 +202,16 @@ pub async fn prepare(cfg: &NatsSourceConfig) -> anyhow::Result<Prepared> {
         .await
         .map_err(|e| anyhow::anyhow!("nats {}: {e}", tickwire_sinks::redact(&cfg.url)))?;
     let js = jetstream::new(client.clone());
-    let stream = js
+    let mut stream = js
         .get_stream(&cfg.stream)
         .await
         .map_err(|e| anyhow::anyhow!("nats stream {}: {e}", cfg.stream))?;
+    let end = stream
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("nats stream {}: {e}", cfg.stream))?
+        .state
+        .last_sequence;
     let floor = match stream.consumer_info(&cfg.durable).await {
         Ok(info) => {
             // A consumer this code created and nothing acknowledged since still starts where
@@ -241,6 +250,7 @@ pub async fn prepare(cfg: &NatsSourceConfig) -> anyhow::Result<Prepared> {
         consumer,
         client,
         start,
+        end,
     })
 }
 
