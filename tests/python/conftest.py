@@ -1,7 +1,9 @@
 """Shared fixtures: one `tickwire demo` run on real sockets, used by every Python test."""
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -89,6 +91,22 @@ def listening(*ports):
         with socket.create_connection(("127.0.0.1", p), timeout=1):
             pass
     return True
+
+
+@contextlib.contextmanager
+def http_demo(tmp, env=None):
+    """A `tickwire demo` at 4,000 msg/s with its HTTP API on a free loopback port (extra
+    environment `env`), stopped by SIGINT at the end; yields the port once it listens."""
+    port = free_port()
+    p = subprocess.Popen([BIN, "demo", "--out", str(tmp / "out"), "--zmq", f"tcp://127.0.0.1:{free_port()}",
+                          "--rate", "4000", "--stats-secs", "0", "--http", f"127.0.0.1:{port}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    try:
+        wait(lambda: listening(port), 30, "the HTTP server")
+        yield port
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
 
 
 def wait(cond, secs, what):

@@ -4,8 +4,6 @@ hypothesis, arbitrary ones) every answer has a documented status, content type a
 and its body (each line of a JSON-lines answer) validates against the documented schema."""
 
 import json
-import signal
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,25 +14,18 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
 
-from conftest import BIN, free_port, listening, wait
+from conftest import http_demo, wait
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("openapi")
-    port = free_port()
-    p = subprocess.Popen([BIN, "demo", "--out", str(tmp / "out"), "--zmq", f"tcp://127.0.0.1:{free_port()}",
-                          "--rate", "4000", "--stats-secs", "0", "--http", f"127.0.0.1:{port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    wait(lambda: listening(port), 30, "the HTTP server")
-    # Some of every kind the demo sends, and a live book.
-    wait(lambda: int(fetch(base, "/v1/trade?limit=1")[1].get("X-Tickwire-Rows", 0)) > 0, 30, "trades")
-    wait(lambda: fetch(base, "/v1/book?symbol=BTCUSDT")[0] == 200, 30, "a book")
-    doc = json.loads(fetch(base, "/v1/openapi.json")[2])
-    yield base, doc
-    p.send_signal(signal.SIGINT)
-    p.wait(timeout=60)
+    with http_demo(tmp_path_factory.mktemp("openapi")) as port:
+        base = f"http://127.0.0.1:{port}"
+        # Some of every kind the demo sends, and a live book.
+        wait(lambda: int(fetch(base, "/v1/trade?limit=1")[1].get("X-Tickwire-Rows", 0)) > 0, 30, "trades")
+        wait(lambda: fetch(base, "/v1/book?symbol=BTCUSDT")[0] == 200, 30, "a book")
+        doc = json.loads(fetch(base, "/v1/openapi.json")[2])
+        yield base, doc
 
 
 def fetch(base, path, accept=None):

@@ -4,12 +4,10 @@ candle chart and the book of the chosen symbol from the query API, and keeps upd
 
 import os
 import shutil
-import signal
-import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, free_port, listening, wait
+from conftest import ROOT, http_demo
 
 TOKEN = "tw-page-0c5d9e2f"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -17,16 +15,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("page")
-    port = free_port()
-    p = subprocess.Popen([BIN, "demo", "--out", str(tmp / "out"), "--zmq", f"tcp://127.0.0.1:{free_port()}",
-                          "--rate", "4000", "--stats-secs", "0", "--http", f"127.0.0.1:{port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env={**os.environ, "TICKWIRE_HTTP_TOKEN": TOKEN})
-    wait(lambda: listening(port), 30, "the HTTP server")
-    yield f"http://127.0.0.1:{port}/"
-    p.send_signal(signal.SIGINT)
-    p.wait(timeout=60)
+    with http_demo(tmp_path_factory.mktemp("page"), env={"TICKWIRE_HTTP_TOKEN": TOKEN}) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 def test_the_page_shows_the_engine_and_keeps_updating(page_url, tmp_path):
