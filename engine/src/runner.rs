@@ -650,14 +650,17 @@ async fn show_backfill_progress(
             wc.acked.load(Ordering::Relaxed)
         )
     };
-    loop {
-        let stored = (wc.acked.load(Ordering::Relaxed) + 1)
+    let stored = || {
+        (wc.acked.load(Ordering::Relaxed) + 1)
             .saturating_sub(start)
-            .min(total);
+            .min(total)
+    };
+    loop {
         tokio::select! {
-            _ = tick.tick() => shown.set(stored, total, &note()),
+            _ = tick.tick() => shown.set(stored(), total, &note()),
+            // Read after the final ack, not before the wait.
             _ = &mut done => {
-                shown.set(stored, total, &note());
+                shown.set(stored(), total, &note());
                 shown.finish(&note());
                 return;
             }
