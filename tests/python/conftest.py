@@ -16,10 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("TICKWIRE_BIN") or str(ROOT / "target" / "debug" / "tickwire")
 
 
+_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, below the kernel's ephemeral range: a port the
+    kernel hands out itself (the demo's simulator binds port 0) can then never be one a test
+    chose for something else. Never the same port twice in one test run."""
+    import random
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    while True:
+        port = random.randrange(10_000, low)
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
 
 
 class PySub(threading.Thread):
