@@ -1060,8 +1060,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     book_every: s.book_every,
                     book_levels: s.book_levels,
                     live: live_books.clone(),
-                    overlap: None,
-                    delivered: None,
+                    rotation: None,
                     publish: publisher.clone(),
                     attempts: Some(gate),
                     changes,
@@ -1393,7 +1392,7 @@ fn summary(
     kinds_json(&mut s, |k| l(&qc.gaps[k.index()]));
     let _ = write!(
         s,
-        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{},\"rest\":{},\"listings\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
+        ",\"published\":{},\"dropped\":{},\"errors\":{errors},\"reconnects\":{},\"frames\":{},\"decode_errors\":{},\"oversized\":{},\"idle_reconnects\":{},\"control_requests\":{},\"control_errors\":{},\"rotations\":{},\"duplicates\":{},\"handover_timeouts\":{},\"zmq_batches\":{},\"zmq_batches_dropped\":{},\"books\":{},\"rest\":{},\"listings\":{},\"queue_dropped\":{},\"zmq_dropped\":{},\"batches\":{},\"latency_us\":{{\"recv_to_publish\":{{\"p50\":{},\"p99\":{},\"p999\":{}}},\"recv_to_flush\":{{\"p50\":{},\"p99\":{}}}}},\"input_s\":{:.3},\"duration_s\":{:.3}",
         l(&zc.sent),
         c.dropped(),
         l(&qc.reconnects),
@@ -1405,6 +1404,7 @@ fn summary(
         l(&qc.control_errors),
         l(&qc.rotations),
         l(&qc.duplicates),
+        l(&qc.handover_timeouts),
         l(&zc.batches_sent),
         l(&zc.batches_dropped),
         rest_books_json(&c.rest, Some(&waiting)),

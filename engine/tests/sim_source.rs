@@ -472,13 +472,13 @@ async fn rotation_with_overlap_loses_and_duplicates_nothing() {
         return;
     };
     let total: u64 = want.iter().sum();
-    // The file takes about 3 s per connection; the connection is replaced after 1.5 s, and
-    // the new one replays from the first frame: everything the old one delivered comes again.
-    let mut cfg = sim_config(
-        Market::Usdm,
-        replay.lines.len() as u64 / 3,
-        Faults::default(),
-    );
+    // The file takes about 1 s per connection and the connection is replaced after 1.5 s: the
+    // new one replays from the first frame, so everything the old one delivered comes again
+    // and is dropped as a duplicate. (A replay restarts on each connection, unlike an
+    // exchange: a replacement opened before the old one finished would start behind it, and
+    // each rotation would cut the stream back. The live simulator's tests cover a replacement
+    // that receives the same frames as the old one from the moment it subscribes.)
+    let mut cfg = sim_config(Market::Usdm, replay.lines.len() as u64, Faults::default());
     cfg.replay = Some(replay.clone());
     let sim = SimServer::start(cfg, "127.0.0.1:0").await.expect("sim");
     let (tx, rx) = crossbeam_channel::bounded(1 << 20);

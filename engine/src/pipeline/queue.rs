@@ -129,6 +129,9 @@ pub struct QueueCounters {
     pub rotations: AtomicU64,
     /// Records dropped as duplicates of a rotation's overlap (not losses).
     pub duplicates: AtomicU64,
+    /// Rotations whose old connection was stopped before it had read as far as the new
+    /// connection's first record (what it had not read is lost).
+    pub handover_timeouts: AtomicU64,
 }
 
 impl QueueCounters {

@@ -142,6 +142,18 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
     );
     counter(
         &mut o,
+        "tickwire_rotations_total",
+        "Connections replaced ahead of the exchange's 24 h close.",
+        &[(String::new(), l(&c.queue.rotations))],
+    );
+    counter(
+        &mut o,
+        "tickwire_rotation_handover_timeouts_total",
+        "Rotations whose old connection was stopped before it had read up to the new one's first record (what it had not read is lost).",
+        &[(String::new(), l(&c.queue.handover_timeouts))],
+    );
+    counter(
+        &mut o,
         "tickwire_connect_errors_total",
         "Connection attempts that failed.",
         &[(String::new(), l(&c.queue.connect_errors))],

@@ -28,12 +28,20 @@
 //! live book's top levels are written as `depth_snapshot` records.
 //!
 //! Rotation ([`rotating`]): Binance closes every connection after 24 h. Before that (after
-//! `rotate_after`) a second connection to the same streams is opened; the old one is left as
-//! soon as the new one delivers. While they overlap, and until the new one has passed every
-//! position the old one reached, an [`Overlap`] filter drops the duplicates: a record whose
-//! position (trade, aggregate-trade or update id; event time for kinds without an id) is not
-//! beyond the last one seen for its (kind, symbol, interval) is counted in `duplicates` and
-//! dropped. Outside rotations nothing is filtered.
+//! `rotate_after`) a second connection to the same streams is opened and the old one hands
+//! over to it. The new connection holds what it receives until the old one has read a record
+//! the new one also received: both get the same frames in the same order, so by then every
+//! frame sent before the new connection subscribed has been read and delivered by the old
+//! one, which then leaves by itself (a connection that left as soon as the new one delivered
+//! lost what was still unread in its socket). An old connection that reads nothing for
+//! [`QUIET`] meanwhile has nothing left to deliver and is stopped. The new connection then
+//! releases what it held.
+//! From the hand-over until the new one has passed every position the old one reached, an
+//! [`Overlap`] filter drops the duplicates: a record whose position (trade, aggregate-trade or
+//! update id; event time for kinds without an id) is not beyond the last one seen for its
+//! (kind, symbol, interval) is counted in `duplicates` and dropped. An old connection that has
+//! done neither after [`HANDOVER_LIMIT`] is stopped (counted in `handover_timeouts`). Outside
+//! rotations nothing is filtered.
 //!
 //! ## The room
 //!
@@ -91,11 +99,9 @@ pub struct SourceConfig {
     pub book_levels: usize,
     /// Publish the live books here every 100 ms (for the query API's `/v1/book`).
     pub live: Option<Arc<crate::source::book::LiveBooks>>,
-    /// Set by [`rotating`]: the duplicate filter shared with the other connection of a
-    /// rotation.
-    pub overlap: Option<Arc<Overlap>>,
-    /// Set by [`rotating`]: raised at this connection's first record.
-    pub delivered: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Set by [`rotating`]: this connection's seat in a rotation (the duplicate filter and
+    /// hand-over it shares with the connection before or after it).
+    pub rotation: Option<Seat>,
     /// Publish each frame's records here right after decoding it (before they are queued).
     pub publish: Option<Arc<crate::pipeline::publish::SharedPublisher>>,
     /// Connection attempts to this host, shared with every connection to it.
@@ -287,7 +293,29 @@ fn position(r: &Record) -> Option<((u8, SymbolId, u8), i64)> {
     (pos != NULL_I64).then_some(((r.kind() as u8, h.symbol, sub), pos))
 }
 
-/// The duplicate filter of a rotation (see the module docs).
+/// Whether a record's position is unique along its stream: no two frames carry the same
+/// trade, aggregate-trade or depth-diff id. Two bookTickers with no book change between them
+/// carry the same update id, and two frames can share an event time.
+fn unique_position(r: &Record) -> bool {
+    matches!(
+        r,
+        Record::Trade(_) | Record::AggTrade(_) | Record::DepthUpdate(_)
+    )
+}
+
+/// A connection's seat in a rotation: the filter it shares and its generation (the epoch of
+/// the rotation that opened it; 0 for the first connection).
+#[derive(Debug, Clone)]
+pub struct Seat {
+    /// The duplicate filter and hand-over of the rotation.
+    pub overlap: Arc<Overlap>,
+    /// This connection's generation.
+    pub gen: u64,
+    /// Raised at this connection's first record (held or delivered).
+    pub receiving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The duplicate filter and hand-over of a rotation (see the module docs).
 #[derive(Debug, Default)]
 pub struct Overlap {
     active: std::sync::atomic::AtomicBool,
@@ -295,15 +323,31 @@ pub struct Overlap {
     epoch: std::sync::atomic::AtomicU64,
     /// The last epoch some connection merged its positions in.
     merged: std::sync::atomic::AtomicU64,
+    /// The generation of the connection that holds its records until the old one has handed
+    /// over (0: none).
+    holding: std::sync::atomic::AtomicU64,
+    /// The old connection has read a record the new one received.
+    passed: std::sync::atomic::AtomicBool,
+    /// When the old connection of a hand-over last read a frame (ns), or the hand-over began.
+    old_read_ns: std::sync::atomic::AtomicI64,
+    /// Told at each rotation's start: the running connection merges its positions at once
+    /// (a permit is kept if it is busy; it merges at its next record anyway).
+    begun: tokio::sync::Notify,
     state: std::sync::Mutex<OverlapState>,
 }
+
+/// A stream key of the filter: (kind, symbol, interval).
+type StreamKey = (u8, SymbolId, u8);
 
 #[derive(Debug, Default)]
 struct OverlapState {
     /// Last position seen per key while active.
-    last: FxHashMap<(u8, SymbolId, u8), i64>,
+    last: FxHashMap<StreamKey, i64>,
     /// After the old connection left: the positions the new one has yet to pass.
-    pending: Option<FxHashMap<(u8, SymbolId, u8), i64>>,
+    pending: Option<FxHashMap<StreamKey, i64>>,
+    /// The new connection's first position per stream (and whether it is unique along the
+    /// stream): the old one may leave at any of them.
+    join: FxHashMap<StreamKey, (i64, bool)>,
 }
 
 impl Overlap {
@@ -312,13 +356,63 @@ impl Overlap {
     }
 
     /// Starts filtering (a rotation begins); the running connection merges its positions at
-    /// its next record.
-    pub fn begin(&self) {
+    /// its next record. Returns the generation of the connection to open next, which holds
+    /// its records until [`Overlap::old_left`].
+    pub fn begin(&self) -> u64 {
         let mut g = self.lock();
-        g.last.clear();
+        // `last` is kept: the running connection's own positions leave out what it saw only
+        // as duplicates of the connection before it, so they alone could be behind what was
+        // delivered; merged into `last` (by max) they bring it up to date.
         g.pending = None;
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        g.join.clear();
+        self.passed.store(false, Ordering::Release);
+        self.old_read_ns
+            .store(crate::source::clock::now_ns(), Ordering::Release);
+        let gen = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.holding.store(gen, Ordering::Release);
         self.active.store(true, Ordering::Release);
+        drop(g);
+        self.begun.notify_one();
+        gen
+    }
+
+    /// Whether the connection of generation `gen` holds its records now.
+    fn holds(&self, gen: u64) -> bool {
+        gen != 0 && self.holding.load(Ordering::Acquire) == gen
+    }
+
+    /// The holding connection's record: its first position in each stream marks a place
+    /// where the old connection may leave (a `depth_snapshot` is made from the connection's
+    /// own book, not received).
+    fn hold(&self, r: &Record) {
+        if matches!(r, Record::DepthSnapshot(_)) {
+            return;
+        }
+        if let Some((k, p)) = position(r) {
+            self.lock().join.entry(k).or_insert((p, unique_position(r)));
+        }
+    }
+
+    /// The old connection of a hand-over read a frame at `ns`.
+    fn old_read(&self, gen: u64, ns: i64) {
+        let h = self.holding.load(Ordering::Relaxed);
+        if h != 0 && h != gen {
+            self.old_read_ns.store(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// How long the old connection of a hand-over has read nothing (since the later of its
+    /// last frame and the hand-over's start).
+    fn old_quiet_for(&self) -> Duration {
+        let since = crate::source::clock::now_ns() - self.old_read_ns.load(Ordering::Relaxed);
+        Duration::from_nanos(since.max(0) as u64)
+    }
+
+    /// Whether the connection of generation `gen` is the old one of a hand-over and has read
+    /// the new one's first record (so it may leave).
+    fn may_leave(&self, gen: u64) -> bool {
+        let h = self.holding.load(Ordering::Acquire);
+        h != 0 && h != gen && self.passed.load(Ordering::Acquire)
     }
 
     /// Whether a connection has merged its positions since the last [`Overlap::begin`].
@@ -341,13 +435,15 @@ impl Overlap {
         self.merged.store(epoch, Ordering::Release);
     }
 
-    /// The old connection has left: filter on until the new one has passed where it was.
+    /// The old connection has left: the new one releases what it held, and filtering goes on
+    /// until it has passed where the old one was.
     pub fn old_left(&self) {
         let mut g = self.lock();
         g.pending = Some(g.last.clone());
         if g.last.is_empty() {
             self.active.store(false, Ordering::Release);
         }
+        self.holding.store(0, Ordering::Release);
     }
 
     /// Stops filtering.
@@ -366,6 +462,14 @@ impl Overlap {
             return false;
         };
         let mut g = self.lock();
+        // The old connection has reached a record the new one received: a unique position at
+        // it, any other only past it (an equal one may be an earlier frame).
+        if g.join
+            .get(&key)
+            .is_some_and(|&(p, unique)| pos > p || (unique && pos == p))
+        {
+            self.passed.store(true, Ordering::Release);
+        }
         let dup = g.last.get(&key).is_some_and(|&l| pos <= l);
         if !dup {
             g.last.insert(key, pos);
@@ -723,8 +827,7 @@ impl SourceConfig {
             book_every: None,
             book_levels: 20,
             live: None,
-            overlap: None,
-            delivered: None,
+            rotation: None,
             publish: None,
             attempts: None,
             changes: None,
@@ -1067,6 +1170,109 @@ fn on_record(
     bundle.push(Msg::new(*r, lv));
 }
 
+/// A connection's part in a rotation: its seat, where it is per stream (merged into the
+/// filter when the next rotation begins), and the records it holds until the connection
+/// before it has handed over.
+struct Rotated {
+    seat: Seat,
+    positions: FxHashMap<StreamKey, i64>,
+    merged_epoch: u64,
+    held: Vec<Msg>,
+}
+
+impl Rotated {
+    fn new(seat: Seat) -> Self {
+        Rotated {
+            seat,
+            positions: FxHashMap::default(),
+            merged_epoch: 0,
+            held: Vec::new(),
+        }
+    }
+
+    /// Takes `r` out of the normal path when this connection holds its records (a hand-over
+    /// is under way) or `r` is a duplicate; false: `r` goes on.
+    fn take(
+        &mut self,
+        r: &Record,
+        lv: &[Level],
+        seq: &mut Seq,
+        books: Option<&mut Books>,
+        counters: &QueueCounters,
+    ) -> bool {
+        if !self.seat.receiving.load(Ordering::Relaxed) {
+            self.seat.receiving.store(true, Ordering::Release);
+        }
+        // Once holding, records join the held ones until those are released, in order after
+        // the frame (the hand-over may complete in the middle of one).
+        if !self.held.is_empty() || self.seat.overlap.holds(self.seat.gen) {
+            self.seat.overlap.hold(r);
+            self.held.push(Msg::new(*r, lv));
+            return true;
+        }
+        self.duplicate(r, lv, seq, books, counters)
+    }
+
+    /// Whether `r` repeats what the other connection delivered: then it is counted and moves
+    /// only this connection's own sequence and book (their continuity is per connection).
+    fn duplicate(
+        &mut self,
+        r: &Record,
+        lv: &[Level],
+        seq: &mut Seq,
+        books: Option<&mut Books>,
+        counters: &QueueCounters,
+    ) -> bool {
+        let o = &self.seat.overlap;
+        if o.is_active() {
+            o.merge(&self.positions, &mut self.merged_epoch);
+            if o.duplicate(r) {
+                counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                seq.observe(r);
+                if let (Record::DepthUpdate(d), Some(b)) = (r, books) {
+                    b.on_diff(d, lv, counters);
+                }
+                return true;
+            }
+        }
+        if let Some((k, p)) = position(r) {
+            self.positions.insert(k, p);
+        }
+        false
+    }
+
+    /// Whether held records may go now (the connection before this one has left).
+    fn may_release(&self) -> bool {
+        !self.held.is_empty() && !self.seat.overlap.holds(self.seat.gen)
+    }
+}
+
+/// Releases what a rotation's new connection held, in order, through the duplicate filter;
+/// full bundles go on as they fill.
+#[allow(clippy::too_many_arguments)]
+fn release_held(
+    rot: &mut Rotated,
+    market: Market,
+    seq: &mut Seq,
+    mut books: Option<&mut Books>,
+    counters: &QueueCounters,
+    tx: &Sender<Bundle>,
+    full: FullPolicy,
+    bundle: &mut Bundle,
+    publish: &mut Publish<'_>,
+) -> Result<(), SourceError> {
+    for m in std::mem::take(&mut rot.held) {
+        let (r, lv) = (&m.rec, m.levels());
+        if !rot.duplicate(r, lv, seq, books.as_deref_mut(), counters) {
+            on_record(r, lv, market, seq, books.as_deref_mut(), counters, bundle);
+        }
+        if bundle.len() >= MAX_BUNDLE {
+            push(tx, full, counters, bundle, publish)?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one connection: connects, reads and decodes until told to stop, reconnecting (with
 /// backoff) whenever the server closes the connection or it fails. Each reconnect writes a
 /// `gap` record (reason `reconnect`) for every sequenced stream of the connection, since
@@ -1084,10 +1290,7 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     let dec_symbols = symbols.clone();
     let name = label(&cfg.url);
-    // Rotation: this connection's last position per stream (merged into the overlap filter
-    // when a rotation begins).
-    let mut positions: FxHashMap<(u8, SymbolId, u8), i64> = FxHashMap::default();
-    let mut merged_epoch = 0u64;
+    let mut rotated = cfg.rotation.clone().map(Rotated::new);
     let mut dec = Decoder::new(cfg.market, symbols);
     let mut seq = Seq::default();
     // Records waiting to go as one bundle: sent before the task waits for a frame. Decoded
@@ -1313,6 +1516,19 @@ pub async fn run(
                     }, if books.is_some() && cfg.live.as_ref().is_some_and(|l| !l.active()) => {
                         continue;
                     }
+                    // A rotation begins: hand over where this connection is now, whether or
+                    // not a record comes.
+                    _ = async {
+                        match &cfg.rotation {
+                            Some(s) => s.overlap.begun.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    }, if cfg.rotation.is_some() => {
+                        if let Some(rot) = rotated.as_mut() {
+                            rot.seat.overlap.merge(&rot.positions, &mut rot.merged_epoch);
+                        }
+                        continue;
+                    }
                     _ = book_tick.tick(), if cfg.book_every.is_some() && books.is_some() => {
                         if let Some(b) = &books {
                             let now = crate::source::clock::now_ns();
@@ -1341,6 +1557,9 @@ pub async fn run(
                 _ => continue, // tungstenite answers pings itself
             };
             frames += 1;
+            if let Some(rot) = &rotated {
+                rot.seat.overlap.old_read(rot.seat.gen, recv);
+            }
             if let Some(c) = cap.as_mut() {
                 c.frame(recv, bytes);
             }
@@ -1357,30 +1576,10 @@ pub async fn run(
                 continue;
             }
             let r = dec.decode(bytes, recv, &mut |r: &Record, lv: &[Level]| {
-                if let Some(o) = &cfg.overlap {
-                    if o.is_active() {
-                        o.merge(&positions, &mut merged_epoch);
-                        if o.duplicate(r) {
-                            // Delivered by the other connection; this one's own sequence and
-                            // book still move past it (their continuity is per connection).
-                            counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                            seq.observe(r);
-                            if let (Record::DepthUpdate(d), Some(b)) = (r, books.as_mut()) {
-                                b.on_diff(d, lv, &counters);
-                            }
-                            return;
-                        }
+                if let Some(rot) = rotated.as_mut() {
+                    if rot.take(r, lv, &mut seq, books.as_mut(), &counters) {
+                        return;
                     }
-                    if let Some((k, p)) = position(r) {
-                        positions.insert(k, p);
-                    }
-                }
-                if let Some(d) = cfg
-                    .delivered
-                    .as_ref()
-                    .filter(|d| !d.load(Ordering::Relaxed))
-                {
-                    d.store(true, Ordering::Release);
                 }
                 on_record(
                     r,
@@ -1395,12 +1594,40 @@ pub async fn run(
             if r.is_err() {
                 counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             }
+            let mut handed_over = false;
+            if let Some(rot) = rotated.as_mut() {
+                if rot.may_release() {
+                    release_held(
+                        rot,
+                        market,
+                        &mut seq,
+                        books.as_mut(),
+                        &counters,
+                        &tx,
+                        cfg.full,
+                        &mut bundle,
+                        &mut publish,
+                    )?;
+                }
+                // The old connection of a hand-over has read the new one's first record:
+                // everything it alone received is delivered, so it leaves.
+                handed_over = rot.seat.overlap.may_leave(rot.seat.gen);
+                // A new connection far ahead of the old one stops reading (its socket and the
+                // server's buffers hold the rest) rather than hold without bound.
+                while rot.held.len() >= HOLD_MAX && rot.seat.overlap.holds(rot.seat.gen) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
             // Published now, one frame at a time; queued for the columnarizer with the bundle.
             publish.catch_up(&bundle);
             // Decoder counters are published every 1024 frames (hot loops count locally).
             if dec.stats().frames - published.frames >= 1024 {
                 counters.publish_decode(&published, dec.stats());
                 published = dec.stats().clone();
+            }
+            if handed_over {
+                stopping = true;
+                break;
             }
         }
         add_frames(&counters, &mut frames);
@@ -1410,6 +1637,20 @@ pub async fn run(
         if stopping {
             break;
         }
+    }
+    // Stopped while holding: the connection before this one has been stopped first.
+    if let Some(rot) = rotated.as_mut().filter(|r| !r.held.is_empty()) {
+        release_held(
+            rot,
+            market,
+            &mut seq,
+            books.as_mut(),
+            &counters,
+            &tx,
+            cfg.full,
+            &mut bundle,
+            &mut publish,
+        )?;
     }
     // One last look at every live book.
     if let (Some(b), Some(_)) = (&books, cfg.book_every) {
@@ -1674,8 +1915,21 @@ pub fn replay(
     Ok(())
 }
 
+/// How long the old connection of a rotation may take to read a record the new one received
+/// before it is stopped anyway (what it had not read by then is lost and counted in
+/// `handover_timeouts`).
+pub const HANDOVER_LIMIT: Duration = Duration::from_secs(10);
+
+/// An old connection that has read nothing for this long while the new one receives has
+/// nothing left to deliver: it is stopped without waiting for it to reach the new one's records.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// The most records a new connection holds during a hand-over before it waits (stops
+/// reading) for the old one.
+const HOLD_MAX: usize = 1 << 16;
+
 /// Runs one connection's streams with rotation: every `rotate_after` a new connection is
-/// opened, the old one left once the new one delivers, and the overlap's duplicates dropped
+/// opened, the old one hands over to it and leaves, and the overlap's duplicates are dropped
 /// (see the module docs). Without `rotate_after` this is [`run`].
 pub async fn rotating(
     cfg: SourceConfig,
@@ -1689,16 +1943,19 @@ pub async fn rotating(
         return run(cfg, symbols, tx, counters, stop).await;
     };
     let overlap = Arc::new(Overlap::default());
-    let start = |stop: watch::Receiver<bool>| {
+    let start = |gen: u64, stop: watch::Receiver<bool>| {
         let mut c = cfg.clone();
-        c.overlap = Some(overlap.clone());
-        let delivered = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        c.delivered = Some(delivered.clone());
+        let receiving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        c.rotation = Some(Seat {
+            overlap: overlap.clone(),
+            gen,
+            receiving: receiving.clone(),
+        });
         let task = tokio::spawn(run(c, symbols.clone(), tx.clone(), counters.clone(), stop));
-        (task, delivered)
+        (task, receiving)
     };
     let (mut stop_cur, rx) = watch::channel(false);
-    let (mut cur, _) = start(rx);
+    let (mut cur, _) = start(0, rx);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -1709,24 +1966,63 @@ pub async fn rotating(
                 return cur.await.unwrap_or(Ok(()));
             }
         }
-        overlap.begin();
+        let gen = overlap.begin();
         // The running connection hands over where it is before the new one starts.
         let t0 = tokio::time::Instant::now();
         while !overlap.merged() && t0.elapsed() < Duration::from_secs(5) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let (stop_next, rx) = watch::channel(false);
-        let (next, delivered) = start(rx);
+        let (next, receiving) = start(gen, rx);
         let t0 = tokio::time::Instant::now();
-        while !delivered.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(30) {
+        while !receiving.load(Ordering::Acquire) && t0.elapsed() < Duration::from_secs(30) {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(5)) => {}
                 _ = stop.changed() => break,
             }
         }
-        // Leave the old connection now: what it has not delivered, the new one does.
-        cur.abort();
-        let _ = cur.await;
+        // The old connection reads on until it reaches a record the new one received, then
+        // leaves by itself. One that has read nothing for QUIET while the new one receives
+        // has nothing left to deliver and is stopped; one that does neither within
+        // HANDOVER_LIMIT (stalled) is stopped and counted; the run's stop stops it at once.
+        let t0 = tokio::time::Instant::now();
+        let (mut left, mut timed_out) = (false, false);
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = &mut cur => {
+                    left = true;
+                    break;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = stop.changed() => break,
+            }
+            if overlap.old_quiet_for() >= QUIET {
+                break;
+            }
+            if t0.elapsed() >= HANDOVER_LIMIT {
+                timed_out = true;
+                break;
+            }
+        }
+        if !left {
+            if timed_out {
+                counters.handover_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "source {}: the old connection did not reach a record the new one received \
+                     within {HANDOVER_LIMIT:?}; stopping it",
+                    label(&cfg.url)
+                );
+            }
+            let _ = stop_cur.send(true);
+            if tokio::time::timeout(Duration::from_secs(2), &mut cur)
+                .await
+                .is_err()
+            {
+                cur.abort();
+                let _ = (&mut cur).await;
+            }
+        }
+        // The new connection releases what it held.
         overlap.old_left();
         counters.rotations.fetch_add(1, Ordering::Relaxed);
         let overlap2 = overlap.clone();
@@ -1735,12 +2031,13 @@ pub async fn rotating(
             tokio::time::sleep(Duration::from_secs(60)).await;
             overlap2.end();
         });
+        if *stop.borrow() {
+            // Filtering stays on: the new connection releases what it held as it stops.
+            let _ = stop_next.send(true);
+            return next.await.unwrap_or(Ok(()));
+        }
         cur = next;
         stop_cur = stop_next;
-        if *stop.borrow() {
-            let _ = stop_cur.send(true);
-            return cur.await.unwrap_or(Ok(()));
-        }
     }
 }
 
