@@ -112,9 +112,12 @@ def listening(*ports):
 @contextlib.contextmanager
 def http_demo(tmp, env=None):
     """A `tickwire demo` at 4,000 msg/s with its HTTP API on a free loopback port (extra
-    environment `env`), stopped by SIGINT at the end; yields the port once it listens."""
+    environment `env`), stopped by SIGINT at the end (not by its own clock: the tests that share
+    it may take longer than the demo's default 10 s on a loaded machine); yields the port once
+    it listens."""
     port = free_port()
-    p = subprocess.Popen([BIN, "demo", "--out", str(tmp / "out"), "--zmq", f"tcp://127.0.0.1:{free_port()}",
+    p = subprocess.Popen([BIN, "demo", "--duration", "3600", "--out", str(tmp / "out"),
+                          "--zmq", f"tcp://127.0.0.1:{free_port()}",
                           "--rate", "4000", "--stats-secs", "0", "--http", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     try:
