@@ -296,23 +296,18 @@ impl Pipeline {
         };
         let mut last = Instant::now();
         loop {
-            match rx.recv_timeout(tick) {
-                Ok(m) => {
-                    stage.take(m);
-                    for _ in 0..4096 {
-                        match rx.try_recv() {
-                            Ok(m) => stage.take(m),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let emptied = match gather(&rx, tick, |m| stage.take(m)) {
+                Ok(emptied) => emptied,
+                Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => break,
-            }
+            };
             stage.batches();
             if last.elapsed() >= tick {
                 stage.housekeeping();
                 last = Instant::now();
+            }
+            if emptied {
+                std::thread::sleep(LINGER);
             }
         }
         stage.housekeeping();
@@ -344,6 +339,35 @@ impl Pipeline {
 
 /// How long an idle columnarize stage sleeps between looks (data wakes it at once).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits up to `wait` for a first item of `rx`, then takes what else is queued, up to 4,096
+/// more, with `take`. Ok(true): the queue was emptied (what comes next may be gathered on the
+/// taker's own clock); Ok(false): more may be waiting.
+fn gather<T>(
+    rx: &Receiver<T>,
+    wait: Duration,
+    mut take: impl FnMut(T),
+) -> Result<bool, RecvTimeoutError> {
+    take(rx.recv_timeout(wait)?);
+    for _ in 0..4096 {
+        match rx.try_recv() {
+            Ok(m) => take(m),
+            Err(_) => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// How long the pipeline thread gathers bundles on its own clock after it has emptied its
+/// queue. A bundle that finds the thread asleep on the queue wakes it (a futex wake paid by
+/// the source, a context switch here, and the same again for the columnarize stage); one that
+/// finds it in this sleep waits for it. So below the rate at which bundles queue up anyway,
+/// the two threads wake at most 1/LINGER times a second instead of once per burst of frames,
+/// and above it nothing changes. The first bundle after a quiet spell is taken at once; the
+/// records have been published on ZMQ by their source already, so this delays only what
+/// flushes on its own 500 ms schedule (batches, the cache's 100 ms copies), the Redis L1 (which
+/// writes at most every 50 ms) and the NATS sink, by at most LINGER.
+const LINGER: Duration = Duration::from_millis(5);
 
 /// The pipeline thread's borrowed state while it runs.
 struct Publish<'a> {
@@ -620,29 +644,29 @@ impl Columnarizer {
             .min(SNAPSHOT_EVERY)
             .max(Duration::from_millis(1));
         let mut last = Instant::now();
+        // A handle of its own, so that `take_bundle` may borrow `self` while it drains.
+        let rx = self.rx.clone();
         loop {
             // Nothing open and nothing new for the cache: no flush age to watch, so the
             // thread sleeps until data comes (or a second passes), instead of every tick.
             let idle = self.open.values().all(|o| o.builder.is_empty() && !o.dirty);
             let wait = if idle { IDLE_WAIT } else { tick };
-            match self.rx.recv_timeout(wait) {
-                Ok(m) => {
-                    self.take_bundle(m);
-                    for _ in 0..4096 {
-                        match self.rx.try_recv() {
-                            Ok(m) => self.take_bundle(m),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            let emptied = match gather(&rx, wait, |m| self.take_bundle(m)) {
+                Ok(emptied) => emptied,
+                Err(RecvTimeoutError::Timeout) => false,
                 Err(RecvTimeoutError::Disconnected) => break,
-            }
+            };
             if last.elapsed() >= tick {
                 self.flush_aged(false);
                 self.snapshot_open();
                 self.counters.recv_to_flush.publish(&self.hist);
                 last = Instant::now();
+            }
+            // Fed by the pipeline thread every LINGER at low rates: sleeping that long finds
+            // the next hand-off waiting instead of blocking on the channel for it (crossbeam
+            // spins and yields the CPU a dozen times before it parks a receiver).
+            if emptied {
+                std::thread::sleep(LINGER);
             }
         }
         self.flush_aged(true);
