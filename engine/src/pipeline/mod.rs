@@ -295,10 +295,11 @@ impl Pipeline {
             Duration::from_millis(250)
         };
         let mut last = Instant::now();
+        let mut pace = Pace::default();
         loop {
-            let emptied = match gather(&rx, tick, |m| stage.take(m)) {
-                Ok(emptied) => emptied,
-                Err(RecvTimeoutError::Timeout) => false,
+            let taken = match gather(&rx, tick, |m| stage.take(m)) {
+                Ok(emptied) => Some(emptied),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             stage.batches();
@@ -306,9 +307,7 @@ impl Pipeline {
                 stage.housekeeping();
                 last = Instant::now();
             }
-            if emptied {
-                std::thread::sleep(LINGER);
-            }
+            pace.after(taken);
         }
         stage.housekeeping();
         let mut buf = std::mem::take(&mut stage.buf);
@@ -368,6 +367,32 @@ fn gather<T>(
 /// flushes on its own 500 ms schedule (batches, the cache's 100 ms copies), the Redis L1 (which
 /// writes at most every 50 ms) and the NATS sink, by at most LINGER.
 const LINGER: Duration = Duration::from_millis(5);
+
+/// Hand-offs closer together than this make a thread gather for [`LINGER`]; a lone one after a
+/// quiet spell (idle, a message a second) is followed by a plain wait on the queue, which
+/// costs no extra wake-up.
+const BUSY: Duration = Duration::from_millis(50);
+
+/// Whether a thread that took from its queue sleeps [`LINGER`] before it looks again.
+#[derive(Debug, Default)]
+struct Pace {
+    /// When it last took something.
+    prev: Option<Instant>,
+}
+
+impl Pace {
+    /// After a look at the queue: `taken` is None when nothing came, else whether the queue
+    /// was emptied.
+    fn after(&mut self, taken: Option<bool>) {
+        let Some(emptied) = taken else { return };
+        let now = Instant::now();
+        let busy = self.prev.is_some_and(|p| now - p < BUSY);
+        self.prev = Some(now);
+        if emptied && busy {
+            std::thread::sleep(LINGER);
+        }
+    }
+}
 
 /// The pipeline thread's borrowed state while it runs.
 struct Publish<'a> {
@@ -646,14 +671,15 @@ impl Columnarizer {
         let mut last = Instant::now();
         // A handle of its own, so that `take_bundle` may borrow `self` while it drains.
         let rx = self.rx.clone();
+        let mut pace = Pace::default();
         loop {
             // Nothing open and nothing new for the cache: no flush age to watch, so the
             // thread sleeps until data comes (or a second passes), instead of every tick.
             let idle = self.open.values().all(|o| o.builder.is_empty() && !o.dirty);
             let wait = if idle { IDLE_WAIT } else { tick };
-            let emptied = match gather(&rx, wait, |m| self.take_bundle(m)) {
-                Ok(emptied) => emptied,
-                Err(RecvTimeoutError::Timeout) => false,
+            let taken = match gather(&rx, wait, |m| self.take_bundle(m)) {
+                Ok(emptied) => Some(emptied),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if last.elapsed() >= tick {
@@ -665,9 +691,7 @@ impl Columnarizer {
             // Fed by the pipeline thread every LINGER at low rates: sleeping that long finds
             // the next hand-off waiting instead of blocking on the channel for it (crossbeam
             // spins and yields the CPU a dozen times before it parks a receiver).
-            if emptied {
-                std::thread::sleep(LINGER);
-            }
+            pace.after(taken);
         }
         self.flush_aged(true);
         self.counters.recv_to_flush.publish(&self.hist);
