@@ -859,6 +859,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
     )
     .with_l1(l1)
     .with_nats(nats)
+    .with_replay_ids(matches!(s.input, Input::Replay { .. }))
     .with_writer(writer.as_ref().map(|(_, t, b)| crate::pipeline::WriterCut {
         tracker: t.clone(),
         boundaries: b.clone(),
@@ -1387,6 +1388,15 @@ fn summary(
             s.push(',');
         }
         let _ = write!(s, "\"{name}\":{}", n.rows());
+    }
+    // Batches a sink found stored already (a retry after a lost acknowledgement, a replay
+    // or JetStream redelivery of what an earlier run stored): not written twice.
+    s.push_str("},\"found_stored\":{");
+    for (i, (name, n)) in c.sinks.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "\"{name}\":{}", l(&n.retries_found_landed));
     }
     s.push_str("},\"gaps\":");
     kinds_json(&mut s, |k| l(&qc.gaps[k.index()]));

@@ -3,6 +3,12 @@
 //! pipeline, into Parquet under `--out` or the sinks of a `--config` (and ZMQ if asked). The records are those the live run
 //! queued, `recv_time` included. The last stdout line is the JSON summary, `records` per kind
 //! like the demo's, and `replay` (entries read, frames, holes the capture had, torn files).
+//!
+//! Backfill: the replay's batches are cut by what they hold (replayed connection, minute of
+//! `recv_time`, `max_rows`), never by the clock, and every store is asked whether it has each
+//! one before it is written (the PostgreSQL ledger, ClickHouse's `_batch`, the Parquet
+//! footers). A replay run twice into the same stores, or killed and run again, stores every row
+//! once. `--from` and `--to` are taken to whole minutes for that (`--from` down, `--to` up).
 
 use crate::pipeline::publish::{Encoding, PubConfig};
 use crate::pipeline::queue::FullPolicy;
@@ -31,10 +37,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Only what was received at or after this time: RFC 3339 UTC
-    /// (`2026-12-03T12:00:00Z`, fractions allowed) or ms since the epoch.
+    /// (`2026-12-03T12:00:00Z`, fractions allowed) or ms since the epoch; taken down to its
+    /// whole minute (a backfill's batches are whole minutes).
     #[arg(long, value_parser = crate::serve::query::parse_time)]
     pub from: Option<i64>,
-    /// Only what was received before this time (as `--from`).
+    /// Only what was received before this time (as `--from`; taken up to a whole minute).
     #[arg(long, value_parser = crate::serve::query::parse_time)]
     pub to: Option<i64>,
     /// `max` (as fast as the pipeline takes it) or a multiple of the recorded pace (`1`).
@@ -72,6 +79,9 @@ fn parse_speed(s: &str) -> Result<Speed, String> {
     }
 }
 
+/// A minute in ns: `--from` and `--to` are taken to whole ones.
+const MINUTE: i64 = 60_000_000_000;
+
 /// Runs the replay.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.capture.is_dir() {
@@ -94,8 +104,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cfg: ReplayConfig {
                 full: FullPolicy::default(),
                 book_levels: args.book_levels.max(1),
-                from: args.from,
-                to: args.to,
+                from: args.from.map(|t| t.div_euclid(MINUTE) * MINUTE),
+                to: args
+                    .to
+                    .map(|t| (t.div_euclid(MINUTE) + i64::from(t % MINUTE != 0)) * MINUTE),
                 speed: match args.speed {
                     Speed::Max => None,
                     Speed::Times(x) => Some(x),

@@ -153,6 +153,45 @@ struct Open {
     dirty: bool,
     /// Position of the last row (a replayable source's; 0 otherwise).
     hi: u64,
+    /// A replay's segment of the rows: (replayed connection, minute of `recv_time`).
+    seg: (u64, i64),
+}
+
+/// A capture replay's batch identity. Batches are cut by what they hold, never by the clock:
+/// a key's batch ends where the next row comes from another replayed connection or another
+/// minute of `recv_time`, or at `max_rows`; its id is a hash of (connection, minute, key, the
+/// number of batches cut before it for the same three). Every replay of a capture, over any
+/// whole minutes, so cuts the same batches under the same ids, and each is offered to the
+/// stores as possibly stored already: a backfill run twice, or killed and run again, stores
+/// every row once.
+#[derive(Debug)]
+struct ReplayIds {
+    cuts: FxHashMap<(u64, i64, BatchKey), u32>,
+    hook: Arc<dyn tickwire_sinks::Committed>,
+}
+
+/// Nothing waits for a replay's batches to be kept.
+#[derive(Debug)]
+struct NoHook;
+
+impl tickwire_sinks::Committed for NoHook {
+    fn committed(&self, _: u64) {}
+}
+
+/// The id of a replay's batch: (connection, minute, key, cut number), splitmix-mixed, below
+/// 2^62 (clear of the JetStream writer's ids, which carry bit 62).
+fn replay_batch_id(seg: (u64, i64), key: BatchKey, n: u32) -> u64 {
+    let mut z = seg.0;
+    for v in [
+        seg.1 as u64,
+        ((key.kind as u64) << 40) | ((key.market as u64) << 32) | u64::from(n),
+    ] {
+        z ^= v.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+    }
+    z >> 2
 }
 
 /// How a JetStream writer's batches are cut (see [`crate::bus::writer`]): between messages,
@@ -226,6 +265,7 @@ impl Pipeline {
             batch_tx,
             zmq_counters: publisher.as_ref().map(|p| p.counters()).unwrap_or_default(),
             writer: None,
+            replay_ids: None,
             last_seq: 0,
             cut_due: false,
         };
@@ -250,6 +290,15 @@ impl Pipeline {
     /// Cuts batches the way a JetStream writer needs them.
     pub fn with_writer(mut self, cut: Option<WriterCut>) -> Self {
         self.columnarizer.writer = cut;
+        self
+    }
+
+    /// Cuts batches the way a capture replay needs them (see [`ReplayIds`]).
+    pub fn with_replay_ids(mut self, on: bool) -> Self {
+        self.columnarizer.replay_ids = on.then(|| ReplayIds {
+            cuts: FxHashMap::default(),
+            hook: Arc::new(NoHook),
+        });
         self
     }
 
@@ -462,6 +511,8 @@ struct Columnarizer {
     zmq_counters: Arc<crate::pipeline::publish::PubCounters>,
     /// A JetStream writer's cutting (None: batches flush per key on size and age).
     writer: Option<WriterCut>,
+    /// A capture replay's cutting (None: by size and age).
+    replay_ids: Option<ReplayIds>,
     /// The stream sequence of the last message taken (writer only).
     last_seq: u64,
     /// A batch is full: cut them all after this message (writer only).
@@ -519,6 +570,15 @@ impl Columnarizer {
             market: Market::from_code(h.market).unwrap_or(Market::Spot),
             day: h.recv_time.div_euclid(86_400_000_000_000) as i32,
         };
+        let seg = (msg.pos, h.recv_time.div_euclid(60_000_000_000));
+        if self.replay_ids.is_some()
+            && self
+                .open
+                .get(&key)
+                .is_some_and(|o| o.seg != seg && !o.builder.is_empty())
+        {
+            self.flush_key(key, true);
+        }
         let name = self.names.get(h.symbol);
         let open = self.open.entry(key).or_insert_with(|| Open {
             builder: BatchBuilder::new(kind, 1024),
@@ -526,7 +586,9 @@ impl Columnarizer {
             recv: Vec::new(),
             dirty: false,
             hi: 0,
+            seg,
         });
+        open.seg = seg;
         if open.builder.is_empty() {
             open.since = Instant::now();
         }
@@ -539,7 +601,7 @@ impl Columnarizer {
         }
         let full = open.builder.len() >= self.flush.max_rows;
         match &mut self.writer {
-            None if full => self.flush_key(key, false),
+            None if full => self.flush_key(key, self.replay_ids.is_some()),
             None => {}
             Some(w) => {
                 // A batch a sink knows ends here: cut it again, the same rows under the same id.
@@ -564,7 +626,7 @@ impl Columnarizer {
             Ok(batch) => {
                 self.seq += 1;
                 let rows = batch.num_rows() as u64;
-                let origin = self.writer.as_ref().map(|w| {
+                let mut origin = self.writer.as_ref().map(|w| {
                     let id = crate::bus::writer::ID_FLAG | open.hi;
                     w.tracker.flushed(id);
                     tickwire_sinks::Origin {
@@ -573,6 +635,15 @@ impl Columnarizer {
                         hook: w.tracker.clone(),
                     }
                 });
+                if let Some(r) = self.replay_ids.as_mut() {
+                    let n = r.cuts.entry((open.seg.0, open.seg.1, key)).or_insert(0);
+                    origin = Some(tickwire_sinks::Origin {
+                        id: replay_batch_id(open.seg, key, *n),
+                        replayed: true,
+                        hook: r.hook.clone(),
+                    });
+                    *n += 1;
+                }
                 let b = Batch {
                     key,
                     seq: self.seq,
@@ -620,6 +691,10 @@ impl Columnarizer {
     }
 
     fn flush_aged(&mut self, all: bool) {
+        // A replay's batches end by what they hold, never by age (the same cuts every time).
+        if self.replay_ids.is_some() && !all {
+            return;
+        }
         if self.writer.is_some() {
             // Stopping while reading again what the sinks may hold: the open batches are
             // not cut (the stream delivers their records again next time).

@@ -18,6 +18,11 @@
 //! | 4 | book-snapshot tick (`t`: the `depth_snapshot` records' time) | none |
 //! | 5 | hole: entries the capture could not keep | count u64 |
 //! | 6 | a record made from a REST answer (instrument, open_interest, long_short_ratio; `t` its `recv_time`) | symbol length u8, symbol, then the record's ZMQ binary payload |
+//! | 7 | what a rotation's duplicate filter did with the records of the frame just before (`t`: its `recv_time`); written only when it did something | one byte a record, in decode order: 0 went on, 1 held (a hand-over's new connection holds it), 2 dropped as a duplicate |
+//! | 8 | the records held since the connection's first go on (the connection before it has handed over) | one byte a held record, in order: 0 went on, 2 dropped as a duplicate |
+//!
+//! Kinds 7 and 8 make a rotation replay exactly: which connection delivered a record depends
+//! on when each one read it, which only the live run knows, so the capture keeps the verdicts.
 //!
 //! ## Path
 //!
@@ -57,6 +62,18 @@ pub mod kind {
     pub const TICK: u8 = 4;
     pub const HOLE: u8 = 5;
     pub const RECORD: u8 = 6;
+    pub const VERDICT: u8 = 7;
+    pub const RELEASE: u8 = 8;
+}
+
+/// Verdicts of a rotation's duplicate filter (entry kinds 7 and 8).
+pub mod verdict {
+    /// The record went on.
+    pub const ON: u8 = 0;
+    /// Held until the connection before has handed over.
+    pub const HELD: u8 = 1;
+    /// Dropped as a duplicate of what the other connection delivered.
+    pub const DROPPED: u8 = 2;
 }
 
 /// What the capture did.
@@ -237,6 +254,19 @@ impl ConnCapture {
         p.extend_from_slice(sym);
         p.extend_from_slice(text.as_bytes());
         self.put(kind::SNAPSHOT, t, &p);
+    }
+
+    /// What the rotation's filter did with the records of the frame just captured (kept only
+    /// when it held or dropped one).
+    pub fn verdict(&mut self, recv: i64, verdicts: &[u8]) {
+        if verdicts.iter().any(|&v| v != verdict::ON) {
+            self.put(kind::VERDICT, recv, verdicts);
+        }
+    }
+
+    /// The held records went on (or were dropped, as `verdicts` says), at `t`.
+    pub fn release(&mut self, t: i64, verdicts: &[u8]) {
+        self.put(kind::RELEASE, t, verdicts);
     }
 
     /// A book-snapshot tick at `t`.

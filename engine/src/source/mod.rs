@@ -58,6 +58,7 @@ pub mod rest;
 pub mod series;
 
 use crate::pipeline::queue::{Bundle, FullPolicy, Msg, QueueCounters, MAX_BUNDLE};
+use crate::source::capture::verdict;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use futures_util::{SinkExt, StreamExt};
 use rustc_hash::FxHashMap;
@@ -1191,7 +1192,8 @@ impl Rotated {
     }
 
     /// Takes `r` out of the normal path when this connection holds its records (a hand-over
-    /// is under way) or `r` is a duplicate; false: `r` goes on.
+    /// is under way: [`verdict::HELD`]) or `r` is a duplicate ([`verdict::DROPPED`]);
+    /// [`verdict::ON`]: `r` goes on.
     fn take(
         &mut self,
         r: &Record,
@@ -1199,7 +1201,7 @@ impl Rotated {
         seq: &mut Seq,
         books: Option<&mut Books>,
         counters: &QueueCounters,
-    ) -> bool {
+    ) -> u8 {
         if !self.seat.receiving.load(Ordering::Relaxed) {
             self.seat.receiving.store(true, Ordering::Release);
         }
@@ -1208,9 +1210,13 @@ impl Rotated {
         if !self.held.is_empty() || self.seat.overlap.holds(self.seat.gen) {
             self.seat.overlap.hold(r);
             self.held.push(Msg::new(*r, lv));
-            return true;
+            return verdict::HELD;
         }
-        self.duplicate(r, lv, seq, books, counters)
+        if self.duplicate(r, lv, seq, books, counters) {
+            verdict::DROPPED
+        } else {
+            verdict::ON
+        }
     }
 
     /// Whether `r` repeats what the other connection delivered: then it is counted and moves
@@ -1227,11 +1233,7 @@ impl Rotated {
         if o.is_active() {
             o.merge(&self.positions, &mut self.merged_epoch);
             if o.duplicate(r) {
-                counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                seq.observe(r);
-                if let (Record::DepthUpdate(d), Some(b)) = (r, books) {
-                    b.on_diff(d, lv, counters);
-                }
+                drop_duplicate(r, lv, seq, books, counters);
                 return true;
             }
         }
@@ -1247,8 +1249,24 @@ impl Rotated {
     }
 }
 
+/// A duplicate is counted and dropped; it moves only its connection's own sequence and book
+/// (their continuity is per connection).
+fn drop_duplicate(
+    r: &Record,
+    lv: &[Level],
+    seq: &mut Seq,
+    books: Option<&mut Books>,
+    counters: &QueueCounters,
+) {
+    counters.duplicates.fetch_add(1, Ordering::Relaxed);
+    seq.observe(r);
+    if let (Record::DepthUpdate(d), Some(b)) = (r, books) {
+        b.on_diff(d, lv, counters);
+    }
+}
+
 /// Releases what a rotation's new connection held, in order, through the duplicate filter;
-/// full bundles go on as they fill.
+/// full bundles go on as they fill. The capture, if any, keeps what became of each.
 #[allow(clippy::too_many_arguments)]
 fn release_held(
     rot: &mut Rotated,
@@ -1260,15 +1278,23 @@ fn release_held(
     full: FullPolicy,
     bundle: &mut Bundle,
     publish: &mut Publish<'_>,
+    cap: Option<&mut crate::source::capture::ConnCapture>,
 ) -> Result<(), SourceError> {
+    let mut verdicts = Vec::with_capacity(if cap.is_some() { rot.held.len() } else { 0 });
     for m in std::mem::take(&mut rot.held) {
         let (r, lv) = (&m.rec, m.levels());
-        if !rot.duplicate(r, lv, seq, books.as_deref_mut(), counters) {
+        if rot.duplicate(r, lv, seq, books.as_deref_mut(), counters) {
+            verdicts.push(verdict::DROPPED);
+        } else {
+            verdicts.push(verdict::ON);
             on_record(r, lv, market, seq, books.as_deref_mut(), counters, bundle);
         }
         if bundle.len() >= MAX_BUNDLE {
             push(tx, full, counters, bundle, publish)?;
         }
+    }
+    if let Some(c) = cap {
+        c.release(crate::source::clock::now_ns(), &verdicts);
     }
     Ok(())
 }
@@ -1332,6 +1358,7 @@ pub async fn run(
         .map(|h| Books::new(market, h.clone(), counters.clone()));
     let mut book_tick = tokio::time::interval(cfg.book_every.unwrap_or(Duration::from_secs(3600)));
     let mut cap = cfg.capture.as_ref().map(|c| c.connection());
+    let mut verdicts: Vec<u8> = Vec::new();
     let mut live_tick = tokio::time::interval(Duration::from_millis(100));
     // After a pause (no book asked for), ticking resumes from now, not with a burst.
     live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -1575,9 +1602,16 @@ pub async fn run(
                 }
                 continue;
             }
+            // What the rotation's filter does with each record, for the capture.
+            let keep = cap.is_some() && rotated.is_some();
+            verdicts.clear();
             let r = dec.decode(bytes, recv, &mut |r: &Record, lv: &[Level]| {
                 if let Some(rot) = rotated.as_mut() {
-                    if rot.take(r, lv, &mut seq, books.as_mut(), &counters) {
+                    let v = rot.take(r, lv, &mut seq, books.as_mut(), &counters);
+                    if keep {
+                        verdicts.push(v);
+                    }
+                    if v != verdict::ON {
                         return;
                     }
                 }
@@ -1594,6 +1628,9 @@ pub async fn run(
             if r.is_err() {
                 counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             }
+            if let (true, Some(c)) = (keep, cap.as_mut()) {
+                c.verdict(recv, &verdicts);
+            }
             let mut handed_over = false;
             if let Some(rot) = rotated.as_mut() {
                 if rot.may_release() {
@@ -1607,6 +1644,7 @@ pub async fn run(
                         cfg.full,
                         &mut bundle,
                         &mut publish,
+                        cap.as_mut(),
                     )?;
                 }
                 // The old connection of a hand-over has read the new one's first record:
@@ -1650,6 +1688,7 @@ pub async fn run(
             cfg.full,
             &mut bundle,
             &mut publish,
+            cap.as_mut(),
         )?;
     }
     // One last look at every live book.
@@ -1713,9 +1752,9 @@ pub struct ReplayConfig {
 
 /// Replays one captured connection through the live path's decode, sequence checks and
 /// books ([`on_open`], [`on_record`], the books' snapshot answers and ticks as captured):
-/// the records are those the live connection queued, `recv_time` included. (A rotation's
-/// duplicate filter spans two connections and is not replayed: both connections' records
-/// come.)
+/// the records are those the live connection queued, `recv_time` included. A rotation's
+/// duplicate filter spans two connections and depends on when each read what: the capture
+/// keeps its verdicts (records held, released, dropped), and the replay follows them.
 pub fn replay(
     stream: &crate::source::capture::Stream,
     cfg: &ReplayConfig,
@@ -1737,7 +1776,10 @@ pub fn replay(
     let mut opened_before = false;
     let mut published = tickwire_codecs::binance::DecodeStats::default();
     let mut pace: Option<(i64, std::time::Instant)> = None;
+    // Records a rotation's new connection held, until the capture says they went on.
+    let mut held: Vec<Msg> = Vec::new();
     let name = format!("replay {}", stream.id);
+    let sid = stream_id(&stream.id);
     for file in &stream.files {
         let size = std::fs::metadata(file).map_or(0, |m| m.len());
         let (entries, torn) = match crate::source::capture::read_file(file) {
@@ -1761,7 +1803,8 @@ pub fn replay(
             rc.bytes_done.load(Ordering::Relaxed),
             entries.len().max(1) as u64,
         );
-        for (i, e) in entries.into_iter().enumerate() {
+        let mut entries = entries.into_iter().enumerate().peekable();
+        while let Some((i, e)) = entries.next() {
             if i % 4096 == 0 {
                 rc.bytes_done
                     .store(base + size * i as u64 / n, Ordering::Relaxed);
@@ -1781,7 +1824,7 @@ pub fn replay(
                 if due > now {
                     // Queued records go before the wait, as the live task pushes before it
                     // waits for a frame.
-                    push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
+                    push_from(sid, tx, cfg.full, counters, &mut bundle, &mut publish)?;
                     std::thread::sleep(due - now);
                 }
             }
@@ -1825,21 +1868,38 @@ pub fn replay(
                     };
                     rc.frames.fetch_add(1, Ordering::Relaxed);
                     counters.frames.fetch_add(1, Ordering::Relaxed);
+                    // What a rotation's filter did with its records, if anything.
+                    let verdicts = match entries.peek() {
+                        Some((_, v)) if v.kind == kind::VERDICT => {
+                            rc.entries.fetch_add(1, Ordering::Relaxed);
+                            entries.next().map(|(_, v)| v.payload)
+                        }
+                        _ => None,
+                    };
                     if e.payload.len() > MAX_FRAME {
                         counters.oversized.fetch_add(1, Ordering::Relaxed);
                         counters.decode_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
+                    let mut k = 0;
                     let r = d.decode(&e.payload, e.t, &mut |r: &Record, lv: &[Level]| {
-                        on_record(
-                            r,
-                            lv,
-                            market,
-                            &mut seq,
-                            books.as_mut(),
-                            counters,
-                            &mut bundle,
-                        );
+                        let v = verdicts.as_ref().and_then(|v| v.get(k).copied());
+                        k += 1;
+                        match v {
+                            Some(verdict::HELD) => held.push(Msg::new(*r, lv)),
+                            Some(verdict::DROPPED) => {
+                                drop_duplicate(r, lv, &mut seq, books.as_mut(), counters);
+                            }
+                            _ => on_record(
+                                r,
+                                lv,
+                                market,
+                                &mut seq,
+                                books.as_mut(),
+                                counters,
+                                &mut bundle,
+                            ),
+                        }
                     });
                     if r.is_err() {
                         counters.decode_errors.fetch_add(1, Ordering::Relaxed);
@@ -1888,6 +1948,31 @@ pub fn replay(
                     bundle.push(Msg::new(rec, &lv));
                     publish.catch_up(&bundle);
                 }
+                kind::RELEASE => {
+                    if e.payload.len() != held.len() {
+                        rc.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (j, m) in std::mem::take(&mut held).into_iter().enumerate() {
+                        let (r, lv) = (&m.rec, m.levels());
+                        if e.payload.get(j) == Some(&verdict::DROPPED) {
+                            drop_duplicate(r, lv, &mut seq, books.as_mut(), counters);
+                        } else {
+                            on_record(
+                                r,
+                                lv,
+                                market,
+                                &mut seq,
+                                books.as_mut(),
+                                counters,
+                                &mut bundle,
+                            );
+                        }
+                        if bundle.len() >= MAX_BUNDLE {
+                            push_from(sid, tx, cfg.full, counters, &mut bundle, &mut publish)?;
+                        }
+                    }
+                    publish.catch_up(&bundle);
+                }
                 kind::HOLE => {
                     let n = e
                         .payload
@@ -1902,17 +1987,60 @@ pub fn replay(
                 }
             }
             if bundle.len() >= MAX_BUNDLE {
-                push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
+                push_from(sid, tx, cfg.full, counters, &mut bundle, &mut publish)?;
             }
         }
         rc.bytes_done.store(base + size, Ordering::Relaxed);
         rc.files_done.fetch_add(1, Ordering::Relaxed);
     }
-    push(tx, cfg.full, counters, &mut bundle, &mut publish)?;
+    // Held and never released: the capture was cut during a hand-over (the live run, stopped
+    // while holding, released them).
+    for m in std::mem::take(&mut held) {
+        on_record(
+            &m.rec,
+            m.levels(),
+            market,
+            &mut seq,
+            books.as_mut(),
+            counters,
+            &mut bundle,
+        );
+        if bundle.len() >= MAX_BUNDLE {
+            push_from(sid, tx, cfg.full, counters, &mut bundle, &mut publish)?;
+        }
+    }
+    push_from(sid, tx, cfg.full, counters, &mut bundle, &mut publish)?;
     if let Some(d) = &dec {
         counters.publish_decode(&published, d.stats());
     }
     Ok(())
+}
+
+/// A replayed connection's number in [`Msg::pos`]: a hash of its capture name (`<run>-<conn>`),
+/// never 0. With the records' minute it is the identity of the replay's batches, so that every
+/// replay of a capture cuts the same batches under the same ids and a store recognises what
+/// an earlier replay stored (`pipeline`'s replay cutting).
+pub fn stream_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
+}
+
+/// [`push`], the records marked with the replayed connection's [`stream_id`].
+fn push_from(
+    sid: u64,
+    tx: &Sender<Bundle>,
+    full: FullPolicy,
+    counters: &QueueCounters,
+    bundle: &mut Bundle,
+    publish: &mut Publish<'_>,
+) -> Result<(), SourceError> {
+    for m in bundle.iter_mut() {
+        m.pos = sid;
+    }
+    push(tx, full, counters, bundle, publish)
 }
 
 /// How long the old connection of a rotation may take to read a record the new one received
