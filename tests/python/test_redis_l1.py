@@ -10,9 +10,11 @@ import decimal
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import defaultdict
 
@@ -183,3 +185,78 @@ def test_a_redis_restart_mid_run_leaves_l1_complete(tmp_path):
         if demo.poll() is None:
             demo.kill()
         srv.kill()
+
+
+def test_a_book_not_held_live_is_read_from_l1(tmp_path):
+    """`tickwire run` with its books not synced (`book_sync = false`: no live book in the
+    process, the book from the partial depth stream): `/v1/book` answers from the Redis L1's book hash (L1 before the L2 cache, as the
+    design documents' read pattern says), equal to the hash at the same update id, and
+    `tickwire_tier_reads_total` counts the L1 hit and the miss of a book L1 does not hold."""
+    from conftest import listening, wait
+    url = os.environ.get("TICKWIRE_REDIS_URL", "redis://127.0.0.1:6379")
+    prefix = f"twbook{os.getpid()}:"
+    r = redis.Redis.from_url(url, decode_responses=True)
+    spot, http = free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{free_port()}",
+                            "--rate", "2000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cfg = tmp_path / "tw.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[zmq]
+enabled = false
+[connection]
+book_sync = false
+[[sources]]
+market = "spot"
+symbols = ["BTCUSDT", "ETHUSDT"]
+streams = ["trade", "depth@100ms", "depth20@100ms"]
+endpoint = "ws://127.0.0.1:{spot}"
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'data'}"
+[[sinks]]
+type = "redis"
+url = "{url}"
+prefix = "{prefix}"
+[http]
+bind = "127.0.0.1:{http}"
+""")
+    wait(lambda: listening(spot), 30, "the simulator to listen")
+    run = subprocess.Popen([BIN, "run", "--config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    key = f"{prefix}orderbook:spot:BTCUSDT"
+    try:
+        wait(lambda: r.exists(key), 30, "the L1 book hash")
+        api = None
+        for _ in range(50):  # the hash changes every 100 ms: a read between two equal ones
+            before = r.hgetall(key)
+            with urllib.request.urlopen(f"http://127.0.0.1:{http}/v1/book?market=spot&symbol=BTCUSDT&depth=20",
+                                        timeout=10) as resp:
+                src, tiers, body = resp.headers["X-Tickwire-Book-Source"], resp.headers["X-Tickwire-Tiers"], \
+                    json.loads(resp.read())
+            after = r.hgetall(key)
+            if before["update_id"] == after["update_id"]:
+                api = body
+                break
+        assert api is not None, "a quiet moment between two book updates"
+        assert (src, tiers) == ("redis", "redis"), (src, tiers)
+        assert api["last_update_id"] == int(before["update_id"]) and api["recv_time"] == int(before["time"]), (api, before)
+        for side in ("bids", "asks"):
+            want = [(D(p), D(q)) for p, q in json.loads(before[side])]
+            assert want and [(D(p), D(q)) for p, q in api[side]] == want, side
+        # A book L1 does not hold: a miss, and the next tier answers (nothing: 404).
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/v1/book?market=usdm&symbol=BTCUSDT", timeout=10)
+            assert False, "no USD-M book anywhere"
+        except urllib.error.HTTPError as e:
+            assert e.code == 404, e
+        reads = series(http, "tickwire_tier_reads_total")
+        assert reads['{tier="l1",result="hit"}'] >= 1 and reads['{tier="l1",result="miss"}'] >= 1, reads
+        assert '{tier="l2",result="hit"}' in reads and '{tier="l3",result="hit"}' in reads, reads
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+        sim.kill()
+        sim.wait()
+        for k in r.scan_iter(f"{prefix}*"):
+            r.delete(k)
+    assert run.returncode == 0, err.decode()

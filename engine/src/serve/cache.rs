@@ -53,6 +53,10 @@ pub struct CacheCounters {
     pub partial_hits: AtomicU64,
     /// Queries that failed: the store behind the cache failed (502) or a scan did (500).
     pub errors: AtomicU64,
+    /// Queries the store behind the cache (L3) answered alone.
+    pub store_hits: AtomicU64,
+    /// Queries the store answered with the cache (the older part of the range).
+    pub store_partial_hits: AtomicU64,
     /// Batches evicted (age or memory).
     pub evicted_batches: AtomicU64,
     /// Rows evicted.

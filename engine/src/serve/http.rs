@@ -279,7 +279,7 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         counter(
             &mut o,
             "tickwire_l1_reads_total",
-            "Query API candle reads the Redis L1 answered (hit) or left to the next tier (miss: the range not held, Redis down).",
+            "Query API candle and book reads the Redis L1 answered (hit) or left to the next tier (miss: the range or book not held, Redis down).",
             &[
                 ("result=\"hit\"".to_string(), l(&r.reads_hit)),
                 ("result=\"miss\"".to_string(), l(&r.reads_miss)),
@@ -397,6 +397,33 @@ pub fn metrics_text(c: &Counters, uptime_s: f64) -> String {
         "Rows a sink kept on disk to send later.",
         &sink(|s| s.spilled_rows.load(Ordering::Relaxed)),
     );
+    // The read pattern of the design documents, tier by tier (L1 Redis -> L2 the Arrow cache
+    // -> L3 the store behind it): hit (answered alone), partial_hit (with the tier behind it),
+    // miss (left to the next tier). The hit rate of a tier is hit / (hit + partial_hit + miss).
+    let mut tiers = Vec::new();
+    if let Some(r) = &c.redis {
+        tiers.push(("tier=\"l1\",result=\"hit\"".to_string(), l(&r.reads_hit)));
+        tiers.push(("tier=\"l1\",result=\"miss\"".to_string(), l(&r.reads_miss)));
+    }
+    if let Some(cc) = &c.cache {
+        for (t, r, v) in [
+            ("l2", "hit", &cc.hits),
+            ("l2", "partial_hit", &cc.partial_hits),
+            ("l2", "miss", &cc.misses),
+            ("l3", "hit", &cc.store_hits),
+            ("l3", "partial_hit", &cc.store_partial_hits),
+        ] {
+            tiers.push((format!("tier=\"{t}\",result=\"{r}\""), l(v)));
+        }
+    }
+    if !tiers.is_empty() {
+        counter(
+            &mut o,
+            "tickwire_tier_reads_total",
+            "Query API reads by tier (l1 Redis, l2 the Arrow cache, l3 the store behind it) and result: hit (the tier alone), partial_hit (with the tier behind it), miss (left to the next tier).",
+            &tiers,
+        );
+    }
     if let Some(cc) = &c.cache {
         counter(
             &mut o,

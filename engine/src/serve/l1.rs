@@ -111,9 +111,9 @@ pub struct L1Counters {
     pub rebuilds: AtomicU64,
     /// Failed writes (each an outage until the reconnect).
     pub errors: AtomicU64,
-    /// Query API candle reads answered from L1.
+    /// Query API reads (candles, books) answered from L1.
     pub reads_hit: AtomicU64,
-    /// Query API candle reads L1 could not answer (the range not held, Redis down): served
+    /// Query API reads L1 could not answer (the range or book not held, Redis down): served
     /// by the next tier.
     pub reads_miss: AtomicU64,
 }
@@ -171,13 +171,53 @@ impl L1Candle {
     }
 }
 
+/// An order book read from L1: its update id, `recv_time` (ns) and levels as (price, qty)
+/// at 1e-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L1Book {
+    pub update_id: i64,
+    pub time: i64,
+    pub bids: Vec<(i128, i128)>,
+    pub asks: Vec<(i128, i128)>,
+}
+
+/// A side of the book hash (`[["price","qty"], ...]`) at 1e-8.
+fn side8(j: &str) -> Option<Vec<(i128, i128)>> {
+    let v: Vec<(String, String)> = serde_json::from_str(j).ok()?;
+    v.iter().map(|(p, q)| Some((raw8(p)?, raw8(q)?))).collect()
+}
+
 impl L1Reader {
+    fn connect(&self) -> Result<redis::Connection, String> {
+        redis::Client::open(self.url.as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The order book L1 holds for (market, symbol), if any.
+    pub fn book(&self, market: &str, symbol: &str) -> Result<Option<L1Book>, String> {
+        let mut conn = self.connect()?;
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}orderbook:{market}:{symbol}", self.prefix))
+            .query(&mut conn)
+            .map_err(|e| e.to_string())?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let get = |k: &str| h.get(k).ok_or_else(|| format!("book hash without {k}"));
+        let bad = |k: &str| format!("book hash: an unreadable {k}");
+        Ok(Some(L1Book {
+            update_id: get("update_id")?.parse().map_err(|_| bad("update_id"))?,
+            time: get("time")?.parse().map_err(|_| bad("time"))?,
+            bids: side8(get("bids")?).ok_or_else(|| bad("bids"))?,
+            asks: side8(get("asks")?).ok_or_else(|| bad("asks"))?,
+        }))
+    }
+
     /// The candles L1 holds for (market, symbol, timeframe), oldest first: the closed ones
     /// and the open one.
     pub fn candles(&self, market: &str, symbol: &str, tf: &str) -> Result<Vec<L1Candle>, String> {
-        let mut conn = redis::Client::open(self.url.as_str())
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
-            .map_err(|e| e.to_string())?;
+        let mut conn = self.connect()?;
         let p = &self.prefix;
         let (list, open): (Vec<String>, HashMap<String, String>) = redis::pipe()
             .lrange(format!("{p}candles:{market}:{symbol}:{tf}"), 0, -1)

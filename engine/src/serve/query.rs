@@ -333,8 +333,15 @@ impl Api {
         let c = self.counters();
         match (tiers.contains(&"cache"), tiers.len()) {
             (true, 1) => c.hits.fetch_add(1, Ordering::Relaxed),
-            (true, _) => c.partial_hits.fetch_add(1, Ordering::Relaxed),
-            _ => c.misses.fetch_add(1, Ordering::Relaxed),
+            (true, _) => {
+                c.store_partial_hits.fetch_add(1, Ordering::Relaxed);
+                c.partial_hits.fetch_add(1, Ordering::Relaxed)
+            }
+            (false, 0) => c.misses.fetch_add(1, Ordering::Relaxed),
+            (false, _) => {
+                c.store_hits.fetch_add(1, Ordering::Relaxed);
+                c.misses.fetch_add(1, Ordering::Relaxed)
+            }
         };
     }
 
@@ -622,6 +629,55 @@ impl Api {
         })
     }
 
+    /// The order book from the Redis L1 (the market's, or spot's then USD-M's when none is
+    /// named). `None`: L1 does not hold it or cannot be read (a miss counted).
+    async fn book_from_l1(
+        &self,
+        market: Option<Market>,
+        symbol: &str,
+        depth: usize,
+    ) -> Option<Reply> {
+        let l1 = self.l1.clone()?;
+        let markets: Vec<Market> = market.map_or(vec![Market::Spot, Market::Usdm], |m| vec![m]);
+        let (reader, sym) = (l1.clone(), symbol.to_string());
+        let got = tokio::task::spawn_blocking(move || {
+            for m in markets {
+                if let Some(b) = reader.book(m.as_str(), &sym)? {
+                    return Ok(Some((m, b)));
+                }
+            }
+            Ok::<_, String>(None)
+        })
+        .await;
+        let Ok(Ok(Some((m, b)))) = got else {
+            if let Ok(Err(e)) = &got {
+                tracing::debug!("query: L1 book {symbol}: {e}");
+            }
+            l1.counters.reads_miss.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        l1.counters.reads_hit.fetch_add(1, Ordering::Relaxed);
+        let (mut bids, mut asks) = (String::new(), String::new());
+        level_pairs(&mut bids, b.bids.iter().take(depth).copied());
+        level_pairs(&mut asks, b.asks.iter().take(depth).copied());
+        let body = format!(
+            "{{\"market\":\"{}\",\"symbol\":{},\"last_update_id\":{},\"recv_time\":{},\"bids\":{bids},\"asks\":{asks}}}\n",
+            m.as_str(),
+            json_str(symbol),
+            b.update_id,
+            b.time,
+        );
+        Some(Reply {
+            status: "200 OK",
+            content_type: "application/json",
+            headers: vec![
+                "X-Tickwire-Book-Source: redis".into(),
+                "X-Tickwire-Tiers: redis".into(),
+            ],
+            body: body.into_bytes(),
+        })
+    }
+
     async fn book(&self, p: &Params) -> Reply {
         let Some(symbol) = p.get("symbol").map(str::to_ascii_uppercase) else {
             return Reply::bad("symbol is required");
@@ -675,6 +731,11 @@ impl Api {
                 headers: vec!["X-Tickwire-Book-Source: live".into()],
                 body: body.into_bytes(),
             };
+        }
+        // Not held live by this process (a JetStream writer, partial depth streams only): the
+        // Redis L1's book, then the newest `depth_snapshot` in the cache.
+        if let Some(r) = self.book_from_l1(f.market, &symbol, depth).await {
+            return r;
         }
         let scan = self.cache.scan_newest(
             Kind::DepthSnapshot,
