@@ -136,7 +136,7 @@ fn build() -> Value {
             json!({
                 "description": "rows received in [from, to), newest first",
                 "headers": {
-                    "X-Tickwire-Tiers": {"description": "the tiers that served the answer (cache, postgres, clickhouse)", "schema": {"type": "string"}},
+                    "X-Tickwire-Tiers": {"description": "the tiers that served the answer (redis, cache, postgres, clickhouse)", "schema": {"type": "string"}},
                     "X-Tickwire-Rows": {"description": "rows in the answer", "schema": {"type": "integer"}}
                 },
                 "content": {
@@ -207,7 +207,7 @@ fn build() -> Value {
     book_responses.insert(
         "200".into(),
         json!({"description": "the top levels of the book",
-            "headers": {"X-Tickwire-Book-Source": {"description": "live (kept from the diffs) or depth_snapshot", "schema": {"type": "string", "enum": ["live", "depth_snapshot"]}}},
+            "headers": {"X-Tickwire-Book-Source": {"description": "live (kept from the diffs), redis (the L1 book hash) or depth_snapshot (the cache)", "schema": {"type": "string", "enum": ["live", "redis", "depth_snapshot"]}}, "X-Tickwire-Tiers": {"description": "the tier that answered: live (this process's book), redis (L1) or cache (L2)", "schema": {"type": "string", "enum": ["live", "redis", "cache"]}}},
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Book"}}}}),
     );
     paths.insert(

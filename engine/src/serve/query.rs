@@ -728,7 +728,10 @@ impl Api {
             return Reply {
                 status: "200 OK",
                 content_type: "application/json",
-                headers: vec!["X-Tickwire-Book-Source: live".into()],
+                headers: vec![
+                    "X-Tickwire-Book-Source: live".into(),
+                    "X-Tickwire-Tiers: live".into(),
+                ],
                 body: body.into_bytes(),
             };
         }
@@ -786,7 +789,10 @@ impl Api {
         Reply {
             status: "200 OK",
             content_type: "application/json",
-            headers: vec!["X-Tickwire-Book-Source: depth_snapshot".into()],
+            headers: vec![
+                "X-Tickwire-Book-Source: depth_snapshot".into(),
+                "X-Tickwire-Tiers: cache".into(),
+            ],
             body: o.into_bytes(),
         }
     }
