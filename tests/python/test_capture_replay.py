@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pyarrow.dataset as ds
 
@@ -187,16 +188,22 @@ def test_a_capture_cut_by_kill_9_replays_up_to_the_cut(tmp_path):
     time.sleep(3)
     p.send_signal(signal.SIGKILL)
     p.communicate(timeout=30)
-    files = [f for d, _, fs in os.walk(cap) for f in fs]
+    files = sorted(Path(d) / f for d, _, fs in os.walk(cap) for f in fs)
     assert files, "capture files exist"
+    # Every flush (200 ms) ends a zstd frame, so the kill left whole frames, unless it came in
+    # the middle of a write. A write cut in the middle, for sure: the biggest file loses its
+    # last 100 bytes.
+    cut = max(files, key=lambda f: f.stat().st_size)
+    with open(cut, "r+b") as f:
+        f.truncate(cut.stat().st_size - 100)
     r = subprocess.run([BIN, "replay", "--capture", str(cap), "--out", str(again)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     b = summary(r.stdout)
-    # Nothing closed the files: each ends torn, read up to its last flush (every 200 ms).
-    assert b["replay"]["torn"] == len(files), (b["replay"], files)
+    # Read up to the cut, counted: no error.
+    assert 1 <= b["replay"]["torn"] <= len(files), (b["replay"], files)
     assert b["replay"]["frames"] > 10_000 and b["records"]["trade"] > 0, b
-    assert "torn tail" in r.stderr
+    assert any("torn tail" in l and cut.name in l for l in r.stderr.splitlines()), r.stderr
 
 
 def test_a_run_against_a_simulator_replays_its_rest_records_too(tmp_path):

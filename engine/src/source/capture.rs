@@ -6,8 +6,8 @@
 //!
 //! `<dir>/<YYYY-MM-DD>/<HH>/<run>-<conn>.twcap.zst` (UTC hour of the entries; `run` the
 //! process's start in ms, `conn` a connection's number in the process, 6 digits): one zstd
-//! stream per connection and hour, its entries in the order the connection's task handled
-//! them. An entry is a 16-byte little-endian head, `kind` u8, 3 zero bytes, `len` u32, `t`
+//! stream per connection and hour (a run of zstd frames of up to 256 KiB of entries each), its
+//! entries in the order the connection's task handled them. An entry is a 16-byte little-endian head, `kind` u8, 3 zero bytes, `len` u32, `t`
 //! i64 (ns since the epoch, the connection's own clock reading), then `len` bytes:
 //!
 //! | kind | entry | payload |
@@ -33,7 +33,8 @@
 //! counted ([`CaptureCounters::dropped`], in entries) and the next chunk that goes in starts
 //! with a hole entry with the count, so a replay knows where it is incomplete. Files roll at
 //! the first chunk of a new hour. The
-//! writer flushes each open stream every [`FLUSH_EVERY`] (a zstd block), so a process killed
+//! writer compresses what each file has pending and flushes it every [`FLUSH_EVERY`] (a
+//! zstd frame), so a process killed
 //! at any moment leaves files readable up to their last flush; the reader counts the torn
 //! tail instead of failing.
 
@@ -304,7 +305,33 @@ fn hour_of(t: i64) -> (String, u32) {
 
 struct Open {
     hour: (String, u32),
-    enc: zstd::stream::write::Encoder<'static, BufWriter<std::fs::File>>,
+    out: BufWriter<std::fs::File>,
+    /// Entries taken and not yet compressed: they go out as one zstd frame at [`ZSTD_FRAME`]
+    /// bytes or at the next flush.
+    pending: Vec<u8>,
+    pending_entries: u64,
+}
+
+/// Bytes of entries compressed as one zstd frame (fewer at a flush).
+const ZSTD_FRAME: usize = 256 * 1024;
+
+impl Open {
+    /// Compresses what is pending as one frame and writes it.
+    fn emit(
+        &mut self,
+        comp: &mut zstd::bulk::Compressor<'static>,
+        z: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        z.clear();
+        z.reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
+        comp.compress_to_buffer(&self.pending, z)?;
+        self.pending.clear();
+        self.pending_entries = 0;
+        self.out.write_all(z)
+    }
 }
 
 fn open_file(
@@ -312,8 +339,7 @@ fn open_file(
     run: u64,
     file: u64,
     hour: &(String, u32),
-    level: i32,
-) -> std::io::Result<zstd::stream::write::Encoder<'static, BufWriter<std::fs::File>>> {
+) -> std::io::Result<BufWriter<std::fs::File>> {
     let d = dir.join(&hour.0).join(format!("{:02}", hour.1));
     std::fs::create_dir_all(&d)?;
     let path = d.join(format!("{run}-{file:06}.twcap.zst"));
@@ -321,11 +347,27 @@ fn open_file(
         .create(true)
         .append(true)
         .open(path)?;
-    zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 16, f), level)
+    Ok(BufWriter::with_capacity(1 << 16, f))
 }
 
 fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<CaptureCounters>) {
     let mut open: HashMap<u64, Open> = HashMap::new();
+    // Each chunk is compressed as a zstd frame of its own, by one context for every file: a
+    // file is a run of frames (which zstd reads as one stream). A streaming encoder per file
+    // compressed at under half the speed (its ring buffer's extDict path, and as many
+    // contexts as connections evicting each other from the cache); perf/RESULTS.md.
+    let mut comp = match zstd::bulk::Compressor::new(level) {
+        Ok(z) => z,
+        Err(err) => {
+            tracing::error!("capture: zstd level {level}: {err}; nothing is captured");
+            for e in rx.iter() {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                c.dropped.fetch_add(e.entries, Ordering::Relaxed);
+            }
+            return;
+        }
+    };
+    let mut z: Vec<u8> = Vec::new();
     let mut last_flush = Instant::now();
     let mut dirty = false;
     loop {
@@ -339,14 +381,19 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
             let roll = open.get(&e.file).is_some_and(|o| o.hour != hour);
             if roll {
                 if let Some(o) = open.remove(&e.file) {
-                    finish(o, &c);
+                    finish(o, &mut comp, &mut z, &c);
                 }
             }
             if let std::collections::hash_map::Entry::Vacant(slot) = open.entry(e.file) {
-                match open_file(&dir, run, e.file, &hour, level) {
-                    Ok(enc) => {
+                match open_file(&dir, run, e.file, &hour) {
+                    Ok(out) => {
                         c.files.fetch_add(1, Ordering::Relaxed);
-                        slot.insert(Open { hour, enc });
+                        slot.insert(Open {
+                            hour,
+                            out,
+                            pending: Vec::with_capacity(ZSTD_FRAME + CHUNK),
+                            pending_entries: 0,
+                        });
                     }
                     Err(err) => {
                         c.errors.fetch_add(1, Ordering::Relaxed);
@@ -357,26 +404,27 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
                 }
             }
             if let Some(o) = open.get_mut(&e.file) {
-                match o.enc.write_all(&e.bytes) {
-                    Ok(()) => {
-                        c.entries.fetch_add(e.entries, Ordering::Relaxed);
-                        c.bytes.fetch_add(e.bytes.len() as u64, Ordering::Relaxed);
-                        dirty = true;
-                    }
-                    Err(err) => {
-                        c.errors.fetch_add(1, Ordering::Relaxed);
-                        c.dropped.fetch_add(e.entries, Ordering::Relaxed);
-                        tracing::warn!("capture: {err}; the file is abandoned");
-                        open.remove(&e.file);
+                o.pending.extend_from_slice(&e.bytes);
+                o.pending_entries += e.entries;
+                c.entries.fetch_add(e.entries, Ordering::Relaxed);
+                c.bytes.fetch_add(e.bytes.len() as u64, Ordering::Relaxed);
+                dirty = true;
+                if o.pending.len() >= ZSTD_FRAME {
+                    if let Err(err) = o.emit(&mut comp, &mut z) {
+                        abandon(&mut open, e.file, &err, &c);
                     }
                 }
             }
         }
         if dirty && last_flush.elapsed() >= FLUSH_EVERY {
-            for o in open.values_mut() {
-                if let Err(err) = o.enc.flush() {
-                    c.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("capture: flush: {err}");
+            let files: Vec<u64> = open.keys().copied().collect();
+            for f in files {
+                let done = match open.get_mut(&f) {
+                    Some(o) => o.emit(&mut comp, &mut z).and_then(|()| o.out.flush()),
+                    None => Ok(()),
+                };
+                if let Err(err) = done {
+                    abandon(&mut open, f, &err, &c);
                 }
             }
             last_flush = Instant::now();
@@ -384,12 +432,27 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
         }
     }
     for (_, o) in open.drain() {
-        finish(o, &c);
+        finish(o, &mut comp, &mut z, &c);
     }
 }
 
-fn finish(o: Open, c: &CaptureCounters) {
-    if let Err(e) = o.enc.finish().and_then(|mut w| w.flush()) {
+/// A file that could not be written: what it had pending is counted lost, and it is dropped
+/// (the connection's next chunk opens it again).
+fn abandon(open: &mut HashMap<u64, Open>, file: u64, err: &std::io::Error, c: &CaptureCounters) {
+    c.errors.fetch_add(1, Ordering::Relaxed);
+    if let Some(o) = open.remove(&file) {
+        c.dropped.fetch_add(o.pending_entries, Ordering::Relaxed);
+    }
+    tracing::warn!("capture: {err}; the file is abandoned");
+}
+
+fn finish(
+    mut o: Open,
+    comp: &mut zstd::bulk::Compressor<'static>,
+    z: &mut Vec<u8>,
+    c: &CaptureCounters,
+) {
+    if let Err(e) = o.emit(comp, z).and_then(|()| o.out.flush()) {
         c.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("capture: closing a file: {e}");
     }
