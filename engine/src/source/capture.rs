@@ -20,6 +20,7 @@
 //! | 6 | a record made from a REST answer (instrument, open_interest, long_short_ratio; `t` its `recv_time`) | symbol length u8, symbol, then the record's ZMQ binary payload |
 //! | 7 | what a rotation's duplicate filter did with the records of the frame just before (`t`: its `recv_time`); written only when it did something | one byte a record, in decode order: 0 went on, 1 held (a hand-over's new connection holds it), 2 dropped as a duplicate |
 //! | 8 | the records held since the connection's first go on (the connection before it has handed over) | one byte a held record, in order: 0 went on, 2 dropped as a duplicate |
+//! | 9 | connection closed (`t`: when it ended) | why, as text: `closed by the server`, `error`, `idle`, `stopped`, `handed over` (a rotation) |
 //!
 //! Kinds 7 and 8 make a rotation replay exactly: which connection delivered a record depends
 //! on when each one read it, which only the live run knows, so the capture keeps the verdicts.
@@ -65,6 +66,7 @@ pub mod kind {
     pub const RECORD: u8 = 6;
     pub const VERDICT: u8 = 7;
     pub const RELEASE: u8 = 8;
+    pub const CLOSE: u8 = 9;
 }
 
 /// Verdicts of a rotation's duplicate filter (entry kinds 7 and 8).
@@ -268,6 +270,11 @@ impl ConnCapture {
     /// The held records went on (or were dropped, as `verdicts` says), at `t`.
     pub fn release(&mut self, t: i64, verdicts: &[u8]) {
         self.put(kind::RELEASE, t, verdicts);
+    }
+
+    /// The connection ended at `t`, for the reason given.
+    pub fn close(&mut self, t: i64, why: &str) {
+        self.put(kind::CLOSE, t, why.as_bytes());
     }
 
     /// A book-snapshot tick at `t`.
@@ -577,6 +584,10 @@ mod tests {
         // The task waits (its buffer goes); an hour later: a second file of the same stream.
         a.flush();
         a.frame(t0 + 3_600_000_000_000, b"late");
+        a.verdict(t0 + 3_600_000_000_000, &[verdict::ON, verdict::DROPPED]);
+        a.verdict(t0 + 3_600_000_000_000, &[verdict::ON]); // nothing done: not kept
+        a.release(t0 + 3_600_000_000_001, &[verdict::DROPPED, verdict::ON]);
+        a.close(t0 + 3_600_000_000_002, "idle");
         drop(a);
         drop(cap);
         w.finish();
@@ -594,6 +605,13 @@ mod tests {
         assert_eq!(first[1003].kind, kind::TICK);
         let (second, _) = read_file(&s[0].files[1]).expect("read");
         assert_eq!(second[0].payload, b"late");
+        let kinds: Vec<u8> = second.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [kind::FRAME, kind::VERDICT, kind::RELEASE, kind::CLOSE]
+        );
+        assert_eq!(second[1].payload, [verdict::ON, verdict::DROPPED]);
+        assert_eq!(second[3].payload, b"idle");
         // Cut the first file in the middle: what is before the cut reads, the tail is torn.
         let bytes = std::fs::read(&s[0].files[0]).expect("bytes");
         std::fs::write(&s[0].files[0], &bytes[..bytes.len() / 2]).expect("cut");

@@ -1423,6 +1423,8 @@ pub async fn run(
         }
         let mut pace = tokio::time::interval(CONTROL_GAP);
         let mut stopping = *stop.borrow();
+        // Why the connection ended, for the capture.
+        let mut closed = "closed by the server";
         loop {
             let has_ctl = !stopping && ctl.as_ref().is_some_and(|c| !c.queue.is_empty());
             // A frame already received joins the bundle; otherwise the bundle goes first.
@@ -1451,6 +1453,7 @@ pub async fn run(
                                 "source {name}: nothing for {:?}; reconnecting",
                                 cfg.idle_timeout
                             );
+                            closed = "idle";
                             break;
                         }
                     },
@@ -1481,6 +1484,7 @@ pub async fn run(
                             counters.control_requests.fetch_add(1, Ordering::Relaxed);
                             if let Err(e) = wtx.send(Message::text(req)).await {
                                 tracing::warn!("source {name}: {e}");
+                                closed = "error";
                                 break;
                             }
                         }
@@ -1488,6 +1492,7 @@ pub async fn run(
                     }
                     _ = stop.changed(), if !stopping => {
                         stopping = true;
+                        closed = "stopped";
                         if cfg.drain_on_stop { continue } else { break }
                     }
                     _ = tokio::time::sleep_until(books.as_ref().and_then(Books::due).unwrap_or_else(tokio::time::Instant::now)),
@@ -1572,6 +1577,7 @@ pub async fn run(
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
                     tracing::warn!("source {name}: {e}");
+                    closed = "error";
                     break;
                 }
                 None => break,
@@ -1665,8 +1671,12 @@ pub async fn run(
             }
             if handed_over {
                 stopping = true;
+                closed = "handed over";
                 break;
             }
+        }
+        if let Some(c) = cap.as_mut() {
+            c.close(crate::source::clock::now_ns(), closed);
         }
         add_frames(&counters, &mut frames);
         push(&tx, cfg.full, &counters, &mut bundle, &mut publish)?;
@@ -1972,6 +1982,9 @@ pub fn replay(
                         }
                     }
                     publish.catch_up(&bundle);
+                }
+                kind::CLOSE => {
+                    // A connection event only: the next open (a reconnect) writes the gaps.
                 }
                 kind::HOLE => {
                     let n = e
