@@ -794,6 +794,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
         }
         None => None,
     };
+    let resume = nats.as_ref().map(|n| n.resume.clone());
     let l1_reader = match (&s.redis, &l1) {
         (Some(cfg), Some(l)) => Some(Arc::new(crate::serve::l1::L1Reader {
             url: cfg.url.clone(),
@@ -1066,6 +1067,7 @@ pub fn run(s: Settings) -> anyhow::Result<String> {
                     attempts: Some(gate),
                     changes,
                     capture: capture.clone(),
+                    resume: resume.clone(),
                     url,
                 };
                 tasks.push(tokio::spawn(source::rotating(

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import time
 import uuid
+from collections import defaultdict
 
 import pytest
 
@@ -256,6 +257,22 @@ spill_dir = "{tmp_path / 'spill-ch'}"
     return cfg
 
 
+def ack_floor(stream, durable):
+    """The stream sequence a durable consumer has acknowledged up to (0: none yet)."""
+
+    async def go():
+        nc = await nats.connect(NATS)
+        try:
+            info = await nc.jetstream().consumer_info(stream, durable)
+            return info.ack_floor.stream_seq if info.ack_floor else 0
+        except nats.js.errors.NotFoundError:
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
 def test_writer_stores_everything_once_through_kill9(tmp_path):
     """collector (demo) -> JetStream -> writer (run) -> Parquet, PostgreSQL and ClickHouse; the writer is
     killed with SIGKILL twice mid-run and started again: every record is in every store
@@ -274,13 +291,23 @@ def test_writer_stores_everything_once_through_kill9(tmp_path):
     assert published["rows"]["nats"] == sum(sent.values())
     cfg = writer_config(tmp_path, schema)
     cmd = [BIN, "run", "--config", str(cfg), "--exit-when-idle", "3"]
-    for kill_after in (3.0, 2.0):
+    total = published["nats"]["messages"]
+    floor = 0
+    for _ in range(2):
+        # Killed once it has acknowledged more than before (sinks committed some batches),
+        # with most of the stream still to go: at any moment but the end.
         w = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=tmp_path)
-        time.sleep(kill_after)
+        start, now = floor, floor
+        deadline = time.time() + 60
+        while now <= start and time.time() < deadline and w.poll() is None:
+            time.sleep(0.02)
+            now = ack_floor("TICKWIRE", "writer")
         assert w.poll() is None, "the writer finished before it could be killed"
         w.kill()
         w.wait()
+        floor = ack_floor("TICKWIRE", "writer")
+        assert start < floor < total, (start, floor, total)
     w = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert w.returncode == 0, w.stderr
     # The restarted run cut the batches the stores held in part again where they ended.
@@ -401,3 +428,111 @@ spill_dir = "{tmp_path / f'spill{i}'}"
     assert all(p > 0 for p in per), per
     for s in summaries:
         assert s["rows"]["nats"] == sum(s["records"].values())
+
+
+def test_a_collector_killed_and_restarted_shows_its_outage_as_gaps(tmp_path):
+    """A `run` collector (against a separate `tickwire sim`, whose ids go on) is killed with
+    SIGKILL and started again. At start it reads where each of its streams ended in JetStream,
+    so the first trade and aggregate trade of each symbol after the restart meet the last stored
+    one: what the outage (and the kill's unacknowledged publishes) missed is one `gap` record
+    (reason reconnect) per stream, with the exact ids. A writer drains the stream into Parquet:
+    every hole in the ids is exactly a gap record's [expected, got), and no id is there twice.
+    A witness (a second engine on the same streams, into Parquet) keeps the market moving
+    while the collector is down, as Binance's does, and shows that the holes' trades happened."""
+    from conftest import free_port, listening, wait
+    import pyarrow.dataset as ds
+    delete_streams_taking_tickwire()
+    spot = free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{free_port()}",
+                            "--rate", "4000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait(lambda: listening(spot), 30, "the simulator to listen")
+    cfg = tmp_path / "collector.toml"
+    cfg.write_text(f"""
+stats_secs = 0
+[[sources]]
+market = "spot"
+symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+streams = ["trade", "aggTrade"]
+endpoint = "ws://127.0.0.1:{spot}"
+[connection]
+book_sync = false
+[zmq]
+enabled = false
+[http]
+bind = ""
+[[sinks]]
+type = "nats"
+url = "{NATS}"
+id = "collector1"
+spill_dir = "{tmp_path / 'spill'}"
+""")
+    cmd = [BIN, "run", "--config", str(cfg)]
+    witness_cfg = tmp_path / "witness.toml"
+    witness_cfg.write_text(cfg.read_text().split("[[sinks]]")[0] + f"""
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'witness'}"
+""")
+    witness = subprocess.Popen([BIN, "run", "--config", str(witness_cfg)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert first.poll() is None, first.communicate()[1]
+        first.kill()
+        first.wait()
+        time.sleep(1.5)  # the outage
+        again = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        again.send_signal(signal.SIGTERM)
+        out, err = again.communicate(timeout=60)
+    finally:
+        witness.send_signal(signal.SIGTERM)
+        witness.communicate(timeout=60)
+        sim.send_signal(signal.SIGTERM)
+        sim.communicate(timeout=30)
+    assert witness.returncode == 0
+    assert again.returncode == 0, err
+    assert "where 6 streams ended" in err, err
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["records"]["gap"] == 6, (s["records"], err)
+    # Everything the stream holds, through a writer, into Parquet.
+    wcfg = tmp_path / "writer.toml"
+    wcfg.write_text(f"""
+[[sources]]
+type = "nats"
+url = "{NATS}"
+stream = "TICKWIRE"
+durable = "gapcheck"
+[zmq]
+enabled = false
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'pq'}"
+""")
+    w = subprocess.run([BIN, "run", "--config", str(wcfg), "--exit-when-idle", "3"],
+                       capture_output=True, text=True, timeout=300)
+    assert w.returncode == 0, w.stderr
+    pq = tmp_path / "pq"
+    gaps = ds.dataset(pq / "gap", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert len(gaps) == 6 and {g["reason"] for g in gaps} == {"reconnect"}, gaps
+    def ids_of(root, kind, col):
+        t = ds.dataset(root / kind, format="parquet", partitioning="hive").to_table(columns=["symbol", col])
+        by = defaultdict(list)
+        for sym, i in zip(t["symbol"].to_pylist(), t[col].to_pylist()):
+            by[sym].append(i)
+        return by
+
+    for kind, col in (("trade", "trade_id"), ("agg_trade", "agg_trade_id")):
+        by, seen = ids_of(pq, kind, col), ids_of(tmp_path / "witness", kind, col)
+        assert sorted(by) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"], sorted(by)
+        for sym, ids in by.items():
+            ids.sort()
+            assert len(ids) == len(set(ids)), (kind, sym, "an id twice")
+            holes = [(a + 1, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
+            mine = [(g["expected"], g["got"]) for g in gaps if g["symbol"] == sym and g["stream"] == kind]
+            assert holes == mine and len(holes) == 1, (kind, sym, holes, mine)
+            # They happened: the witness has every id of the hole.
+            (a, b), = holes
+            assert set(range(a, b)) <= set(seen[sym]), (kind, sym, a, b)

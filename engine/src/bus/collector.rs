@@ -139,6 +139,8 @@ pub struct NatsOut {
     pub counters: Arc<NatsCounters>,
     /// Rows (records acknowledged by the stream) for the summary's `rows`.
     pub sink: Arc<SinkCounters>,
+    /// Where each sequenced stream ended in JetStream when this process started.
+    pub resume: Arc<crate::source::Resume>,
 }
 
 /// Bundles waiting for the nats thread.
@@ -158,6 +160,26 @@ impl NatsOut {
             .enable_all()
             .build()?;
         let js = io.block_on(connect(&cfg))?;
+        let t0 = Instant::now();
+        let resume = match io.block_on(last_ids(&js, &cfg, &symbols)) {
+            Ok(r) => {
+                tracing::info!(
+                    "nats {}: where {} streams ended, read in {:?}",
+                    cfg.stream,
+                    r.len(),
+                    t0.elapsed()
+                );
+                r
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "nats {}: where the streams ended could not be read ({e}): a restart's \
+                     hole shows as no gap",
+                    cfg.stream
+                );
+                crate::source::Resume::default()
+            }
+        };
         std::fs::create_dir_all(&cfg.spill_dir)
             .map_err(|e| anyhow::anyhow!("nats spill_dir {}: {e}", cfg.spill_dir.display()))?;
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
@@ -177,6 +199,7 @@ impl NatsOut {
             thread: Some(thread),
             counters,
             sink,
+            resume: Arc::new(resume),
         })
     }
 
@@ -215,6 +238,49 @@ async fn connect(cfg: &NatsConfig) -> anyhow::Result<jetstream::Context> {
         .build(client);
     ensure_stream(&js, cfg).await?;
     Ok(js)
+}
+
+/// The last id of every sequenced stream (trade, aggregate trade, depth diff) the stream
+/// holds: the last record of each subject's last message. One request a subject (a whole
+/// market is a few thousand, read in about a second).
+async fn last_ids(
+    js: &jetstream::Context,
+    cfg: &NatsConfig,
+    symbols: &SymbolTable,
+) -> anyhow::Result<crate::source::Resume> {
+    use futures_util::TryStreamExt;
+    let stream = js.get_stream(&cfg.stream).await?;
+    let out = crate::source::Resume::default();
+    for kind in [Kind::Trade, Kind::AggTrade, Kind::DepthUpdate] {
+        let mut subjects = Vec::new();
+        let mut list = stream
+            .info_with_subjects(format!("{}.{}.>", cfg.prefix, kind.as_str()))
+            .await?;
+        while let Some((subject, _)) = list.try_next().await? {
+            subjects.push(subject);
+        }
+        for subject in subjects {
+            let m = stream.get_last_raw_message_by_subject(&subject).await?;
+            let Ok(bundle) =
+                crate::bus::writer::decode(&cfg.prefix, &subject, &m.payload, m.sequence, symbols)
+            else {
+                continue;
+            };
+            for msg in &bundle {
+                let h = msg.rec.header();
+                let id = match &msg.rec {
+                    tickwire_codecs::record::Record::Trade(t) => t.trade_id,
+                    tickwire_codecs::record::Record::AggTrade(a) => a.agg_trade_id,
+                    tickwire_codecs::record::Record::DepthUpdate(d) => d.final_update_id,
+                    _ => continue,
+                };
+                if let Some(market) = Market::from_code(h.market) {
+                    out.insert(msg.rec.kind(), market, h.symbol, id);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Reaches the server without changing anything: its version and whether the stream exists.

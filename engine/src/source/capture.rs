@@ -21,6 +21,7 @@
 //! | 7 | what a rotation's duplicate filter did with the records of the frame just before (`t`: its `recv_time`); written only when it did something | one byte a record, in decode order: 0 went on, 1 held (a hand-over's new connection holds it), 2 dropped as a duplicate |
 //! | 8 | the records held since the connection's first go on (the connection before it has handed over) | one byte a held record, in order: 0 went on, 2 dropped as a duplicate |
 //! | 9 | connection closed (`t`: when it ended) | why, as text: `closed by the server`, `error`, `idle`, `stopped`, `handed over` (a rotation) |
+//! | 10 | where a stream had ended before this process (a restarted collector's last id in JetStream), taken by the frame just before | kind u8, id i64, then the symbol |
 //!
 //! Kinds 7 and 8 make a rotation replay exactly: which connection delivered a record depends
 //! on when each one read it, which only the live run knows, so the capture keeps the verdicts.
@@ -67,6 +68,7 @@ pub mod kind {
     pub const VERDICT: u8 = 7;
     pub const RELEASE: u8 = 8;
     pub const CLOSE: u8 = 9;
+    pub const RESUME: u8 = 10;
 }
 
 /// Verdicts of a rotation's duplicate filter (entry kinds 7 and 8).
@@ -270,6 +272,16 @@ impl ConnCapture {
     /// The held records went on (or were dropped, as `verdicts` says), at `t`.
     pub fn release(&mut self, t: i64, verdicts: &[u8]) {
         self.put(kind::RELEASE, t, verdicts);
+    }
+
+    /// The frame just captured was the first of a stream that had ended at `id` before this
+    /// process (its sequence check took the resume point).
+    pub fn resume(&mut self, t: i64, k: u8, symbol: &str, id: i64) {
+        let mut p = Vec::with_capacity(9 + symbol.len());
+        p.push(k);
+        p.extend_from_slice(&id.to_le_bytes());
+        p.extend_from_slice(symbol.as_bytes());
+        self.put(kind::RESUME, t, &p);
     }
 
     /// The connection ended at `t`, for the reason given.

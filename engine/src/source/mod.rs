@@ -111,6 +111,44 @@ pub struct SourceConfig {
     pub changes: Option<Arc<StreamChanges>>,
     /// Keep every frame, snapshot answer and connection event here ([`crate::source::capture`]).
     pub capture: Option<Arc<crate::source::capture::Capture>>,
+    /// Where each sequenced stream ended before this process started ([`Resume`]).
+    pub resume: Option<Arc<Resume>>,
+}
+
+/// Where each sequenced stream (trade, aggregate trade, depth diff; per market and symbol)
+/// ended before this process started: the last id a collector stored in JetStream, read at
+/// start. A stream's first record is checked against it like any next record, so what a
+/// restarted (or killed) collector missed is a `gap` record (reason `reconnect`) with the
+/// exact ids; a first record at or before it (another collector went on meanwhile) is no gap.
+#[derive(Debug, Default)]
+pub struct Resume(std::sync::Mutex<FxHashMap<(u8, u8, SymbolId), i64>>);
+
+impl Resume {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<(u8, u8, SymbolId), i64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stream ended at `id` (the highest one given counts).
+    pub fn insert(&self, kind: Kind, market: Market, symbol: SymbolId, id: i64) {
+        let mut g = self.lock();
+        let e = g.entry((kind as u8, market as u8, symbol)).or_insert(id);
+        *e = (*e).max(id);
+    }
+
+    /// Streams known.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no stream is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where the stream ended, once (the first connection to see it takes it).
+    fn take(&self, kind: u8, market: Market, symbol: SymbolId) -> Option<i64> {
+        self.lock().remove(&(kind, market as u8, symbol))
+    }
 }
 
 /// Streams added to a running connection (new listings) or removed from it (delistings):
@@ -833,6 +871,7 @@ impl SourceConfig {
             attempts: None,
             changes: None,
             capture: None,
+            resume: None,
         }
     }
 }
@@ -971,6 +1010,10 @@ pub enum SourceError {
 #[derive(Default)]
 struct Seq {
     last: FxHashMap<(u8, SymbolId), i64>,
+    /// Where the streams ended before this process (a restarted collector's).
+    resume: Option<Arc<Resume>>,
+    /// The resume points taken since the capture last kept them: (kind, symbol, id).
+    resumed: Vec<(u8, SymbolId, i64)>,
 }
 
 impl Seq {
@@ -1006,7 +1049,20 @@ impl Seq {
         };
         let key = (kind as u8, h.symbol);
         let before = self.last.insert(key, last);
-        let expected = before?;
+        let mut reason = GapReason::Sequence;
+        let expected = match before {
+            Some(b) => b,
+            None => {
+                let b = self.resume.as_ref()?.take(key.0, market, h.symbol)?;
+                self.resumed.push((key.0, h.symbol, b));
+                // Another collector may have stored more meanwhile: nothing is missing.
+                if first <= b || (prev != NULL_I64 && prev <= b && last > b) {
+                    return None;
+                }
+                reason = GapReason::Reconnect;
+                b
+            }
+        };
         // USD-M depth: pu must equal the previous u. Spot depth and ids: first = previous + 1.
         let ok = if kind == Kind::DepthUpdate && market == Market::Usdm && prev != NULL_I64 {
             prev == expected
@@ -1021,7 +1077,7 @@ impl Seq {
             expected: expected + 1,
             got: first,
             stream: kind as u8,
-            reason: GapReason::Sequence as u8,
+            reason: reason as u8,
             pad: [0; 6],
         };
         if kind == Kind::DepthUpdate && market == Market::Usdm && prev != NULL_I64 {
@@ -1318,7 +1374,10 @@ pub async fn run(
     let name = label(&cfg.url);
     let mut rotated = cfg.rotation.clone().map(Rotated::new);
     let mut dec = Decoder::new(cfg.market, symbols);
-    let mut seq = Seq::default();
+    let mut seq = Seq {
+        resume: cfg.resume.clone(),
+        ..Seq::default()
+    };
     // Records waiting to go as one bundle: sent before the task waits for a frame. Decoded
     // records go straight into it (a record is up to 240 bytes: no copy through a scratch list).
     let mut bundle: Bundle = Vec::with_capacity(BUNDLE_CAPACITY);
@@ -1634,6 +1693,13 @@ pub async fn run(
             if r.is_err() {
                 counters.decode_errors.fetch_add(1, Ordering::Relaxed);
             }
+            if !seq.resumed.is_empty() {
+                for (k, sym, id) in seq.resumed.drain(..) {
+                    if let Some(c) = cap.as_mut() {
+                        c.resume(recv, k, &dec_symbols.name(sym).unwrap_or_default(), id);
+                    }
+                }
+            }
             if let (true, Some(c)) = (keep, cap.as_mut()) {
                 c.verdict(recv, &verdicts);
             }
@@ -1878,6 +1944,28 @@ pub fn replay(
                     };
                     rc.frames.fetch_add(1, Ordering::Relaxed);
                     counters.frames.fetch_add(1, Ordering::Relaxed);
+                    // Where a restarted collector's streams had ended, as the live run took it.
+                    while let Some((_, v)) = entries.peek().filter(|(_, v)| v.kind == kind::RESUME)
+                    {
+                        let p = &v.payload;
+                        let parsed = (p.len() > 9).then(|| {
+                            let id = i64::from_le_bytes(p[1..9].try_into().unwrap_or([0; 8]));
+                            (p[0], id, &p[9..])
+                        });
+                        match parsed.and_then(|(k, id, name)| {
+                            Some((Kind::from_code(k)?, id, symbols.intern(name).ok()?))
+                        }) {
+                            Some((k, id, sym)) => seq
+                                .resume
+                                .get_or_insert_with(Default::default)
+                                .insert(k, market, sym, id),
+                            None => {
+                                rc.malformed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        rc.entries.fetch_add(1, Ordering::Relaxed);
+                        entries.next();
+                    }
                     // What a rotation's filter did with its records, if anything.
                     let verdicts = match entries.peek() {
                         Some((_, v)) if v.kind == kind::VERDICT => {
@@ -1982,6 +2070,10 @@ pub fn replay(
                         }
                     }
                     publish.catch_up(&bundle);
+                }
+                kind::RESUME => {
+                    // Only right after its frame (read there).
+                    rc.malformed.fetch_add(1, Ordering::Relaxed);
                 }
                 kind::CLOSE => {
                     // A connection event only: the next open (a reconnect) writes the gaps.
