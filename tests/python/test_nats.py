@@ -536,3 +536,63 @@ dir = "{tmp_path / 'pq'}"
             # They happened: the witness has every id of the hole.
             (a, b), = holes
             assert set(range(a, b)) <= set(seen[sym]), (kind, sym, a, b)
+
+
+def test_writer_stores_everything_once_through_a_nats_restart(tmp_path):
+    """The writer reads the stream while nats-server is killed (SIGKILL) and started again: it
+    waits, reconnects, resumes its durable consumer where the acknowledgements stood, and
+    Parquet holds every record the collector published, once."""
+    delete_streams_taking_tickwire()
+    demo = subprocess.run(
+        [BIN, "demo", "--duration", "6", "--out", str(tmp_path / "demo"), "--rate", "30000",
+         "--nats", NATS, "--stats-secs", "0"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    published = json.loads(demo.stdout.strip().splitlines()[-1])
+    sent = {k: v for k, v in published["records"].items() if v}
+    total = published["nats"]["messages"]
+    cfg = tmp_path / "writer.toml"
+    cfg.write_text(f"""
+[[sources]]
+type = "nats"
+url = "{NATS}"
+stream = "TICKWIRE"
+durable = "restart"
+[pipeline]
+max_rows = 4096
+max_age_ms = 100
+[zmq]
+enabled = false
+[http]
+bind = ""
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'pq'}"
+max_file_age_secs = 1
+""")
+    w = subprocess.Popen([BIN, "run", "--config", str(cfg), "--exit-when-idle", "10"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.time() + 60
+        floor = 0
+        while floor == 0 and time.time() < deadline and w.poll() is None:
+            time.sleep(0.02)
+            floor = ack_floor("TICKWIRE", "restart")
+        assert w.poll() is None and 0 < floor < total, (floor, total)
+        pid = nats_pid()
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(2)
+    finally:
+        start_nats()
+    out, err = w.communicate(timeout=300)
+    assert w.returncode == 0, err
+    last = json.loads(out.strip().splitlines()[-1])
+    assert last["nats_source"]["acked"] == total, last["nats_source"]
+    pq = parquet_counts(tmp_path / "pq")
+    for kind, n in sent.items():
+        assert pq.get(kind) == n, (kind, pq.get(kind), n)
+    import pyarrow.dataset as ds
+    t = ds.dataset(str(tmp_path / "pq" / "trade"), format="parquet", partitioning="hive").to_table(
+        columns=["market", "symbol", "trade_id"])
+    keys = list(zip(t["market"].to_pylist(), t["symbol"].to_pylist(), t["trade_id"].to_pylist()))
+    assert len(keys) == len(set(keys)), "a trade twice"
