@@ -4,6 +4,9 @@
         -> PREFIX-throughput.png (sent vs offered, lossless runs marked) and PREFIX-latency.png
     python3 perf/plot.py cpu TSV PNG      # TSV: rate thread cpu_us_per_message (lines of cpu_cost.sh)
         -> CPU-microseconds per message by thread, a group of bars a rate
+    python3 perf/plot.py rate TSV PNG     # TSV: lines of rate_cost.sh (`who: thread`, `who: rss_mib`)
+        -> CPU-microseconds per message (all threads) and resident memory against the offered
+           rate, a line per `who` (builds, the plain-client floor), log-log
 
 Each plot's title carries the machine and the date it was measured on (TITLE env, else
 `nproc` cores and today)."""
@@ -73,5 +76,35 @@ def cpu(tsv, png):
     fig.tight_layout(); fig.savefig(png, dpi=110); plt.close(fig)
 
 
+def rate(tsv, png):
+    cpu_by = collections.defaultdict(dict)  # who -> rate -> CPU-us a message, all threads
+    rss_by = collections.defaultdict(dict)  # who -> rate -> MiB
+    for r, name, value, _wake in rows(tsv):
+        who, thread = name.rsplit(": ", 1)
+        r = float(r)
+        if thread == "rss_mib":
+            rss_by[who][r] = float(value)
+        else:
+            cpu_by[who][r] = cpu_by[who].get(r, 0.0) + float(value)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for who, d in cpu_by.items():
+        xs = sorted(d)
+        a.plot(xs, [d[x] for x in xs], marker="o", label=who)
+        for x in xs:
+            a.annotate(f"{d[x]:.1f}", (x, d[x]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for who, d in rss_by.items():
+        xs = sorted(d)
+        b.plot(xs, [d[x] for x in xs], marker="o", label=who)
+    for ax, what in ((a, "CPU µs per message (all threads)"), (b, "resident memory, MiB")):
+        ax.set_xscale("log")
+        ax.set_xlabel("offered msg/s")
+        ax.set_ylabel(what)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    a.set_yscale("log")
+    fig.suptitle(title("cost by rate: tickwire run vs the plain client (perf/rate_cost.sh)"))
+    fig.tight_layout(); fig.savefig(png, dpi=110); plt.close(fig)
+
+
 if __name__ == "__main__":
-    {"e2e": e2e, "cpu": cpu}[sys.argv[1]](*sys.argv[2:])
+    {"e2e": e2e, "cpu": cpu, "rate": rate}[sys.argv[1]](*sys.argv[2:])

@@ -14,7 +14,10 @@
 # FLOOR=0: skip the baseline. Otherwise each rate is also measured, against the same simulator
 # right after the engine, for the plainest tokio-tungstenite client of the same streams
 # (benches/examples/ws_floor.rs: read each frame and drop it): the floor any client pays here.
-# TSV=FILE: also append `rate<TAB>thread<TAB>cpu_us_per_msg<TAB>wakeups_per_s` lines there.
+# TSV=FILE: also append `rate<TAB>who: thread<TAB>cpu_us_per_msg<TAB>wakeups_per_s` lines there,
+# and `rate<TAB>who: rss_mib<TAB>MiB<TAB>0` (the process's resident memory at the second sample);
+# perf/plot.py rate TSV PNG draws them. LABEL=NAME: `who` for the engine (default tickwire), to
+# put two builds' runs in one TSV.
 set -euo pipefail
 secs=${1:-20}; shift || true
 rates=("$@"); [ ${#rates[@]} -gt 0 ] || rates=(1000 5000 20000 100000)
@@ -82,6 +85,7 @@ TOML
 frames() { curl -s "http://$http/metrics" | awk '$1 == "tickwire_frames_total" {print $2}'; }
 floor_frames() { echo "$(cat "$out/floor.count" 2>/dev/null || echo 0)"; }
 sample() { # sample FILE PID COUNTER: "<frames>", then "<thread> <ns on cpu> <user ticks> <sys ticks> <sleeps>"
+  awk '/^VmRSS/ {print $2}' "/proc/$2/status" >"$1.rss"
   { "$3"
     for t in /proc/$2/task/*; do
       echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $1}' "$t/schedstat") $(awk '{print $14, $15}' "$t/stat") $(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")"
@@ -91,6 +95,7 @@ report() { # report RATE WHO: the table between the two samples
   python3 - "$out/a" "$out/b" "$secs" "$1" "$hz" "${TSV:-}" "$2" <<'PY'
 import collections, sys
 a, b, secs, rate, hz, tsv, who = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6], sys.argv[7]
+rss = int(open(b + ".rss").read().strip() or 0) / 1024
 def read(p):
     lines = open(p).read().split("\n")
     d = collections.defaultdict(lambda: [0, 0, 0, 0])
@@ -111,7 +116,7 @@ bursts = 1000 * secs
 print(f"\nrate {rate}/s, {who}: {msgs / secs:,.0f} msg/s taken, {cpu * 1e6 / msgs:.2f} CPU-us a message, "
       f"{100 * cpu / secs:.2f}% of a core (user {100 * user / max(user + sys_, 1e-9):.0f}%, "
       f"system {100 * sys_ / max(user + sys_, 1e-9):.0f}%), {wake / secs:,.0f} wake-ups/s = "
-      f"{wake / bursts:.2f} a 1 ms burst")
+      f"{wake / bursts:.2f} a 1 ms burst, RSS {rss:.0f} MiB")
 print("| thread | CPU-us a message | % of a core | system % | wake-ups/s |")
 print("|---|---:|---:|---:|---:|")
 for n in sorted(diff, key=lambda n: -diff[n][0]):
@@ -124,6 +129,7 @@ if tsv:
     with open(tsv, "a") as f:
         for n, (c, u, s, w) in diff.items():
             f.write(f"{rate}\t{who}: {n}\t{c * 1e6 / msgs:.3f}\t{w / secs:.1f}\n")
+        f.write(f"{rate}\t{who}: rss_mib\t{rss:.1f}\t0\n")
 PY
 }
 
@@ -136,7 +142,7 @@ for rate in "${rates[@]}"; do
   run=$!
   sleep 6 # connected, books synced, batches flowing
   sample "$out/a" "$run" frames; sleep "$secs"; sample "$out/b" "$run" frames
-  report "$rate" "tickwire"
+  report "$rate" "${LABEL:-tickwire}"
   kill -INT "$run"; wait "$run" 2>/dev/null || true
   run=""
   if [ -n "$floor" ]; then
