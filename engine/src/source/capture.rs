@@ -84,9 +84,10 @@ pub mod verdict {
 /// What the capture did.
 #[derive(Debug, Default)]
 pub struct CaptureCounters {
-    /// Entries written.
+    /// Entries written (or taken by the writer and about to be: those of a file that then
+    /// fails move to `dropped`).
     pub entries: AtomicU64,
-    /// Bytes of entries written (before compression).
+    /// Bytes of entries written (before compression), the same way.
     pub bytes: AtomicU64,
     /// Entries the queue could not take (holes in the capture).
     pub dropped: AtomicU64,
@@ -347,9 +348,11 @@ impl Open {
         z.clear();
         z.reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
         comp.compress_to_buffer(&self.pending, z)?;
+        self.out.write_all(z)?;
+        // Only once written: a file that fails keeps them counted as its loss.
         self.pending.clear();
         self.pending_entries = 0;
-        self.out.write_all(z)
+        Ok(())
     }
 }
 
@@ -460,7 +463,7 @@ fn write_loop(rx: Receiver<Chunk>, dir: PathBuf, run: u64, level: i32, c: Arc<Ca
 fn abandon(open: &mut HashMap<u64, Open>, file: u64, err: &std::io::Error, c: &CaptureCounters) {
     c.errors.fetch_add(1, Ordering::Relaxed);
     if let Some(o) = open.remove(&file) {
-        c.dropped.fetch_add(o.pending_entries, Ordering::Relaxed);
+        lose(&o, c);
     }
     tracing::warn!("capture: {err}; the file is abandoned");
 }
@@ -473,8 +476,16 @@ fn finish(
 ) {
     if let Err(e) = o.emit(comp, z).and_then(|()| o.out.flush()) {
         c.errors.fetch_add(1, Ordering::Relaxed);
+        lose(&o, c);
         tracing::warn!("capture: closing a file: {e}");
     }
+}
+
+/// What a failed file had pending: counted as written when it was taken, lost instead.
+fn lose(o: &Open, c: &CaptureCounters) {
+    c.entries.fetch_sub(o.pending_entries, Ordering::Relaxed);
+    c.bytes.fetch_sub(o.pending.len() as u64, Ordering::Relaxed);
+    c.dropped.fetch_add(o.pending_entries, Ordering::Relaxed);
 }
 
 /// One entry read back.
