@@ -10,6 +10,7 @@
 #   bash perf/rate_cost.sh [SECONDS] [RATE...]          (default: 20 s at 1000 5000 20000 100000)
 # RATE 1 is the idle case: one message a second.
 # SINKS=all: also PostgreSQL, ClickHouse and the Redis L1 where they answer (the idle set-up).
+# SINKS=redis: also the Redis L1 (127.0.0.1:6379, prefix twrate:), to measure what it costs.
 # BIN=PATH: measure that tickwire binary instead of building this tree's (same-run A/B).
 # FLOOR=0: skip the baseline. Otherwise each rate is also measured, against the same simulator
 # right after the engine, for the plainest tokio-tungstenite client of the same streams
@@ -60,6 +61,11 @@ type = \"redis\"
 url = \"redis://127.0.0.1:6379\"
 prefix = \"twidle:\""; fi
 fi
+if [ "${SINKS:-}" = redis ]; then sinks="$sinks
+[[sinks]]
+type = \"redis\"
+url = \"redis://127.0.0.1:6379\"
+prefix = \"twrate:\""; fi
 markets=(spot)
 [ "${SINKS:-}" = all ] && markets=(spot usdm)
 sources=""
