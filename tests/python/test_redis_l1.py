@@ -187,17 +187,35 @@ def test_a_redis_restart_mid_run_leaves_l1_complete(tmp_path):
         srv.kill()
 
 
+def quiet_read(r, key, get):
+    """`get()` between two equal reads of the hash `key` (it changes every 50-100 ms): (hash,
+    answer)."""
+    for _ in range(100):
+        before = r.hgetall(key)
+        got = get()
+        if r.hgetall(key) == before:
+            return before, got
+    raise AssertionError(f"no quiet moment between two writes of {key}")
+
+
+def get_rows(url):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.headers["X-Tickwire-Tiers"], [json.loads(l) for l in resp.read().decode().splitlines()]
+
+
 def test_a_book_not_held_live_is_read_from_l1(tmp_path):
     """`tickwire run` with its books not synced (`book_sync = false`: no live book in the
     process, the book from the partial depth stream): `/v1/book` answers from the Redis L1's book hash (L1 before the L2 cache, as the
     design documents' read pattern says), equal to the hash at the same update id, and
-    `tickwire_tier_reads_total` counts the L1 hit and the miss of a book L1 does not hold."""
+    `tickwire_tier_reads_total` counts the L1 hit and the miss of a book L1 does not hold.
+    The latest states (`/v1/book_ticker`, `ticker`, `mark_price` with `limit=1`, one market and
+    symbol) come from L1 too: the hash's record, as the very row the cache holds for it."""
     from conftest import listening, wait
     url = os.environ.get("TICKWIRE_REDIS_URL", "redis://127.0.0.1:6379")
     prefix = f"twbook{os.getpid()}:"
     r = redis.Redis.from_url(url, decode_responses=True)
-    spot, http = free_port(), free_port()
-    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{free_port()}",
+    spot, usdm, http = free_port(), free_port(), free_port()
+    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{usdm}",
                             "--rate", "2000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     cfg = tmp_path / "tw.toml"
     cfg.write_text(f"""
@@ -209,8 +227,13 @@ book_sync = false
 [[sources]]
 market = "spot"
 symbols = ["BTCUSDT", "ETHUSDT"]
-streams = ["trade", "depth@100ms", "depth20@100ms"]
+streams = ["trade", "depth@100ms", "depth20@100ms", "bookTicker", "ticker"]
 endpoint = "ws://127.0.0.1:{spot}"
+[[sources]]
+market = "usdm"
+symbols = ["BTCUSDT"]
+streams = ["markPrice@1s"]
+endpoint = "ws://127.0.0.1:{usdm}"
 [[sinks]]
 type = "parquet"
 dir = "{tmp_path / 'data'}"
@@ -249,8 +272,37 @@ bind = "127.0.0.1:{http}"
             assert False, "no USD-M book anywhere"
         except urllib.error.HTTPError as e:
             assert e.code == 404, e
+        # Latest states: the row L1's hash holds, the same row (every column, exact) as the
+        # cache's for that record, which the time range sends to the cache.
+        base = f"http://127.0.0.1:{http}/v1"
+        for kind, market in (("book_ticker", "spot"), ("ticker", "spot"), ("mark_price", "usdm")):
+            hkey = f"{prefix}{kind}:{market}:BTCUSDT"
+            wait(lambda: r.exists(hkey), 30, hkey)
+            h, (tiers, rows) = quiet_read(r, hkey, lambda: get_rows(f"{base}/{kind}?market={market}&symbol=BTCUSDT&limit=1"))
+            assert tiers == "redis" and len(rows) == 1, (kind, tiers, rows)
+            row = rows[0]
+            assert row["recv_time"] == int(h["recv_time"]), (kind, row, h)
+            for k, v in h.items():
+                if v == "null":
+                    assert row[k] is None, (kind, k)
+                elif isinstance(row[k], str) and k not in ("kind", "exchange", "market", "symbol"):
+                    assert D(row[k]) == D(v), (kind, k, row[k], v)
+                else:
+                    assert str(row[k]).lower() == v.lower(), (kind, k, row[k], v)
+            # L1 has it first (from the pipeline thread); the cache once its batch is flushed.
+            for _ in range(50):
+                ctiers, cached = get_rows(f"{base}/{kind}?market={market}&symbol=BTCUSDT&limit=100000&to=4102444800000")
+                assert ctiers == "cache", ctiers
+                same = [c for c in cached if c["recv_time"] == row["recv_time"]]
+                if same:
+                    break
+                time.sleep(0.1)
+            assert same == [row], (kind, row, same[:2])
+        # Not held by L1 (no bookTicker on USD-M): a miss, and the cache answers (nothing).
+        tiers, rows = get_rows(f"{base}/book_ticker?market=usdm&symbol=BTCUSDT&limit=1")
+        assert (tiers, rows) == ("cache", []), (tiers, rows)
         reads = series(http, "tickwire_tier_reads_total")
-        assert reads['{tier="l1",result="hit"}'] >= 1 and reads['{tier="l1",result="miss"}'] >= 1, reads
+        assert reads['{tier="l1",result="hit"}'] >= 4 and reads['{tier="l1",result="miss"}'] >= 2, reads
         assert '{tier="l2",result="hit"}' in reads and '{tier="l3",result="hit"}' in reads, reads
     finally:
         run.send_signal(signal.SIGTERM)

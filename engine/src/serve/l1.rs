@@ -111,7 +111,7 @@ pub struct L1Counters {
     pub rebuilds: AtomicU64,
     /// Failed writes (each an outage until the reconnect).
     pub errors: AtomicU64,
-    /// Query API reads (candles, books) answered from L1.
+    /// Query API reads (candles, books, latest states) answered from L1.
     pub reads_hit: AtomicU64,
     /// Query API reads L1 could not answer (the range or book not held, Redis down): served
     /// by the next tier.
@@ -212,6 +212,21 @@ impl L1Reader {
             bids: side8(get("bids")?).ok_or_else(|| bad("bids"))?,
             asks: side8(get("asks")?).ok_or_else(|| bad("asks"))?,
         }))
+    }
+
+    /// The newest record of a latest-state family (`book_ticker`, `ticker`, `mark_price`)
+    /// L1 holds for (market, symbol): its decode JSON fields (empty: none held).
+    pub fn latest(
+        &self,
+        family: &str,
+        market: &str,
+        symbol: &str,
+    ) -> Result<HashMap<String, String>, String> {
+        let mut conn = self.connect()?;
+        redis::cmd("HGETALL")
+            .arg(format!("{}{family}:{market}:{symbol}", self.prefix))
+            .query(&mut conn)
+            .map_err(|e| e.to_string())
     }
 
     /// The candles L1 holds for (market, symbol, timeframe), oldest first: the closed ones

@@ -131,10 +131,15 @@ fn build() -> Value {
             ("502", "the read-through store failed"),
             ("500", "the cache could not be scanned"),
         ]);
+        let rows = if matches!(kind, Kind::BookTicker | Kind::Ticker | Kind::MarkPrice) {
+            "rows received in [from, to), newest first; the newest row of one market and symbol (limit=1, no from or to) comes from the Redis L1 when it holds it (X-Tickwire-Tiers: redis)"
+        } else {
+            "rows received in [from, to), newest first"
+        };
         responses.insert(
             "200".into(),
             json!({
-                "description": "rows received in [from, to), newest first",
+                "description": rows,
                 "headers": {
                     "X-Tickwire-Tiers": {"description": "the tiers that served the answer (redis, cache, postgres, clickhouse)", "schema": {"type": "string"}},
                     "X-Tickwire-Rows": {"description": "rows in the answer", "schema": {"type": "integer"}}

@@ -4,7 +4,9 @@
 //!   received in `[from, to)`, newest first, at most `limit` (default 1000). Arrow IPC stream
 //!   when the client accepts `application/vnd.apache.arrow.stream` (or `format=arrow`), CSV
 //!   for `text/csv` (or `format=csv`), JSON lines otherwise: the decode JSON's columns, with
-//!   decimals as exact strings at scale 8 and times as integers (µs; `recv_time` ns).
+//!   decimals as exact strings at scale 8 and times as integers (µs; `recv_time` ns). The
+//!   newest `book_ticker`, `ticker` or `mark_price` of one market and symbol (`limit=1`, no
+//!   time range) is read from the Redis L1 first, as the same row.
 //! - `GET /v1/candles?market=&symbol=&interval=1s|1m|5m|1h&from=&to=`: OHLCV by trade time
 //!   from the trades, exact decimals (VWAP truncated at scale 8), JSON lines.
 //! - `GET /v1/book?market=&symbol=&depth=N`: the live order book of the symbol (top N levels
@@ -396,13 +398,18 @@ impl Api {
             Some(Ok(n)) if (1..=1_000_000).contains(&n) => n,
             Some(_) => return Reply::bad("limit must be 1..=1000000"),
         };
-        let (batches, tiers) = match self.gather(kind, &f, limit).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
-        let out = match newest_first(kind, &batches, limit) {
-            Ok(b) => b,
-            Err(e) => return self.failed("500 Internal Server Error", e),
+        let (out, tiers) = match self.latest_from_l1(kind, &f, limit).await {
+            Some(b) => (b, vec!["redis"]),
+            None => {
+                let (batches, tiers) = match self.gather(kind, &f, limit).await {
+                    Ok(x) => x,
+                    Err(r) => return r,
+                };
+                match newest_first(kind, &batches, limit) {
+                    Ok(b) => (b, tiers),
+                    Err(e) => return self.failed("500 Internal Server Error", e),
+                }
+            }
         };
         let tiers = format!("X-Tickwire-Tiers: {}", tiers.join(","));
         let rows = format!("X-Tickwire-Rows: {}", out.num_rows());
@@ -627,6 +634,46 @@ impl Api {
             headers: vec!["X-Tickwire-Tiers: redis".into()],
             body: body.into_bytes(),
         })
+    }
+
+    /// The newest `book_ticker`, `ticker` or `mark_price` row of one market and symbol
+    /// (`limit=1`, no time range) from the Redis L1's hash, as the row the cache would give
+    /// (the same columns and types; decimals as Binance wrote them, at the columns' scale).
+    /// `None`: not such a read, or L1 does not hold it (a miss counted): the next tier
+    /// answers.
+    async fn latest_from_l1(&self, kind: Kind, f: &Filter, limit: usize) -> Option<RecordBatch> {
+        if !matches!(kind, Kind::BookTicker | Kind::Ticker | Kind::MarkPrice)
+            || limit != 1
+            || f.from != i64::MIN
+            || f.to != i64::MAX
+        {
+            return None;
+        }
+        let l1 = self.l1.clone()?;
+        let (Some(m), Some(sym)) = (f.market, f.symbol.clone()) else {
+            return None;
+        };
+        let reader = l1.clone();
+        let got =
+            tokio::task::spawn_blocking(move || reader.latest(kind.as_str(), m.as_str(), &sym))
+                .await;
+        let row = match got {
+            Ok(Ok(h)) if !h.is_empty() => latest_row(kind, &h),
+            Ok(Ok(_)) => Err("not held".to_string()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.to_string()),
+        };
+        match row {
+            Ok(b) => {
+                l1.counters.reads_hit.fetch_add(1, Ordering::Relaxed);
+                Some(b)
+            }
+            Err(e) => {
+                tracing::debug!("query: L1 {} {m:?}: {e}", kind.as_str());
+                l1.counters.reads_miss.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     /// The order book from the Redis L1 (the market's, or spot's then USD-M's when none is
@@ -969,6 +1016,68 @@ pub fn json_lines(kind: Kind, b: &RecordBatch) -> Vec<u8> {
         o.push_str("}\n");
     }
     o.into_bytes()
+}
+
+/// One row of `kind`'s schema from the decode JSON fields an L1 hash holds (`"null"` or a
+/// missing field: null, where the column allows it).
+fn latest_row(
+    kind: Kind,
+    h: &std::collections::HashMap<String, String>,
+) -> Result<RecordBatch, String> {
+    use arrow_array::{
+        BooleanArray, Decimal128Array, DictionaryArray, Int64Array, StringArray,
+        TimestampMicrosecondArray, TimestampNanosecondArray,
+    };
+    let sch = schema(kind);
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(sch.fields().len());
+    for fd in sch.fields() {
+        let name = fd.name();
+        let v = h
+            .get(name.as_str())
+            .map(String::as_str)
+            .filter(|v| *v != "null");
+        if v.is_none() && !fd.is_nullable() {
+            return Err(format!("no {name}"));
+        }
+        let bad = || format!("an unreadable {name}: {v:?}");
+        let int = || v.map(str::parse::<i64>).transpose().map_err(|_| bad());
+        let col: ArrayRef = match fd.data_type() {
+            DataType::Dictionary(k, _) if **k == DataType::Int8 => {
+                Arc::new(DictionaryArray::<Int8Type>::from_iter([v]))
+            }
+            DataType::Dictionary(..) => Arc::new(DictionaryArray::<Int32Type>::from_iter([v])),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => Arc::new(
+                TimestampMicrosecondArray::from(vec![int()?]).with_timezone_opt(tz.clone()),
+            ),
+            DataType::Timestamp(_, tz) => {
+                Arc::new(TimestampNanosecondArray::from(vec![int()?]).with_timezone_opt(tz.clone()))
+            }
+            DataType::Int64 => Arc::new(Int64Array::from(vec![int()?])),
+            DataType::Decimal128(p, sc) => {
+                let raw = match v {
+                    None => None,
+                    Some(t) => Some(
+                        tickwire_codecs::decimal::parse_i128(t.as_bytes())
+                            .map_err(|_| bad())?
+                            .raw,
+                    ),
+                };
+                debug_assert_eq!(*sc, 8, "L1 decimals are read at 1e-8");
+                Arc::new(
+                    Decimal128Array::from(vec![raw])
+                        .with_precision_and_scale(*p, *sc)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            DataType::Boolean => {
+                Arc::new(BooleanArray::from(vec![v.map(|t| t == "true" || t == "1")]))
+            }
+            DataType::Utf8 => Arc::new(StringArray::from(vec![v])),
+            t => return Err(format!("{name}: a column of type {t} is not kept in L1")),
+        };
+        cols.push(col);
+    }
+    RecordBatch::try_new(sch, cols).map_err(|e| e.to_string())
 }
 
 /// CSV with a header row; levels as their JSON text, quoted.
