@@ -1476,13 +1476,15 @@ fn summary(
     if let Some(r) = &c.redis {
         let _ = write!(
             s,
-            ",\"redis\":{{\"commands\":{},\"conflated\":{},\"dropped\":{},\"reconnects\":{},\"rebuilds\":{},\"errors\":{}}}",
+            ",\"redis\":{{\"commands\":{},\"conflated\":{},\"dropped\":{},\"reconnects\":{},\"rebuilds\":{},\"errors\":{},\"resumed\":{},\"repeats\":{}}}",
             l(&r.commands),
             l(&r.conflated),
             l(&r.dropped),
             l(&r.reconnects),
             l(&r.rebuilds),
-            l(&r.errors)
+            l(&r.errors),
+            l(&r.resumed),
+            l(&r.repeats)
         );
     }
     if let Some(k) = &c.capture {

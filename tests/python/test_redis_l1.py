@@ -187,6 +187,69 @@ def test_a_redis_restart_mid_run_leaves_l1_complete(tmp_path):
         srv.kill()
 
 
+def candles(ts, width_us):
+    out = {}
+    for us, tid, p, q in sorted(ts):
+        start = us // width_us * width_us
+        c = out.get(start)
+        if c is None:
+            out[start] = c = {"open": p, "high": p, "low": p, "close": p, "volume": D(0), "trades": 0}
+        c["high"], c["low"], c["close"] = max(c["high"], p), min(c["low"], p), p
+        c["volume"] += q
+        c["trades"] += 1
+    return out
+
+
+def test_an_engine_restart_goes_on_from_what_l1_holds(tmp_path):
+    """Two `tickwire demo` runs one after the other on one Redis and prefix (an engine
+    restarted; Redis kept its keys): the second takes each symbol's lists, open candles and
+    ticks into its state and goes on from them. Afterwards every candle list holds both runs'
+    closed candles, equal to those computed from both runs' Parquet trades together (the first
+    run's last open candle closed by the second's first trade, a candle spanning both runs
+    holds the trades of both), and the ticks set holds the newest trades of the two."""
+    url = os.environ.get("TICKWIRE_REDIS_URL", "redis://127.0.0.1:6379")
+    prefix = f"twresume{os.getpid()}:"
+    r = redis.Redis.from_url(url)
+    summaries, by = [], defaultdict(list)
+    try:
+        for run in ("a", "b"):
+            out = tmp_path / run
+            p = subprocess.run([BIN, "demo", "--duration", "3", "--out", str(out), "--zmq", f"tcp://127.0.0.1:{free_port()}",
+                                "--stats-secs", "0", "--redis", url, "--redis-prefix", prefix],
+                               capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr
+            summaries.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            for k, v in trades(out).items():
+                by[k].extend(v)
+            time.sleep(1.5)
+        a, b = summaries
+        assert a["redis"]["resumed"] == 0 and b["redis"]["resumed"] >= len(by), (a["redis"], b["redis"])
+        assert b["redis"]["repeats"] == 0 and b["redis"]["errors"] == 0 and b["redis"]["dropped"] == 0, b["redis"]
+        for (m, sym), ts in by.items():
+            for tf, width in (("1s", 1_000_000), ("1m", 60_000_000)):
+                want = candles(ts, width)
+                got = [json.loads(x) for x in r.lrange(f"{prefix}candles:{m}:{sym}:{tf}", 0, -1)]
+                # Every closed candle of both runs, newest first; the newest is still open.
+                assert [c["open_time"] for c in got] == sorted(want, reverse=True)[1:], (m, sym, tf)
+                for c in got:
+                    w = want[c["open_time"]]
+                    assert (D(c["open"]), D(c["high"]), D(c["low"]), D(c["close"]), D(c["volume"]), c["trades"]) == \
+                        (w["open"], w["high"], w["low"], w["close"], w["volume"], w["trades"]), (m, sym, tf, c, w)
+                o = {k.decode(): v.decode() for k, v in r.hgetall(f"{prefix}candle:{m}:{sym}:{tf}").items()}
+                w = want[max(want)]
+                assert int(o["open_time"]) == max(want) and int(o["trades"]) == w["trades"] and \
+                    D(o["volume"]) == w["volume"] and D(o["close"]) == w["close"], (m, sym, tf, o, w)
+            ticks = [json.loads(t) for t in r.zrange(f"{prefix}ticks:{m}:{sym}", 0, -1)]
+            assert sorted((t["trade_time"], t["trade_id"]) for t in ticks) == \
+                [(us, tid) for us, tid, _, _ in sorted(ts)[-1000:]], (m, sym)
+        # Both runs are there: the first's seconds are in the lists the second left.
+        first_a = min(t[0] for v in trades(tmp_path / "a").values() for t in v)
+        assert any(json.loads(x)["open_time"] <= first_a for x in r.lrange(f"{prefix}candles:spot:BTCUSDT:1s", 0, -1))
+    finally:
+        for k in r.scan_iter(f"{prefix}*"):
+            r.delete(k)
+
+
 def quiet_read(r, key, get):
     """`get()` between two equal reads of the hash `key` (it changes every 50-100 ms): (hash,
     answer)."""

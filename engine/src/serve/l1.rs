@@ -6,7 +6,7 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `candles:<market>:<SYMBOL>:<tf>` | List | the last `candles_keep` closed candles, newest first, each a JSON object `open_time` (µs), `open`, `high`, `low`, `close`, `volume` (exact decimal strings), `quote_volume` (16 places) and `trades` |
-//! | `candle:<market>:<SYMBOL>:<tf>` | Hash | the candle still open, the same fields |
+//! | `candle:<market>:<SYMBOL>:<tf>` | Hash | the candle still open, the same fields, and its first and last trade (`first_trade_time`, `first_trade_id`, `last_trade_time`, `last_trade_id`) |
 //! | `ticks:<market>:<SYMBOL>` | Sorted Set | the newest `ticks_keep` trades, score the trade time in ms, member JSON `trade_id`, `price`, `qty`, `trade_time` (µs), `is_buyer_maker` |
 //! | `orderbook:<market>:<SYMBOL>` | Hash | `update_id`, `time` (recv ns), `bids`, `asks` (JSON arrays of [price, qty] strings) of the newest `depth_snapshot` record (the live book's with `book_snapshot_ms`, else a partial depth stream's), replaced in one MULTI |
 //! | `book_ticker:`, `ticker:`, `mark_price:<market>:<SYMBOL>` | Hash | the newest record's decode JSON fields |
@@ -23,7 +23,12 @@
 //! goes to its ticks set and channel). When Redis is down or restarted (it keeps nothing on
 //! disk), writes fail, the outage is counted and logged once, ingest goes on into the state,
 //! and after the reconnect every key is written again from that state (`rebuilds`), so L1 is
-//! complete again: no candle list with a hole.
+//! complete again: no candle list with a hole. An engine restarted while Redis kept its keys
+//! goes on from them: a symbol's first record makes the thread read its lists, open candles
+//! and ticks into the state (`resumed`), so the earlier run's open candle is closed by the
+//! first later trade instead of being overwritten, and the first write (every key) writes the
+//! lists whole instead of starting them again; trades up to the newest one held are not
+//! applied twice (`repeats`: a JetStream writer's redeliveries).
 
 use crate::pipeline::queue::{Bundle, Msg};
 use crossbeam_channel::{Receiver, Sender};
@@ -111,6 +116,12 @@ pub struct L1Counters {
     pub rebuilds: AtomicU64,
     /// Failed writes (each an outage until the reconnect).
     pub errors: AtomicU64,
+    /// Symbols whose keys held what an earlier process wrote (an engine restart): taken into
+    /// the state, so L1 goes on from them.
+    pub resumed: AtomicU64,
+    /// Trades already in L1 when they came (at or before the newest trade the earlier
+    /// process wrote: a JetStream redelivery): not applied twice.
+    pub repeats: AtomicU64,
     /// Query API reads (candles, books, latest states) answered from L1.
     pub reads_hit: AtomicU64,
     /// Query API reads L1 could not answer (the range or book not held, Redis down): served
@@ -348,7 +359,9 @@ struct Candle {
 }
 
 impl Candle {
-    fn fields(&self) -> [(&'static str, String); 8] {
+    /// The open candle's hash: the closed candle's fields, then the first and last trade
+    /// (time µs, id) it holds, by which a restarted engine goes on with it.
+    fn fields(&self) -> [(&'static str, String); 12] {
         [
             ("open_time", self.open_time.to_string()),
             ("open", dec(i128::from(self.open.0), self.open.1)),
@@ -358,7 +371,37 @@ impl Candle {
             ("volume", dec(self.volume, self.volume_dp)),
             ("quote_volume", crate::serve::query::scaled(self.quote, 16)),
             ("trades", self.trades.to_string()),
+            ("first_trade_time", self.first.0.to_string()),
+            ("first_trade_id", self.first.1.to_string()),
+            ("last_trade_time", self.last.0.to_string()),
+            ("last_trade_id", self.last.1.to_string()),
         ]
+    }
+
+    /// The open candle an earlier process left in its hash (None: not one this engine
+    /// wrote, or unreadable).
+    fn from_hash(h: &HashMap<String, String>) -> Option<Candle> {
+        let get = |k: &str| h.get(k).map(String::as_str);
+        let int = |k: &str| get(k)?.parse::<i64>().ok();
+        let px = |k: &str| {
+            tickwire_codecs::decimal::parse_i64(get(k)?.as_bytes())
+                .ok()
+                .map(|p| (p.raw, p.dp))
+        };
+        let vol = tickwire_codecs::decimal::parse_i128(get("volume")?.as_bytes()).ok()?;
+        Some(Candle {
+            open_time: int("open_time")?,
+            open: px("open")?,
+            high: px("high")?,
+            low: px("low")?,
+            close: px("close")?,
+            first: (int("first_trade_time")?, int("first_trade_id")?),
+            last: (int("last_trade_time")?, int("last_trade_id")?),
+            volume: vol.raw,
+            volume_dp: vol.dp,
+            quote: raw16(get("quote_volume")?)?,
+            trades: get("trades")?.parse().ok()?,
+        })
     }
     fn json(&self) -> String {
         let f = self.fields();
@@ -390,6 +433,9 @@ struct Sym {
     new_ticks: Vec<(i64, String)>,
     /// Latest-state hashes.
     tops: Vec<Top>,
+    /// The newest trade (time µs, id) an earlier process wrote to the ticks set: trades up to
+    /// it are in L1 already.
+    resumed_to: Option<(i64, i64)>,
 }
 
 /// One latest-state hash of a symbol.
@@ -489,22 +535,40 @@ impl State {
         let h = *m.rec.header();
         let Some(market) = h.market() else { return };
         let (keep_c, keep_t) = (self.cfg.candles_keep, self.cfg.ticks_keep);
-        // Borrowed apart from the state they update: nothing is copied per record.
-        let (timeframes, c, symbols) = (&self.cfg.timeframes, &*self.c, &self.symbols);
-        let sym = self
-            .syms
-            .entry((market as u8, h.symbol))
-            .or_insert_with(|| Sym {
+        let key = (market as u8, h.symbol);
+        if !self.syms.contains_key(&key) {
+            let mut sym = Sym {
                 market: market.as_str(),
-                name: symbols
+                name: self
+                    .symbols
                     .name(h.symbol)
                     .map(|n| n.to_string())
                     .unwrap_or_default(),
-                frames: timeframes.iter().map(|_| Frame::default()).collect(),
+                frames: self
+                    .cfg
+                    .timeframes
+                    .iter()
+                    .map(|_| Frame::default())
+                    .collect(),
                 ..Sym::default()
-            });
+            };
+            self.resume(&mut sym);
+            self.syms.insert(key, sym);
+        }
+        // Borrowed apart from the state they update: nothing is copied per record.
+        let (timeframes, c) = (&self.cfg.timeframes, &*self.c);
+        let Some(sym) = self.syms.get_mut(&key) else {
+            return;
+        };
         match &m.rec {
             Record::Trade(t) => {
+                if sym
+                    .resumed_to
+                    .is_some_and(|to| (t.trade_time, t.trade_id) <= to)
+                {
+                    c.repeats.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
                 let (pdp, qdp) = (t.dp.get(0).unwrap_or(8), t.dp.get(1).unwrap_or(8));
                 let member = format!(
                     r#"{{"trade_id":{},"price":"{}","qty":"{}","trade_time":{},"is_buyer_maker":{}}}"#,
@@ -633,6 +697,73 @@ impl State {
                 set_top(sym, family, fields, c);
             }
             _ => {}
+        }
+    }
+
+    /// A symbol's first record in this process: what its keys hold from an earlier one (an
+    /// engine restart; Redis kept them) is taken into the state, so the lists go on from it
+    /// and a rebuild writes them whole: the closed candles, the open candle (closed with the
+    /// first later trade, so it is not lost), the ticks. Trades up to the newest one held are
+    /// not applied again. Redis down: the symbol starts empty, as before.
+    fn resume(&mut self, sym: &mut Sym) {
+        if !self.connected() {
+            return;
+        }
+        let (p, m, name) = (&self.cfg.prefix, sym.market, &sym.name);
+        let mut pipe = redis::pipe();
+        for (tf, _) in &self.cfg.timeframes {
+            pipe.lrange(
+                format!("{p}candles:{m}:{name}:{tf}"),
+                0,
+                self.cfg.candles_keep as isize - 1,
+            );
+            pipe.hgetall(format!("{p}candle:{m}:{name}:{tf}"));
+        }
+        pipe.cmd("ZRANGE")
+            .arg(format!("{p}ticks:{m}:{name}"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES");
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let got: redis::RedisResult<Vec<redis::Value>> = pipe.query(conn);
+        let vals = match got {
+            Ok(v) => v,
+            Err(e) => {
+                self.down(&e);
+                return;
+            }
+        };
+        let mut it = vals.into_iter();
+        let mut held = false;
+        for f in &mut sym.frames {
+            let list: Vec<String> = it
+                .next()
+                .and_then(|v| redis::from_redis_value(&v).ok())
+                .unwrap_or_default();
+            let open: HashMap<String, String> = it
+                .next()
+                .and_then(|v| redis::from_redis_value(&v).ok())
+                .unwrap_or_default();
+            held |= !list.is_empty() || !open.is_empty();
+            f.closed = list.into();
+            f.open = Candle::from_hash(&open);
+        }
+        let ticks: Vec<(String, i64)> = it
+            .next()
+            .and_then(|v| redis::from_redis_value(&v).ok())
+            .unwrap_or_default();
+        for (member, score) in ticks {
+            let v: serde_json::Value = serde_json::from_str(&member).unwrap_or_default();
+            if let (Some(t), Some(id)) = (v["trade_time"].as_i64(), v["trade_id"].as_i64()) {
+                sym.resumed_to = sym.resumed_to.max(Some((t, id)));
+            }
+            sym.ticks.push_back((score, member));
+            held = true;
+        }
+        if held {
+            self.c.resumed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -857,5 +988,38 @@ mod tests {
         assert_eq!(timeframe("m"), None);
         assert_eq!(timeframe("3x"), None);
         assert_eq!(L1Config::new("redis://h").timeframes.len(), 7);
+    }
+
+    #[test]
+    fn an_open_candle_is_read_back_from_its_hash_exactly() {
+        let c = Candle {
+            open_time: 1_796_652_240_000_000,
+            open: (3_699_090_000_000, 2),
+            high: (3_700_300_000_000, 2),
+            low: (3_698_683_000_000, 3),
+            close: (3_699_088_000_000, 2),
+            first: (1_796_652_240_004_000, 1_000_001),
+            last: (1_796_652_299_990_000, 1_000_462),
+            volume: 88_154_000,
+            volume_dp: 5,
+            quote: 326_115_026_957_000_000_000_000,
+            trades: 462,
+        };
+        let h: HashMap<String, String> = c
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(h["open"], "36990.90");
+        let back = Candle::from_hash(&h).expect("read back");
+        assert_eq!(back.fields(), c.fields());
+        // A hash of another writer (no first/last trade) is not taken.
+        let mut old = h.clone();
+        old.remove("last_trade_id");
+        assert!(Candle::from_hash(&old).is_none());
+        // Unreadable values are not taken either (no panic).
+        let mut bad = h;
+        bad.insert("high".into(), "1e5".into());
+        assert!(Candle::from_hash(&bad).is_none());
     }
 }
