@@ -114,6 +114,7 @@ def test_demo_fills_l1_and_publishes_every_trade(tmp_path):
     with urllib.request.urlopen(q.replace(f"from={oldest // 1000}", f"from={(oldest - 60_000_000) // 1000}"),
                                 timeout=10) as resp:
         older_tiers = resp.headers["X-Tickwire-Tiers"]
+        l2 = {c["open_time"]: c for c in (json.loads(l) for l in resp.read().decode().splitlines())}
     l1_reads = {k: v for k, v in series(http, "tickwire_l1_reads_total").items()}
     stdout, stderr = demo.communicate(timeout=120)
     assert demo.returncode == 0, stderr
@@ -127,9 +128,11 @@ def test_demo_fills_l1_and_publishes_every_trade(tmp_path):
     by = check_l1(r, prefix, out, s)
     assert api_tiers == "redis" and older_tiers == "cache", (api_tiers, older_tiers)
     assert l1_reads == {'{result="hit"}': 1.0, '{result="miss"}': 1.0}, l1_reads
-    # The closed ones equal the Parquet trades' (the newest may have been still open then).
+    # The closed ones equal the Parquet trades' (the newest may have been still open then),
+    # and the L2 cache's answer for the same seconds, field for field.
     want = candles_1s(by[("spot", "BTCUSDT")])
     assert len(api) >= 2
+    assert len(api) >= 3 and all(l2[c["open_time"]] == c for c in api[:-2]), [(c, l2.get(c["open_time"])) for c in api[:-2]]
     for c in api[:-1]:
         w = want[c["open_time"]]
         assert (D(c["open"]), D(c["high"]), D(c["low"]), D(c["close"]), D(c["volume"]), c["trades"]) == \
