@@ -182,6 +182,11 @@ impl NatsOut {
         };
         std::fs::create_dir_all(&cfg.spill_dir)
             .map_err(|e| anyhow::anyhow!("nats spill_dir {}: {e}", cfg.spill_dir.display()))?;
+        // An earlier run's spill goes to the stream before anything this run receives: its
+        // records move where the streams end, and the holes before them (what that run held
+        // in memory when it was killed) are gap records of their own.
+        let resume = Arc::new(resume);
+        let ahead = spill_ahead(&cfg, &symbols, resume.clone());
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL);
         let counters = Arc::new(NatsCounters::default());
         let sink = Arc::new(SinkCounters::default());
@@ -190,6 +195,19 @@ impl NatsOut {
             .name("nats".into())
             .spawn(move || {
                 let mut w = Worker::new(cfg, js, symbols, c, s);
+                if !ahead.is_empty() {
+                    let b: Bundle = ahead
+                        .into_iter()
+                        .map(|g| {
+                            crate::pipeline::queue::Msg::new(
+                                tickwire_codecs::record::Record::Gap(g),
+                                &[],
+                            )
+                        })
+                        .collect();
+                    w.take(&b);
+                    w.seal_all();
+                }
                 rt.block_on(w.run(rx));
                 drop(w);
                 io.shutdown_timeout(Duration::from_secs(1));
@@ -199,7 +217,7 @@ impl NatsOut {
             thread: Some(thread),
             counters,
             sink,
-            resume: Arc::new(resume),
+            resume,
         })
     }
 
@@ -238,6 +256,46 @@ async fn connect(cfg: &NatsConfig) -> anyhow::Result<jetstream::Context> {
         .build(client);
     ensure_stream(&js, cfg).await?;
     Ok(js)
+}
+
+/// Reads an earlier run's spill files (sent first by this run), in order, through an
+/// [`crate::source::AheadCheck`]: returns the gap records of the holes before and between
+/// their records, and moves `resume` to where they end.
+fn spill_ahead(
+    cfg: &NatsConfig,
+    symbols: &SymbolTable,
+    resume: Arc<crate::source::Resume>,
+) -> Vec<tickwire_codecs::record::Gap> {
+    let files = spill_files(&cfg.spill_dir);
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let mut check = crate::source::AheadCheck::new(resume);
+    let mut records = 0u64;
+    for path in &files {
+        let Ok(f) = std::fs::File::open(path) else {
+            continue;
+        };
+        let mut r = BufReader::new(f);
+        while let Some((out, _)) = read_entry(&mut r) {
+            let Ok(bundle) =
+                crate::bus::writer::decode(&cfg.prefix, &out.subject, &out.payload, 0, symbols)
+            else {
+                continue;
+            };
+            for m in &bundle {
+                check.check(&m.rec);
+                records += 1;
+            }
+        }
+    }
+    let gaps = check.finish();
+    tracing::info!(
+        "nats: an earlier run's spill ({} files, {records} records) goes first; {} holes before          its records (what that run held in memory) are gap records",
+        files.len(),
+        gaps.len()
+    );
+    gaps
 }
 
 /// The last id of every sequenced stream (trade, aggregate trade, depth diff) the stream
@@ -654,18 +712,7 @@ struct Spill {
 
 impl Spill {
     fn open(dir: &Path, counters: &NatsCounters) -> Spill {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| {
-                        p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("nats-") && n.ends_with(".spill"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
+        let files = spill_files(dir);
         // Entries of earlier runs: counted so that `has_data` holds until they are read.
         let mut entries = 0;
         for f in &files {
@@ -755,6 +802,16 @@ impl Spill {
                 Some((out, len)) => {
                     *pos += len;
                     self.entries = self.entries.saturating_sub(1);
+                    if self.entries == 0 {
+                        // Everything spilled is read (`has_data` turns false, so no read
+                        // comes to see the end): the files go now, or the next run would
+                        // send them again.
+                        self.reader = None;
+                        self.writer = None;
+                        for f in self.files.drain(..) {
+                            let _ = std::fs::remove_file(f);
+                        }
+                    }
                     return Some(out);
                 }
                 None => {
@@ -853,6 +910,23 @@ fn read_entry(r: &mut impl Read) -> Option<(Out, u64)> {
         },
         len as u64,
     ))
+}
+
+/// The spill files in `dir` (`nats-*.spill`), oldest first.
+fn spill_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("nats-") && n.ends_with(".spill"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// Entries and records in a spill file (a torn last entry is not counted and not read).

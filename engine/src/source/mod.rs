@@ -151,6 +151,71 @@ impl Resume {
     }
 }
 
+/// Records that reach the store before anything this process receives (a killed collector's
+/// spill file, sent first), fed in their order: each stream's are checked against where it
+/// ended ([`Resume`]), like a connection's, and at [`AheadCheck::finish`] the stream ends at
+/// their last id. The `gap` records (reason `reconnect`) are the holes before and between
+/// them: what the killed process held in memory and lost. So a hole is reported where it is,
+/// not as one hole over ids the spill holds.
+pub struct AheadCheck {
+    resume: Arc<Resume>,
+    seqs: [Seq; 2],
+    gaps: Vec<Gap>,
+}
+
+impl AheadCheck {
+    pub fn new(resume: Arc<Resume>) -> AheadCheck {
+        let mut seqs: [Seq; 2] = Default::default();
+        for s in &mut seqs {
+            s.resume = Some(resume.clone());
+        }
+        AheadCheck {
+            resume,
+            seqs,
+            gaps: Vec::new(),
+        }
+    }
+
+    /// The next record sent ahead.
+    pub fn check(&mut self, r: &Record) {
+        let Some(market) = Market::from_code(r.header().market) else {
+            return;
+        };
+        let seq = &mut self.seqs[usize::from(market == Market::Usdm)];
+        if let Record::Gap(g) = r {
+            // A break the killed process saw and reported: what follows it is not checked.
+            let key = (g.stream, g.header.symbol);
+            seq.last.remove(&key);
+            self.resume.take(key.0, market, key.1);
+            return;
+        }
+        if let Some(mut g) = seq.check(r, market) {
+            g.reason = GapReason::Reconnect as u8;
+            self.gaps.push(g);
+        }
+    }
+
+    /// The gap records found; the streams now end where the records sent ahead do.
+    pub fn finish(self) -> Vec<Gap> {
+        for (s, market) in self.seqs.iter().zip([Market::Spot, Market::Usdm]) {
+            for (&(kind, sym), &last) in &s.last {
+                if let Some(k) = Kind::from_code(kind) {
+                    self.resume.insert(k, market, sym, last);
+                }
+            }
+        }
+        self.gaps
+    }
+}
+
+impl std::fmt::Debug for AheadCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AheadCheck")
+            .field("gaps", &self.gaps.len())
+            .finish()
+    }
+}
+
 /// Streams added to a running connection (new listings) or removed from it (delistings):
 /// sent as `SUBSCRIBE` / `UNSUBSCRIBE` on the connection, paced with its other control
 /// messages and matched to their answers, and sent again after every reconnect (the URL
@@ -2299,5 +2364,66 @@ mod attempt_tests {
             t0.elapsed()
         );
         assert_eq!(gate.waited.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[cfg(test)]
+mod ahead_tests {
+    use super::*;
+
+    fn trade(sym: u32, id: i64) -> Record {
+        Record::Trade(Trade {
+            header: Header::new(Kind::Trade, Market::Spot, SymbolId(sym), 1, 1),
+            trade_id: id,
+            ..Trade::default()
+        })
+    }
+
+    #[test]
+    fn a_spill_is_checked_against_the_stored_end_and_moves_it() {
+        let resume = Arc::new(Resume::default());
+        resume.insert(Kind::Trade, Market::Spot, SymbolId(1), 100);
+        resume.insert(Kind::Trade, Market::Spot, SymbolId(2), 200);
+        resume.insert(Kind::Trade, Market::Spot, SymbolId(3), 300);
+        let mut check = AheadCheck::new(resume.clone());
+        // Symbol 1: 101..=104 lost with the killed run's memory, then 105..=107 spilled, then
+        // 110 (a hole between spilled records).
+        for id in [105, 106, 107, 110] {
+            check.check(&trade(1, id));
+        }
+        // Symbol 2: the spill goes on from the stored end: no hole.
+        check.check(&trade(2, 201));
+        // Symbol 3: a break the killed run reported itself: what follows is not checked again.
+        check.check(&Record::Gap(Gap {
+            header: Header::new(Kind::Gap, Market::Spot, SymbolId(3), 1, 1),
+            expected: 301,
+            got: 350,
+            stream: Kind::Trade as u8,
+            reason: GapReason::Sequence as u8,
+            pad: [0; 6],
+        }));
+        check.check(&trade(3, 350));
+        let gaps = check.finish();
+        let got: Vec<(u32, i64, i64)> = gaps
+            .iter()
+            .map(|g| (g.header.symbol.0, g.expected, g.got))
+            .collect();
+        assert_eq!(got, [(1, 101, 105), (1, 108, 110)]);
+        assert!(gaps
+            .iter()
+            .all(|g| g.reason == GapReason::Reconnect as u8 && g.stream == Kind::Trade as u8));
+        // The streams now end where the spill does.
+        assert_eq!(
+            resume.take(Kind::Trade as u8, Market::Spot, SymbolId(1)),
+            Some(110)
+        );
+        assert_eq!(
+            resume.take(Kind::Trade as u8, Market::Spot, SymbolId(2)),
+            Some(201)
+        );
+        assert_eq!(
+            resume.take(Kind::Trade as u8, Market::Spot, SymbolId(3)),
+            Some(350)
+        );
     }
 }
