@@ -301,18 +301,24 @@ fn columnarize_and_parquet(c: &mut Criterion) {
                 .set_dictionary_enabled(true)
                 .build(),
         ),
-        // What the sink writes (tickwire_sinks::parquet::writer_properties).
+        // The sink's properties at zstd 3 with 1 MiB pages (its defaults before 2026-12-07).
         (
-            "tickwire_sink",
-            tickwire_sinks::parquet::writer_properties(&batch.schema(), 3, 128 * 1024)
+            "tickwire_sink_zstd3",
+            tickwire_sinks::parquet::writer_properties(&batch.schema(), 3, 128 * 1024, 1 << 20)
                 .expect("props"),
         ),
-        // The same at zstd level 1 (`zstd_level = 1` in the sink's config).
-        (
-            "tickwire_sink_zstd1",
-            tickwire_sinks::parquet::writer_properties(&batch.schema(), 1, 128 * 1024)
-                .expect("props"),
-        ),
+        // What the sink writes by default (tickwire_sinks::parquet::writer_properties with
+        // ParquetConfig's defaults: zstd 1, 128 KiB pages).
+        ("tickwire_sink", {
+            let d = tickwire_sinks::parquet::ParquetConfig::new("");
+            tickwire_sinks::parquet::writer_properties(
+                &batch.schema(),
+                d.zstd_level,
+                d.row_group_rows,
+                d.page_bytes,
+            )
+            .expect("props")
+        }),
     ];
     for (name, props) in &variants {
         eprintln!(

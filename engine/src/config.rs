@@ -699,6 +699,9 @@ pub struct ParquetSinkConfig {
     pub max_file_age_secs: u64,
     /// zstd level.
     pub zstd_level: i32,
+    /// KiB of a data page before compression (each open file's columns each hold one being
+    /// filled, and a zstd context sized for it).
+    pub page_kib: usize,
 }
 
 impl Default for ParquetSinkConfig {
@@ -709,6 +712,7 @@ impl Default for ParquetSinkConfig {
             max_file_mb: d.max_file_bytes >> 20,
             max_file_age_secs: d.max_file_age.as_secs(),
             zstd_level: d.zstd_level,
+            page_kib: d.page_bytes >> 10,
         }
     }
 }
@@ -1085,6 +1089,7 @@ impl SinkConfig {
                 c.max_file_bytes = p.max_file_mb << 20;
                 c.max_file_age = Duration::from_secs(p.max_file_age_secs);
                 c.zstd_level = p.zstd_level;
+                c.page_bytes = p.page_kib << 10;
                 Store::Parquet(c)
             }
             SinkConfig::Clickhouse(ch) => {
@@ -1378,6 +1383,9 @@ impl Config {
             match s {
                 SinkConfig::Parquet(p) if !(1..=22).contains(&p.zstd_level) => {
                     return Err(invalid(format!("sinks[{i}].zstd_level"), "must be 1..=22"));
+                }
+                SinkConfig::Parquet(p) if !(4..=65_536).contains(&p.page_kib) => {
+                    return Err(invalid(format!("sinks[{i}].page_kib"), "must be 4..=65536"));
                 }
                 SinkConfig::Clickhouse(c)
                     if !(c.url.starts_with("http://") || c.url.starts_with("https://")) =>
@@ -1871,6 +1879,26 @@ mod tests {
             );
         }
         parse(&uncommented, env(&[])).expect("the example with every key uncommented");
+    }
+
+    #[test]
+    fn parquet_pages_and_level_come_from_the_config() {
+        let pq = |extra: &str| {
+            let text = format!(
+                "[simulator]\nenabled = true\n[[sinks]]\ntype = \"parquet\"\ndir = \"d\"\n{extra}"
+            );
+            parse(&text, env(&[])).map(|c| match c.sinks[0].store() {
+                Store::Parquet(p) => (p.zstd_level, p.page_bytes),
+                _ => panic!("a parquet sink"),
+            })
+        };
+        assert_eq!(pq("").expect("defaults"), (1, 128 << 10));
+        assert_eq!(
+            pq("zstd_level = 3\npage_kib = 1024\n").expect("set"),
+            (3, 1 << 20)
+        );
+        let e = pq("page_kib = 0\n").expect_err("no empty pages");
+        assert!(e.to_string().contains("page_kib"), "{e}");
     }
 
     #[test]

@@ -1177,10 +1177,12 @@ impl Tierer {
             std::fs::create_dir_all(&part).with_context(|| part.display().to_string())?;
             let tmp = part.join(format!(".{ARCHIVE_FILE}.tmp"));
             let file_schema = archive_schema(hw.kind);
+            // Archives are written once and kept: zstd 3 and 1 MiB pages (the parquet crate's).
             let props = tickwire_sinks::parquet::writer_properties(
                 &file_schema,
                 3,
                 self.plan.row_group_rows,
+                1 << 20,
             )?;
             let file = std::fs::File::create(&tmp).with_context(|| tmp.display().to_string())?;
             let mut w = parquet::arrow::ArrowWriter::try_new(file, file_schema, Some(props))?;

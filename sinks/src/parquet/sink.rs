@@ -70,7 +70,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
 }
 
 /// The writer properties of a file of `schema`: zstd at `zstd_level`, row groups of at most
-/// `row_group_rows` rows, and dictionary encoding for the text columns (symbol, and the few
+/// `row_group_rows` rows, data pages of at most `page_bytes`, and dictionary encoding for the text columns (symbol, and the few
 /// short texts of some kinds) only. Prices, quantities, ids and times rarely repeat within a
 /// page: a dictionary for them is built, found too large and dropped page after page, which
 /// costs encoding time and saves nothing that zstd does not (`cargo bench -p tickwire-benches
@@ -79,11 +79,13 @@ pub fn writer_properties(
     schema: &arrow_schema::Schema,
     zstd_level: i32,
     row_group_rows: usize,
+    page_bytes: usize,
 ) -> Result<WriterProperties, SinkError> {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
         .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(row_group_rows))
+        .set_data_page_size_limit(page_bytes.max(1))
         .set_created_by("tickwire".into());
     for f in schema.fields() {
         if matches!(
@@ -149,7 +151,12 @@ impl ParquetSink {
         let path = dir.join(format!("part-{n:05}.parquet"));
         let tmp = dir.join(format!(".part-{n:05}.parquet.tmp"));
         let file = File::create(&tmp).map_err(io(&tmp))?;
-        let props = writer_properties(&schema, self.cfg.zstd_level, self.cfg.row_group_rows)?;
+        let props = writer_properties(
+            &schema,
+            self.cfg.zstd_level,
+            self.cfg.row_group_rows,
+            self.cfg.page_bytes,
+        )?;
         let writer = ArrowWriter::try_new(file, schema, Some(props))?;
         Ok(OpenFile {
             writer,
