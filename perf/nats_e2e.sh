@@ -7,13 +7,20 @@
 # Prints both with the records per kind compared (zero loss: collector == stream == writer ==
 # Parquet rows).
 #   bash perf/nats_e2e.sh [SECONDS] [RATE]
-# BIN=PATH: measure that tickwire binary instead of building this tree's.
+# BIN=PATH: measure that tickwire binary instead of building this tree's. FLOOR=0: skip the
+# floor (benches/examples/nats_pull_floor.rs: the plainest async-nats reader of the same
+# messages, the writer's consumer settings, measured right after the writer).
 set -euo pipefail
 secs=${1:-10} rate=${2:-200000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ -n "${BIN:-}" ]; then bin=$BIN; else
   cargo build --release -q -p tickwire-engine --bin tickwire --manifest-path "$root/Cargo.toml"
   bin=${CARGO_TARGET_DIR:-$root/target}/release/tickwire
+fi
+floor=""
+if [ "${FLOOR:-1}" != 0 ]; then
+  cargo build --release -q -p tickwire-benches --example nats_pull_floor --manifest-path "$root/Cargo.toml"
+  floor=${CARGO_TARGET_DIR:-$root/target}/release/examples/nats_pull_floor
 fi
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 # A stream of its own: any stream that takes tickwire.> is deleted first (two cannot).
@@ -47,6 +54,11 @@ TOML
 idle=2
 /usr/bin/time -f '%e %U %S' -o "$out/w.time" "$bin" run --config "$out/w.toml" \
   --exit-when-idle "$idle" >"$out/w.json" 2>"$out/w.err"
+# The floor, in the same run: the plainest async-nats pull loop reading the same messages.
+echo "0 0 0" >"$out/f.out"; echo "0 0 0" >"$out/f.time"
+if [ -n "$floor" ]; then
+  /usr/bin/time -f '%e %U %S' -o "$out/f.time" "$floor" nats://127.0.0.1:4222 PERF "$idle" >"$out/f.out"
+fi
 python3 - "$out" "$idle" <<'PY'
 import json, sys, asyncio, nats
 out, idle = sys.argv[1], float(sys.argv[2])
@@ -72,5 +84,10 @@ read_s = w["input_s"] - idle
 print(f"writer: {n:,} records from {w['nats_source']['messages']:,} messages in {read_s:.2f} s = "
       f"{n / read_s:,.0f} records/s into Parquet; {(wu + wsy) * 1e6 / n:.2f} CPU-us a record; "
       f"acked {w['nats_source']['acked']:,} of {st.messages:,}; Parquet rows {w['rows']['parquet']:,}")
+fm, fb, fs = open(f"{out}/f.out").read().split()
+fw, fu, fsy = map(float, open(f"{out}/f.time").read().split())
+if int(fm):
+    print(f"floor (plain async-nats pull loop, the same consumer settings, same run): {int(fm):,} messages in "
+          f"{float(fs):.2f} s = {n / float(fs):,.0f} records/s; {(fu + fsy) * 1e6 / n:.2f} CPU-us a record")
 print(f"zero loss: {c['records'] == w['records'] and w['rows']['parquet'] == taken == c['nats']['records']}")
 PY
