@@ -669,7 +669,6 @@ async fn serve(
         .map(|a| a.ip())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
     let mut path = String::new();
-    let mut refused = false;
     // The signature is tungstenite's `Callback`; its error type is not ours to shrink.
     #[allow(clippy::result_large_err)]
     let cb = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -678,7 +677,8 @@ async fn serve(
         // Binance refuses them.
         counters.attempts.fetch_add(1, Ordering::Relaxed);
         if !rest_state.attempt(ip, &cfg.rest) {
-            refused = true;
+            // Counted before the answer goes out: whoever reads the 429 sees it counted.
+            counters.attempts_refused.fetch_add(1, Ordering::Relaxed);
             let mut e = ErrorResponse::new(Some(
                 "too many connection attempts (300 per 5 minutes per IP)".to_string(),
             ));
@@ -688,9 +688,6 @@ async fn serve(
         Ok(resp)
     };
     let accepted = tokio_tungstenite::accept_hdr_async(sock, cb).await;
-    if refused {
-        counters.attempts_refused.fetch_add(1, Ordering::Relaxed);
-    }
     let Ok(ws) = accepted else {
         return;
     };
