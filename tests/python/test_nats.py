@@ -430,21 +430,16 @@ spill_dir = "{tmp_path / f'spill{i}'}"
         assert s["rows"]["nats"] == sum(s["records"].values())
 
 
-def test_a_collector_killed_and_restarted_shows_its_outage_as_gaps(tmp_path):
-    """A `run` collector (against a separate `tickwire sim`, whose ids go on) is killed with
-    SIGKILL and started again. At start it reads where each of its streams ended in JetStream,
-    so the first trade and aggregate trade of each symbol after the restart meet the last stored
-    one: what the outage (and the kill's unacknowledged publishes) missed is one `gap` record
-    (reason reconnect) per stream, with the exact ids. A writer drains the stream into Parquet:
-    every hole in the ids is exactly a gap record's [expected, got), and no id is there twice.
-    A witness (a second engine on the same streams, into Parquet) keeps the market moving
-    while the collector is down, as Binance's does, and shows that the holes' trades happened."""
+def start_collector_and_witness(tmp_path, rate, nats_extra=""):
+    """A `tickwire sim` at `rate`, a `run` collector's config (spot trades and aggregate trades
+    of 3 symbols into JetStream, `nats_extra` added to its sink), and a witness engine already
+    running on the same streams into Parquet (it keeps the simulator's market moving while the
+    collector is down, as Binance's does). Returns (sim, collector command, witness)."""
     from conftest import free_port, listening, wait
-    import pyarrow.dataset as ds
     delete_streams_taking_tickwire()
     spot = free_port()
     sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{free_port()}",
-                            "--rate", "4000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--rate", str(rate)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait(lambda: listening(spot), 30, "the simulator to listen")
     cfg = tmp_path / "collector.toml"
     cfg.write_text(f"""
@@ -465,8 +460,8 @@ type = "nats"
 url = "{NATS}"
 id = "collector1"
 spill_dir = "{tmp_path / 'spill'}"
+{nats_extra}
 """)
-    cmd = [BIN, "run", "--config", str(cfg)]
     witness_cfg = tmp_path / "witness.toml"
     witness_cfg.write_text(cfg.read_text().split("[[sinks]]")[0] + f"""
 [[sinks]]
@@ -475,6 +470,77 @@ dir = "{tmp_path / 'witness'}"
 """)
     witness = subprocess.Popen([BIN, "run", "--config", str(witness_cfg)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    return sim, [BIN, "run", "--config", str(cfg)], witness
+
+
+def stop_sim_and_witness(sim, witness):
+    witness.send_signal(signal.SIGTERM)
+    witness.communicate(timeout=60)
+    sim.send_signal(signal.SIGTERM)
+    sim.communicate(timeout=30)
+    assert witness.returncode == 0
+
+
+def stored_holes_are_the_gaps(tmp_path, durable):
+    """A writer drains the stream into Parquet. For trades and aggregate trades of each symbol:
+    no id twice, every hole in the ids is exactly a gap record's [expected, got) (all reason
+    reconnect), and the witness has every id of every hole. Returns the holes a stream."""
+    import pyarrow.dataset as ds
+    wcfg = tmp_path / "writer.toml"
+    wcfg.write_text(f"""
+[[sources]]
+type = "nats"
+url = "{NATS}"
+stream = "TICKWIRE"
+durable = "{durable}"
+[zmq]
+enabled = false
+[[sinks]]
+type = "parquet"
+dir = "{tmp_path / 'pq'}"
+""")
+    w = subprocess.run([BIN, "run", "--config", str(wcfg), "--exit-when-idle", "3"],
+                       capture_output=True, text=True, timeout=300)
+    assert w.returncode == 0, w.stderr
+    pq = tmp_path / "pq"
+    gaps = ds.dataset(pq / "gap", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert {g["reason"] for g in gaps} == {"reconnect"}, gaps
+
+    def ids_of(root, kind, col):
+        t = ds.dataset(root / kind, format="parquet", partitioning="hive").to_table(columns=["symbol", col])
+        by = defaultdict(list)
+        for sym, i in zip(t["symbol"].to_pylist(), t[col].to_pylist()):
+            by[sym].append(i)
+        return by
+
+    out = {}
+    for kind, col in (("trade", "trade_id"), ("agg_trade", "agg_trade_id")):
+        by, seen = ids_of(pq, kind, col), ids_of(tmp_path / "witness", kind, col)
+        assert sorted(by) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"], sorted(by)
+        for sym, ids in by.items():
+            ids.sort()
+            assert len(ids) == len(set(ids)), (kind, sym, "an id twice")
+            holes = [(a + 1, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
+            mine = sorted((g["expected"], g["got"]) for g in gaps if g["symbol"] == sym and g["stream"] == kind)
+            assert holes == mine and holes, (kind, sym, holes, mine)
+            # They happened: the witness has every id of every hole.
+            for a, b in holes:
+                assert set(range(a, b)) <= set(seen[sym]), (kind, sym, a, b)
+            out[(kind, sym)] = holes
+    assert len(gaps) == sum(len(h) for h in out.values()), gaps
+    return out
+
+
+def test_a_collector_killed_and_restarted_shows_its_outage_as_gaps(tmp_path):
+    """A `run` collector (against a separate `tickwire sim`, whose ids go on) is killed with
+    SIGKILL and started again. At start it reads where each of its streams ended in JetStream,
+    so the first trade and aggregate trade of each symbol after the restart meet the last stored
+    one: what the outage (and the kill's unacknowledged publishes) missed is one `gap` record
+    (reason reconnect) per stream, with the exact ids. A writer drains the stream into Parquet:
+    every hole in the ids is exactly a gap record's [expected, got), and no id is there twice.
+    A witness (a second engine on the same streams, into Parquet) keeps the market moving
+    while the collector is down, as Binance's does, and shows that the holes' trades happened."""
+    sim, cmd, witness = start_collector_and_witness(tmp_path, 4000)
     try:
         time.sleep(1)
         first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -488,54 +554,13 @@ dir = "{tmp_path / 'witness'}"
         again.send_signal(signal.SIGTERM)
         out, err = again.communicate(timeout=60)
     finally:
-        witness.send_signal(signal.SIGTERM)
-        witness.communicate(timeout=60)
-        sim.send_signal(signal.SIGTERM)
-        sim.communicate(timeout=30)
-    assert witness.returncode == 0
+        stop_sim_and_witness(sim, witness)
     assert again.returncode == 0, err
     assert "where 6 streams ended" in err, err
     s = json.loads(out.strip().splitlines()[-1])
     assert s["records"]["gap"] == 6, (s["records"], err)
-    # Everything the stream holds, through a writer, into Parquet.
-    wcfg = tmp_path / "writer.toml"
-    wcfg.write_text(f"""
-[[sources]]
-type = "nats"
-url = "{NATS}"
-stream = "TICKWIRE"
-durable = "gapcheck"
-[zmq]
-enabled = false
-[[sinks]]
-type = "parquet"
-dir = "{tmp_path / 'pq'}"
-""")
-    w = subprocess.run([BIN, "run", "--config", str(wcfg), "--exit-when-idle", "3"],
-                       capture_output=True, text=True, timeout=300)
-    assert w.returncode == 0, w.stderr
-    pq = tmp_path / "pq"
-    gaps = ds.dataset(pq / "gap", format="parquet", partitioning="hive").to_table().to_pylist()
-    assert len(gaps) == 6 and {g["reason"] for g in gaps} == {"reconnect"}, gaps
-    def ids_of(root, kind, col):
-        t = ds.dataset(root / kind, format="parquet", partitioning="hive").to_table(columns=["symbol", col])
-        by = defaultdict(list)
-        for sym, i in zip(t["symbol"].to_pylist(), t[col].to_pylist()):
-            by[sym].append(i)
-        return by
-
-    for kind, col in (("trade", "trade_id"), ("agg_trade", "agg_trade_id")):
-        by, seen = ids_of(pq, kind, col), ids_of(tmp_path / "witness", kind, col)
-        assert sorted(by) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"], sorted(by)
-        for sym, ids in by.items():
-            ids.sort()
-            assert len(ids) == len(set(ids)), (kind, sym, "an id twice")
-            holes = [(a + 1, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
-            mine = [(g["expected"], g["got"]) for g in gaps if g["symbol"] == sym and g["stream"] == kind]
-            assert holes == mine and len(holes) == 1, (kind, sym, holes, mine)
-            # They happened: the witness has every id of the hole.
-            (a, b), = holes
-            assert set(range(a, b)) <= set(seen[sym]), (kind, sym, a, b)
+    holes = stored_holes_are_the_gaps(tmp_path, "gapcheck")
+    assert all(len(h) == 1 for h in holes.values()), holes
 
 
 def test_writer_stores_everything_once_through_a_nats_restart(tmp_path):
@@ -608,44 +633,9 @@ def test_a_collector_killed_while_nats_is_down_keeps_its_spill_and_reports_each_
     spans ids the spill delivered. A writer drains the stream into Parquet: the holes in the
     ids are exactly the gaps' [expected, got), no id is there twice, and a witness engine on
     the same streams has every id of every hole."""
-    from conftest import free_port, listening, wait
-    import pyarrow.dataset as ds
-    delete_streams_taking_tickwire()
-    spot = free_port()
-    sim = subprocess.Popen([BIN, "sim", "--spot", f"127.0.0.1:{spot}", "--usdm", f"127.0.0.1:{free_port()}",
-                            "--rate", "20000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait(lambda: listening(spot), 30, "the simulator to listen")
+    from conftest import wait
     spill = tmp_path / "spill"
-    cfg = tmp_path / "collector.toml"
-    cfg.write_text(f"""
-stats_secs = 0
-[[sources]]
-market = "spot"
-symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
-streams = ["trade", "aggTrade"]
-endpoint = "ws://127.0.0.1:{spot}"
-[connection]
-book_sync = false
-[zmq]
-enabled = false
-[http]
-bind = ""
-[[sinks]]
-type = "nats"
-url = "{NATS}"
-id = "collector1"
-memory_budget_mb = 1
-spill_dir = "{spill}"
-""")
-    cmd = [BIN, "run", "--config", str(cfg)]
-    witness_cfg = tmp_path / "witness.toml"
-    witness_cfg.write_text(cfg.read_text().split("[[sinks]]")[0] + f"""
-[[sinks]]
-type = "parquet"
-dir = "{tmp_path / 'witness'}"
-""")
-    witness = subprocess.Popen([BIN, "run", "--config", str(witness_cfg)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    sim, cmd, witness = start_collector_and_witness(tmp_path, 20000, "memory_budget_mb = 1")
     try:
         time.sleep(1)
         first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -668,55 +658,13 @@ dir = "{tmp_path / 'witness'}"
         again.send_signal(signal.SIGTERM)
         out, err = again.communicate(timeout=60)
     finally:
-        witness.send_signal(signal.SIGTERM)
-        witness.communicate(timeout=60)
-        sim.send_signal(signal.SIGTERM)
-        sim.communicate(timeout=30)
+        stop_sim_and_witness(sim, witness)
     assert again.returncode == 0, err
     s = json.loads(out.strip().splitlines()[-1])
     assert s["nats"]["left_spilled"] == 0 and s["nats"]["dropped"] == 0, s["nats"]
     assert not list(spill.glob("nats-*.spill")), "the spill was sent and removed"
-    wcfg = tmp_path / "writer.toml"
-    wcfg.write_text(f"""
-[[sources]]
-type = "nats"
-url = "{NATS}"
-stream = "TICKWIRE"
-durable = "spillcheck"
-[zmq]
-enabled = false
-[[sinks]]
-type = "parquet"
-dir = "{tmp_path / 'pq'}"
-""")
-    w = subprocess.run([BIN, "run", "--config", str(wcfg), "--exit-when-idle", "3"],
-                       capture_output=True, text=True, timeout=300)
-    assert w.returncode == 0, w.stderr
-    pq = tmp_path / "pq"
-    gaps = ds.dataset(pq / "gap", format="parquet", partitioning="hive").to_table().to_pylist()
-    assert {g["reason"] for g in gaps} == {"reconnect"}, gaps
-
-    def ids_of(root, kind, col):
-        t = ds.dataset(root / kind, format="parquet", partitioning="hive").to_table(columns=["symbol", col])
-        by = defaultdict(list)
-        for sym, i in zip(t["symbol"].to_pylist(), t[col].to_pylist()):
-            by[sym].append(i)
-        return by
-
-    holes_total = 0
-    for kind, col in (("trade", "trade_id"), ("agg_trade", "agg_trade_id")):
-        by, seen = ids_of(pq, kind, col), ids_of(tmp_path / "witness", kind, col)
-        assert sorted(by) == ["BTCUSDT", "ETHUSDT", "SOLUSDT"], sorted(by)
-        for sym, ids in by.items():
-            ids.sort()
-            assert len(ids) == len(set(ids)), (kind, sym, "an id twice")
-            holes = [(a + 1, b) for a, b in zip(ids, ids[1:]) if b != a + 1]
-            mine = sorted((g["expected"], g["got"]) for g in gaps if g["symbol"] == sym and g["stream"] == kind)
-            assert holes == mine and holes, (kind, sym, holes, mine)
-            holes_total += len(holes)
-            for a, b in holes:
-                assert set(range(a, b)) <= set(seen[sym]), (kind, sym, a, b)
+    holes = stored_holes_are_the_gaps(tmp_path, "spillcheck")
     # The spill held a part of each run's outage: the memory lost at the kill is a hole of its
     # own before it, for the streams that had records in memory then.
-    assert holes_total > 6, (holes_total, spilled)
+    assert sum(len(h) for h in holes.values()) > 6, (holes, spilled)
     assert "an earlier run's spill" in err, err
