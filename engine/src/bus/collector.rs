@@ -368,7 +368,7 @@ pub fn probe(cfg: &NatsConfig) -> Result<String, String> {
 /// Creates the stream, or checks that the one there takes `<prefix>.>`.
 pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> anyhow::Result<()> {
     let want = format!("{}.>", cfg.prefix);
-    let mut stream = js
+    let created = js
         .get_or_create_stream(jetstream::stream::Config {
             name: cfg.stream.clone(),
             subjects: vec![want.clone()],
@@ -379,8 +379,16 @@ pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> anyhow:
             num_replicas: cfg.replicas,
             ..Default::default()
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("nats stream {}: {e}", cfg.stream))?;
+        .await;
+    let mut stream = match created {
+        Ok(s) => s,
+        // Another collector starting at the same moment created it between this one's lookup
+        // and its create (the server then answers "subjects overlap"): take the one there.
+        Err(e) => js
+            .get_stream(&cfg.stream)
+            .await
+            .map_err(|_| anyhow::anyhow!("nats stream {}: {e}", cfg.stream))?,
+    };
     let info = stream
         .info()
         .await
