@@ -4,7 +4,10 @@
 //! `Nats-Msg-Id`s, 1,024 acks in flight), and against the two ways people start with: one
 //! record a message pipelined, and one record a message awaiting each ack. All on the machine's
 //! nats-server (`TICKWIRE_NATS_BENCH_URL`, default nats://127.0.0.1:4222), each into a stream
-//! of its own purged after every iteration; skipped without a server.
+//! of its own purged after every iteration; skipped without a server. After the groups, the
+//! sink and the plain loop of the same messages run in turns (`TICKWIRE_NATS_PAIRS`, default
+//! 30) and the median of their per-pair ratio is printed: JetStream's file store makes one
+//! group alone swing by tens of percent from minute to minute.
 //!
 //! `cargo bench -p tickwire-benches --bench nats`
 
@@ -163,6 +166,12 @@ fn bench(c: &mut Criterion) {
     };
     let table = SymbolTable::new();
     let input = bundles(&table);
+    // What the pipeline thread hands the sink: each bundle moved into a shared pointer (a
+    // move, no copy of its records), made here outside the timing.
+    let shared: Vec<tickwire_engine::pipeline::queue::SharedBundle> = input
+        .iter()
+        .map(|b| std::sync::Arc::new(b.clone()))
+        .collect();
     let grouped = messages(&input, false);
     let single = messages(&input, true);
     eprintln!(
@@ -177,28 +186,27 @@ fn bench(c: &mut Criterion) {
     let mut run = 0u64;
     let spill = std::env::temp_dir().join("tickwire-nats-bench-spill");
     let mut sink_messages = 0;
+    // One pass of the sink over every bundle, timed from the first offer to the last ack.
+    let sink_once = |messages: &mut u64| {
+        let mut cfg = NatsConfig::new(&url(), STREAM);
+        cfg.prefix = PREFIX.into();
+        cfg.spill_dir = spill.clone();
+        let sink = NatsOut::start(cfg, table.clone()).expect("sink");
+        let counters = sink.counters.clone();
+        let t = Instant::now();
+        for b in &shared {
+            sink.offer(b);
+        }
+        sink.finish();
+        let took = t.elapsed();
+        assert_eq!(counters.records.load(Ordering::Relaxed), N as u64);
+        *messages = counters.messages.load(Ordering::Relaxed);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+        rt.block_on(purge(&js));
+        took
+    };
     g.bench_function("tickwire_nats_sink", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let mut cfg = NatsConfig::new(&url(), STREAM);
-                cfg.prefix = PREFIX.into();
-                cfg.spill_dir = spill.clone();
-                let sink = NatsOut::start(cfg, table.clone()).expect("sink");
-                let counters = sink.counters.clone();
-                let t = Instant::now();
-                for b in &input {
-                    sink.offer(b);
-                }
-                sink.finish();
-                total += t.elapsed();
-                assert_eq!(counters.records.load(Ordering::Relaxed), N as u64);
-                sink_messages = counters.messages.load(Ordering::Relaxed);
-                assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
-                rt.block_on(purge(&js));
-            }
-            total
-        })
+        b.iter_custom(|iters| (0..iters).map(|_| sink_once(&mut sink_messages)).sum())
     });
     eprintln!("the sink made {sink_messages} messages of them (last iteration)");
     g.bench_function("async_nats_pipelined_same_messages", |b| {
@@ -279,6 +287,48 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    // The sink and the floor in turns, so that both meet the same disk and the same
+    // nats-server: the ratio of each pair, and its median.
+    let pairs: usize = std::env::var("TICKWIRE_NATS_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut ratios = Vec::new();
+    let (mut sink_t, mut floor_t) = (Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let s = sink_once(&mut sink_messages);
+        run += 1;
+        let t = Instant::now();
+        let acked = rt.block_on(pipelined(&js, &grouped, run));
+        let f = t.elapsed();
+        assert_eq!(acked, grouped.len());
+        rt.block_on(purge(&js));
+        ratios.push(f.as_secs_f64() / s.as_secs_f64());
+        sink_t.push(s);
+        floor_t.push(f);
+    }
+    if pairs > 0 {
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let rate = |v: &[Duration]| {
+            let mut r: Vec<f64> = v.iter().map(|d| N as f64 / d.as_secs_f64()).collect();
+            median(&mut r)
+        };
+        let (sr, fr) = (rate(&sink_t), rate(&floor_t));
+        let mut q = ratios.clone();
+        q.sort_by(f64::total_cmp);
+        eprintln!(
+            "paired, {pairs} turns: sink {:.2} M records/s, plain loop {:.2} M records/s; \
+             sink/loop per pair: median {:.2}, quartiles {:.2}-{:.2}",
+            sr / 1e6,
+            fr / 1e6,
+            median(&mut ratios),
+            q[q.len() / 4],
+            q[q.len() * 3 / 4]
+        );
+    }
     let _ = rt.block_on(js.delete_stream(STREAM));
 }
 

@@ -18,7 +18,7 @@
 //! first (same ids).
 
 use crate::pipeline::names::Names;
-use crate::pipeline::queue::Bundle;
+use crate::pipeline::queue::{Bundle, SharedBundle};
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -133,7 +133,7 @@ struct Building {
 /// The running sink: offer bundles, then [`NatsOut::finish`].
 #[derive(Debug)]
 pub struct NatsOut {
-    tx: Option<tokio::sync::mpsc::Sender<Bundle>>,
+    tx: Option<tokio::sync::mpsc::Sender<SharedBundle>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Its counters.
     pub counters: Arc<NatsCounters>,
@@ -152,16 +152,13 @@ impl NatsOut {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        // The client's connection (socket writes, ack reads) runs on a thread of its own
-        // ("nats-io"), beside the encoding and the ack bookkeeping on "nats".
-        let io = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("nats-io")
-            .enable_all()
-            .build()?;
-        let js = io.block_on(connect(&cfg))?;
+        // The client's connection (socket writes, ack reads) is a task on this runtime, so it
+        // runs on the "nats" thread beside the encoding: no wake-up crosses threads per
+        // message, and the worker lets it write between the bundles it encodes (see `run`).
+        // A connection on a thread of its own measured slower (perf/RESULTS.md).
+        let js = rt.block_on(connect(&cfg))?;
         let t0 = Instant::now();
-        let resume = match io.block_on(last_ids(&js, &cfg, &symbols)) {
+        let resume = match rt.block_on(last_ids(&js, &cfg, &symbols)) {
             Ok(r) => {
                 tracing::info!(
                     "nats {}: where {} streams ended, read in {:?}",
@@ -210,7 +207,7 @@ impl NatsOut {
                 }
                 rt.block_on(w.run(rx));
                 drop(w);
-                io.shutdown_timeout(Duration::from_secs(1));
+                rt.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(NatsOut {
             tx: Some(tx),
@@ -221,8 +218,8 @@ impl NatsOut {
         })
     }
 
-    /// Takes a copy of the bundle's records; never waits.
-    pub fn offer(&self, bundle: &Bundle) {
+    /// Takes the bundle (a reference to it); never waits.
+    pub fn offer(&self, bundle: &SharedBundle) {
         let Some(tx) = &self.tx else { return };
         if bundle.is_empty() {
             return;
@@ -455,7 +452,7 @@ impl Worker {
         }
     }
 
-    async fn run(&mut self, mut rx: tokio::sync::mpsc::Receiver<Bundle>) {
+    async fn run(&mut self, mut rx: tokio::sync::mpsc::Receiver<SharedBundle>) {
         let mut inflight: FuturesOrdered<
             std::pin::Pin<Box<dyn std::future::Future<Output = Acked>>>,
         > = FuturesOrdered::new();
@@ -482,11 +479,18 @@ impl Worker {
                 m = rx.recv(), if open => match m {
                     Some(b) => {
                         self.take(&b);
-                        // Everything already queued joins the messages being built.
-                        for _ in 0..1024 {
+                        // Everything already queued joins the messages being built. The
+                        // messages filled meanwhile go out every 64 bundles, and the client's
+                        // connection (on this thread) gets to write them: the server stores
+                        // while the rest is encoded.
+                        for n in 1..1024 {
                             match rx.try_recv() {
                                 Ok(b) => self.take(&b),
                                 Err(_) => break,
+                            }
+                            if n % 64 == 0 && !self.queue.is_empty() {
+                                self.send(&mut inflight).await;
+                                tokio::task::yield_now().await;
                             }
                         }
                         self.seal_all();
@@ -530,23 +534,24 @@ impl Worker {
         for m in bundle {
             let h = *m.rec.header();
             let key = (h.kind, h.market, h.symbol);
-            if !self.building.contains_key(&key) {
-                let kind = Kind::from_code(h.kind).unwrap_or(Kind::Gap);
-                let market = Market::from_code(h.market).unwrap_or(Market::Spot);
-                let subject =
-                    super::subject(&self.cfg.prefix, kind, market, self.names.get(h.symbol));
-                self.building.insert(
-                    key,
-                    Building {
-                        subject,
+            // One lookup a record; the subject is made once per subject.
+            let b = match self.building.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let kind = Kind::from_code(h.kind).unwrap_or(Kind::Gap);
+                    let market = Market::from_code(h.market).unwrap_or(Market::Spot);
+                    e.insert(Building {
+                        subject: super::subject(
+                            &self.cfg.prefix,
+                            kind,
+                            market,
+                            self.names.get(h.symbol),
+                        ),
                         seq: 0,
                         buf: Vec::new(),
                         records: 0,
-                    },
-                );
-            }
-            let Some(b) = self.building.get_mut(&key) else {
-                continue;
+                    })
+                }
             };
             b.seq += 1;
             crate::pipeline::publish::encode_binary(&mut b.buf, &m.rec, m.levels(), b.seq);

@@ -27,7 +27,7 @@ pub mod queue;
 use crate::pipeline::metrics::{Histogram, Shared};
 use crate::pipeline::names::Names;
 use crate::pipeline::publish::SharedPublisher;
-use crate::pipeline::queue::{Bundle, Msg};
+use crate::pipeline::queue::{Bundle, Msg, SharedBundle};
 use crate::serve::cache::{Cache, SNAPSHOT_EVERY};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustc_hash::FxHashMap;
@@ -219,7 +219,7 @@ pub struct Pipeline {
     publisher: Option<Arc<SharedPublisher>>,
     counters: Arc<PipelineCounters>,
     columnarizer: Columnarizer,
-    col_tx: Sender<Bundle>,
+    col_tx: Sender<SharedBundle>,
     batch_rx: Option<Receiver<Batch>>,
 }
 
@@ -451,7 +451,7 @@ struct Publish<'a> {
     nats: Option<&'a crate::bus::collector::NatsOut>,
     publisher: Option<&'a SharedPublisher>,
     counters: &'a Arc<PipelineCounters>,
-    col_tx: &'a Sender<Bundle>,
+    col_tx: &'a Sender<SharedBundle>,
     /// Flushed batches to publish as Arrow IPC (when the publisher does).
     batch_rx: &'a Option<Receiver<Batch>>,
     /// Scratch space for encoding them.
@@ -467,11 +467,12 @@ impl Publish<'_> {
         if let Some(l) = self.l1 {
             l.offer(&bundle);
         }
+        // The bundle moves on whole, shared with the NATS sink. Blocks only while the
+        // columnarize stage is a whole queue behind.
+        let bundle = SharedBundle::new(bundle);
         if let Some(n) = self.nats {
             n.offer(&bundle);
         }
-        // The bundle moves on whole. Blocks only while the columnarize stage is a whole
-        // queue behind.
         let n = bundle.len() as u64;
         if self.col_tx.send(bundle).is_err() {
             self.counters.errors.fetch_add(n, Ordering::Relaxed);
@@ -496,7 +497,7 @@ impl Publish<'_> {
 
 /// The columnarize stage: Arrow builders per (kind, market, day), flushed to the sinks.
 struct Columnarizer {
-    rx: Receiver<Bundle>,
+    rx: Receiver<SharedBundle>,
     names: Names,
     flush: FlushConfig,
     sinks: Vec<Sender<Batch>>,
@@ -520,9 +521,9 @@ struct Columnarizer {
 }
 
 impl Columnarizer {
-    fn take_bundle(&mut self, bundle: Bundle) {
+    fn take_bundle(&mut self, bundle: SharedBundle) {
         // By reference: a record is up to 240 bytes, and the builders copy its fields anyway.
-        for msg in &bundle {
+        for msg in bundle.iter() {
             self.take(msg);
         }
         if self.writer.is_some() {

@@ -48,6 +48,11 @@ pub struct Msg {
 /// is one frame's records and waits for nothing.
 pub type Bundle = Vec<Msg>;
 
+/// A bundle past the pipeline thread, shared by the stages that only read it (columnarize,
+/// the NATS sink): handing it on moves a pointer instead of copying its records (256 bytes
+/// each).
+pub type SharedBundle = std::sync::Arc<Bundle>;
+
 /// The most records a source puts in one bundle.
 pub const MAX_BUNDLE: usize = 32;
 
