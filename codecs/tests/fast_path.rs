@@ -1,7 +1,8 @@
 //! The fused fast path changes speed, never results: with it on and off, every frame gives the
 //! same outcome (records, levels, errors, counters). Frames: the repository's bench data, the
-//! shared fixtures and captures (when present), and systematic mutations of the hot kinds
-//! (each byte deleted, replaced by a set of tricky bytes, the frame cut at each length).
+//! shared fixtures and captures (when present), and systematic mutations of every kind with a
+//! fused decoder (each byte deleted, replaced by a set of tricky bytes, the frame cut at each
+//! length).
 
 use std::path::Path;
 use tickwire_codecs::binance::Decoder;
@@ -72,6 +73,10 @@ fn fast_and_general_paths_agree() {
                 "\"e\":\"depthUpdate\"",
                 "\"e\":\"bookTicker\"",
                 "{\"u\":",
+                "\"e\":\"markPriceUpdate\"",
+                "\"e\":\"24hrTicker\"",
+                "\"e\":\"kline\"",
+                "\"e\":\"forceOrder\"",
             ]
             .iter()
             .any(|k| f.contains(k));

@@ -1,4 +1,6 @@
-//! Fused one-pass decoders for the high-volume kinds (trade, aggTrade, bookTicker, depth diffs).
+//! Fused one-pass decoders for the high-volume kinds (trade, aggTrade, bookTicker, depth diffs)
+//! and for the event kinds of the general path that have a fixed shape (markPriceUpdate,
+//! 24hrTicker, kline, forceOrder).
 //!
 //! The general decoder ([`super::scan`]) records where every known key's value lies and then
 //! converts the fields it needs: robust to any key order, but it touches each value twice and
@@ -52,7 +54,12 @@ impl<'a> Cur<'a> {
     fn key(&mut self) -> Option<&'a [u8]> {
         let b = self.b;
         let i = self.i;
-        if i + 3 < b.len() && b[i] == b'"' && b[i + 2] == b'"' && b[i + 3] == b':' {
+        if i + 3 < b.len()
+            && b[i] == b'"'
+            && b[i + 2] == b'"'
+            && b[i + 3] == b':'
+            && !matches!(b[i + 1], b'"' | b'\\')
+        {
             self.i = i + 4;
             return Some(&b[i + 1..i + 2]);
         }
@@ -301,6 +308,10 @@ pub(super) enum Fast {
     AggTrade,
     BookTicker,
     DepthUpdate,
+    MarkPrice,
+    Ticker,
+    Kline,
+    Liquidation,
 }
 
 /// Picks a fast decoder for the object at `i`, or `None` for the general path.
@@ -315,6 +326,14 @@ pub(super) fn pick(b: &[u8], i: usize) -> Option<Fast> {
         Some(Fast::DepthUpdate)
     } else if r.starts_with(b"{\"e\":\"bookTicker\",") || r.starts_with(b"{\"u\":") {
         Some(Fast::BookTicker)
+    } else if r.starts_with(b"{\"e\":\"markPriceUpdate\",") {
+        Some(Fast::MarkPrice)
+    } else if r.starts_with(b"{\"e\":\"24hrTicker\",") {
+        Some(Fast::Ticker)
+    } else if r.starts_with(b"{\"e\":\"kline\",") {
+        Some(Fast::Kline)
+    } else if r.starts_with(b"{\"e\":\"forceOrder\",") {
+        Some(Fast::Liquidation)
     } else {
         None
     }
@@ -373,6 +392,34 @@ pub(super) fn decode(
                 return None;
             };
             depth_update(cur, inp, t)
+        }
+        Fast::MarkPrice => {
+            *out = Record::MarkPrice(MarkPrice::default());
+            let Record::MarkPrice(t) = out else {
+                return None;
+            };
+            mark_price(cur, inp, t)
+        }
+        Fast::Ticker => {
+            *out = Record::Ticker(Ticker::default());
+            let Record::Ticker(t) = out else {
+                return None;
+            };
+            ticker(cur, inp, t)
+        }
+        Fast::Kline => {
+            *out = Record::Kline(Kline::default());
+            let Record::Kline(t) = out else {
+                return None;
+            };
+            kline(cur, inp, t)
+        }
+        Fast::Liquidation => {
+            *out = Record::Liquidation(Liquidation::default());
+            let Record::Liquidation(t) = out else {
+                return None;
+            };
+            liquidation(cur, inp, t)
         }
     }
 }
@@ -581,6 +628,217 @@ fn depth_update(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthUpdate) -> Option<()>
         }
     }
     (seen == 0b1_1111).then_some(())
+}
+
+/// Checks the event name's value (the key is read already).
+#[inline(always)]
+fn event_is(c: &mut Cur<'_>, name: &[u8]) -> Option<()> {
+    (c.string()? == name).then_some(())
+}
+
+/// markPriceUpdate: `s,p` required; `i,P,r,T` optional (absent: null; `null` or `""` go to the
+/// general path, which nulls them too); `ap` is not read.
+fn mark_price(c: &mut Cur<'_>, inp: In<'_>, t: &mut MarkPrice) -> Option<()> {
+    t.header = Header::new(Kind::MarkPrice, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.next_funding_time = NULL_I64;
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => event_is(c, b"markPriceUpdate")?,
+            b"E" => t.header.event_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"p" => req!(seen, 1, t.mark_price = c.price(&mut t.dp, 0)?),
+            b"i" => t.index_price = c.price(&mut t.dp, 1)?,
+            b"P" => t.estimated_settle_price = c.price(&mut t.dp, 2)?,
+            b"r" => t.funding_rate = c.price(&mut t.dp, 3)?,
+            b"T" => t.next_funding_time = c.time_us()?,
+            b"ap" => c.skip()?,
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b11).then_some(())
+}
+
+/// 24hrTicker: `s,p,P,w,c,Q,o,h,l,v,q,O,C,F,L,n` required; `b,B,a,A` optional (absent on
+/// futures).
+fn ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut Ticker) -> Option<()> {
+    t.header = Header::new(Kind::Ticker, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => event_is(c, b"24hrTicker")?,
+            b"E" => t.header.event_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"p" => req!(seen, 1, t.price_change = c.price(&mut t.dp, 0)?),
+            b"P" => req!(seen, 2, t.price_change_percent = c.price(&mut t.dp, 1)?),
+            b"w" => req!(seen, 3, t.weighted_avg_price = c.price(&mut t.dp, 2)?),
+            b"c" => req!(seen, 4, t.last_price = c.price(&mut t.dp, 3)?),
+            b"Q" => req!(seen, 5, t.last_qty = c.qty(&mut t.dp, 4)?),
+            b"b" => t.best_bid_price = c.price(&mut t.dp, 5)?,
+            b"B" => t.best_bid_qty = c.qty(&mut t.dp, 6)?,
+            b"a" => t.best_ask_price = c.price(&mut t.dp, 7)?,
+            b"A" => t.best_ask_qty = c.qty(&mut t.dp, 8)?,
+            b"o" => req!(seen, 6, t.open_price = c.price(&mut t.dp, 9)?),
+            b"h" => req!(seen, 7, t.high_price = c.price(&mut t.dp, 10)?),
+            b"l" => req!(seen, 8, t.low_price = c.price(&mut t.dp, 11)?),
+            b"v" => req!(seen, 9, t.volume = c.qty(&mut t.dp, 12)?),
+            b"q" => req!(seen, 10, t.quote_volume = c.qty(&mut t.dp, 13)?),
+            b"O" => req!(seen, 11, t.open_time = c.time_us()?),
+            b"C" => req!(seen, 12, t.close_time = c.time_us()?),
+            b"F" => req!(seen, 13, t.first_trade_id = c.int()?),
+            b"L" => req!(seen, 14, t.last_trade_id = c.int()?),
+            b"n" => req!(seen, 15, t.trade_count = c.int()?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0xFFFF).then_some(())
+}
+
+/// kline: `s`, and in `k`: `t,T,i,f,L,o,c,h,l,v,n,x,q,V,Q` (its `s`, `B` and others not read).
+fn kline(c: &mut Cur<'_>, inp: In<'_>, t: &mut Kline) -> Option<()> {
+    t.header = Header::new(Kind::Kline, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => event_is(c, b"kline")?,
+            b"E" => t.header.event_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"k" if seen & (1 << 1) == 0 => req!(seen, 1, kline_body(c, t)?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b11).then_some(())
+}
+
+/// The `k` object of a kline, every field required.
+fn kline_body(c: &mut Cur<'_>, t: &mut Kline) -> Option<()> {
+    c.lit(b"{")?;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"t" => req!(seen, 0, t.open_time = c.time_us()?),
+            b"T" => req!(seen, 1, t.close_time = c.time_us()?),
+            b"i" => req!(
+                seen,
+                2,
+                t.interval = Interval::from_bytes(c.string()?)? as u8
+            ),
+            b"f" => req!(seen, 3, t.first_trade_id = c.int()?),
+            b"L" => req!(seen, 4, t.last_trade_id = c.int()?),
+            b"n" => req!(seen, 5, t.trade_count = c.int()?),
+            b"o" => req!(seen, 6, t.open = c.price(&mut t.dp, 0)?),
+            b"h" => req!(seen, 7, t.high = c.price(&mut t.dp, 1)?),
+            b"l" => req!(seen, 8, t.low = c.price(&mut t.dp, 2)?),
+            b"c" => req!(seen, 9, t.close = c.price(&mut t.dp, 3)?),
+            b"v" => req!(seen, 10, t.volume = c.qty(&mut t.dp, 4)?),
+            b"q" => req!(seen, 11, t.quote_volume = c.qty(&mut t.dp, 5)?),
+            b"V" => req!(seen, 12, t.taker_buy_base_volume = c.qty(&mut t.dp, 6)?),
+            b"Q" => req!(seen, 13, t.taker_buy_quote_volume = c.qty(&mut t.dp, 7)?),
+            b"x" => req!(seen, 14, t.is_closed = c.boolean()?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0x7FFF).then_some(())
+}
+
+/// forceOrder: `E` optional; in `o`: `s,S,o,f,q,p,X,T` required, `ap,l,z` optional.
+fn liquidation(c: &mut Cur<'_>, inp: In<'_>, t: &mut Liquidation) -> Option<()> {
+    t.header = Header::new(
+        Kind::Liquidation,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.dp = DpSet::ALL_NULL;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => event_is(c, b"forceOrder")?,
+            b"E" => t.header.event_time = c.time_us()?,
+            b"o" if seen == 0 => req!(seen, 0, liquidation_order(c, inp.symbols, t)?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 1).then_some(())
+}
+
+/// The `o` object of a forceOrder.
+fn liquidation_order(
+    c: &mut Cur<'_>,
+    symbols: &mut SymbolCache,
+    t: &mut Liquidation,
+) -> Option<()> {
+    c.lit(b"{")?;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"s" => req!(seen, 0, t.header.symbol = symbols.intern(c.string()?).ok()?),
+            b"S" => req!(seen, 1, t.side = Side::from_bytes(c.string()?)? as u8),
+            b"o" => req!(
+                seen,
+                2,
+                t.order_type = OrderType::from_bytes(c.string()?)? as u8
+            ),
+            b"f" => req!(
+                seen,
+                3,
+                t.time_in_force = TimeInForce::from_bytes(c.string()?)? as u8
+            ),
+            b"q" => req!(seen, 4, t.orig_qty = c.qty(&mut t.dp, 0)?),
+            b"p" => req!(seen, 5, t.price = c.price(&mut t.dp, 1)?),
+            b"ap" => t.avg_price = c.price(&mut t.dp, 2)?,
+            b"l" => t.last_filled_qty = c.qty(&mut t.dp, 3)?,
+            b"z" => t.filled_qty = c.qty(&mut t.dp, 4)?,
+            b"X" => req!(
+                seen,
+                6,
+                t.order_status = OrderStatus::from_bytes(c.string()?)? as u8
+            ),
+            b"T" => req!(seen, 7, t.trade_time = c.time_us()?),
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b1111_1111).then_some(())
 }
 
 #[cfg(test)]
