@@ -77,6 +77,7 @@ fn fast_and_general_paths_agree() {
                 "\"e\":\"24hrTicker\"",
                 "\"e\":\"kline\"",
                 "\"e\":\"forceOrder\"",
+                "{\"lastUpdateId\":",
             ]
             .iter()
             .any(|k| f.contains(k));

@@ -1,6 +1,6 @@
 //! Fused one-pass decoders for the high-volume kinds (trade, aggTrade, bookTicker, depth diffs)
-//! and for the event kinds of the general path that have a fixed shape (markPriceUpdate,
-//! 24hrTicker, kline, forceOrder).
+//! and for the other kinds with a fixed shape (markPriceUpdate, 24hrTicker, kline, forceOrder,
+//! partial depth in both its forms).
 //!
 //! The general decoder ([`super::scan`]) records where every known key's value lies and then
 //! converts the fields it needs: robust to any key order, but it touches each value twice and
@@ -312,6 +312,10 @@ pub(super) enum Fast {
     Ticker,
     Kline,
     Liquidation,
+    /// Spot partial depth (`{"lastUpdateId":..,"bids":..,"asks":..}`, symbol from the stream).
+    DepthSnapshot,
+    /// USD-M partial depth: a `depthUpdate` event on a `@depthN` stream.
+    PartialDepth,
 }
 
 /// Picks a fast decoder for the object at `i`, or `None` for the general path.
@@ -334,6 +338,8 @@ pub(super) fn pick(b: &[u8], i: usize) -> Option<Fast> {
         Some(Fast::Kline)
     } else if r.starts_with(b"{\"e\":\"forceOrder\",") {
         Some(Fast::Liquidation)
+    } else if r.starts_with(b"{\"lastUpdateId\":") {
+        Some(Fast::DepthSnapshot)
     } else {
         None
     }
@@ -346,6 +352,8 @@ pub(super) struct In<'s> {
     pub recv: i64,
     pub symbols: &'s mut SymbolCache,
     pub levels: &'s mut Vec<Level>,
+    /// The stream name, when the frame came with one (the combined wrapper or the caller).
+    pub stream: Option<&'s [u8]>,
 }
 
 /// Decodes the object at `cur.i` with `which` into `out`; on success `cur.i` is just past
@@ -420,6 +428,17 @@ pub(super) fn decode(
                 return None;
             };
             liquidation(cur, inp, t)
+        }
+        Fast::DepthSnapshot | Fast::PartialDepth => {
+            *out = Record::DepthSnapshot(DepthSnapshot::default());
+            let Record::DepthSnapshot(t) = out else {
+                return None;
+            };
+            if which == Fast::DepthSnapshot {
+                depth_snapshot(cur, inp, t)
+            } else {
+                partial_depth(cur, inp, t)
+            }
         }
     }
 }
@@ -839,6 +858,85 @@ fn liquidation_order(
         }
     }
     (seen == 0b1111_1111).then_some(())
+}
+
+/// Spot partial depth: `lastUpdateId,bids,asks` required, `E` optional, bids before asks; the
+/// symbol is the stream name's first part (no stream: the general path reports it).
+fn depth_snapshot(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthSnapshot) -> Option<()> {
+    let name = inp.stream?.split(|&b| b == b'@').next()?;
+    t.header = Header::new(
+        Kind::DepthSnapshot,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.levels.start = inp.levels.len() as u32;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"lastUpdateId" => req!(seen, 0, t.last_update_id = c.int()?),
+            b"E" => t.header.event_time = c.time_us()?,
+            b"bids" if seen & (1 << 1 | 1 << 2) == 0 => {
+                req!(seen, 1, t.levels.bids = c.levels(inp.levels)?)
+            }
+            b"asks" if seen & (1 << 1) != 0 && seen & (1 << 2) == 0 => {
+                req!(seen, 2, t.levels.asks = c.levels(inp.levels)?)
+            }
+            // An event name would make it another kind on the general path.
+            b"e" | b"bids" | b"asks" => return None,
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    if seen != 0b111 {
+        return None;
+    }
+    t.header.symbol = inp.symbols.intern_lower(name).ok()?;
+    Some(())
+}
+
+/// USD-M partial depth (`depthUpdate` on a `@depthN` stream): `s,u,b,a` required, `E`
+/// optional, bids before asks; `U`, `pu`, `T` are not read.
+fn partial_depth(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthSnapshot) -> Option<()> {
+    t.header = Header::new(
+        Kind::DepthSnapshot,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.levels.start = inp.levels.len() as u32;
+    let mut seen = 0u32;
+    loop {
+        let k = c.key()?;
+        match k {
+            b"e" => event_is(c, b"depthUpdate")?,
+            b"E" => t.header.event_time = c.time_us()?,
+            b"s" => req!(
+                seen,
+                0,
+                t.header.symbol = inp.symbols.intern(c.string()?).ok()?
+            ),
+            b"u" => req!(seen, 1, t.last_update_id = c.int()?),
+            b"pu" => c.skip()?,
+            b"b" if seen & (1 << 2 | 1 << 3) == 0 => {
+                req!(seen, 2, t.levels.bids = c.levels(inp.levels)?)
+            }
+            b"a" if seen & (1 << 2) != 0 && seen & (1 << 3) == 0 => {
+                req!(seen, 3, t.levels.asks = c.levels(inp.levels)?)
+            }
+            b"b" | b"a" => return None,
+            _ => skip_unknown(c, k)?,
+        }
+        if !c.next()? {
+            break;
+        }
+    }
+    (seen == 0b1111).then_some(())
 }
 
 #[cfg(test)]

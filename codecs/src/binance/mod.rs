@@ -387,27 +387,29 @@ impl Decoder {
             }
         }
         if self.fast {
-            if let Some(which) = fast::pick(b, obj) {
-                if !(which == fast::Fast::DepthUpdate && stream.is_some_and(is_partial_depth)) {
-                    let mark = self.ctx.levels.len();
-                    let mut cur = fast::Cur { b, i: obj };
-                    let inp = fast::In {
-                        market: self.ctx.market,
-                        millis: self.ctx.time_unit == TimeUnit::Millis,
-                        recv,
-                        symbols: &mut self.ctx.symbols,
-                        levels: &mut self.ctx.levels,
-                    };
-                    if fast::decode(which, &mut cur, inp, &mut self.rec).is_some() {
-                        let mut sc = Scanner { b, i: cur.i };
-                        if (!wrapped || sc.expect(b'}', "").is_ok()) && sc.end().is_ok() {
-                            self.ctx.stats.records[self.rec.kind().index()] += 1;
-                            sink.record(&self.rec, &self.ctx.levels);
-                            return Ok(Frame::Data { records: 1 });
-                        }
-                    }
-                    self.ctx.levels.truncate(mark);
+            if let Some(mut which) = fast::pick(b, obj) {
+                if which == fast::Fast::DepthUpdate && stream.is_some_and(is_partial_depth) {
+                    which = fast::Fast::PartialDepth;
                 }
+                let mark = self.ctx.levels.len();
+                let mut cur = fast::Cur { b, i: obj };
+                let inp = fast::In {
+                    market: self.ctx.market,
+                    millis: self.ctx.time_unit == TimeUnit::Millis,
+                    recv,
+                    symbols: &mut self.ctx.symbols,
+                    levels: &mut self.ctx.levels,
+                    stream,
+                };
+                if fast::decode(which, &mut cur, inp, &mut self.rec).is_some() {
+                    let mut sc = Scanner { b, i: cur.i };
+                    if (!wrapped || sc.expect(b'}', "").is_ok()) && sc.end().is_ok() {
+                        self.ctx.stats.records[self.rec.kind().index()] += 1;
+                        sink.record(&self.rec, &self.ctx.levels);
+                        return Ok(Frame::Data { records: 1 });
+                    }
+                }
+                self.ctx.levels.truncate(mark);
             }
         }
         if wrapped {
