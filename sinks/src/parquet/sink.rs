@@ -25,6 +25,9 @@ struct OpenFile {
     origins: Vec<(u64, Arc<dyn crate::Committed>)>,
 }
 
+/// Rows handed to the Parquet writer at a time (see [`ParquetSink::write`]).
+const WRITE_SLICE: usize = 4096;
+
 /// The footer key listing the ids of the batches a file holds that a replaying source cut
 /// (comma-separated): such a batch cut again after a restart is not written twice.
 pub const BATCH_IDS: &str = "tickwire.batch_ids";
@@ -237,7 +240,16 @@ impl Sink for ParquetSink {
             self.open.insert(batch.key, f);
         }
         if let Some(f) = self.open.get_mut(&batch.key) {
-            f.writer.write(&data)?;
+            // In slices: the parquet crate converts a batch's decimal columns into one
+            // allocation a value before encoding them, so a whole batch of 100k rows held
+            // tens of MB at once for a moment (heaptrack: 63 MB of a 200k msg/s run's peak).
+            let n = data.num_rows();
+            let mut off = 0;
+            while off < n {
+                let len = WRITE_SLICE.min(n - off);
+                f.writer.write(&data.slice(off, len))?;
+                off += len;
+            }
             f.rows += data.num_rows() as u64;
             if let Some(o) = &batch.origin {
                 f.origins.push((o.id, o.hook.clone()));
@@ -296,5 +308,70 @@ impl ParquetSink {
             }
             ids
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use tickwire_codecs::arrow::BatchBuilder;
+    use tickwire_codecs::decimal::{DpSet, Wide};
+    use tickwire_codecs::record::*;
+
+    /// A batch of more rows than one slice handed to the writer comes back whole, in order,
+    /// value for value (the slices of `WRITE_SLICE` rows and the one left over).
+    #[test]
+    fn a_batch_of_several_slices_is_written_whole() {
+        let n = WRITE_SLICE * 2 + 123;
+        let mut b = BatchBuilder::new(Kind::Trade, n);
+        let mut dp = DpSet::ALL_NULL;
+        dp.set(0, 2);
+        dp.set(1, 8);
+        for i in 0..n as i64 {
+            let rec = Record::Trade(Trade {
+                header: Header::new(Kind::Trade, Market::Spot, SymbolId(0), i * 1000, i * 1000),
+                trade_id: i,
+                price: 3_700_000_000_000 + i,
+                qty: Wide::new(i128::from(i) * 7),
+                trade_time: i * 1000,
+                dp,
+                is_buyer_maker: (i % 2) as u8,
+                pad: [0; 7],
+            });
+            b.append(&rec, &[], "BTCUSDT").expect("append");
+        }
+        let data = b.finish().expect("batch");
+        let dir = std::env::temp_dir().join(format!("tw-parquet-slices-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut sink = ParquetSink::new(ParquetConfig::new(&dir)).expect("sink");
+        let key = BatchKey {
+            kind: Kind::Trade,
+            market: Market::Spot,
+            day: 0,
+        };
+        sink.write(&Batch {
+            key,
+            seq: 1,
+            data: Arc::new(data.clone()),
+            origin: None,
+        })
+        .expect("write");
+        sink.close().expect("close");
+        let file = sink.partition_dir(&key).join("part-00000.parquet");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).expect("file"))
+            .expect("reader")
+            .build()
+            .expect("reader");
+        let got: Vec<RecordBatch> = reader.map(|r| r.expect("batch")).collect();
+        let got = arrow_select::concat::concat_batches(&got[0].schema(), &got).expect("concat");
+        let want = project(&data).expect("project");
+        assert_eq!(got.num_rows(), n);
+        for c in 0..want.num_columns() {
+            let name = want.schema().field(c).name().clone();
+            let g = got.column_by_name(&name).expect("column");
+            assert!(g.as_ref() == want.column(c).as_ref(), "column {name} differs");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
