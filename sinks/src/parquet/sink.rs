@@ -370,7 +370,10 @@ mod tests {
         for c in 0..want.num_columns() {
             let name = want.schema().field(c).name().clone();
             let g = got.column_by_name(&name).expect("column");
-            assert!(g.as_ref() == want.column(c).as_ref(), "column {name} differs");
+            assert!(
+                g.as_ref() == want.column(c).as_ref(),
+                "column {name} differs"
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
