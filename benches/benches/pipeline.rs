@@ -276,12 +276,17 @@ fn columnarize_and_parquet(c: &mut Criterion) {
     let batch = bb.finish().expect("batch");
     let mut g = c.benchmark_group("parquet");
     g.throughput(Throughput::Elements(batch.num_rows() as u64));
-    let encode = |props: &parquet::file::properties::WriterProperties| {
+    // `sliced`: the batch handed over in the sink's slices (`write_in_slices`), else whole.
+    let encode = |props: &parquet::file::properties::WriterProperties, sliced: bool| {
         let mut buf = Vec::with_capacity(1 << 20);
         let mut w =
             parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), Some(props.clone()))
                 .expect("writer");
-        w.write(&batch).expect("write");
+        if sliced {
+            tickwire_sinks::parquet::write_in_slices(&mut w, &batch).expect("write");
+        } else {
+            w.write(&batch).expect("write");
+        }
         w.close().expect("close");
         buf.len()
     };
@@ -321,14 +326,27 @@ fn columnarize_and_parquet(c: &mut Criterion) {
         }),
     ];
     for (name, props) in &variants {
-        eprintln!(
-            "parquet {name}: {} bytes for {} trades",
-            encode(props),
-            batch.num_rows()
-        );
-        g.bench_function(format!("trade/{name}/16384_rows"), |b| {
-            b.iter(|| black_box(encode(props)))
-        });
+        // The sink's own properties are also measured as the sink writes: in slices.
+        let modes: &[bool] = if name.starts_with("tickwire_sink") {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &sliced in modes {
+            let name = if sliced {
+                format!("{name}/in_slices")
+            } else {
+                name.to_string()
+            };
+            eprintln!(
+                "parquet {name}: {} bytes for {} trades",
+                encode(props, sliced),
+                batch.num_rows()
+            );
+            g.bench_function(format!("trade/{name}/16384_rows"), |b| {
+                b.iter(|| black_box(encode(props, sliced)))
+            });
+        }
     }
     g.finish();
 }

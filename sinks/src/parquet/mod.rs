@@ -10,5 +10,7 @@
 mod config;
 mod sink;
 
-pub use config::ParquetConfig;
-pub use sink::{file_meta, writer_properties, ParquetSink, BATCH_IDS};
+pub use config::{ParquetCodec, ParquetConfig};
+pub use sink::{
+    file_meta, write_in_slices, writer_properties, writer_properties_with, ParquetSink, BATCH_IDS,
+};

@@ -1,6 +1,6 @@
 //! The Parquet sink.
 
-use super::ParquetConfig;
+use super::{ParquetCodec, ParquetConfig};
 use crate::{date_string, Batch, BatchKey, Sink, SinkCounters, SinkError};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -25,8 +25,64 @@ struct OpenFile {
     origins: Vec<(u64, Arc<dyn crate::Committed>)>,
 }
 
-/// Rows handed to the Parquet writer at a time (see [`ParquetSink::write`]).
-const WRITE_SLICE: usize = 4096;
+/// Rows handed to the Parquet writer at a time (see [`slice_ends`]).
+const WRITE_SLICE: usize = 512;
+
+/// List values (depth levels) a slice handed to the Parquet writer holds at most in any list
+/// column (see [`slice_ends`]).
+const WRITE_SLICE_VALUES: usize = 512;
+
+/// Writes `batch` through `w` in the slices of [`slice_ends`] (zero-copy; the same row groups
+/// and pages as one write).
+pub fn write_in_slices<W: std::io::Write + Send>(
+    w: &mut ArrowWriter<W>,
+    batch: &RecordBatch,
+) -> Result<(), parquet::errors::ParquetError> {
+    let mut off = 0;
+    for end in slice_ends(batch) {
+        w.write(&batch.slice(off, end - off))?;
+        off = end;
+    }
+    Ok(())
+}
+
+/// Where the slices of `batch` handed to the writer end: at most [`WRITE_SLICE`] rows, and at
+/// most [`WRITE_SLICE_VALUES`] values in any list column (always at least one row).
+///
+/// Why slices, and small ones: the parquet crate converts a slice's `Decimal128(38, _)`
+/// columns (quantities) into one shared allocation of 16 bytes a value before encoding them,
+/// so a whole batch of 100k rows held tens of MB at once (heaptrack: 63 MB of a 200k msg/s
+/// run's peak). And the column writer's running minimum and maximum, of the page and of the
+/// column chunk, are clones of single values that keep their slice's whole allocation alive
+/// until the page or the row group ends: up to four allocations a open quantity column, 20-24
+/// MB of the peak with slices of 4,096 rows (depth levels made them a MB or more). 512 rows
+/// or levels make them 8 KiB, and encode no slower (`cargo bench -p tickwire-benches --bench
+/// pipeline -- parquet/trade/tickwire_sink/`).
+pub(crate) fn slice_ends(batch: &RecordBatch) -> Vec<usize> {
+    use arrow_array::Array;
+    let lists: Vec<&[i32]> = batch
+        .columns()
+        .iter()
+        .filter_map(|c| c.as_any().downcast_ref::<arrow_array::ListArray>())
+        .map(|l| l.value_offsets())
+        .collect();
+    let n = batch.num_rows();
+    let mut ends = Vec::with_capacity(n / WRITE_SLICE + 1);
+    let mut off = 0;
+    while off < n {
+        let mut end = (off + WRITE_SLICE).min(n);
+        for offsets in &lists {
+            // offsets[i] is where row i's values start; the rows off..e hold
+            // offsets[e] - offsets[off] values.
+            let cap = i64::from(offsets[off]) + WRITE_SLICE_VALUES as i64;
+            let fit = offsets[off + 1..=end].partition_point(|&o| i64::from(o) <= cap);
+            end = end.min(off + fit.max(1));
+        }
+        ends.push(end);
+        off = end;
+    }
+    ends
+}
 
 /// The footer key listing the ids of the batches a file holds that a replaying source cut
 /// (comma-separated): such a batch cut again after a restart is not written twice.
@@ -73,19 +129,42 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SinkError + '_ {
 }
 
 /// The writer properties of a file of `schema`: zstd at `zstd_level`, row groups of at most
-/// `row_group_rows` rows, data pages of at most `page_bytes`, and dictionary encoding for the text columns (symbol, and the few
-/// short texts of some kinds) only. Prices, quantities, ids and times rarely repeat within a
-/// page: a dictionary for them is built, found too large and dropped page after page, which
-/// costs encoding time and saves nothing that zstd does not (`cargo bench -p tickwire-benches
-/// --bench pipeline -- parquet`, perf/RESULTS.md).
+/// `row_group_rows` rows, data pages of at most `page_bytes`, and dictionary encoding for the
+/// text columns (symbol, and the few short texts of some kinds) only. Prices, quantities, ids
+/// and times rarely repeat within a page: a dictionary for them is built, found too large and
+/// dropped page after page, which costs encoding time and saves nothing that zstd does not
+/// (`cargo bench -p tickwire-benches --bench pipeline -- parquet`, perf/RESULTS.md).
 pub fn writer_properties(
     schema: &arrow_schema::Schema,
     zstd_level: i32,
     row_group_rows: usize,
     page_bytes: usize,
 ) -> Result<WriterProperties, SinkError> {
+    writer_properties_with(
+        schema,
+        ParquetCodec::Zstd,
+        zstd_level,
+        row_group_rows,
+        page_bytes,
+    )
+}
+
+/// [`writer_properties`] with the pages compressed by `codec` (`zstd_level` applies to zstd).
+pub fn writer_properties_with(
+    schema: &arrow_schema::Schema,
+    codec: ParquetCodec,
+    zstd_level: i32,
+    row_group_rows: usize,
+    page_bytes: usize,
+) -> Result<WriterProperties, SinkError> {
+    let compression = match codec {
+        ParquetCodec::Zstd => Compression::ZSTD(ZstdLevel::try_new(zstd_level)?),
+        ParquetCodec::Lz4 => Compression::LZ4_RAW,
+        ParquetCodec::Snappy => Compression::SNAPPY,
+        ParquetCodec::None => Compression::UNCOMPRESSED,
+    };
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
+        .set_compression(compression)
         .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_data_page_size_limit(page_bytes.max(1))
@@ -154,8 +233,9 @@ impl ParquetSink {
         let path = dir.join(format!("part-{n:05}.parquet"));
         let tmp = dir.join(format!(".part-{n:05}.parquet.tmp"));
         let file = File::create(&tmp).map_err(io(&tmp))?;
-        let props = writer_properties(
+        let props = writer_properties_with(
             &schema,
+            self.cfg.codec,
             self.cfg.zstd_level,
             self.cfg.row_group_rows,
             self.cfg.page_bytes,
@@ -240,16 +320,8 @@ impl Sink for ParquetSink {
             self.open.insert(batch.key, f);
         }
         if let Some(f) = self.open.get_mut(&batch.key) {
-            // In slices: the parquet crate converts a batch's decimal columns into one
-            // allocation a value before encoding them, so a whole batch of 100k rows held
-            // tens of MB at once for a moment (heaptrack: 63 MB of a 200k msg/s run's peak).
-            let n = data.num_rows();
-            let mut off = 0;
-            while off < n {
-                let len = WRITE_SLICE.min(n - off);
-                f.writer.write(&data.slice(off, len))?;
-                off += len;
-            }
+            // In slices: see `slice_ends`.
+            write_in_slices(&mut f.writer, &data)?;
             f.rows += data.num_rows() as u64;
             if let Some(o) = &batch.origin {
                 f.origins.push((o.id, o.hook.clone()));
@@ -323,7 +395,32 @@ mod tests {
     /// value for value (the slices of `WRITE_SLICE` rows and the one left over).
     #[test]
     fn a_batch_of_several_slices_is_written_whole() {
-        let n = WRITE_SLICE * 2 + 123;
+        let data = trades(WRITE_SLICE * 2 + 123);
+        let (file, codecs) = write_and_read_back(&data, ParquetCodec::Zstd, "slices");
+        assert!(file.starts_with(std::env::temp_dir()));
+        assert!(codecs.iter().all(|c| matches!(c, Compression::ZSTD(_))));
+    }
+
+    /// Every codec of the config writes files that read back value for value, with that
+    /// codec in their column chunks.
+    #[test]
+    fn every_codec_writes_what_it_says() {
+        let data = trades(3000);
+        for (codec, want) in [
+            (ParquetCodec::Zstd, "ZSTD"),
+            (ParquetCodec::Lz4, "LZ4_RAW"),
+            (ParquetCodec::Snappy, "SNAPPY"),
+            (ParquetCodec::None, "UNCOMPRESSED"),
+        ] {
+            let (_, codecs) = write_and_read_back(&data, codec, want);
+            assert!(!codecs.is_empty());
+            for c in codecs {
+                assert!(c.to_string().starts_with(want), "{codec:?}: {c}");
+            }
+        }
+    }
+
+    fn trades(n: usize) -> RecordBatch {
         let mut b = BatchBuilder::new(Kind::Trade, n);
         let mut dp = DpSet::ALL_NULL;
         dp.set(0, 2);
@@ -341,13 +438,116 @@ mod tests {
             });
             b.append(&rec, &[], "BTCUSDT").expect("append");
         }
-        let data = b.finish().expect("batch");
-        let dir = std::env::temp_dir().join(format!("tw-parquet-slices-{}", std::process::id()));
+        b.finish().expect("batch")
+    }
+
+    /// Writes `data` through a sink with `codec`, reads the file back, checks it holds `data`
+    /// (less `market`) value for value, and returns the file and its column chunks' codecs.
+    fn write_and_read_back(
+        data: &RecordBatch,
+        codec: ParquetCodec,
+        tag: &str,
+    ) -> (PathBuf, Vec<Compression>) {
+        let dir = std::env::temp_dir().join(format!("tw-parquet-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut sink = ParquetSink::new(ParquetConfig::new(&dir)).expect("sink");
+        let mut cfg = ParquetConfig::new(&dir);
+        cfg.codec = codec;
+        let mut sink = ParquetSink::new(cfg).expect("sink");
         let key = BatchKey {
             kind: Kind::Trade,
             market: Market::Spot,
+            day: 0,
+        };
+        sink.write(&Batch {
+            key,
+            seq: 1,
+            data: Arc::new(data.clone()),
+            origin: None,
+        })
+        .expect("write");
+        sink.close().expect("close");
+        let file = sink.partition_dir(&key).join("part-00000.parquet");
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).expect("file"))
+            .expect("reader");
+        let codecs: Vec<Compression> = builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns().iter().map(|c| c.compression()))
+            .collect();
+        let got: Vec<RecordBatch> = builder
+            .build()
+            .expect("reader")
+            .map(|r| r.expect("batch"))
+            .collect();
+        let got = arrow_select::concat::concat_batches(&got[0].schema(), &got).expect("concat");
+        let want = project(data).expect("project");
+        assert_eq!(got.num_rows(), data.num_rows());
+        for c in 0..want.num_columns() {
+            let name = want.schema().field(c).name().clone();
+            let g = got.column_by_name(&name).expect("column");
+            assert!(
+                g.as_ref() == want.column(c).as_ref(),
+                "{codec:?}: column {name} differs"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        (file, codecs)
+    }
+
+    /// Slices of a batch with a list column hold at most `WRITE_SLICE_VALUES` list values
+    /// (a row with more is a slice of its own), at most `WRITE_SLICE` rows, and cover every
+    /// row once, in order; the file written through them reads back value for value.
+    #[test]
+    fn slices_bound_the_list_values_and_the_file_reads_back_whole() {
+        use arrow_array::builder::{Decimal128Builder, Int64Builder, ListBuilder};
+        use arrow_array::Array;
+        let lens: Vec<usize> = (0..9000)
+            .map(|i| match i {
+                100 => WRITE_SLICE_VALUES + 7,
+                i if i % 97 == 0 => 0,
+                i => i % 41,
+            })
+            .collect();
+        let mut ids = Int64Builder::new();
+        let mut qty = ListBuilder::new(
+            Decimal128Builder::new().with_data_type(tickwire_codecs::arrow::QTY_TYPE),
+        );
+        for (i, &len) in lens.iter().enumerate() {
+            ids.append_value(i as i64);
+            for j in 0..len {
+                qty.values()
+                    .append_value(i128::from(i as i64) * 1_000_000_007 + j as i128);
+            }
+            qty.append(true);
+        }
+        let data = RecordBatch::try_from_iter([
+            ("id", Arc::new(ids.finish()) as arrow_array::ArrayRef),
+            ("qty", Arc::new(qty.finish()) as arrow_array::ArrayRef),
+        ])
+        .expect("batch");
+        let ends = slice_ends(&data);
+        let mut off = 0;
+        for &end in &ends {
+            assert!(end > off && end - off <= WRITE_SLICE, "slice {off}..{end}");
+            let values: usize = lens[off..end].iter().sum();
+            assert!(
+                values <= WRITE_SLICE_VALUES || end - off == 1,
+                "slice {off}..{end} holds {values} values"
+            );
+            off = end;
+        }
+        assert_eq!(off, data.num_rows());
+        assert!(ends.contains(&100) && ends.contains(&101), "{ends:?}");
+        let total: usize = lens.iter().sum();
+        assert!(ends.len() >= total / WRITE_SLICE_VALUES, "{}", ends.len());
+
+        let dir = std::env::temp_dir().join(format!("tw-parquet-lists-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut sink = ParquetSink::new(ParquetConfig::new(&dir)).expect("sink");
+        let key = BatchKey {
+            kind: Kind::DepthUpdate,
+            market: Market::Usdm,
             day: 0,
         };
         sink.write(&Batch {
@@ -365,15 +565,12 @@ mod tests {
             .expect("reader");
         let got: Vec<RecordBatch> = reader.map(|r| r.expect("batch")).collect();
         let got = arrow_select::concat::concat_batches(&got[0].schema(), &got).expect("concat");
-        let want = project(&data).expect("project");
-        assert_eq!(got.num_rows(), n);
-        for c in 0..want.num_columns() {
-            let name = want.schema().field(c).name().clone();
-            let g = got.column_by_name(&name).expect("column");
-            assert!(
-                g.as_ref() == want.column(c).as_ref(),
-                "column {name} differs"
-            );
+        assert_eq!(got.num_rows(), data.num_rows());
+        for name in ["id", "qty"] {
+            let g = got.column_by_name(name).expect("column");
+            let w = data.column_by_name(name).expect("column");
+            assert_eq!(g.len(), w.len());
+            assert!(g.as_ref() == w.as_ref(), "column {name} differs");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
