@@ -705,6 +705,9 @@ pub struct ParquetSinkConfig {
     /// KiB of a data page before compression (each open file's columns each hold one being
     /// filled, and a zstd context sized for it).
     pub page_kib: usize,
+    /// Rows of a row group at most (each open file holds its open row group's pages in memory
+    /// until the group is cut).
+    pub row_group_rows: usize,
 }
 
 impl Default for ParquetSinkConfig {
@@ -717,6 +720,7 @@ impl Default for ParquetSinkConfig {
             compression: "zstd".into(),
             zstd_level: d.zstd_level,
             page_kib: d.page_bytes >> 10,
+            row_group_rows: d.row_group_rows,
         }
     }
 }
@@ -1095,6 +1099,7 @@ impl SinkConfig {
                 c.codec = ParquetCodec::parse(&p.compression).unwrap_or(c.codec);
                 c.zstd_level = p.zstd_level;
                 c.page_bytes = p.page_kib << 10;
+                c.row_group_rows = p.row_group_rows;
                 Store::Parquet(c)
             }
             SinkConfig::Clickhouse(ch) => {
@@ -1397,6 +1402,12 @@ impl Config {
                 }
                 SinkConfig::Parquet(p) if !(4..=65_536).contains(&p.page_kib) => {
                     return Err(invalid(format!("sinks[{i}].page_kib"), "must be 4..=65536"));
+                }
+                SinkConfig::Parquet(p) if !(1024..=1 << 24).contains(&p.row_group_rows) => {
+                    return Err(invalid(
+                        format!("sinks[{i}].row_group_rows"),
+                        "must be 1024..=16777216",
+                    ));
                 }
                 SinkConfig::Clickhouse(c)
                     if !(c.url.starts_with("http://") || c.url.starts_with("https://")) =>
@@ -1899,22 +1910,24 @@ mod tests {
                 "[simulator]\nenabled = true\n[[sinks]]\ntype = \"parquet\"\ndir = \"d\"\n{extra}"
             );
             parse(&text, env(&[])).map(|c| match c.sinks[0].store() {
-                Store::Parquet(p) => (p.codec, p.zstd_level, p.page_bytes),
+                Store::Parquet(p) => (p.codec, p.zstd_level, p.page_bytes, p.row_group_rows),
                 _ => panic!("a parquet sink"),
             })
         };
         assert_eq!(
             pq("").expect("defaults"),
-            (ParquetCodec::Zstd, 1, 128 << 10)
+            (ParquetCodec::Zstd, 1, 128 << 10, 128 << 10)
         );
         assert_eq!(
             pq("zstd_level = 3\npage_kib = 1024\n").expect("set"),
-            (ParquetCodec::Zstd, 3, 1 << 20)
+            (ParquetCodec::Zstd, 3, 1 << 20, 128 << 10)
         );
         assert_eq!(
-            pq("compression = \"lz4\"\n").expect("lz4"),
-            (ParquetCodec::Lz4, 1, 128 << 10)
+            pq("compression = \"lz4\"\nrow_group_rows = 32768\n").expect("lz4"),
+            (ParquetCodec::Lz4, 1, 128 << 10, 32768)
         );
+        let e = pq("row_group_rows = 10\n").expect_err("too small a group");
+        assert!(e.to_string().contains("row_group_rows"), "{e}");
         let e = pq("page_kib = 0\n").expect_err("no empty pages");
         assert!(e.to_string().contains("page_kib"), "{e}");
         let e = pq("compression = \"gzip\"\n").expect_err("not a codec here");
