@@ -501,7 +501,6 @@ mod tests {
     #[test]
     fn slices_bound_the_list_values_and_the_file_reads_back_whole() {
         use arrow_array::builder::{Decimal128Builder, Int64Builder, ListBuilder};
-        use arrow_array::Array;
         let lens: Vec<usize> = (0..9000)
             .map(|i| match i {
                 100 => WRITE_SLICE_VALUES + 7,
@@ -542,36 +541,6 @@ mod tests {
         let total: usize = lens.iter().sum();
         assert!(ends.len() >= total / WRITE_SLICE_VALUES, "{}", ends.len());
 
-        let dir = std::env::temp_dir().join(format!("tw-parquet-lists-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut sink = ParquetSink::new(ParquetConfig::new(&dir)).expect("sink");
-        let key = BatchKey {
-            kind: Kind::DepthUpdate,
-            market: Market::Usdm,
-            day: 0,
-        };
-        sink.write(&Batch {
-            key,
-            seq: 1,
-            data: Arc::new(data.clone()),
-            origin: None,
-        })
-        .expect("write");
-        sink.close().expect("close");
-        let file = sink.partition_dir(&key).join("part-00000.parquet");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).expect("file"))
-            .expect("reader")
-            .build()
-            .expect("reader");
-        let got: Vec<RecordBatch> = reader.map(|r| r.expect("batch")).collect();
-        let got = arrow_select::concat::concat_batches(&got[0].schema(), &got).expect("concat");
-        assert_eq!(got.num_rows(), data.num_rows());
-        for name in ["id", "qty"] {
-            let g = got.column_by_name(name).expect("column");
-            let w = data.column_by_name(name).expect("column");
-            assert_eq!(g.len(), w.len());
-            assert!(g.as_ref() == w.as_ref(), "column {name} differs");
-        }
-        let _ = std::fs::remove_dir_all(&dir);
+        write_and_read_back(&data, ParquetCodec::Zstd, "lists");
     }
 }
