@@ -50,6 +50,8 @@ bind = "tcp://127.0.0.1:{zmq}"
 [[sinks]]
 type = "parquet"
 dir = "{tmp_path / 'data'}"
+compression = "lz4"
+row_group_rows = 4096
 [http]
 bind = "127.0.0.1:{http}"
 """)
@@ -93,5 +95,23 @@ bind = "127.0.0.1:{http}"
     for m in ("spot", "usdm"):
         assert truth[m]["rest"]["status_429"] == 0 and truth[m]["rest"]["status_418"] == 0, truth
         assert truth[m]["rest"]["exchange_info"] == 1, truth
+    # The files, written with `compression = "lz4"` and 4k-row groups, read back in pyarrow with
+    # every record the simulator sent, and say so in their metadata.
+    import pyarrow.parquet as pq
+    codecs, groups = set(), 0
+    for k in KINDS:
+        files = sorted((tmp_path / "data" / k).rglob("part-*.parquet"))
+        assert files, k
+        rows = 0
+        for f in files:
+            meta = pq.ParquetFile(f).metadata
+            rows += pq.read_table(f).num_rows
+            groups += meta.num_row_groups
+            codecs |= {meta.row_group(g).column(c).compression
+                       for g in range(meta.num_row_groups) for c in range(meta.num_columns)}
+        assert rows == sent[k], (k, rows, sent[k])
+    # Parquet's LZ4_RAW is Arrow's "LZ4" (the raw block format; Hadoop's framing is "LZ4_HADOOP").
+    assert codecs == {"LZ4"}, codecs
+    assert groups > len(KINDS), groups
     # The simulator's ground truth belongs to `demo` (and `run` with its in-process simulator).
     assert "sent" not in s and "injected" not in s and "sim" not in s
