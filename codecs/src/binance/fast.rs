@@ -385,6 +385,11 @@ pub(super) fn decode(
             let Record::AggTrade(t) = out else {
                 return None;
             };
+            let at = cur.i;
+            if agg_trade_straight(cur, &mut inp, t).is_some() {
+                return Some(());
+            }
+            cur.i = at;
             agg_trade(cur, inp, t)
         }
         Fast::BookTicker => {
@@ -392,6 +397,11 @@ pub(super) fn decode(
             let Record::BookTicker(t) = out else {
                 return None;
             };
+            let at = cur.i;
+            if book_ticker_straight(cur, &mut inp, t).is_some() {
+                return Some(());
+            }
+            cur.i = at;
             book_ticker(cur, inp, t)
         }
         Fast::DepthUpdate => {
@@ -399,6 +409,13 @@ pub(super) fn decode(
             let Record::DepthUpdate(t) = out else {
                 return None;
             };
+            let (at, levels) = (cur.i, inp.levels.len());
+            if depth_update_straight(cur, &mut inp, t).is_some() {
+                return Some(());
+            }
+            // The levels read before the layout deviated are read again.
+            inp.levels.truncate(levels);
+            cur.i = at;
             depth_update(cur, inp, t)
         }
         Fast::MarkPrice => {
@@ -523,6 +540,48 @@ fn trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut Trade) -> Option<()> {
     (seen == 0b11_1111).then_some(())
 }
 
+/// aggTrades in the layouts Binance writes: spot `e,E,s,a,p,q,f,l,T,m,M`, USD-M
+/// `e,E,s,a,p,q,nq,f,l,T,m` (older USD-M frames: `a` before `s`, no `nq`). Like
+/// [`trade_straight`]: any other layout goes to the key loop.
+fn agg_trade_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut AggTrade) -> Option<()> {
+    t.header = Header::new(Kind::AggTrade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.dp = DpSet::ALL_NULL;
+    c.lit(b"\"e\":\"aggTrade\",\"E\":")?;
+    t.header.event_time = c.time_us()?;
+    let sym = if c.lit(b",\"s\":").is_some() {
+        let sym = c.string()?;
+        c.lit(b",\"a\":")?;
+        t.agg_trade_id = c.int()?;
+        sym
+    } else {
+        c.lit(b",\"a\":")?;
+        t.agg_trade_id = c.int()?;
+        c.lit(b",\"s\":")?;
+        c.string()?
+    };
+    c.lit(b",\"p\":")?;
+    t.price = c.price(&mut t.dp, 0)?;
+    c.lit(b",\"q\":")?;
+    t.qty = c.qty(&mut t.dp, 1)?;
+    if c.lit(b",\"nq\":").is_some() {
+        c.string()?;
+    }
+    c.lit(b",\"f\":")?;
+    t.first_trade_id = c.int()?;
+    c.lit(b",\"l\":")?;
+    t.last_trade_id = c.int()?;
+    c.lit(b",\"T\":")?;
+    t.trade_time = c.time_us()?;
+    c.lit(b",\"m\":")?;
+    t.is_buyer_maker = c.boolean()?;
+    if c.lit(b",\"M\":").is_some() {
+        c.boolean()?;
+    }
+    c.lit(b"}")?;
+    t.header.symbol = inp.symbols.intern(sym).ok()?;
+    Some(())
+}
+
 fn agg_trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut AggTrade) -> Option<()> {
     const EVENT: &[u8] = b"aggTrade";
     t.header = Header::new(Kind::AggTrade, inp.market, SymbolId(0), NULL_I64, inp.recv);
@@ -556,6 +615,50 @@ fn agg_trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut AggTrade) -> Option<()> {
         }
     }
     (seen == 0b1111_1111).then_some(())
+}
+
+/// bookTickers in the layouts Binance writes: spot `u,s,b,B,a,A`, USD-M `e,u,s,b,B,a,A,T,E`
+/// (its documentation's example: `e,u,E,T,s,b,B,a,A`). Like [`trade_straight`]: any other
+/// layout goes to the key loop.
+fn book_ticker_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut BookTicker) -> Option<()> {
+    t.header = Header::new(
+        Kind::BookTicker,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.transaction_time = NULL_I64;
+    t.dp = DpSet::ALL_NULL;
+    // USD-M frames carry `e`, and the times `E` and `T` (after `u`, or at the end).
+    let mut times_at_end = c.lit(b"\"e\":\"bookTicker\",").is_some();
+    c.lit(b"\"u\":")?;
+    t.update_id = c.int()?;
+    if times_at_end && c.lit(b",\"E\":").is_some() {
+        t.header.event_time = c.time_us()?;
+        c.lit(b",\"T\":")?;
+        t.transaction_time = c.time_us()?;
+        times_at_end = false;
+    }
+    c.lit(b",\"s\":")?;
+    let sym = c.string()?;
+    c.lit(b",\"b\":")?;
+    t.bid_price = c.price(&mut t.dp, 0)?;
+    c.lit(b",\"B\":")?;
+    t.bid_qty = c.qty(&mut t.dp, 1)?;
+    c.lit(b",\"a\":")?;
+    t.ask_price = c.price(&mut t.dp, 2)?;
+    c.lit(b",\"A\":")?;
+    t.ask_qty = c.qty(&mut t.dp, 3)?;
+    if times_at_end {
+        c.lit(b",\"T\":")?;
+        t.transaction_time = c.time_us()?;
+        c.lit(b",\"E\":")?;
+        t.header.event_time = c.time_us()?;
+    }
+    c.lit(b"}")?;
+    t.header.symbol = inp.symbols.intern(sym).ok()?;
+    Some(())
 }
 
 fn book_ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut BookTicker) -> Option<()> {
@@ -597,6 +700,43 @@ fn book_ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut BookTicker) -> Option<()> {
         }
     }
     (seen == 0b11_1111).then_some(())
+}
+
+/// Depth diffs in the layouts Binance writes: spot `e,E,s,U,u,b,a`, USD-M
+/// `e,E,T,s,U,u,pu,b,a`. Like [`trade_straight`]: any other layout goes to the key loop (the
+/// caller drops the levels read before it deviated).
+fn depth_update_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut DepthUpdate) -> Option<()> {
+    t.header = Header::new(
+        Kind::DepthUpdate,
+        inp.market,
+        SymbolId(0),
+        NULL_I64,
+        inp.recv,
+    );
+    t.prev_final_update_id = NULL_I64;
+    t.transaction_time = NULL_I64;
+    c.lit(b"\"e\":\"depthUpdate\",\"E\":")?;
+    t.header.event_time = c.time_us()?;
+    if c.lit(b",\"T\":").is_some() {
+        t.transaction_time = c.time_us()?;
+    }
+    c.lit(b",\"s\":")?;
+    let sym = c.string()?;
+    c.lit(b",\"U\":")?;
+    t.first_update_id = c.int()?;
+    c.lit(b",\"u\":")?;
+    t.final_update_id = c.int()?;
+    if c.lit(b",\"pu\":").is_some() {
+        t.prev_final_update_id = c.int()?;
+    }
+    t.levels.start = inp.levels.len() as u32;
+    c.lit(b",\"b\":")?;
+    t.levels.bids = c.levels(inp.levels)?;
+    c.lit(b",\"a\":")?;
+    t.levels.asks = c.levels(inp.levels)?;
+    c.lit(b"}")?;
+    t.header.symbol = inp.symbols.intern(sym).ok()?;
+    Some(())
 }
 
 fn depth_update(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthUpdate) -> Option<()> {
@@ -955,6 +1095,100 @@ mod tests {
             let x = u64::from_le_bytes(s.as_bytes().try_into().expect("8 bytes"));
             assert_eq!(eight_digits(x), None, "{s}");
         }
+    }
+
+    /// Every trade, aggTrade, bookTicker and depth diff of the sample frames and of the real
+    /// captures (2021) takes its straight decoder, and gives what the key loop gives: the
+    /// straight decoders are not dead code, and Binance's layouts, old and new, are theirs.
+    #[test]
+    fn straight_decoders_take_every_sample_frame_of_their_kind() {
+        use crate::symbol::SymbolTable;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let shared = root.join("../shared/fixtures/binance");
+        let files = [
+            (Market::Spot, root.join("benches/data/spot.jsonl")),
+            (Market::Usdm, root.join("benches/data/usdm.jsonl")),
+            (Market::Spot, shared.join("spot.jsonl")),
+            (Market::Usdm, shared.join("usdm.jsonl")),
+            (Market::Spot, shared.join("captures/spot_2021-10-11.jsonl")),
+            (Market::Usdm, shared.join("captures/usdm_2021-07-22.jsonl")),
+        ];
+        let table = SymbolTable::new();
+        let mut seen = std::collections::BTreeMap::new();
+        for (market, path) in files {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue; // the shared fixtures are not in every checkout
+            };
+            for line in text.lines() {
+                let b = line.as_bytes();
+                let obj = match line.find(",\"data\":{") {
+                    Some(i) if line.starts_with("{\"stream\":") => i + 8,
+                    _ => 0,
+                };
+                let Some(which) = pick(b, obj) else { continue };
+                let (mut syms, mut levels) = (SymbolCache::new(table.clone()), Vec::new());
+                let (mut syms2, mut levels2) = (SymbolCache::new(table.clone()), Vec::new());
+                let mut inp = In {
+                    market,
+                    millis: true,
+                    recv: 7,
+                    symbols: &mut syms,
+                    levels: &mut levels,
+                    stream: None,
+                };
+                let inp2 = In {
+                    market,
+                    millis: true,
+                    recv: 7,
+                    symbols: &mut syms2,
+                    levels: &mut levels2,
+                    stream: None,
+                };
+                let (mut c, mut c2) = (Cur { b, i: obj + 1 }, Cur { b, i: obj + 1 });
+                let (straight, looped) = match which {
+                    Fast::Trade => {
+                        let (mut a, mut b2) = (Trade::default(), Trade::default());
+                        let ok = trade_straight(&mut c, &mut inp, &mut a);
+                        let ok2 = trade(&mut c2, inp2, &mut b2);
+                        (ok.map(|_| Record::Trade(a)), ok2.map(|_| Record::Trade(b2)))
+                    }
+                    Fast::AggTrade => {
+                        let (mut a, mut b2) = (AggTrade::default(), AggTrade::default());
+                        let ok = agg_trade_straight(&mut c, &mut inp, &mut a);
+                        let ok2 = agg_trade(&mut c2, inp2, &mut b2);
+                        (
+                            ok.map(|_| Record::AggTrade(a)),
+                            ok2.map(|_| Record::AggTrade(b2)),
+                        )
+                    }
+                    Fast::BookTicker => {
+                        let (mut a, mut b2) = (BookTicker::default(), BookTicker::default());
+                        let ok = book_ticker_straight(&mut c, &mut inp, &mut a);
+                        let ok2 = book_ticker(&mut c2, inp2, &mut b2);
+                        (
+                            ok.map(|_| Record::BookTicker(a)),
+                            ok2.map(|_| Record::BookTicker(b2)),
+                        )
+                    }
+                    Fast::DepthUpdate => {
+                        let (mut a, mut b2) = (DepthUpdate::default(), DepthUpdate::default());
+                        let ok = depth_update_straight(&mut c, &mut inp, &mut a);
+                        let ok2 = depth_update(&mut c2, inp2, &mut b2);
+                        (
+                            ok.map(|_| Record::DepthUpdate(a)),
+                            ok2.map(|_| Record::DepthUpdate(b2)),
+                        )
+                    }
+                    _ => continue,
+                };
+                assert!(straight.is_some(), "{}: {line}", path.display());
+                assert_eq!(straight, looped, "{line}");
+                assert_eq!((c.i, &levels), (c2.i, &levels2), "{line}");
+                *seen.entry(format!("{which:?}/{market:?}")).or_insert(0) += 1;
+            }
+        }
+        // Every kind of both markets is in the repository's own bench data.
+        assert_eq!(seen.len(), 8, "{seen:?}");
     }
 
     #[test]
