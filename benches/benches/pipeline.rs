@@ -313,7 +313,7 @@ fn columnarize_and_parquet(c: &mut Criterion) {
                 .expect("props"),
         ),
         // What the sink writes by default (tickwire_sinks::parquet::writer_properties with
-        // ParquetConfig's defaults: zstd 1, 128 KiB pages).
+        // ParquetConfig's defaults: zstd 1, 32 KiB pages).
         ("tickwire_sink", {
             let d = tickwire_sinks::parquet::ParquetConfig::new("");
             tickwire_sinks::parquet::writer_properties(

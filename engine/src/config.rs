@@ -705,9 +705,11 @@ pub struct ParquetSinkConfig {
     /// KiB of a data page before compression (each open file's columns each hold one being
     /// filled, and a zstd context sized for it).
     pub page_kib: usize,
-    /// Rows of a row group at most (each open file holds its open row group's pages in memory
-    /// until the group is cut).
+    /// Rows of a row group at most.
     pub row_group_rows: usize,
+    /// The open row groups' finished pages wait in an unlinked file beside the dataset until
+    /// their row group is written (`true`, the default), or on the heap (`false`).
+    pub spill_pages: bool,
 }
 
 impl Default for ParquetSinkConfig {
@@ -721,6 +723,7 @@ impl Default for ParquetSinkConfig {
             zstd_level: d.zstd_level,
             page_kib: d.page_bytes >> 10,
             row_group_rows: d.row_group_rows,
+            spill_pages: d.spill_pages,
         }
     }
 }
@@ -1100,6 +1103,7 @@ impl SinkConfig {
                 c.zstd_level = p.zstd_level;
                 c.page_bytes = p.page_kib << 10;
                 c.row_group_rows = p.row_group_rows;
+                c.spill_pages = p.spill_pages;
                 Store::Parquet(c)
             }
             SinkConfig::Clickhouse(ch) => {
@@ -1910,21 +1914,28 @@ mod tests {
                 "[simulator]\nenabled = true\n[[sinks]]\ntype = \"parquet\"\ndir = \"d\"\n{extra}"
             );
             parse(&text, env(&[])).map(|c| match c.sinks[0].store() {
-                Store::Parquet(p) => (p.codec, p.zstd_level, p.page_bytes, p.row_group_rows),
+                Store::Parquet(p) => (
+                    p.codec,
+                    p.zstd_level,
+                    p.page_bytes,
+                    p.row_group_rows,
+                    p.spill_pages,
+                ),
                 _ => panic!("a parquet sink"),
             })
         };
         assert_eq!(
             pq("").expect("defaults"),
-            (ParquetCodec::Zstd, 1, 128 << 10, 128 << 10)
+            (ParquetCodec::Zstd, 1, 32 << 10, 128 << 10, true)
         );
         assert_eq!(
             pq("zstd_level = 3\npage_kib = 1024\n").expect("set"),
-            (ParquetCodec::Zstd, 3, 1 << 20, 128 << 10)
+            (ParquetCodec::Zstd, 3, 1 << 20, 128 << 10, true)
         );
         assert_eq!(
-            pq("compression = \"lz4\"\nrow_group_rows = 32768\n").expect("lz4"),
-            (ParquetCodec::Lz4, 1, 128 << 10, 32768)
+            pq("compression = \"lz4\"\nrow_group_rows = 32768\nspill_pages = false\n")
+                .expect("lz4"),
+            (ParquetCodec::Lz4, 1, 32 << 10, 32768, false)
         );
         let e = pq("row_group_rows = 10\n").expect_err("too small a group");
         assert!(e.to_string().contains("row_group_rows"), "{e}");

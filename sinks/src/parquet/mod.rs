@@ -8,9 +8,11 @@
 //! `max_file_age`; `close` finishes every open file.
 
 mod config;
+mod pages;
 mod sink;
 
 pub use config::{ParquetCodec, ParquetConfig};
+pub use pages::SpilledPages;
 pub use sink::{
     file_meta, write_in_slices, writer_properties, writer_properties_with, ParquetSink, BATCH_IDS,
 };
