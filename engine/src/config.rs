@@ -697,8 +697,8 @@ pub struct ParquetSinkConfig {
     pub max_file_mb: u64,
     /// Roll files at this age.
     pub max_file_age_secs: u64,
-    /// The pages' codec: `zstd` (smallest files), `lz4`, `snappy` (~55 MiB less memory at
-    /// 200k msg/s, files 1.8-1.9x as large) or `none`.
+    /// The pages' codec: `zstd` (smallest files), `lz4`, `snappy` (~50 MiB less memory at
+    /// 200k msg/s, files 1.9x as large) or `none`.
     pub compression: String,
     /// zstd level.
     pub zstd_level: i32,

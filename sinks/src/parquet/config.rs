@@ -52,8 +52,9 @@ impl ParquetConfig {
 /// zstd (the default) makes the smallest files; its price is memory: the parquet crate gives
 /// every column of every open row group a zstd compression context (and a decompression one it
 /// never uses). `lz4` (LZ4_RAW) and `snappy` keep no such state: at 200k msg/s the engine's
-/// peak RSS after 45 s is 181-186 MiB instead of 238-247, for files 1.8-1.9x as large and no
-/// clear difference in CPU (perf/RESULTS.md, "The Parquet codec, and smaller slices").
+/// peak RSS after 45 s is 125-129 MiB instead of 168-188, for files 1.9x as large and no
+/// clear difference in CPU (perf/RESULTS.md, "Smaller pages, and the open row groups' pages
+/// on disk").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParquetCodec {
     Zstd,
