@@ -460,6 +460,12 @@ pub(super) fn decode(
     }
 }
 
+/// The header a decoder starts from: no symbol or event time yet.
+#[inline(always)]
+fn fresh(kind: Kind, market: Market, recv: i64) -> Header {
+    Header::new(kind, market, SymbolId(0), NULL_I64, recv)
+}
+
 /// Sets bit `n` of the seen-mask when a required field is read.
 macro_rules! req {
     ($seen:ident, $n:expr, $e:expr) => {{
@@ -473,7 +479,7 @@ macro_rules! req {
 /// unpredictable indirect jump per key (measured: ~16% of a trade's decode time); on any
 /// deviation from these layouts, the loop takes over. Same fields, same conversions.
 fn trade_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut Trade) -> Option<()> {
-    t.header = Header::new(Kind::Trade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::Trade, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     c.lit(b"\"e\":\"trade\",\"E\":")?;
     t.header.event_time = c.time_us()?;
@@ -509,7 +515,7 @@ fn trade_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut Trade) -> Option<()
 
 fn trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut Trade) -> Option<()> {
     const EVENT: &[u8] = b"trade";
-    t.header = Header::new(Kind::Trade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::Trade, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
     loop {
@@ -544,7 +550,7 @@ fn trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut Trade) -> Option<()> {
 /// `e,E,s,a,p,q,nq,f,l,T,m` (older USD-M frames: `a` before `s`, no `nq`). Like
 /// [`trade_straight`]: any other layout goes to the key loop.
 fn agg_trade_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut AggTrade) -> Option<()> {
-    t.header = Header::new(Kind::AggTrade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::AggTrade, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     c.lit(b"\"e\":\"aggTrade\",\"E\":")?;
     t.header.event_time = c.time_us()?;
@@ -584,7 +590,7 @@ fn agg_trade_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut AggTrade) -> Op
 
 fn agg_trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut AggTrade) -> Option<()> {
     const EVENT: &[u8] = b"aggTrade";
-    t.header = Header::new(Kind::AggTrade, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::AggTrade, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
     loop {
@@ -621,13 +627,7 @@ fn agg_trade(c: &mut Cur<'_>, inp: In<'_>, t: &mut AggTrade) -> Option<()> {
 /// (its documentation's example: `e,u,E,T,s,b,B,a,A`). Like [`trade_straight`]: any other
 /// layout goes to the key loop.
 fn book_ticker_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut BookTicker) -> Option<()> {
-    t.header = Header::new(
-        Kind::BookTicker,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::BookTicker, inp.market, inp.recv);
     t.transaction_time = NULL_I64;
     t.dp = DpSet::ALL_NULL;
     // USD-M frames carry `e`, and the times `E` and `T` (after `u`, or at the end).
@@ -663,13 +663,7 @@ fn book_ticker_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut BookTicker) -
 
 fn book_ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut BookTicker) -> Option<()> {
     const EVENT: &[u8] = b"bookTicker";
-    t.header = Header::new(
-        Kind::BookTicker,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::BookTicker, inp.market, inp.recv);
     t.transaction_time = NULL_I64;
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
@@ -706,13 +700,7 @@ fn book_ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut BookTicker) -> Option<()> {
 /// `e,E,T,s,U,u,pu,b,a`. Like [`trade_straight`]: any other layout goes to the key loop (the
 /// caller drops the levels read before it deviated).
 fn depth_update_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut DepthUpdate) -> Option<()> {
-    t.header = Header::new(
-        Kind::DepthUpdate,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::DepthUpdate, inp.market, inp.recv);
     t.prev_final_update_id = NULL_I64;
     t.transaction_time = NULL_I64;
     c.lit(b"\"e\":\"depthUpdate\",\"E\":")?;
@@ -741,13 +729,7 @@ fn depth_update_straight(c: &mut Cur<'_>, inp: &mut In<'_>, t: &mut DepthUpdate)
 
 fn depth_update(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthUpdate) -> Option<()> {
     const EVENT: &[u8] = b"depthUpdate";
-    t.header = Header::new(
-        Kind::DepthUpdate,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::DepthUpdate, inp.market, inp.recv);
     t.prev_final_update_id = NULL_I64;
     t.transaction_time = NULL_I64;
     let mut seen = 0u32;
@@ -798,7 +780,7 @@ fn event_is(c: &mut Cur<'_>, name: &[u8]) -> Option<()> {
 /// markPriceUpdate: `s,p` required; `i,P,r,T` optional (absent: null; `null` or `""` go to the
 /// general path, which nulls them too); `ap` is not read.
 fn mark_price(c: &mut Cur<'_>, inp: In<'_>, t: &mut MarkPrice) -> Option<()> {
-    t.header = Header::new(Kind::MarkPrice, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::MarkPrice, inp.market, inp.recv);
     t.next_funding_time = NULL_I64;
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
@@ -830,7 +812,7 @@ fn mark_price(c: &mut Cur<'_>, inp: In<'_>, t: &mut MarkPrice) -> Option<()> {
 /// 24hrTicker: `s,p,P,w,c,Q,o,h,l,v,q,O,C,F,L,n` required; `b,B,a,A` optional (absent on
 /// futures).
 fn ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut Ticker) -> Option<()> {
-    t.header = Header::new(Kind::Ticker, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::Ticker, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
     loop {
@@ -873,7 +855,7 @@ fn ticker(c: &mut Cur<'_>, inp: In<'_>, t: &mut Ticker) -> Option<()> {
 
 /// kline: `s`, and in `k`: `t,T,i,f,L,o,c,h,l,v,n,x,q,V,Q` (its `s`, `B` and others not read).
 fn kline(c: &mut Cur<'_>, inp: In<'_>, t: &mut Kline) -> Option<()> {
-    t.header = Header::new(Kind::Kline, inp.market, SymbolId(0), NULL_I64, inp.recv);
+    t.header = fresh(Kind::Kline, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
     loop {
@@ -933,13 +915,7 @@ fn kline_body(c: &mut Cur<'_>, t: &mut Kline) -> Option<()> {
 
 /// forceOrder: `E` optional; in `o`: `s,S,o,f,q,p,X,T` required, `ap,l,z` optional.
 fn liquidation(c: &mut Cur<'_>, inp: In<'_>, t: &mut Liquidation) -> Option<()> {
-    t.header = Header::new(
-        Kind::Liquidation,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::Liquidation, inp.market, inp.recv);
     t.dp = DpSet::ALL_NULL;
     let mut seen = 0u32;
     loop {
@@ -1004,13 +980,7 @@ fn liquidation_order(
 /// symbol is the stream name's first part (no stream: the general path reports it).
 fn depth_snapshot(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthSnapshot) -> Option<()> {
     let name = inp.stream?.split(|&b| b == b'@').next()?;
-    t.header = Header::new(
-        Kind::DepthSnapshot,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::DepthSnapshot, inp.market, inp.recv);
     t.levels.start = inp.levels.len() as u32;
     let mut seen = 0u32;
     loop {
@@ -1042,13 +1012,7 @@ fn depth_snapshot(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthSnapshot) -> Option
 /// USD-M partial depth (`depthUpdate` on a `@depthN` stream): `s,u,b,a` required, `E`
 /// optional, bids before asks; `U`, `pu`, `T` are not read.
 fn partial_depth(c: &mut Cur<'_>, inp: In<'_>, t: &mut DepthSnapshot) -> Option<()> {
-    t.header = Header::new(
-        Kind::DepthSnapshot,
-        inp.market,
-        SymbolId(0),
-        NULL_I64,
-        inp.recv,
-    );
+    t.header = fresh(Kind::DepthSnapshot, inp.market, inp.recv);
     t.levels.start = inp.levels.len() as u32;
     let mut seen = 0u32;
     loop {
@@ -1145,40 +1109,20 @@ mod tests {
                     stream: None,
                 };
                 let (mut c, mut c2) = (Cur { b, i: obj + 1 }, Cur { b, i: obj + 1 });
+                // The straight decoder and the key loop of one kind, each on its own cursor.
+                macro_rules! both {
+                    ($ty:ident, $straight:ident, $looped:ident) => {{
+                        let (mut a, mut b2) = ($ty::default(), $ty::default());
+                        let ok = $straight(&mut c, &mut inp, &mut a);
+                        let ok2 = $looped(&mut c2, inp2, &mut b2);
+                        (ok.map(|_| Record::$ty(a)), ok2.map(|_| Record::$ty(b2)))
+                    }};
+                }
                 let (straight, looped) = match which {
-                    Fast::Trade => {
-                        let (mut a, mut b2) = (Trade::default(), Trade::default());
-                        let ok = trade_straight(&mut c, &mut inp, &mut a);
-                        let ok2 = trade(&mut c2, inp2, &mut b2);
-                        (ok.map(|_| Record::Trade(a)), ok2.map(|_| Record::Trade(b2)))
-                    }
-                    Fast::AggTrade => {
-                        let (mut a, mut b2) = (AggTrade::default(), AggTrade::default());
-                        let ok = agg_trade_straight(&mut c, &mut inp, &mut a);
-                        let ok2 = agg_trade(&mut c2, inp2, &mut b2);
-                        (
-                            ok.map(|_| Record::AggTrade(a)),
-                            ok2.map(|_| Record::AggTrade(b2)),
-                        )
-                    }
-                    Fast::BookTicker => {
-                        let (mut a, mut b2) = (BookTicker::default(), BookTicker::default());
-                        let ok = book_ticker_straight(&mut c, &mut inp, &mut a);
-                        let ok2 = book_ticker(&mut c2, inp2, &mut b2);
-                        (
-                            ok.map(|_| Record::BookTicker(a)),
-                            ok2.map(|_| Record::BookTicker(b2)),
-                        )
-                    }
-                    Fast::DepthUpdate => {
-                        let (mut a, mut b2) = (DepthUpdate::default(), DepthUpdate::default());
-                        let ok = depth_update_straight(&mut c, &mut inp, &mut a);
-                        let ok2 = depth_update(&mut c2, inp2, &mut b2);
-                        (
-                            ok.map(|_| Record::DepthUpdate(a)),
-                            ok2.map(|_| Record::DepthUpdate(b2)),
-                        )
-                    }
+                    Fast::Trade => both!(Trade, trade_straight, trade),
+                    Fast::AggTrade => both!(AggTrade, agg_trade_straight, agg_trade),
+                    Fast::BookTicker => both!(BookTicker, book_ticker_straight, book_ticker),
+                    Fast::DepthUpdate => both!(DepthUpdate, depth_update_straight, depth_update),
                     _ => continue,
                 };
                 assert!(straight.is_some(), "{}: {line}", path.display());
