@@ -1926,11 +1926,11 @@ mod tests {
         };
         assert_eq!(
             pq("").expect("defaults"),
-            (ParquetCodec::Zstd, 1, 32 << 10, 128 << 10, true)
+            (ParquetCodec::Zstd, 1, 32 << 10, 1 << 20, true)
         );
         assert_eq!(
             pq("zstd_level = 3\npage_kib = 1024\n").expect("set"),
-            (ParquetCodec::Zstd, 3, 1 << 20, 128 << 10, true)
+            (ParquetCodec::Zstd, 3, 1 << 20, 1 << 20, true)
         );
         assert_eq!(
             pq("compression = \"lz4\"\nrow_group_rows = 32768\nspill_pages = false\n")

@@ -27,18 +27,20 @@ pub struct ParquetConfig {
 
 impl ParquetConfig {
     /// Defaults for `dir`: 128 MiB files, rolled at the latest every 5 minutes, row groups of
-    /// 128k rows, zstd level 1, pages of 32 KiB, the open row groups' pages spilled to a file.
-    /// Every column of every open file holds a page being filled and a zstd context sized for
-    /// it, and the parquet crate keeps a row group's finished pages until the group ends: at
-    /// 200k msg/s, 32 KiB pages and spilled pages keep the engine's peak RSS at 168-178 MiB
-    /// instead of 228 (128 KiB pages on the heap), for files 2% larger (perf/RESULTS.md,
-    /// "Smaller pages, and the open row groups' pages on disk").
+    /// up to 1M rows (pyarrow's default), zstd level 1, pages of 32 KiB, the open row groups'
+    /// pages spilled to a file. Every column of every open file holds a page being filled and
+    /// a zstd context sized for it, and the parquet crate keeps a row group's finished pages
+    /// until the group ends and makes its writer state (contexts, buffers) anew for every row
+    /// group: at 200k msg/s, 32 KiB pages, spilled pages and 1M-row groups keep the engine's
+    /// peak RSS at 148-159 MiB instead of 222-240 (128 KiB pages on the heap, 128k-row
+    /// groups), for files 2% larger (perf/RESULTS.md, "Smaller pages, and the open row groups'
+    /// pages on disk").
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         ParquetConfig {
             dir: dir.into(),
             max_file_bytes: 128 << 20,
             max_file_age: Duration::from_secs(300),
-            row_group_rows: 128 * 1024,
+            row_group_rows: 1 << 20,
             codec: ParquetCodec::Zstd,
             zstd_level: 1,
             page_bytes: 32 << 10,
@@ -52,7 +54,7 @@ impl ParquetConfig {
 /// zstd (the default) makes the smallest files; its price is memory: the parquet crate gives
 /// every column of every open row group a zstd compression context (and a decompression one it
 /// never uses). `lz4` (LZ4_RAW) and `snappy` keep no such state: at 200k msg/s the engine's
-/// peak RSS after 45 s is 125-129 MiB instead of 168-188, for files 1.9x as large and no
+/// peak RSS after 45 s is 118 MiB instead of 148-149, for files 1.9x as large and no
 /// clear difference in CPU (perf/RESULTS.md, "Smaller pages, and the open row groups' pages
 /// on disk").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
