@@ -719,7 +719,7 @@ impl Default for ParquetSinkConfig {
             dir: d.dir,
             max_file_mb: d.max_file_bytes >> 20,
             max_file_age_secs: d.max_file_age.as_secs(),
-            compression: "zstd".into(),
+            compression: d.codec.name().into(),
             zstd_level: d.zstd_level,
             page_kib: d.page_bytes >> 10,
             row_group_rows: d.row_group_rows,

@@ -76,4 +76,14 @@ impl ParquetCodec {
             _ => return None,
         })
     }
+
+    /// The codec's name in the config (what [`ParquetCodec::parse`] takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            ParquetCodec::Zstd => "zstd",
+            ParquetCodec::Lz4 => "lz4",
+            ParquetCodec::Snappy => "snappy",
+            ParquetCodec::None => "none",
+        }
+    }
 }
